@@ -1,0 +1,45 @@
+# kafka-s3-backup: the two commands a user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install up down test unit lint demo serve bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+install: $(VENV)/.installed  ## create .venv and install the project (editable) with dev extras
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+up: install  ## install what is missing and start Kafka + SeaweedFS on loopback; writes .stack/env
+	scripts/stack-up.sh
+
+down:  ## stop exactly what `make up` / `make serve` started
+	scripts/stack-down.sh
+
+test: install up  ## everything: unit, integration and end-to-end tests against the real stack
+	set -a; . .stack/env; set +a; $(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install  ## the fast tests of pure code only (no services)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+demo: install up  ## the main job end to end against the local stack
+	set -a; . .stack/env; set +a; $(BIN)/python -m kbackup.demo
+
+bench: install up  ## the benchmarks in bench/ (writes bench/README.md tables)
+	set -a; . .stack/env; set +a; $(BIN)/python bench/formats.py
+
+clean: down  ## stop the stack and remove its data (the install caches stay)
+	rm -rf .stack

@@ -1,0 +1,129 @@
+"""The manifest: the commit point of a backup (../shared/spec/storage.md, "Manifest").
+
+Written last to `<prefix>/_manifests/<backup_id>.json`, after every object it names was uploaded;
+a backup without one is incomplete and is never restored silently.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_VERSION = 1
+MANIFESTS_FOLDER = "_manifests"
+
+GapCause = Literal["compaction", "transaction-markers", "compaction-or-transaction-markers", "retention"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OffsetGap(_Frozen):
+    """Offsets `first`..`last` (inclusive) that hold no backed-up record, and why."""
+
+    first: int
+    last: int
+    cause: GapCause
+
+
+class ObjectEntry(_Frozen):
+    key: str = Field(description="Object key inside the bucket.")
+    first_offset: int
+    last_offset: int
+    record_count: int
+    min_timestamp: int | None
+    max_timestamp: int | None
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="Hex sha256 of the object's bytes.")
+    records_digest: str = Field(description="Records digest of this object's records alone.")
+    partition_values: dict[str, str | None] = Field(
+        default_factory=dict, description="PARTITIONBY values (Hive-style name -> value) of this object."
+    )
+
+
+class PartitionEntry(_Frozen):
+    topic: str
+    partition: int
+    start_offset: int = Field(description="First offset of the window (inclusive).")
+    end_offset: int = Field(
+        description="End of the window (exclusive): the last stable offset at the snapshot."
+    )
+    record_count: int
+    byte_count: int = Field(description="Encoded bytes written for this partition.")
+    records_digest: str = Field(description="Digest over the window's records in offset order.")
+    gaps: tuple[OffsetGap, ...] = ()
+    objects: tuple[ObjectEntry, ...] = ()
+
+
+class TopicEntry(_Frozen):
+    name: str
+    partition_count: int
+    replication_factor: int
+    configs: dict[str, str] = Field(default_factory=dict, description="Non-default topic configs.")
+
+
+class CommittedOffset(_Frozen):
+    topic: str
+    partition: int
+    offset: int
+    metadata: str = ""
+
+
+class GroupOffsets(_Frozen):
+    group: str
+    offsets: tuple[CommittedOffset, ...]
+
+
+class Manifest(_Frozen):
+    format_version: int = FORMAT_VERSION
+    backup_id: str
+    previous_backup_id: str | None
+    started_at: datetime
+    finished_at: datetime
+    kcql: str
+    spec: dict[str, object] = Field(description="The BackupSpec as JSON (format, envelope, flush, layout).")
+    format: str
+    extension: str
+    lossless: bool = Field(
+        description="True when every record part was kept (envelope with all parts, bytes)."
+    )
+    cluster_id: str | None
+    topics: tuple[TopicEntry, ...]
+    partitions: tuple[PartitionEntry, ...]
+    consumer_groups: tuple[GroupOffsets, ...] = ()
+
+    def partition(self, topic: str, partition: int) -> PartitionEntry | None:
+        for entry in self.partitions:
+            if entry.topic == topic and entry.partition == partition:
+                return entry
+        return None
+
+    @property
+    def record_count(self) -> int:
+        return sum(p.record_count for p in self.partitions)
+
+    @property
+    def byte_count(self) -> int:
+        return sum(p.byte_count for p in self.partitions)
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    """Sortable by time: `20261124T221300123Z-1a2b3c`."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+def manifest_key(prefix: str, backup_id: str) -> str:
+    return join_key(prefix, MANIFESTS_FOLDER, f"{backup_id}.json")
+
+
+def manifests_prefix(prefix: str) -> str:
+    return join_key(prefix, MANIFESTS_FOLDER) + "/"
+
+
+def join_key(*parts: str) -> str:
+    return "/".join(part.strip("/") for part in parts if part and part.strip("/"))

@@ -1,0 +1,139 @@
+"""Shared fixtures.
+
+Service fixtures are session-scoped and "use what is configured or start one": the environment
+(KBACKUP_KAFKA_BOOTSTRAP_SERVERS + KBACKUP_S3_ENDPOINT_URL), else `.stack/env` when that stack
+answers, else `scripts/stack-up.sh`. Unit tests request none of them and need no services.
+Every test gets unique topic and bucket names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+STACK_ENV = REPO / ".stack" / "env"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in ("integration", "e2e"):
+            item.add_marker(pytest.mark.integration)
+        if tier == "e2e":
+            item.add_marker(pytest.mark.e2e)
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, value = line[len("export ") :].split("=", 1)
+            values[name] = value
+    return values
+
+
+def _stack_answers(env: dict[str, str]) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": env["KBACKUP_KAFKA_BOOTSTRAP_SERVERS"], "log_level": 0})
+    try:
+        return bool(admin.list_topics(timeout=3).brokers)
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    """The connection variables of a running stack, exported into os.environ."""
+    names = ("KBACKUP_KAFKA_BOOTSTRAP_SERVERS", "KBACKUP_S3_ENDPOINT_URL")
+    if all(os.environ.get(name) for name in names):
+        env = {name: os.environ[name] for name in os.environ if name.startswith(("KBACKUP_", "AWS_"))}
+    else:
+        env = _read_env_file(STACK_ENV) if STACK_ENV.exists() else {}
+        if not env or not _stack_answers(env):
+            subprocess.run([str(REPO / "scripts" / "stack-up.sh")], check=True, cwd=REPO)
+            env = _read_env_file(STACK_ENV)
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def kafka_config(stack_env: dict[str, str]) -> dict[str, Any]:
+    from kbackup.settings import KafkaSettings
+
+    return KafkaSettings().client_config()
+
+
+@pytest.fixture(scope="session")
+def admin(kafka_config: dict[str, Any]) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(kafka_config)
+
+
+@pytest.fixture(scope="session")
+def s3(stack_env: dict[str, str]) -> Any:
+    from tasks.s3 import s3_client
+
+    return s3_client()
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:limit].strip("-")
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """unique_name("orders") -> "orders-<test name>-<random>", valid as a topic and a bucket name."""
+
+    def make(stem: str) -> str:
+        return f"{_slug(stem, 12)}-{_slug(request.node.name, 24)}-{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture
+def create_topic(admin: Any, unique_name: Callable[[str], str]) -> Iterator[Callable[..., str]]:
+    """create_topic(stem, partitions=1, config={}) -> a fresh topic's name; deleted afterwards."""
+    from tests.support.kafka import create_topic as create
+    from tests.support.kafka import delete_topics
+
+    created: list[str] = []
+
+    def make(stem: str = "topic", partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = unique_name(stem)
+        create(admin, name, partitions, config or {})
+        created.append(name)
+        return name
+
+    yield make
+    delete_topics(admin, created)
+
+
+@pytest.fixture
+def bucket(s3: Any, unique_name: Callable[[str], str]) -> str:
+    """A fresh, empty bucket for this test."""
+    name = unique_name("bkt")
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect API and PREFECT_HOME for the tests that run flows."""
+    import tempfile
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    with tempfile.TemporaryDirectory(prefix="kbackup-prefect-") as home:
+        os.environ["PREFECT_HOME"] = home
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
