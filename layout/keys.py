@@ -1,0 +1,149 @@
+"""Object keys: how a backup names what it writes, and how a restore reads names back.
+
+Layouts (../shared/spec/storage.md, "Object keys"):
+- default:     `<prefix>/<topic>/<partition>/<offset>.<ext>` (offset = last offset in the object,
+               left-padded to 12 digits); Stream Reactor's `<offset>_<minTs>_<maxTs>.<ext>` is read too.
+- PARTITIONBY: `<prefix>/<v1>/<v2>/…/<topic>(<partition>_<offset>).<ext>`,
+               with `partition.include.keys`: `<prefix>/<name1>=<v1>/…/<topic>(<partition>_<offset>).<ext>`.
+Names are deterministic from the records an object holds, so a retried export rewrites the same keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from layout.manifest import MANIFESTS_FOLDER, join_key
+
+PaddingType = Literal["LeftPad", "RightPad", "NoOp"]
+NULL_SEGMENT = "null"
+_UNSAFE = re.compile(r"[%/\x00-\x1f\x7f]")
+_ESCAPED = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+@dataclass(frozen=True)
+class Padding:
+    type: PaddingType = "LeftPad"
+    char: str = "0"
+    lengths: Mapping[str, int] = field(default_factory=lambda: {"offset": 12})
+
+    def pad(self, field_name: str, number: int) -> str:
+        text = str(number)
+        length = self.lengths.get(field_name)
+        if length is None or self.type == "NoOp":
+            return text
+        return text.rjust(length, self.char) if self.type == "LeftPad" else text.ljust(length, self.char)
+
+
+@dataclass(frozen=True)
+class KeyNaming:
+    """Everything needed to name an object, taken from a BackupSpec."""
+
+    prefix: str
+    extension: str
+    partition_names: tuple[str, ...] = ()
+    include_keys: bool = False
+    padding: Padding = field(default_factory=Padding)
+    key_suffix: str = ""
+
+    @property
+    def partitioned(self) -> bool:
+        return bool(self.partition_names)
+
+    def object_key(
+        self, topic: str, partition: int, last_offset: int, partition_values: Sequence[str | None] = ()
+    ) -> str:
+        offset = self.padding.pad("offset", last_offset)
+        if not self.partitioned:
+            name = f"{offset}{self.key_suffix}.{self.extension}"
+            return join_key(
+                self.prefix, escape_segment(topic), str(self.padding.pad("partition", partition)), name
+            )
+        if len(partition_values) != len(self.partition_names):
+            raise ValueError(
+                f"expected {len(self.partition_names)} partition values, got {len(partition_values)}"
+            )
+        segments = [
+            f"{name}={escape_segment(value)}" if self.include_keys else escape_segment(value)
+            for name, value in zip(self.partition_names, partition_values, strict=True)
+        ]
+        part = self.padding.pad("partition", partition)
+        name = f"{escape_segment(topic)}({part}_{offset}){self.key_suffix}.{self.extension}"
+        return join_key(self.prefix, *segments, name)
+
+
+def escape_segment(value: str | None) -> str:
+    """Make a value safe as one key segment: `/`, `%` and control characters become `%XX`."""
+    if value is None:
+        return NULL_SEGMENT
+    if value == "":
+        return "_empty_"
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+
+
+def unescape_segment(segment: str) -> str | None:
+    if segment == NULL_SEGMENT:
+        return None
+    if segment == "_empty_":
+        return ""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), segment)
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    """What an object's key says about it."""
+
+    key: str
+    topic: str | None
+    partition: int | None
+    last_offset: int | None
+    extension: str
+    partition_values: dict[str, str | None] = field(default_factory=dict)
+
+
+_PARTITIONED_NAME = re.compile(
+    r"^(?P<topic>.+)\((?P<partition>\d+)_(?P<offset>\d+)\)(?P<rest>[^/]*)\.(?P<ext>[A-Za-z0-9]+)$"
+)
+_DEFAULT_NAME = re.compile(
+    r"^(?P<offset>\d+)(?:_(?P<min>-?\d+)_(?P<max>-?\d+))?(?P<rest>[^/.]*)\.(?P<ext>[A-Za-z0-9]+)$"
+)
+
+
+def parse_object_key(key: str, prefix: str = "") -> ParsedKey:
+    """Read topic, partition and last offset from a key of either layout; fields the key does not
+    carry are None (Stream Reactor's source also reads objects at arbitrary keys)."""
+    relative = (
+        key[len(prefix.strip("/")) :].lstrip("/") if prefix and key.startswith(prefix.strip("/")) else key
+    )
+    segments = relative.split("/")
+    name = segments[-1]
+    extension = name.rsplit(".", 1)[-1] if "." in name else ""
+    match = _PARTITIONED_NAME.match(name)
+    if match:
+        values: dict[str, str | None] = {}
+        for index, segment in enumerate(segments[:-1]):
+            if "=" in segment:
+                field_name, value = segment.split("=", 1)
+                values[unescape_segment(field_name) or field_name] = unescape_segment(value)
+            else:
+                values[f"_{index}"] = unescape_segment(segment)
+        return ParsedKey(
+            key,
+            unescape_segment(match["topic"]),
+            int(match["partition"]),
+            int(match["offset"]),
+            match["ext"],
+            values,
+        )
+    match = _DEFAULT_NAME.match(name)
+    if match and len(segments) >= 3 and segments[-2].isdigit():
+        return ParsedKey(
+            key, unescape_segment(segments[-3]), int(segments[-2]), int(match["offset"]), match["ext"]
+        )
+    return ParsedKey(key, None, None, None, extension)
+
+
+def is_manifest_key(key: str) -> bool:
+    return f"/{MANIFESTS_FOLDER}/" in f"/{key}"
