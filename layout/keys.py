@@ -19,6 +19,7 @@ from layout.manifest import MANIFESTS_FOLDER, join_key
 
 PaddingType = Literal["LeftPad", "RightPad", "NoOp"]
 NULL_SEGMENT = "null"
+EMPTY_SEGMENT = "_empty_"
 _UNSAFE = re.compile(r"[%/\x00-\x1f\x7f]")
 _ESCAPED = re.compile(r"%([0-9A-Fa-f]{2})")
 
@@ -79,14 +80,17 @@ def escape_segment(value: str | None) -> str:
     if value is None:
         return NULL_SEGMENT
     if value == "":
-        return "_empty_"
-    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+        return EMPTY_SEGMENT
+    escaped = _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+    if escaped in (NULL_SEGMENT, EMPTY_SEGMENT):  # the literal texts stay distinguishable
+        escaped = f"%{ord(escaped[0]):02X}{escaped[1:]}"
+    return escaped
 
 
 def unescape_segment(segment: str) -> str | None:
     if segment == NULL_SEGMENT:
         return None
-    if segment == "_empty_":
+    if segment == EMPTY_SEGMENT:
         return ""
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), segment)
 
