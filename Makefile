@@ -38,6 +38,9 @@ lint: install  ## ruff and mypy
 demo: install up  ## the main job end to end against the local stack
 	set -a; . .stack/env; set +a; $(BIN)/python -m kbackup.demo
 
+serve: up  ## a local Prefect server + worker with the backup and restore deployments (UI address printed)
+	scripts/serve.sh
+
 bench: install up  ## the benchmarks in bench/ (writes bench/README.md tables)
 	set -a; . .stack/env; set +a; $(BIN)/python bench/formats.py
 

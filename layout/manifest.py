@@ -57,6 +57,7 @@ class PartitionEntry(_Frozen):
     records_digest: str = Field(description="Digest over the window's records in offset order.")
     gaps: tuple[OffsetGap, ...] = ()
     objects: tuple[ObjectEntry, ...] = ()
+    seconds: float = Field(default=0.0, description="Wall time of the export.")
 
 
 class TopicEntry(_Frozen):

@@ -5,12 +5,23 @@ Errors that name what went wrong: a missing bucket says which bucket at which en
 
 from __future__ import annotations
 
+import hashlib
+import io
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from kbackup.settings import S3Settings
+from tasks.errors import (
+    BucketNotFoundError,
+    ObjectConflictError,
+    StorageAccessError,
+    TransientStorageError,
+)
 
 
 def s3_client(settings: S3Settings | None = None) -> Any:
@@ -22,3 +33,110 @@ def s3_client(settings: S3Settings | None = None) -> Any:
         max_pool_connections=32,
     )
     return boto3.client("s3", config=config, **settings.client_kwargs())
+
+
+# --- object operations ---------------------------------------------------------------------
+
+# Objects below this size are sent in one conditional PUT (If-None-Match: *); larger ones go
+# through boto3's transfer manager as multipart uploads after a HEAD check.
+SINGLE_PUT_LIMIT = 64 * 1024 * 1024
+TRANSFER_CONFIG = TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT, multipart_chunksize=16 * 1024 * 1024)
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "503",
+    "500",
+}
+SHA256_METADATA = "sha256"
+
+
+def endpoint_of(client: Any) -> str:
+    return str(client.meta.endpoint_url)
+
+
+def storage_error(client: Any, operation: str, bucket: str, key: str | None, exc: Exception) -> Exception:
+    """Turn a botocore error into one that says which bucket/key at which endpoint, and whether
+    a retry may help."""
+    endpoint = endpoint_of(client)
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in ("NoSuchBucket",) or (code == "404" and key is None):
+            return BucketNotFoundError(bucket, endpoint)
+        if code in _TRANSIENT_CODES or status >= 500:
+            return TransientStorageError(operation, bucket, key, endpoint, f"{code}: {exc}")
+        return StorageAccessError(operation, bucket, key, endpoint, f"{code}: {exc}")
+    return TransientStorageError(operation, bucket, key, endpoint, str(exc))
+
+
+def check_bucket(client: Any, bucket: str) -> None:
+    try:
+        client.head_bucket(Bucket=bucket)
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(client, "HeadBucket", bucket, None, exc) from exc
+
+
+def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.head_object(Bucket=bucket, Key=key))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise storage_error(client, "HeadObject", bucket, key, exc) from exc
+    except BotoCoreError as exc:
+        raise storage_error(client, "HeadObject", bucket, key, exc) from exc
+
+
+def put_object_once(client: Any, bucket: str, key: str, data: bytes, metadata: dict[str, str]) -> bool:
+    """Write `data` at `key` unless an object is there already.
+
+    Returns True when written, False when an identical object (same sha256) was already there
+    (a retried export). An existing object with other content is an ObjectConflictError.
+    """
+    sha256 = hashlib.sha256(data).hexdigest()
+    metadata = {**metadata, SHA256_METADATA: sha256}
+    try:
+        if len(data) < SINGLE_PUT_LIMIT:
+            client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata, IfNoneMatch="*")
+            return True
+        if head_object(client, bucket, key) is None:
+            client.upload_fileobj(
+                io.BytesIO(data), bucket, key, ExtraArgs={"Metadata": metadata}, Config=TRANSFER_CONFIG
+            )
+            return True
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise storage_error(client, "PutObject", bucket, key, exc) from exc
+    except BotoCoreError as exc:
+        raise storage_error(client, "PutObject", bucket, key, exc) from exc
+    existing = head_object(client, bucket, key)
+    existing_sha = (existing or {}).get("Metadata", {}).get(SHA256_METADATA)
+    if existing_sha != sha256:
+        raise ObjectConflictError(bucket, key, existing_sha, sha256)
+    return False
+
+
+def put_json_once(client: Any, bucket: str, key: str, text: str) -> None:
+    put_object_once(client, bucket, key, text.encode(), {})
+
+
+def get_object_bytes(client: Any, bucket: str, key: str) -> bytes:
+    try:
+        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(client, "GetObject", bucket, key, exc) from exc
+
+
+def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object under `prefix`, in key order (S3 lists lexicographically)."""
+    paginator = client.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(client, "ListObjectsV2", bucket, prefix, exc) from exc

@@ -1,0 +1,125 @@
+"""Shared pieces of the benchmarks: a benchmark topic, the raw consume ceiling, peak RSS of a
+child process, and writing a section of bench/README.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+README = Path(__file__).with_name("README.md")
+PARTITIONS = 6
+
+
+def kafka_config() -> dict[str, Any]:
+    from kbackup.settings import KafkaSettings
+
+    return KafkaSettings().client_config()
+
+
+def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> int:
+    """Create and fill the topic unless it already holds `records` records; returns its byte size
+    (keys + values + headers)."""
+    config = kafka_config()
+    admin = AdminClient(config)
+    if name not in admin.list_topics(timeout=10).topics:
+        admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(60)
+    per_record = 16 + value_size + headers * (8 + 16)
+    consumer = Consumer({**config, "group.id": "bench-probe"})
+    have = sum(
+        consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in range(PARTITIONS)
+    )
+    consumer.close()
+    if have >= records:
+        return records * per_record
+    producer = Producer(
+        {
+            **config,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+        }
+    )
+    value = os.urandom(value_size // 2).hex().encode()[:value_size]
+    header_list = [(f"h{i}", os.urandom(8).hex().encode()) for i in range(headers)]
+    for i in range(have, records):
+        while True:
+            try:
+                producer.produce(
+                    name,
+                    key=f"key-{i:012d}".encode(),
+                    value=value,
+                    headers=header_list,
+                    partition=i % PARTITIONS,
+                    timestamp=1_790_000_000_000 + i,
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return records * per_record
+
+
+def run_measured(args: list[str]) -> tuple[float, int, str]:
+    """Run a child process; returns (wall seconds, peak RSS bytes, stdout)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out = proc.stdout.read() if proc.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{args} failed:\n{out}")
+    return wall, usage.ru_maxrss * 1024, out
+
+
+def raw_consume(topic: str) -> int:
+    """The ceiling: read every partition to its end, touching nothing. Returns the record count."""
+    consumer = Consumer(
+        {
+            **kafka_config(),
+            "group.id": "bench-raw",
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    done: set[int] = set()
+    count = 0
+    while len(done) < PARTITIONS:
+        for message in consumer.consume(10_000, timeout=1):
+            if message.error():
+                done.add(message.partition())
+            else:
+                count += 1
+    consumer.close()
+    return count
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, {datetime.now(UTC):%Y-%m-%d}"
+
+
+def write_section(heading: str, body: str) -> None:
+    """Replace (or append) the `## heading` section of bench/README.md."""
+    text = (
+        README.read_text()
+        if README.exists()
+        else "# Benchmarks\n\nRun with `make bench` (the stack must be up).\n"
+    )
+    section = f"## {heading}\n\n{body.strip()}\n\n"
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    README.write_text(text)

@@ -1,0 +1,171 @@
+"""The backup flow: snapshot offsets → per-partition export → verification → manifest.
+
+Composition only: the work is in tasks/. The manifest — the commit point — is written only
+after every partition was exported and the objects verified, so a failed run leaves nothing
+that looks like a complete backup.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
+from pydantic import BaseModel, Field, model_validator
+
+from formats import get_codec
+from kcql import BackupSpec, parse_backup, parse_connector_config
+from layout.manifest import Manifest, PartitionEntry
+from tasks.backup_export import ExportRequest, export_partition_task
+from tasks.backup_manifest import build_manifest, write_manifest_task
+from tasks.backup_plan import BackupPlan, gap_cause, plan_backup_task
+from tasks.backup_verify import VerifyReport, verify_backup_task
+from tasks.locks import exclusive
+
+
+class BackupParameters(BaseModel):
+    """What one backup run does; rendered as a form in the Prefect UI."""
+
+    kcql: str | None = Field(
+        default=None,
+        description="KCQL statements, e.g. INSERT INTO bucket:prefix SELECT * FROM topic STOREAS AVRO "
+        "PROPERTIES('store.envelope'=true)",
+    )
+    connector_config: str | None = Field(
+        default=None,
+        description="Alternatively, a Kafka Connect S3 sink .properties text (connect.s3.kcql=…).",
+    )
+    verify: Literal["quick", "sampled", "full"] = Field(
+        default="sampled",
+        description="quick: sizes and checksums; sampled: also decode a sample of objects; full: decode everything "
+        "and recompute every partition's records digest.",
+    )
+    concurrency: int = Field(default=4, ge=1, le=64, description="Partitions exported at the same time.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BackupParameters:
+        if bool(self.kcql) == bool(self.connector_config):
+            raise ValueError("give exactly one of kcql and connector_config")
+        return self
+
+
+class BackupResult(BaseModel):
+    manifest_key: str
+    manifest: Manifest
+    verification: VerifyReport
+
+
+def specs_and_transforms(params: BackupParameters) -> tuple[list[BackupSpec], tuple, tuple[str, ...]]:
+    """The statements to run, the connector config's transforms, and its `topics` list."""
+    if params.kcql:
+        return parse_backup(params.kcql), (), ()
+    assert params.connector_config is not None
+    config = parse_connector_config(params.connector_config)
+    return list(config.specs), tuple(config.transforms), tuple(config.topics)
+
+
+def _export_all(plan: BackupPlan, transforms: tuple, concurrency: int) -> list[PartitionEntry]:
+    causes = {t.name: gap_cause(t) for t in plan.topics}
+    pending: deque[PrefectFuture[PartitionEntry]] = deque()
+    finished: list[PrefectFuture[PartitionEntry]] = []
+    for window in plan.windows:
+        if len(pending) >= concurrency:
+            pending[0].wait()
+            finished.append(pending.popleft())
+        request = ExportRequest(
+            spec=plan.spec, window=window, backup_id=plan.backup_id, gap_cause=causes[window.topic]
+        )
+        pending.append(export_partition_task.submit(request, transforms))
+    finished.extend(pending)
+    for future in finished:
+        future.wait()
+    failures = [f for f in finished if f.state.is_failed() or f.state.is_crashed()]
+    if failures:
+        # Raise the first failure; the others are in the run's logs. No manifest is written.
+        failures[0].result()
+    return [future.result() for future in finished]
+
+
+def _publish(result: BackupResult) -> None:
+    manifest = result.manifest
+    rows = [
+        {
+            "topic": p.topic,
+            "partition": p.partition,
+            "offsets": f"{p.start_offset}–{p.end_offset}",
+            "records": p.record_count,
+            "bytes": p.byte_count,
+            "objects": len(p.objects),
+            "gaps": len(p.gaps),
+            "seconds": p.seconds,
+            "MB/s": round(p.byte_count / 1e6 / p.seconds, 2) if p.seconds else None,
+        }
+        for p in manifest.partitions
+    ]
+    create_table_artifact(table=rows, key="backup-partitions", description=f"Backup {manifest.backup_id}")
+    gaps = [
+        f"- {p.topic}/{p.partition}: offsets {g.first}–{g.last} ({g.cause})"
+        for p in manifest.partitions
+        for g in p.gaps
+    ]
+    create_markdown_artifact(
+        key="backup-summary",
+        markdown="\n".join(
+            [
+                f"# Backup {manifest.backup_id}",
+                f"- manifest: `{result.manifest_key}` (previous: {manifest.previous_backup_id or 'none'})",
+                f"- format: {manifest.format}, lossless: {manifest.lossless}",
+                f"- records: {manifest.record_count}, bytes: {manifest.byte_count}, "
+                f"objects: {sum(len(p.objects) for p in manifest.partitions)}",
+                f"- verification ({result.verification.depth}): {result.verification.objects_checked} objects checked, "
+                f"{result.verification.objects_decoded} decoded",
+                *(["", "## Offset gaps", *gaps] if gaps else []),
+            ]
+        ),
+    )
+
+
+@flow(name="backup", log_prints=True)
+def backup_flow(
+    kcql: str | None = None,
+    connector_config: str | None = None,
+    verify: Literal["quick", "sampled", "full"] = "sampled",
+    concurrency: int = 4,
+) -> list[BackupResult]:
+    """Back up Kafka topics to S3 as the KCQL (or connector config) says."""
+    params = BackupParameters(
+        kcql=kcql, connector_config=connector_config, verify=verify, concurrency=concurrency
+    )
+    specs, transforms, topics = specs_and_transforms(params)
+    results = []
+    for spec in specs:
+        with exclusive("backup", spec.bucket, spec.prefix):
+            results.append(_backup_one(spec, transforms, topics, params))
+    return results
+
+
+def _backup_one(
+    spec: BackupSpec, transforms: tuple, topics: tuple[str, ...], params: BackupParameters
+) -> BackupResult:
+    logger = get_run_logger()
+    plan = plan_backup_task(spec, topics if spec.topics == ("*",) else ())
+    for window in plan.windows:
+        if window.retention_gap:
+            gap = window.retention_gap
+            logger.warning(
+                "%s/%s: offsets %s–%s were deleted by retention before they were backed up",
+                window.topic,
+                window.partition,
+                gap.first,
+                gap.last,
+            )
+    partitions = _export_all(plan, transforms, params.concurrency)
+    manifest = build_manifest(plan, partitions, get_codec(spec.format.value).spec.extension)
+    report = verify_backup_task(spec.bucket, manifest, params.verify)
+    key = write_manifest_task(manifest, spec.bucket, spec.prefix)
+    logger.info("backup %s committed: %s records in %s", manifest.backup_id, manifest.record_count, key)
+    result = BackupResult(manifest_key=key, manifest=manifest, verification=report)
+    _publish(result)
+    return result

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make serve`: a local Prefect server (SQLite under .stack/prefect), the process work pool,
+# both deployments from prefect.yaml, and a worker. Stopped by `make down` (pid files).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+STACK_DIR="${KBACKUP_STACK_DIR:-$repo/.stack}"
+PORT="${KBACKUP_STACK_PREFECT_PORT:-14200}"
+BIN="$repo/.venv/bin"
+export PREFECT_HOME="$STACK_DIR/prefect"
+export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_UI_URL="http://127.0.0.1:$PORT"
+export KBACKUP_PROJECT_DIR="$repo"
+export KBACKUP_BACKUP_CRON="${KBACKUP_BACKUP_CRON:-0 * * * *}"
+mkdir -p "$PREFECT_HOME" "$STACK_DIR/logs" "$STACK_DIR/pids"
+set -a; . "$STACK_DIR/env"; set +a
+running() { [[ -f "$STACK_DIR/pids/$1.pid" ]] && kill -0 "$(cat "$STACK_DIR/pids/$1.pid")" 2>/dev/null; }
+
+if ! running prefect-server; then
+  setsid nohup "$BIN/prefect" server start --host 127.0.0.1 --port "$PORT" \
+    > "$STACK_DIR/logs/prefect-server.log" 2>&1 < /dev/null &
+  echo $! > "$STACK_DIR/pids/prefect-server.pid"
+  echo "serve: started the Prefect server (pid $!)"
+fi
+for _ in $(seq 1 120); do
+  curl -sf "$PREFECT_API_URL/health" > /dev/null && break
+  sleep 1
+done
+curl -sf "$PREFECT_API_URL/health" > /dev/null || { echo "serve: the Prefect server did not answer; see $STACK_DIR/logs/prefect-server.log" >&2; exit 1; }
+
+"$BIN/prefect" work-pool inspect kbackup-process > /dev/null 2>&1 \
+  || "$BIN/prefect" work-pool create kbackup-process --type process > /dev/null
+# The scheduled backup's KCQL lives in a Prefect Variable, editable in the UI.
+"$BIN/prefect" variable set kbackup_backup_kcql "${KBACKUP_BACKUP_KCQL:-INSERT INTO demo-backups:sales SELECT * FROM sales STOREAS AVRO PROPERTIES('store.envelope'=true)}" --overwrite > /dev/null
+(cd "$repo" && "$BIN/prefect" --no-prompt deploy --all > "$STACK_DIR/logs/prefect-deploy.log" 2>&1) \
+  || { echo "serve: prefect deploy failed; see $STACK_DIR/logs/prefect-deploy.log" >&2; exit 1; }
+
+if ! running prefect-worker; then
+  setsid nohup "$BIN/prefect" worker start --pool kbackup-process --type process \
+    > "$STACK_DIR/logs/prefect-worker.log" 2>&1 < /dev/null &
+  echo $! > "$STACK_DIR/pids/prefect-worker.pid"
+  echo "serve: started a worker (pid $!)"
+fi
+cat > "$STACK_DIR/prefect.env" <<ENV
+export PREFECT_API_URL=$PREFECT_API_URL
+export PREFECT_HOME=$PREFECT_HOME
+ENV
+echo "serve: Prefect UI at $PREFECT_UI_URL (deployments: backup/backup, restore/restore); source $STACK_DIR/prefect.env to use it"

@@ -1,0 +1,204 @@
+"""Cluster facts a backup records and the offsets it snapshots, through Kafka's admin API."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, OffsetSpec, ResourceType
+from pydantic import BaseModel, ConfigDict
+
+from layout.manifest import CommittedOffset, GroupOffsets, Manifest, OffsetGap, TopicEntry
+from tasks.errors import BrokerUnavailableError, KafkaOperationError, TopicNotFoundError
+
+TIMEOUT_S = 30
+_RETRYABLE_CODES = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+}
+
+
+class PartitionWindow(BaseModel):
+    """The offsets one partition's export covers: [start, end)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    retention_gap: OffsetGap | None = None
+
+
+def admin_client(config: dict[str, Any]) -> AdminClient:
+    return AdminClient({**config, "log_level": 3})
+
+
+def kafka_failure(operation: str, config: dict[str, Any], exc: BaseException) -> Exception:
+    """A KafkaException as one of ours: unreachable brokers are named, transient codes retryable."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    code = error.code() if isinstance(error, KafkaError) else None
+    if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT):
+        return BrokerUnavailableError(str(config.get("bootstrap.servers")), f"{operation}: {error}")
+    return KafkaOperationError(operation, str(error or exc), retryable=code in _RETRYABLE_CODES)
+
+
+def cluster_metadata(admin: AdminClient, config: dict[str, Any]) -> Any:
+    try:
+        return admin.list_topics(timeout=TIMEOUT_S)
+    except KafkaException as exc:
+        raise kafka_failure("metadata request", config, exc) from exc
+
+
+def resolve_topics(admin: AdminClient, config: dict[str, Any], patterns: Sequence[str]) -> list[str]:
+    """Topic names for the KCQL's topics: `*` (or a glob) means every matching non-internal topic."""
+    existing = sorted(t for t in cluster_metadata(admin, config).topics if not t.startswith("__"))
+    selected: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            selected.extend(t for t in existing if fnmatch.fnmatchcase(t, pattern) and t not in selected)
+        elif pattern not in existing:
+            raise TopicNotFoundError(pattern, str(config.get("bootstrap.servers")))
+        elif pattern not in selected:
+            selected.append(pattern)
+    return selected
+
+
+def describe_topics(admin: AdminClient, config: dict[str, Any], topics: Iterable[str]) -> list[TopicEntry]:
+    metadata = cluster_metadata(admin, config)
+    topics = list(topics)
+    resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in topics]
+    entries = []
+    try:
+        described = admin.describe_configs(resources, request_timeout=TIMEOUT_S) if resources else {}
+        for resource, topic in zip(resources, topics, strict=True):
+            configs = described[resource].result(timeout=TIMEOUT_S)
+            non_default = {
+                name: str(entry.value)
+                for name, entry in sorted(configs.items())
+                if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value and entry.value is not None
+            }
+            partitions = metadata.topics[topic].partitions
+            replication = max((len(p.replicas) for p in partitions.values()), default=0)
+            entries.append(
+                TopicEntry(
+                    name=topic,
+                    partition_count=len(partitions),
+                    replication_factor=replication,
+                    configs=non_default,
+                )
+            )
+    except KafkaException as exc:
+        raise kafka_failure("describe configs", config, exc) from exc
+    return entries
+
+
+def _list_offsets(
+    admin: AdminClient,
+    config: dict[str, Any],
+    partitions: list[TopicPartition],
+    spec: OffsetSpec,
+    isolation: str,
+) -> dict[tuple[str, int], int]:
+    level = (
+        IsolationLevel.READ_COMMITTED if isolation == "read_committed" else IsolationLevel.READ_UNCOMMITTED
+    )
+    if not partitions:
+        return {}
+    try:
+        futures = admin.list_offsets(
+            {tp: spec for tp in partitions}, isolation_level=level, request_timeout=TIMEOUT_S
+        )
+        return {
+            (tp.topic, tp.partition): future.result(timeout=TIMEOUT_S).offset
+            for tp, future in futures.items()
+        }
+    except KafkaException as exc:
+        raise kafka_failure("list offsets", config, exc) from exc
+
+
+def snapshot_windows(
+    admin: AdminClient,
+    config: dict[str, Any],
+    topics: Sequence[TopicEntry],
+    previous: Manifest | None,
+    isolation_level: str,
+) -> list[PartitionWindow]:
+    """For every partition: start at the previous backup's end (else the earliest offset), end at
+    the last stable offset now. Records deleted by retention past the previous end become a gap."""
+    partitions = [TopicPartition(t.name, p) for t in topics for p in range(t.partition_count)]
+    earliest = _list_offsets(admin, config, partitions, OffsetSpec.earliest(), isolation_level)
+    latest = _list_offsets(admin, config, partitions, OffsetSpec.latest(), isolation_level)
+    windows = []
+    for tp in partitions:
+        where = (tp.topic, tp.partition)
+        start = earliest[where]
+        gap = None
+        previous_entry = previous.partition(tp.topic, tp.partition) if previous else None
+        if previous_entry is not None:
+            if previous_entry.end_offset < start:
+                gap = OffsetGap(first=previous_entry.end_offset, last=start - 1, cause="retention")
+            else:
+                start = previous_entry.end_offset
+        windows.append(
+            PartitionWindow(
+                topic=tp.topic,
+                partition=tp.partition,
+                start=start,
+                end=max(start, latest[where]),
+                retention_gap=gap,
+            )
+        )
+    return windows
+
+
+def committed_group_offsets(
+    admin: AdminClient, config: dict[str, Any], topics: Iterable[str]
+) -> list[GroupOffsets]:
+    """Every consumer group's committed offsets on the given topics."""
+    wanted = set(topics)
+    groups: list[GroupOffsets] = []
+    try:
+        listing = admin.list_consumer_groups(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S)
+        for group in sorted(g.group_id for g in listing.valid):
+            if group.startswith("kbackup-"):
+                continue  # our own export/restore bookkeeping
+            future = admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT_S
+            )[group]
+            offsets = tuple(
+                CommittedOffset(
+                    topic=tp.topic, partition=tp.partition, offset=tp.offset, metadata=tp.metadata or ""
+                )
+                for tp in sorted(
+                    future.result(timeout=TIMEOUT_S).topic_partitions, key=lambda t: (t.topic, t.partition)
+                )
+                if tp.topic in wanted and tp.offset >= 0
+            )
+            if offsets:
+                groups.append(GroupOffsets(group=group, offsets=offsets))
+    except KafkaException as exc:
+        raise kafka_failure("list consumer group offsets", config, exc) from exc
+    return groups
+
+
+def cluster_id(admin: AdminClient, config: dict[str, Any]) -> str | None:
+    try:
+        return admin.describe_cluster(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S).cluster_id
+    except KafkaException as exc:
+        raise kafka_failure("describe cluster", config, exc) from exc

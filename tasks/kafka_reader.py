@@ -1,0 +1,82 @@
+"""Reading one partition's window [start, end) with confluent-kafka, in batches."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from tasks.errors import KafkaOperationError
+from tasks.kafka_admin import kafka_failure
+
+BATCH = 10_000
+# Give up (retryably) when the broker sends nothing at all for this long.
+IDLE_LIMIT_S = 120
+
+
+def window_consumer(config: dict[str, Any], isolation_level: str, group: str) -> Consumer:
+    return Consumer(
+        {
+            **config,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "error",
+            "isolation.level": isolation_level,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "fetch.message.max.bytes": 16 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+            "fetch.wait.max.ms": 100,
+            "log_level": 3,
+        }
+    )
+
+
+def read_window(
+    config: dict[str, Any], topic: str, partition: int, start: int, end: int, isolation_level: str, group: str
+) -> Iterator[Message]:
+    """Yield the partition's messages with start <= offset < end, in offset order.
+
+    Offsets missing from the sequence are compaction holes, transaction markers or aborted
+    records (under read_committed); the caller records them as gaps.
+    """
+    if end <= start:
+        return
+    consumer = window_consumer(config, isolation_level, group)
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        idle_polls = 0
+        while True:
+            try:
+                messages = consumer.consume(BATCH, timeout=1.0)
+            except KafkaException as exc:
+                raise kafka_failure(f"consume {topic}/{partition}", config, exc) from exc
+            if not messages:
+                idle_polls += 1
+                if idle_polls > IDLE_LIMIT_S:
+                    raise KafkaOperationError(
+                        f"consume {topic}/{partition}",
+                        f"no data for {IDLE_LIMIT_S} s before offset {end}",
+                        retryable=True,
+                    )
+                continue
+            idle_polls = 0
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return  # the log end is at or past `end`: nothing more in the window
+                    raise kafka_failure(f"consume {topic}/{partition}", config, KafkaException(error))
+                offset = message.offset()
+                if offset >= end:
+                    return
+                yield message
+                if offset == end - 1:
+                    return
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.close()

@@ -1,0 +1,109 @@
+"""Errors of the restore side: each keeps what it is about as attributes and says it in its message.
+
+None of these is retryable: a missing manifest, a corrupt object or an ordering violation stays
+what it is however often the task runs again (the retryable ones are tasks.errors').
+"""
+
+from __future__ import annotations
+
+from tasks.errors import KbackupError
+
+
+class RestoreError(KbackupError):
+    """Base of the errors a restore raises."""
+
+
+class BackupIncompleteError(RestoreError):
+    """Objects under the prefix that no manifest commits (and that are not Stream Reactor data)."""
+
+    def __init__(self, bucket: str, prefix: str, reason: str, keys: tuple[str, ...] = ()) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.reason = reason
+        self.keys = keys
+        shown = f" (e.g. {', '.join(keys[:3])})" if keys else ""
+        super().__init__(
+            f"s3://{bucket}/{prefix}: backup incomplete: {reason}{shown}; refusing to restore it"
+        )
+
+
+class NothingToRestoreError(RestoreError):
+    def __init__(self, bucket: str, prefix: str, reason: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.reason = reason
+        super().__init__(f"s3://{bucket}/{prefix}: nothing to restore: {reason}")
+
+
+class MissingObjectError(RestoreError):
+    """An object the manifest names is not in the bucket."""
+
+    def __init__(self, bucket: str, key: str, backup_id: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.backup_id = backup_id
+        super().__init__(f"s3://{bucket}/{key} is listed in manifest {backup_id} but missing from the bucket")
+
+
+class CorruptObjectError(RestoreError):
+    """An object whose bytes or records are not what the manifest says (or cannot be decoded)."""
+
+    def __init__(self, bucket: str, key: str, reason: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.reason = reason
+        super().__init__(f"s3://{bucket}/{key} is corrupt: {reason}")
+
+
+class OrderingViolationError(RestoreError):
+    """Records of one source partition out of order, overlapping, or with an unrecorded hole."""
+
+    def __init__(
+        self, topic: str | None, partition: int | None, key: str, offset: int | None, reason: str
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.key = key
+        self.offset = offset
+        self.reason = reason
+        at = f" at offset {offset}" if offset is not None else ""
+        super().__init__(f"ordering violation in {topic}/{partition}, object {key}{at}: {reason}")
+
+
+class TargetPartitionsError(RestoreError):
+    """The target topic has fewer partitions than the backup needs with restore.partitioner=preserve."""
+
+    def __init__(self, topic: str, needed: int, actual: int) -> None:
+        self.topic = topic
+        self.needed = needed
+        self.actual = actual
+        super().__init__(
+            f"target topic {topic!r} has {actual} partitions but the backup needs {needed} to preserve partitions; "
+            "add partitions, restore into a new topic, or set 'restore.partitioner'='murmur2'"
+        )
+
+
+class RestoreFilterError(RestoreError):
+    def __init__(self, name: str, available: tuple[str, ...]) -> None:
+        self.name = name
+        self.available = available
+        super().__init__(
+            f"restore.filter names {name!r}, which is not a partition key of this backup "
+            f"(its keys: {', '.join(available) or 'none'})"
+        )
+
+
+class UnsupportedRestoreError(RestoreError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"cannot restore: {reason}")
+
+
+class RestoreCheckError(RestoreError):
+    """What the target holds after the restore is not what was selected from the backup."""
+
+    def __init__(self, topic: str, partition: int, reason: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.reason = reason
+        super().__init__(f"check of restored {topic}/{partition} failed: {reason}")

@@ -1,0 +1,368 @@
+"""The target side of a restore: create or check the target topics before anything is produced,
+check what was restored afterwards, and translate consumer-group offsets onto the new offsets.
+
+Plain functions with thin retryable tasks at the bottom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from formats import RecordsDigest
+from tasks.kafka_admin import admin_client, cluster_metadata, kafka_failure
+from tasks.restore_errors import RestoreCheckError, TargetPartitionsError
+from tasks.restore_plan import RestorePlan
+from tasks.restore_produce import UnitResult
+from tasks.retry import RETRY_OPTIONS
+
+TIMEOUT_S = 60
+# Configs that describe the source cluster's topic, not data placement: never copied.
+_NOT_COPIED = {
+    "min.insync.replicas",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+}
+
+
+class TargetInfo(BaseModel):
+    name: str
+    partitions: int
+    created: bool
+    warnings: list[str] = Field(default_factory=list)
+
+
+def prepare_targets(
+    plan: RestorePlan, kafka_config: dict[str, Any], dry_run: bool = False
+) -> list[TargetInfo]:
+    """Create missing target topics (the backed-up partition count and configs); refuse a target
+    with too few partitions for 'preserve'; warn when time retention would delete old records."""
+    admin = admin_client(kafka_config)
+    metadata = cluster_metadata(admin, kafka_config)
+    brokers = max(1, len(metadata.brokers))
+    infos = []
+    for target in plan.targets:
+        existing = metadata.topics.get(target.name)
+        created = False
+        if existing is not None and not existing.error:
+            partitions = len(existing.partitions)
+            needs_preserve = any(
+                u.routing in ("preserve", "metadata") for u in plan.units if u.target_topic == target.name
+            )
+            if needs_preserve and partitions < target.partitions_needed:
+                raise TargetPartitionsError(target.name, target.partitions_needed, partitions)
+        else:
+            partitions = max(target.partition_count, target.partitions_needed)
+            if plan.partitioner != "preserve" and existing is None:
+                partitions = max(target.partition_count, 1)
+            if not dry_run:
+                replication = min(target.replication_factor or brokers, brokers)
+                configs = {k: v for k, v in target.configs.items() if k not in _NOT_COPIED}
+                futures = admin.create_topics(
+                    [NewTopic(target.name, partitions, replication, config=configs)], operation_timeout=30
+                )
+                try:
+                    futures[target.name].result(timeout=TIMEOUT_S)
+                except KafkaException as exc:
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise kafka_failure(f"create topic {target.name}", kafka_config, exc) from exc
+                _wait_for_topic(admin, kafka_config, target.name, partitions)
+                created = True
+        warnings = []
+        retention = _retention_ms(
+            admin, kafka_config, target.name, target.configs, dry_run and not created and existing is None
+        )
+        if retention is not None and retention >= 0 and target.oldest_timestamp is not None:
+            deadline = target.oldest_timestamp + retention
+            if deadline < time.time() * 1000:
+                warnings.append(
+                    f"{target.name}: retention.ms={retention} will delete restored records older than "
+                    f"{retention} ms soon after the restore (the oldest restored record is from "
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(target.oldest_timestamp / 1000))}); "
+                    "set retention.ms=-1 on the target to keep them"
+                )
+        infos.append(TargetInfo(name=target.name, partitions=partitions, created=created, warnings=warnings))
+    return infos
+
+
+def _wait_for_topic(admin: Any, config: dict[str, Any], topic: str, partitions: int) -> None:
+    for _ in range(100):
+        found = cluster_metadata(admin, config).topics.get(topic)
+        if found is not None and not found.error and len(found.partitions) >= partitions:
+            if all(p.leader >= 0 for p in found.partitions.values()):
+                return
+        time.sleep(0.2)
+
+
+def _retention_ms(
+    admin: Any, config: dict[str, Any], topic: str, planned: dict[str, str], planned_only: bool
+) -> int | None:
+    if planned_only:
+        value = planned.get("retention.ms")
+        return int(value) if value is not None else 7 * 24 * 3600 * 1000
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource], request_timeout=TIMEOUT_S)[resource].result(
+            timeout=TIMEOUT_S
+        )
+    except KafkaException:
+        return None
+    entry = configs.get("retention.ms")
+    cleanup = configs.get("cleanup.policy")
+    if cleanup is not None and "delete" not in str(cleanup.value):
+        return None
+    return int(entry.value) if entry is not None and entry.value is not None else None
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+class PartitionCheck(BaseModel):
+    topic: str
+    partition: int
+    expected_records: int
+    records: int
+    digest_compared: bool
+    ok: bool
+    target_offsets: dict[int, int] = Field(default_factory=dict, description="Record index -> target offset.")
+    end_offset: int = Field(default=0, description="The target offset after the last restored record.")
+    problem: str | None = None
+
+
+def read_restored(
+    kafka_config: dict[str, Any],
+    topic: str,
+    partition: int,
+    start: int,
+    limit: int | None,
+    indexes: Sequence[int] = (),
+    with_timestamps: bool = True,
+) -> tuple[int, str, dict[int, int], int]:
+    """Consume (read_committed) from `start`: up to `limit` records, or to the end when None.
+    Returns (records, digest, {index: offset}, offset after the last record read)."""
+    consumer = Consumer(
+        {
+            **kafka_config,
+            "group.id": "kbackup-restore-check",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "fetch.message.max.bytes": 16 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "log_level": 3,
+        }
+    )
+    digest = RecordsDigest()
+    wanted = set(indexes)
+    offsets: dict[int, int] = {}
+    count = 0
+    end = start
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)
+        if high <= start or limit == 0:
+            return 0, digest.hexdigest(), offsets, start
+        consumer.assign([TopicPartition(topic, partition, start)])
+        idle = 0
+        while limit is None or count < limit:
+            messages = consumer.consume(10_000, timeout=1.0)
+            if not messages:
+                idle += 1
+                if idle > 60:
+                    break
+                continue
+            idle = 0
+            eof = False
+            for message in messages:
+                if message.error():
+                    if message.error().code() == -191:  # _PARTITION_EOF
+                        eof = True
+                        continue
+                    raise kafka_failure(
+                        f"check {topic}/{partition}", kafka_config, KafkaException(message.error())
+                    )
+                if count in wanted:
+                    offsets[count] = message.offset()
+                ts_type, ts = message.timestamp()
+                if with_timestamps:
+                    digest.update(
+                        message.key(),
+                        message.value(),
+                        tuple(message.headers() or ()),
+                        None if ts_type == 0 else ts,
+                        ts_type,
+                    )
+                else:
+                    digest.update(message.key(), message.value(), tuple(message.headers() or ()), None, 0)
+                count += 1
+                end = message.offset() + 1
+                if limit is not None and count >= limit:
+                    break
+            if eof:
+                break
+    except KafkaException as exc:
+        raise kafka_failure(f"check {topic}/{partition}", kafka_config, exc) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.close()
+    return count, digest.hexdigest(), offsets, end
+
+
+def check_unit(kafka_config: dict[str, Any], result: UnitResult) -> list[PartitionCheck]:
+    """Consume what the unit restored and compare it, record for record (by digest), with what
+    was selected from the backup. Only a partition that one unit alone writes is compared by
+    digest; see check_shared for the others."""
+    checks = []
+    for partition, outcome in sorted(result.partitions.items()):
+        indexes = sorted(set(result.translate_points.values())) if result.routing == "preserve" else []
+        count, digest, offsets, end = read_restored(
+            kafka_config,
+            result.target_topic,
+            partition,
+            outcome.start_offset,
+            outcome.records,
+            indexes,
+            with_timestamps=result.timestamps_kept,
+        )
+        expected_digest = outcome.digest
+        if not result.timestamps_kept:
+            expected_digest = ""  # new timestamps: compare counts and order of keys/values only below
+        problem = None
+        if count != outcome.records:
+            problem = f"{count} records restored, {outcome.records} expected"
+        elif expected_digest and digest != expected_digest:
+            problem = f"records digest {digest} differs from the backup's selection {expected_digest}"
+        checks.append(
+            PartitionCheck(
+                topic=result.target_topic,
+                partition=partition,
+                expected_records=outcome.records,
+                records=count,
+                digest_compared=bool(expected_digest),
+                ok=problem is None,
+                target_offsets=offsets,
+                end_offset=end,
+                problem=problem,
+            )
+        )
+    return checks
+
+
+def raise_on_failed(checks: Sequence[PartitionCheck]) -> None:
+    for check in checks:
+        if not check.ok:
+            raise RestoreCheckError(check.topic, check.partition, check.problem or "mismatch")
+
+
+# --- consumer groups -------------------------------------------------------------------------
+
+
+class GroupTranslation(BaseModel):
+    group: str
+    topic: str
+    partition: int
+    source_offset: int
+    target_offset: int
+
+
+def translate_groups(
+    plan: RestorePlan,
+    results: Sequence[UnitResult],
+    checks: Sequence[PartitionCheck],
+    kafka_config: dict[str, Any],
+    dry_run: bool = False,
+) -> list[GroupTranslation]:
+    """Commit each backed-up group's offsets onto the restored records: a group that had
+    committed source offset N resumes at the restored record that was N."""
+    by_unit = {(r.source_topic, r.source_partition): r for r in results if r.routing == "preserve"}
+    check_of = {(c.topic, c.partition): c for c in checks}
+    translations: list[GroupTranslation] = []
+    for group in plan.consumer_groups:
+        new_group = f"{plan.group_prefix}{group.group}"
+        for committed in group.offsets:
+            result = by_unit.get((committed.topic, committed.partition))
+            if result is None or committed.offset not in result.translate_points:
+                continue
+            partition = next(iter(result.partitions), committed.partition)
+            check = check_of.get((result.target_topic, partition))
+            if check is None:
+                continue
+            index = result.translate_points[committed.offset]
+            target_offset = check.target_offsets.get(index, check.end_offset)
+            translations.append(
+                GroupTranslation(
+                    group=new_group,
+                    topic=result.target_topic,
+                    partition=partition,
+                    source_offset=committed.offset,
+                    target_offset=target_offset,
+                )
+            )
+    if translations and not dry_run:
+        admin = admin_client(kafka_config)
+        by_group: dict[str, list[TopicPartition]] = {}
+        metadata_of = {
+            (f"{plan.group_prefix}{g.group}", c.topic, c.partition): c.metadata
+            for g in plan.consumer_groups
+            for c in g.offsets
+        }
+        for t in translations:
+            source_topic = next(
+                (
+                    r.source_topic
+                    for r in results
+                    if r.target_topic == t.topic and t.partition in r.partitions
+                ),
+                t.topic,
+            )
+            meta = metadata_of.get((t.group, source_topic, t.partition), "")
+            by_group.setdefault(t.group, []).append(
+                TopicPartition(t.topic, t.partition, t.target_offset, metadata=meta or None)
+            )
+        for group_name, partitions in by_group.items():
+            future = admin.alter_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=TIMEOUT_S
+            )[group_name]
+            try:
+                future.result(timeout=TIMEOUT_S)
+            except KafkaException as exc:
+                raise kafka_failure(f"commit offsets of group {group_name}", kafka_config, exc) from exc
+    return translations
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@task(name="prepare-target", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def prepare_targets_task(plan: RestorePlan, dry_run: bool = False) -> list[TargetInfo]:
+    from kbackup.settings import KafkaSettings
+
+    return prepare_targets(plan, KafkaSettings().client_config(), dry_run)
+
+
+@task(
+    name="check-restored",
+    cache_policy=NO_CACHE,
+    task_run_name="check {result.unit_id} → {result.target_topic}",
+    **RETRY_OPTIONS,
+)
+def check_unit_task(result: UnitResult) -> list[PartitionCheck]:
+    from kbackup.settings import KafkaSettings
+
+    return check_unit(KafkaSettings().client_config(), result)
+
+
+@task(name="translate-consumer-groups", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def translate_groups_task(
+    plan: RestorePlan, results: list[UnitResult], checks: list[PartitionCheck], dry_run: bool = False
+) -> list[GroupTranslation]:
+    from kbackup.settings import KafkaSettings
+
+    return translate_groups(plan, results, checks, KafkaSettings().client_config(), dry_run)
