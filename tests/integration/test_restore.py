@@ -1,0 +1,344 @@
+"""Restore against the real stack: backups built by tests/support/restore_backups.py (the same
+shape the backup flow writes), restored with run_restore (the plain pipeline the flow runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.restore import RestoreFailed, RestoreParameters, run_restore
+from tasks.restore_errors import (
+    BackupIncompleteError,
+    CorruptObjectError,
+    MissingObjectError,
+    TargetPartitionsError,
+)
+from tests.support.kafka import consume_all, high_watermarks, produce
+from tests.support.restore_backups import build_backup, group_at
+from tests.support.topics import NOW_MS, OLD_MS, topic_digests, tricky_messages
+
+FIXTURES = Path("/work/shared/fixtures")
+
+
+def _restore(kcql: str, **kwargs: Any) -> Any:
+    return run_restore(RestoreParameters(kcql=kcql, **kwargs))
+
+
+@pytest.mark.parametrize("fmt", ["AVRO", "PARQUET", "JSON"])
+def test_tricky_topic_restores_byte_identically(
+    fmt, kafka_config, s3, admin, create_topic, bucket, unique_name
+):
+    source = create_topic("src", partitions=4)
+    produce(kafka_config, source, tricky_messages(partitions=4, random_per_partition=25))
+    manifest = build_backup(s3, kafka_config, source, 4, bucket, "bk", fmt=fmt, per_object=10)
+    target = unique_name("dst")
+    try:
+        report = _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:bk")
+        expected = topic_digests(consume_all(kafka_config, source, 4))
+        restored = topic_digests(consume_all(kafka_config, target, 4))
+        assert restored == expected
+        assert expected == {p.partition: p.records_digest for p in manifest.partitions}
+        assert report.ok and len(report.checks) == 4 and all(c.digest_compared for c in report.checks)
+        assert report.records == manifest.record_count
+    finally:
+        admin.delete_topics([target])
+
+
+def _timed_topic(kafka_config, create_topic, count=60):
+    source = create_topic("timed", partitions=2)
+    produce(
+        kafka_config,
+        source,
+        (
+            {
+                "partition": i % 2,
+                "key": f"k{i}".encode(),
+                "value": f"v{i}".encode(),
+                "timestamp": OLD_MS + i * 1000,
+            }
+            for i in range(count)
+        ),
+    )
+    return source
+
+
+def test_time_window_restores_exactly_the_records_in_it(
+    kafka_config, s3, admin, create_topic, bucket, unique_name
+):
+    source = _timed_topic(kafka_config, create_topic)
+    build_backup(s3, kafka_config, source, 2, bucket, "pit", per_object=7)
+    target = unique_name("dst")
+    start, end = OLD_MS + 10_000, OLD_MS + 30_000
+    try:
+        _restore(
+            f"INSERT INTO `{target}` SELECT * FROM {bucket}:pit", restore_from=str(start), restore_to=str(end)
+        )
+        restored = consume_all(kafka_config, target, 2)
+        expected = [m for m in consume_all(kafka_config, source, 2) if start <= m.timestamp()[1] < end]
+        assert sorted((m.partition(), m.key(), m.timestamp()[1]) for m in restored) == sorted(
+            (m.partition(), m.key(), m.timestamp()[1]) for m in expected
+        )
+        assert len(restored) == 20
+    finally:
+        admin.delete_topics([target])
+
+
+def test_offset_window(kafka_config, s3, admin, create_topic, bucket, unique_name):
+    source = _timed_topic(kafka_config, create_topic)
+    build_backup(s3, kafka_config, source, 2, bucket, "ow", per_object=7)
+    target = unique_name("dst")
+    try:
+        _restore(
+            f"INSERT INTO `{target}` SELECT * FROM {bucket}:ow",
+            restore_from="offset:5",
+            restore_to="offset:12",
+        )
+        restored = consume_all(kafka_config, target, 2)
+        by_partition = {p: [m.key() for m in restored if m.partition() == p] for p in (0, 1)}
+        assert by_partition[0] == [f"k{2 * i}".encode() for i in range(5, 12)]
+        assert by_partition[1] == [f"k{2 * i + 1}".encode() for i in range(5, 12)]
+    finally:
+        admin.delete_topics([target])
+
+
+def test_hive_filter_restores_only_emea(kafka_config, s3, admin, create_topic, bucket, unique_name):
+    source = create_topic("regions", partitions=2)
+    regions = ["EMEA", "AMER", "APAC"]
+    produce(
+        kafka_config,
+        source,
+        (
+            {
+                "partition": i % 2,
+                "key": f"k{i}".encode(),
+                "value": json.dumps({"i": i, "region": regions[i % 3]}).encode(),
+            }
+            for i in range(90)
+        ),
+    )
+    build_backup(
+        s3,
+        kafka_config,
+        source,
+        2,
+        bucket,
+        "hive",
+        per_object=8,
+        partition_key=lambda r: {"region": json.loads(r.value)["region"]},
+    )
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="hive/region=EMEA/")["Contents"]]
+    assert keys
+    target = unique_name("dst")
+    try:
+        report = _restore(
+            f"INSERT INTO `{target}` SELECT * FROM {bucket}:hive PROPERTIES('restore.filter'='region=EMEA')"
+        )
+        restored = consume_all(kafka_config, target, 2)
+        assert len(restored) == 30 and report.records == 30
+        assert {json.loads(m.value())["region"] for m in restored} == {"EMEA"}
+        for p in (0, 1):  # in source order within each partition
+            values = [json.loads(m.value())["i"] for m in restored if m.partition() == p]
+            assert values == sorted(values)
+    finally:
+        admin.delete_topics([target])
+
+
+def test_consumer_group_resumes_at_the_restored_record(
+    kafka_config, s3, admin, create_topic, bucket, unique_name
+):
+    from confluent_kafka import Consumer, TopicPartition
+
+    source = create_topic("grp", partitions=1)
+    produce(kafka_config, source, ({"key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(50)))
+    group = unique_name("app")
+    build_backup(
+        s3, kafka_config, source, 1, bucket, "g", per_object=9, groups=[group_at(group, source, 0, 17)]
+    )
+    target = unique_name("dst")
+    try:
+        # a pre-existing record in the target shifts the offsets; commit batches add markers
+        create = __import__("tests.support.kafka", fromlist=["create_topic"]).create_topic
+        create(admin, target, 1, {})
+        produce(kafka_config, target, [{"key": b"other", "value": b"already here"}])
+        report = run_restore(
+            RestoreParameters(
+                kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:g LIMIT 5", group_prefix="r-"
+            )
+        )
+        [translation] = report.groups
+        assert translation.group == f"r-{group}" and translation.source_offset == 17
+        consumer = Consumer(
+            {
+                **kafka_config,
+                "group.id": f"r-{group}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            [tp] = consumer.committed([TopicPartition(target, 0)], timeout=10)
+            assert tp.offset == translation.target_offset
+            consumer.assign([TopicPartition(target, 0, tp.offset)])
+            message = consumer.poll(10)
+            assert message is not None and message.key() == b"k17"
+        finally:
+            consumer.close()
+    finally:
+        admin.delete_topics([target])
+
+
+def test_missing_manifest_is_refused(kafka_config, s3, create_topic, bucket, unique_name):
+    source = create_topic("nomani", partitions=1)
+    produce(kafka_config, source, ({"key": b"k", "value": f"v{i}".encode()} for i in range(10)))
+    build_backup(s3, kafka_config, source, 1, bucket, "half", per_object=4, write_manifest=False)
+    with pytest.raises(BackupIncompleteError) as caught:
+        _restore(f"INSERT INTO `{unique_name('dst')}` SELECT * FROM {bucket}:half")
+    assert caught.value.bucket == bucket and caught.value.prefix == "half"
+    assert "no manifest" in str(caught.value)
+
+
+def test_object_missing_from_the_bucket(kafka_config, s3, create_topic, bucket, unique_name):
+    source = create_topic("gone", partitions=1)
+    produce(kafka_config, source, ({"key": b"k", "value": f"v{i}".encode()} for i in range(10)))
+    manifest = build_backup(s3, kafka_config, source, 1, bucket, "gone", per_object=4)
+    key = manifest.partitions[0].objects[1].key
+    s3.delete_object(Bucket=bucket, Key=key)
+    with pytest.raises(MissingObjectError) as caught:
+        _restore(f"INSERT INTO `{unique_name('dst')}` SELECT * FROM {bucket}:gone")
+    assert caught.value.key == key and caught.value.backup_id == manifest.backup_id
+
+
+def test_truncated_object_fails_its_partition_only(
+    kafka_config, s3, admin, create_topic, bucket, unique_name
+):
+    source = create_topic("trunc", partitions=2)
+    produce(
+        kafka_config,
+        source,
+        ({"partition": i % 2, "key": b"k", "value": f"v{i}".encode()} for i in range(40)),
+    )
+    manifest = build_backup(s3, kafka_config, source, 2, bucket, "tr", per_object=5)
+    bad = manifest.partitions[1].objects[2].key
+    data = s3.get_object(Bucket=bucket, Key=bad)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=bad, Body=data[: len(data) // 2])
+    target = unique_name("dst")
+    try:
+        with pytest.raises(RestoreFailed) as caught:
+            _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:tr")
+        assert isinstance(caught.value.cause, CorruptObjectError)
+        assert caught.value.cause.key == bad and caught.value.cause.bucket == bucket
+        status = {u.unit: u.status for u in caught.value.report.units}
+        assert status == {f"{source}.0": "done", f"{source}.1": "failed"}
+        assert bad in (caught.value.report.units[1].error or "")
+    finally:
+        admin.delete_topics([target])
+
+
+def test_target_with_too_few_partitions_is_refused_before_producing(kafka_config, s3, create_topic, bucket):
+    source = create_topic("wide", partitions=3)
+    produce(kafka_config, source, ({"partition": i % 3, "key": b"k", "value": b"v"} for i in range(9)))
+    build_backup(s3, kafka_config, source, 3, bucket, "w", per_object=5)
+    target = create_topic("narrow", partitions=2)
+    with pytest.raises(TargetPartitionsError) as caught:
+        _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:w")
+    assert (caught.value.topic, caught.value.needed, caught.value.actual) == (target, 3, 2)
+    assert high_watermarks(kafka_config, target, 2) == [(0, 0), (0, 0)]
+
+
+def test_murmur2_into_another_partition_count(kafka_config, s3, admin, create_topic, bucket):
+    from tasks.restore_produce import murmur2_partition
+
+    source = create_topic("m2", partitions=3)
+    produce(
+        kafka_config,
+        source,
+        ({"partition": i % 3, "key": f"key{i}".encode(), "value": b"v"} for i in range(30)),
+    )
+    build_backup(s3, kafka_config, source, 3, bucket, "m", per_object=5)
+    target = create_topic("m2dst", partitions=5)
+    report = _restore(
+        f"INSERT INTO `{target}` SELECT * FROM {bucket}:m PROPERTIES('restore.partitioner'='murmur2')"
+    )
+    assert report.ok
+    restored = consume_all(kafka_config, target, 5)
+    assert len(restored) == 30
+    assert all(m.partition() == murmur2_partition(m.key(), 5) for m in restored)
+
+
+@pytest.mark.parametrize(
+    ("folder", "storeas", "extension"),
+    [
+        ("avro", "AVRO", "avro"),
+        ("parquet", "PARQUET", "parquet"),
+        ("json", "JSON", "json"),
+        ("csv_withheaders", "CSV_WITHHEADERS", "csv"),
+        ("csv", "CSV", "csv"),
+    ],
+)
+def test_stream_reactor_value_only_files(
+    folder, storeas, extension, kafka_config, s3, admin, bucket, unique_name
+):
+    files = sorted((FIXTURES / "stream-reactor" / folder).iterdir())
+    for partition, path in enumerate(files):
+        s3.put_object(
+            Bucket=bucket, Key=f"sr/orders/{partition}/{199:012d}.{extension}", Body=path.read_bytes()
+        )
+    target = unique_name("dst")
+    try:
+        report = _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:sr STOREAS {storeas}")
+        restored = consume_all(kafka_config, target, len(files))
+        for partition in range(len(files)):
+            assert sum(1 for m in restored if m.partition() == partition) == 200
+        assert all(m.key() is None and not m.headers() for m in restored)
+        if folder != "csv":
+            first = json.loads(next(m for m in restored if m.partition() == 0).value())
+            assert set(first) >= {"name", "title", "salary"}
+        assert any("value-only" in note for note in report.notes)
+    finally:
+        admin.delete_topics([target])
+
+
+def test_stream_reactor_envelope(kafka_config, s3, admin, bucket, unique_name):
+    s3.put_object(
+        Bucket=bucket,
+        Key="env/avro/0",
+        Body=(FIXTURES / "stream-reactor-envelope" / "envelope.avro").read_bytes(),
+    )
+    target = unique_name("dst")
+    try:
+        _restore(
+            f"INSERT INTO `{target}` SELECT * FROM {bucket}:env STOREAS AVRO PROPERTIES('store.envelope'=true, "
+            "'key.converter'='json', 'value.converter'='json')"
+        )
+        restored = consume_all(kafka_config, target, 4)
+        assert [m.partition() for m in restored] == [3, 3, 3]
+        assert [m.timestamp()[1] for m in restored] == [1234567890, 1234567891, 1234567892]
+        assert restored[0].key() == b'{"id":"1"}'
+        assert [name for name, _ in restored[0].headers()] == ["header1", "header2"]
+        assert restored[0].headers()[1][1] == b"123456789"
+    finally:
+        admin.delete_topics([target])
+
+
+def test_rerun_after_completion_adds_nothing(kafka_config, s3, admin, create_topic, bucket, unique_name):
+    source = create_topic("again", partitions=1)
+    produce(
+        kafka_config,
+        source,
+        ({"key": f"k{i}".encode(), "value": b"v", "timestamp": NOW_MS} for i in range(25)),
+    )
+    build_backup(s3, kafka_config, source, 1, bucket, "a", per_object=6)
+    target = unique_name("dst")
+    try:
+        first = _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:a LIMIT 4")
+        second = _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:a LIMIT 4")
+        assert first.units[0].produced == 25 and second.units[0].produced == 0
+        assert second.units[0].resumed_after == 25
+        assert [m.key() for m in consume_all(kafka_config, target, 1)] == [
+            f"k{i}".encode() for i in range(25)
+        ]
+    finally:
+        admin.delete_topics([target])

@@ -1,0 +1,60 @@
+"""Pure parts of the restore: Kafka's murmur2, window bounds, gap coverage, object clusters."""
+
+from __future__ import annotations
+
+import pytest
+
+from layout.manifest import OffsetGap
+from tasks.restore_plan import RestoreObject, Window
+from tasks.restore_produce import murmur2, murmur2_partition, to_bytes
+from tasks.restore_records import _clusters, _in_gaps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [  # Apache Kafka's UtilsTest.testMurmur2
+        ("21", -973932308),
+        ("foobar", -790332482),
+        ("a-little-bit-long-string", -985981536),
+        ("a-little-bit-longer-string", -1486304829),
+        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+        ("abc", 479470107),
+    ],
+)
+def test_murmur2_matches_java(text, expected):
+    assert murmur2(text.encode()) == expected
+
+
+def test_murmur2_partition_is_positive():
+    assert all(0 <= murmur2_partition(f"k{i}".encode(), 7) < 7 for i in range(1000))
+
+
+def test_window_bounds_are_half_open():
+    window = Window(from_timestamp=10, to_timestamp=20, from_offset=5, to_offset=8)
+    assert window.admits(5, 10) and window.admits(7, 19)
+    assert not window.admits(8, 15) and not window.admits(6, 20) and not window.admits(4, 15)
+    assert not window.admits(6, None)
+    assert not window.may_hold(0, 4, 0, 100) and not window.may_hold(5, 9, 20, 30)
+
+
+def test_gaps_must_cover_every_missing_offset():
+    gaps = (
+        OffsetGap(first=3, last=4, cause="transaction-markers"),
+        OffsetGap(first=5, last=9, cause="compaction"),
+    )
+    assert _in_gaps(3, 9, gaps) and _in_gaps(6, 7, gaps)
+    assert not _in_gaps(2, 4, gaps) and not _in_gaps(9, 10, gaps)
+
+
+def test_interleaved_objects_cluster_and_chains_do_not():
+    a, b = (
+        RestoreObject(key="a", first_offset=0, last_offset=9),
+        RestoreObject(key="b", first_offset=2, last_offset=12),
+    )
+    c = RestoreObject(key="c", first_offset=13, last_offset=20)
+    assert [[o.key for o in group] for group in _clusters([a, b, c])] == [["a", "b"], ["c"]]
+
+
+def test_typed_values_become_compact_json():
+    assert to_bytes({"id": "1"}, "json") == b'{"id":"1"}'
+    assert to_bytes("text", "string") == b"text" and to_bytes(None) is None and to_bytes(b"\xff") == b"\xff"
