@@ -19,7 +19,9 @@ def _kbackup(*args: str) -> list[str]:
     return [sys.executable, "-m", "kbackup.cli", *args]
 
 
-def test_killed_restore_resumes_exactly_once(kafka_config, s3, admin, create_topic, bucket, unique_name, stack_env):
+def test_killed_restore_resumes_exactly_once(
+    kafka_config, s3, admin, create_topic, bucket, unique_name, stack_env
+):
     source = create_topic("kill", partitions=2)
     produce(
         kafka_config,
@@ -45,7 +47,9 @@ def test_killed_restore_resumes_exactly_once(kafka_config, s3, admin, create_top
         process.wait(30)
         assert process.returncode == -signal.SIGKILL
         assert sum(high for _, high in high_watermarks(kafka_config, target, 2)) < RECORDS
-        rerun = subprocess.run(_kbackup("restore", "--kcql", kcql, "--no-flow"), env=env, capture_output=True, text=True)
+        rerun = subprocess.run(
+            _kbackup("restore", "--kcql", kcql, "--no-flow"), env=env, capture_output=True, text=True
+        )
         assert rerun.returncode == 0, rerun.stderr
         restored = consume_all(kafka_config, target, 2)
         source_messages = consume_all(kafka_config, source, 2)
@@ -59,17 +63,25 @@ def test_killed_restore_resumes_exactly_once(kafka_config, s3, admin, create_top
 
 def test_bad_kcql_exits_2_with_the_caret(stack_env):
     result = subprocess.run(
-        _kbackup("restore", "--kcql", "INSERT INTO t SELECT * FORM bucket:prefix"), capture_output=True, text=True
+        _kbackup("restore", "--kcql", "INSERT INTO t SELECT * FORM bucket:prefix"),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "^" in result.stderr
 
 
-def test_restore_flow_runs_with_prefect(kafka_config, s3, admin, create_topic, bucket, unique_name, prefect_harness):
+def test_restore_flow_runs_with_prefect(
+    kafka_config, s3, admin, create_topic, bucket, unique_name, prefect_harness
+):
     from flows.restore import RestoreParameters, restore_flow
 
     source = create_topic("flow", partitions=2)
-    produce(kafka_config, source, ({"partition": i % 2, "key": f"k{i}".encode(), "value": b"v"} for i in range(100)))
+    produce(
+        kafka_config,
+        source,
+        ({"partition": i % 2, "key": f"k{i}".encode(), "value": b"v"} for i in range(100)),
+    )
     build_backup(s3, kafka_config, source, 2, bucket, "f", per_object=20)
     target = unique_name("dst")
     try:

@@ -1,0 +1,133 @@
+"""Restore throughput against the ceiling of a plain confluent-kafka idempotent producer sending
+the same records to the same broker, in the same run.
+
+    python bench/restore.py [--records 1000000] [--format AVRO] [--concurrency 6]
+
+Data set: N records of 1 KB over 6 partitions, 3 headers each (bench.common.ensure_topic),
+backed up once with `kbackup backup` (reused when the prefix already holds a manifest), then
+restored into a fresh topic with `kbackup restore` in its own process. The restore figure
+includes discovery, the transactional produce and the final check (consuming everything back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import PARTITIONS, ensure_topic, machine, run_measured, write_section  # noqa: E402
+
+VALUE_SIZE = 1024
+
+_CEILING = """
+import os, sys, time
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from bench.common import kafka_config, PARTITIONS
+topic, records, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+config = kafka_config()
+AdminClient(config).create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(60)
+producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20,
+                     "batch.size": 1_000_000, "queue.buffering.max.kbytes": 512 * 1024})
+value = os.urandom(size // 2).hex().encode()[:size]
+headers = [(f"h{i}", os.urandom(8).hex().encode()) for i in range(3)]
+for i in range(records):
+    while True:
+        try:
+            producer.produce(topic, value, f"key-{i:012d}".encode(), partition=i % PARTITIONS,
+                             headers=headers, timestamp=1_790_000_000_000 + i)
+            break
+        except BufferError:
+            producer.poll(0.05)
+    if i % 10_000 == 0:
+        producer.poll(0)
+assert producer.flush(120) == 0
+"""
+
+
+def _ensure_backup(s3: object, bucket: str, prefix: str, topic: str, fmt: str) -> None:
+    from tasks.manifest_store import list_backup_ids
+
+    try:
+        s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - it exists
+        pass
+    if list_backup_ids(s3, bucket, prefix):
+        return
+    kcql = f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"
+    run_measured([sys.executable, "-m", "kbackup.cli", "backup", "--kcql", kcql, "--verify", "quick"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--format", default="AVRO")
+    parser.add_argument("--concurrency", type=int, default=PARTITIONS)
+    parser.add_argument("--no-readme", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    from tasks.s3 import s3_client
+
+    s3 = s3_client()
+    records = args.records
+    topic = f"bench-{records}-{VALUE_SIZE}"
+    data_bytes = ensure_topic(topic, records, VALUE_SIZE)
+    bucket, prefix = "kbackup-bench", f"restore/{topic}/{args.format.lower()}"
+    _ensure_backup(s3, bucket, prefix, topic, args.format)
+
+    ceiling_topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
+    ceiling_wall, _, _ = run_measured(
+        [sys.executable, "-c", _CEILING, ceiling_topic, str(records), str(VALUE_SIZE)]
+    )
+
+    target = f"bench-restored-{uuid.uuid4().hex[:8]}"
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:{prefix}"
+    rows = []
+    for label, extra in (
+        ("restore (produce + check)", []),
+        ("restore (produce only, --no-check)", ["--no-check"]),
+    ):
+        name = f"{target}-{len(rows)}"
+        wall, rss, out = run_measured(
+            [
+                sys.executable,
+                "-m",
+                "kbackup.cli",
+                "restore",
+                "--kcql",
+                kcql.replace(target, name),
+                "--no-flow",
+                "--concurrency",
+                str(args.concurrency),
+                *extra,
+            ]
+        )
+        rows.append((label, wall, rss))
+    ceiling_rate = records / ceiling_wall
+    lines = [
+        f"{records:,} records of {VALUE_SIZE} B (+ 3 headers) over {PARTITIONS} partitions, {args.format} envelope "
+        f"backup; {machine()}; broker and S3 on loopback. Ratio = records/s ÷ the ceiling's records/s.",
+        "",
+        "| run | seconds | records/s | MB/s | ratio to ceiling | peak RSS |",
+        "|---|---|---|---|---|---|",
+        f"| ceiling: plain idempotent producer, same records | {ceiling_wall:.1f} | {ceiling_rate:,.0f} | "
+        f"{data_bytes / 1e6 / ceiling_wall:.1f} | 1.00 | |",
+    ]
+    for label, wall, rss in rows:
+        lines.append(
+            f"| {label} | {wall:.1f} | {records / wall:,.0f} | {data_bytes / 1e6 / wall:.1f} | "
+            f"{(records / wall) / ceiling_rate:.2f} | {rss / 1e6:.0f} MB |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    print(json.dumps({"records": records, "ceiling_s": ceiling_wall, "runs": rows}))
+    if not args.no_readme:
+        write_section("Restore", table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
