@@ -1,0 +1,153 @@
+"""PROPERTIES: which names a backup or a restore accepts, their types, and the spec fields they set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kcql.specs import Format, RestoreBound
+
+Value = str | int | bool
+
+
+class PropertyProblem(ValueError):
+    """A property's value is not valid; `expected` says what would be."""
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+        super().__init__(expected)
+
+
+def _bool(value: Value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise PropertyProblem("true or false")
+
+
+def _int(minimum: int = 0) -> Callable[[Value], int]:
+    def convert(value: Value) -> int:
+        if isinstance(value, bool):
+            raise PropertyProblem(f"an integer ≥ {minimum}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise PropertyProblem(f"an integer ≥ {minimum}") from None
+        if number < minimum:
+            raise PropertyProblem(f"an integer ≥ {minimum}")
+        return number
+
+    return convert
+
+
+def _choice(*choices: str, fold: bool = True) -> Callable[[Value], str]:
+    def convert(value: Value) -> str:
+        text = str(value)
+        for choice in choices:
+            if text == choice or (fold and text.lower() == choice.lower()):
+                return choice
+        raise PropertyProblem(" or ".join(repr(c) for c in choices))
+
+    return convert
+
+
+def _text(value: Value) -> str:
+    if not isinstance(value, str) or not value:
+        raise PropertyProblem("a non-empty string")
+    return value
+
+
+def _char(value: Value) -> str:
+    if not isinstance(value, str) or len(value) != 1:
+        raise PropertyProblem("a single character")
+    return value
+
+
+def _bound(value: Value) -> RestoreBound:
+    text = str(value).strip()
+    if text.lower().startswith("offset:"):
+        return RestoreBound(offset=_int(0)(text.split(":", 1)[1]))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise PropertyProblem("an ISO-8601 time such as '2026-01-01T00:00:00Z' or 'offset:N'") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return RestoreBound(timestamp_ms=int(moment.timestamp() * 1000))
+
+
+def _partitions(value: Value) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(part) for part in str(value).split(",") if part.strip())
+    except ValueError:
+        raise PropertyProblem("a comma-separated list of partition numbers such as '0,2,5'") from None
+    if not numbers or min(numbers) < 0:
+        raise PropertyProblem("a comma-separated list of partition numbers such as '0,2,5'")
+    return numbers
+
+
+def _filter(value: Value) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for part in str(value).split(","):
+        name, sep, wanted = part.strip().partition("=")
+        if not sep or not name:
+            raise PropertyProblem("name=value pairs such as 'region=EMEA,year=2023'")
+        pairs.append((name.strip(), wanted.strip()))
+    return tuple(pairs)
+
+
+CONVERTER = _choice("bytes", "string", "json", "avro")
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    field: str  # the spec field it sets ("" = handled specially)
+    convert: Callable[[Value], Any]
+    backup: bool = True
+    restore: bool = False
+
+
+_PROPERTIES = [
+    Property("store.envelope", "envelope.enabled", _bool, restore=True),
+    Property("store.envelope.key", "envelope.key", _bool, restore=True),
+    Property("store.envelope.value", "envelope.value", _bool, restore=True),
+    Property("store.envelope.headers", "envelope.headers", _bool, restore=True),
+    Property("store.envelope.metadata", "envelope.metadata", _bool, restore=True),
+    Property("partition.include.keys", "partition_include_keys", _bool),
+    Property("partition.missing", "partition_missing", _choice("error", "null")),
+    Property("flush.size", "flush_size", _int(1)),
+    Property("flush.count", "flush_count", _int(1)),
+    Property("flush.interval", "flush_interval", _int(1)),
+    Property("padding.type", "padding.type", _choice("LeftPad", "RightPad", "NoOp")),
+    Property("padding.char", "padding.char", _char),
+    Property("key.suffix", "key_suffix", _text),
+    Property("key.converter", "key_converter", CONVERTER, restore=True),
+    Property("value.converter", "value_converter", CONVERTER, restore=True),
+    Property("compression", "compression", lambda v: str(v).lower()),
+    Property("compression.level", "compression_level", _int(-10)),
+    Property("isolation.level", "isolation_level", _choice("read_committed", "read_uncommitted")),
+    Property("source.topic", "source_topic", _text, backup=False, restore=True),
+    Property("restore.from", "restore_from", _bound, backup=False, restore=True),
+    Property("restore.to", "restore_to", _bound, backup=False, restore=True),
+    Property("restore.partitions", "partitions", _partitions, backup=False, restore=True),
+    Property("restore.filter", "filter", _filter, backup=False, restore=True),
+    Property("restore.partitioner", "partitioner", _choice("preserve", "murmur2"), backup=False, restore=True),
+    Property("restore.group.prefix", "", _text, backup=False, restore=True),
+]
+PROPERTIES = {p.name: p for p in _PROPERTIES}
+PADDING_LENGTH_PREFIX = "padding.length."
+
+
+def valid_names(kind: str) -> list[str]:
+    names = [p.name for p in _PROPERTIES if (p.backup if kind == "backup" else p.restore)]
+    return names + ([PADDING_LENGTH_PREFIX + "<field>"] if kind == "backup" else [])
+
+
+def compression_allowed(fmt: Format) -> tuple[str, ...]:
+    from kcql.specs import COMPRESSIONS
+
+    return COMPRESSIONS[fmt]

@@ -1,0 +1,126 @@
+"""The parse results: frozen pydantic models, one per statement kind."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Converter = Literal["bytes", "string", "json", "avro"]
+
+
+class Format(str, Enum):
+    AVRO = "AVRO"
+    PARQUET = "PARQUET"
+    JSON = "JSON"
+    CSV = "CSV"
+    CSV_WITHHEADERS = "CSV_WITHHEADERS"
+    TEXT = "TEXT"
+    BYTES = "BYTES"
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSIONS[self]
+
+
+_EXTENSIONS = {
+    Format.AVRO: "avro", Format.PARQUET: "parquet", Format.JSON: "json", Format.CSV: "csv",
+    Format.CSV_WITHHEADERS: "csv", Format.TEXT: "text", Format.BYTES: "bytes",
+}
+
+COMPRESSIONS: dict[Format, tuple[str, ...]] = {
+    Format.AVRO: ("null", "deflate", "snappy", "zstd"),
+    Format.PARQUET: ("snappy", "zstd", "gzip", "lz4", "none"),
+    **{f: ("none", "gzip", "zstd") for f in (Format.JSON, Format.CSV, Format.CSV_WITHHEADERS, Format.TEXT, Format.BYTES)},
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PartitionField(_Frozen):
+    source: Literal["key", "value", "header", "topic", "partition", "date"]
+    path: tuple[str, ...] = ()
+    pattern: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The Hive-style name: last path element, `key`, `topic`, `partition`, or the date pattern."""
+        if self.source == "date":
+            return self.pattern or "date"
+        if self.path:
+            return self.path[-1]
+        return self.source
+
+    @property
+    def text(self) -> str:
+        """Canonical KCQL text."""
+        if self.source == "date":
+            return f"_date.{self.pattern}"
+        if self.source in ("topic", "partition"):
+            return f"_{self.source}"
+        return ".".join((f"_{self.source}", *self.path))
+
+
+class EnvelopeOptions(_Frozen):
+    enabled: bool = False
+    key: bool = True
+    value: bool = True
+    headers: bool = True
+    metadata: bool = True
+
+
+class PaddingOptions(_Frozen):
+    type: Literal["LeftPad", "RightPad", "NoOp"] = "LeftPad"
+    char: str = Field(default="0", min_length=1, max_length=1)
+    lengths: tuple[tuple[str, int], ...] = (("offset", 12),)
+
+
+class RestoreBound(_Frozen):
+    timestamp_ms: int | None = None
+    offset: int | None = None
+
+
+PropertyValue = str | int | bool
+
+
+class BackupSpec(_Frozen):
+    bucket: str
+    prefix: str = ""
+    topics: tuple[str, ...]
+    partition_by: tuple[PartitionField, ...] = ()
+    format: Format = Format.JSON
+    envelope: EnvelopeOptions = EnvelopeOptions()
+    flush_size: int = 500_000_000
+    flush_count: int = 50_000
+    flush_interval: int = 3600
+    partition_include_keys: bool = False
+    padding: PaddingOptions = PaddingOptions()
+    key_suffix: str | None = None
+    key_converter: Converter = "bytes"
+    value_converter: Converter = "bytes"
+    compression: str | None = None
+    compression_level: int | None = None
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    partition_missing: Literal["error", "null"] = "error"
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
+
+
+class RestoreSpec(_Frozen):
+    target_topic: str
+    bucket: str
+    prefix: str = ""
+    format: Format | None = None
+    batch_limit: int | None = None
+    envelope: EnvelopeOptions = EnvelopeOptions()
+    key_converter: Converter = "bytes"
+    value_converter: Converter = "bytes"
+    source_topic: str | None = None
+    restore_from: RestoreBound | None = None
+    restore_to: RestoreBound | None = None
+    partitions: tuple[int, ...] | None = None
+    filter: tuple[tuple[str, str], ...] = ()
+    partitioner: Literal["preserve", "murmur2"] = "preserve"
+    properties: dict[str, PropertyValue] = Field(default_factory=dict)
