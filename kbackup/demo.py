@@ -1,31 +1,170 @@
-"""The demo's steps. Until the backup and restore flows land, it proves the stack works."""
+"""The demo: the seed's scenarios end to end on the local stack, through the Prefect deployments.
+
+1. create `sales` (JSON values, year in the key, product_category in the value, region in a
+   header) and `payments` topics with records;
+2. run the `backup` deployment with the seed's KCQL and list what landed in the bucket;
+3. run the `restore` deployment into new topics;
+4. compare the records digests of source and restored topics;
+5. leave the Prefect UI running with both runs visible.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import sys
+import time
 import uuid
+from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kbackup.settings import KafkaSettings, S3Settings
-from tasks.s3 import s3_client
+from formats import RecordsDigest
+from kbackup.console import human_bytes, table
+from kbackup.settings import KafkaSettings
+from tasks.s3 import list_objects, s3_client
+
+BUCKET = "demo-backups"
+REGIONS = ["EMEA", "APAC", "AMER"]
+CATEGORIES = ["Electronics", "Books", "Garden", "Toys"]
+
+
+def _create(admin: AdminClient, name: str, partitions: int) -> None:
+    if name not in admin.list_topics(timeout=10).topics:
+        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+
+
+def _produce_seed_data(config: dict[str, Any], sales: str, payments: str, count: int) -> None:
+    rng = random.Random()
+    producer = Producer({**config, "enable.idempotence": True, "linger.ms": 10})
+    for i in range(count):
+        year = rng.choice([2023, 2024, 2025])
+        producer.produce(
+            sales,
+            key=json.dumps({"year": year, "order": str(uuid.uuid4())}).encode(),
+            value=json.dumps(
+                {"product_category": rng.choice(CATEGORIES), "amount": round(rng.uniform(1, 500), 2)}
+            ).encode(),
+            headers=[("region", rng.choice(REGIONS).encode()), ("source", b"demo")],
+        )
+        producer.produce(
+            payments,
+            key=f"customer-{rng.randint(1, 50)}".encode(),
+            value=rng.randbytes(rng.randint(20, 200)) if i % 10 else None,
+            headers=[("trace", uuid.uuid4().bytes)],
+        )
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(30)
+
+
+def topic_digest(config: dict[str, Any], topic: str) -> tuple[int, dict[int, str]]:
+    """Records and per-partition digests of a whole topic."""
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"demo-digest-{uuid.uuid4()}",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
+    )
+    partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    digests: dict[int, RecordsDigest] = {p: RecordsDigest() for p in partitions}
+    pending = set()
+    assignment = []
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        if high > low:
+            pending.add(p)
+            assignment.append(TopicPartition(topic, p, low))
+    consumer.assign(assignment)
+    count = 0
+    while pending:
+        for m in consumer.consume(1000, timeout=5):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(m.partition())
+                continue
+            ts_type, ts = m.timestamp()
+            digests[m.partition()].update(
+                m.key(), m.value(), tuple(m.headers() or ()), None if ts_type == 0 else ts, ts_type
+            )
+            count += 1
+    consumer.close()
+    return count, {p: d.hexdigest() for p, d in digests.items()}
+
+
+def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
+    from prefect.deployments import run_deployment
+
+    print(f"→ running deployment {name} …", flush=True)
+    run = run_deployment(name, parameters=parameters, timeout=900)
+    print(f"  {run.name}: {run.state.name}", flush=True)
+    if not run.state.is_completed():
+        raise SystemExit(f"deployment {name} ended {run.state.name}: {run.state.message}")
+    return run
 
 
 def run_demo() -> int:
-    kafka = KafkaSettings()
-    s3_settings = S3Settings()
-    print(f"Kafka at {kafka.bootstrap_servers}, S3 at {s3_settings.endpoint_url}")
-    admin = AdminClient(kafka.client_config())
-    topic = f"demo-{uuid.uuid4().hex[:6]}"
-    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
-    producer = Producer(kafka.client_config())
-    for i in range(1000):
-        producer.produce(topic, key=str(i).encode(), value=b"hello", partition=i % 3)
-    producer.flush(30)
-    print(f"produced 1000 records to {topic}")
-    s3 = s3_client(s3_settings)
-    bucket = f"demo-{uuid.uuid4().hex[:6]}"
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="hello.txt", Body=b"hello")
-    print(f"bucket {bucket} holds {[o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents']]}")
-    return 0
+    config = KafkaSettings().client_config()
+    admin = AdminClient(config)
+    s3 = s3_client()
+    suffix = os.environ.get("KBACKUP_DEMO_SUFFIX", time.strftime("%H%M%S"))
+    sales, payments = "sales", "payments"
+    _create(admin, sales, 3)
+    _create(admin, payments, 3)
+    if BUCKET not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=BUCKET)
+    _produce_seed_data(config, sales, payments, 3000)
+    print(f"Produced 3,000 records to each of {sales!r} and {payments!r}.")
+
+    backup_kcql = (
+        f"INSERT INTO {BUCKET}:payments SELECT * FROM payments STOREAS AVRO PROPERTIES('store.envelope'=true);\n"
+        f"INSERT INTO {BUCKET}:sales SELECT * FROM sales PARTITIONBY _key.year, _value.product_category, _headers.region "
+        "STOREAS AVRO PROPERTIES('store.envelope'=true, 'partition.include.keys'=true)"
+    )
+    print("\nBackup KCQL:\n" + backup_kcql)
+    _run_deployment("backup/backup", {"kcql": backup_kcql, "verify": "full"})
+
+    print(f"\nObjects in s3://{BUCKET}:")
+    objects = list(list_objects(s3, BUCKET, ""))
+    for obj in objects[:12]:
+        print(f"  {obj['Key']}  ({human_bytes(obj['Size'])})")
+    if len(objects) > 12:
+        print(f"  … {len(objects) - 12} more")
+
+    targets = {payments: f"payments-restored-{suffix}", sales: f"sales-restored-{suffix}"}
+    restore_kcql = ";\n".join(
+        f"INSERT INTO `{targets[t]}` SELECT * FROM {BUCKET}:{t} PROPERTIES('store.envelope'=true)"
+        for t in (payments, sales)
+    )
+    print("\nRestore KCQL:\n" + restore_kcql)
+    _run_deployment("restore/restore", {"kcql": restore_kcql})
+
+    print("\nDigest comparison (source topic vs restored topic, per partition):")
+    rows = []
+    ok = True
+    for source, target in targets.items():
+        n_source, d_source = topic_digest(config, source)
+        n_target, d_target = topic_digest(config, target)
+        same = d_source == d_target and n_source == n_target
+        ok &= same
+        rows.append(
+            {
+                "source": source,
+                "records": n_source,
+                "restored": target,
+                "records ": n_target,
+                "digests equal": "yes" if same else "NO",
+            }
+        )
+    print(table(rows))
+    ui = os.environ.get("PREFECT_UI_URL", "http://127.0.0.1:14200")
+    print(f"\nPrefect UI: {ui}  (flow runs of 'backup' and 'restore' are listed under Runs)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo())

@@ -7,12 +7,35 @@ from kcql.connector_config import ConnectorConfig, parse_connector_config
 from kcql.errors import KcqlError, KcqlSyntaxError, KcqlValueError
 from kcql.parser import parse_backup, parse_restore
 from kcql.render import render, spec_json
-from kcql.specs import BackupSpec, EnvelopeOptions, Format, PaddingOptions, PartitionField, RestoreBound, RestoreSpec
+from kcql.specs import (
+    BackupSpec,
+    EnvelopeOptions,
+    Format,
+    PaddingOptions,
+    PartitionField,
+    RestoreBound,
+    RestoreSpec,
+)
 from kcql.transforms import InsertWallclockTransform, TimestampConverterTransform, Transform
 
 __all__ = [
-    "BackupSpec", "ConnectorConfig", "EnvelopeOptions", "Format", "InsertWallclockTransform", "KcqlError",
-    "KcqlSyntaxError", "KcqlValueError", "PaddingOptions", "PartitionField", "RestoreBound", "RestoreSpec",
-    "TimestampConverterTransform", "Transform", "parse_backup", "parse_connector_config", "parse_restore", "render",
+    "BackupSpec",
+    "ConnectorConfig",
+    "EnvelopeOptions",
+    "Format",
+    "InsertWallclockTransform",
+    "KcqlError",
+    "KcqlSyntaxError",
+    "KcqlValueError",
+    "PaddingOptions",
+    "PartitionField",
+    "RestoreBound",
+    "RestoreSpec",
+    "TimestampConverterTransform",
+    "Transform",
+    "parse_backup",
+    "parse_connector_config",
+    "parse_restore",
+    "render",
     "spec_json",
 ]

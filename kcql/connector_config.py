@@ -10,7 +10,13 @@ from kcql.errors import KcqlError, KcqlValueError, suggestion
 from kcql.java_dates import JavaPatternError, pattern_parts
 from kcql.parser import parse_backup
 from kcql.specs import BackupSpec
-from kcql.transforms import INSERT_WALLCLOCK, TIMESTAMP_CONVERTER, InsertWallclockTransform, TimestampConverterTransform, Transform
+from kcql.transforms import (
+    INSERT_WALLCLOCK,
+    TIMESTAMP_CONVERTER,
+    InsertWallclockTransform,
+    TimestampConverterTransform,
+    Transform,
+)
 
 CONVERTER_CLASSES = {
     "org.apache.kafka.connect.storage.StringConverter": "string",
@@ -18,14 +24,39 @@ CONVERTER_CLASSES = {
     "org.apache.kafka.connect.converters.ByteArrayConverter": "bytes",
     "io.confluent.connect.avro.AvroConverter": "avro",
 }
-IGNORED_KEYS = ("name", "connector.class", "tasks.max", "topics.regex", "errors.tolerance", "errors.log.enable")
-IGNORED_PREFIXES = ("connect.s3.aws.", "connect.s3.", "errors.", "key.converter.", "value.converter.", "consumer.override.", "header.converter")
+IGNORED_KEYS = (
+    "name",
+    "connector.class",
+    "tasks.max",
+    "topics.regex",
+    "errors.tolerance",
+    "errors.log.enable",
+)
+IGNORED_PREFIXES = (
+    "connect.s3.aws.",
+    "connect.s3.",
+    "errors.",
+    "key.converter.",
+    "value.converter.",
+    "consumer.override.",
+    "header.converter",
+)
 _SMT_SETTINGS = {
     TIMESTAMP_CONVERTER: {
-        "header.name": "header_name", "field": "field", "target.type": "target_type", "format.to.pattern": "format_to_pattern",
-        "format.from.pattern": "format_from_pattern", "unix.precision": "unix_precision", "timezone": "timezone",
+        "header.name": "header_name",
+        "field": "field",
+        "target.type": "target_type",
+        "format.to.pattern": "format_to_pattern",
+        "format.from.pattern": "format_from_pattern",
+        "unix.precision": "unix_precision",
+        "timezone": "timezone",
     },
-    INSERT_WALLCLOCK: {"header.name": "header_name", "value.type": "value_type", "format": "format", "timezone": "timezone"},
+    INSERT_WALLCLOCK: {
+        "header.name": "header_name",
+        "value.type": "value_type",
+        "format": "format",
+        "timezone": "timezone",
+    },
 }
 
 
@@ -75,12 +106,23 @@ def parse_connector_config(text: str) -> ConnectorConfig:
         if f"{side}.converter" in props:
             cls, line = props[f"{side}.converter"]
             if cls not in CONVERTER_CLASSES:
-                raise _fail(text, line, f"a supported {side}.converter class", repr(cls), suggestion(cls, CONVERTER_CLASSES))
+                raise _fail(
+                    text,
+                    line,
+                    f"a supported {side}.converter class",
+                    repr(cls),
+                    suggestion(cls, CONVERTER_CLASSES),
+                )
             converters[f"{side}_converter"] = CONVERTER_CLASSES[cls]
     transforms = _transforms(text, props)
     known = {"connect.s3.kcql", "topics", "key.converter", "value.converter", "transforms"}
     for key, (_, line) in props.items():
-        if key in known or key.startswith("transforms.") or key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
+        if (
+            key in known
+            or key.startswith("transforms.")
+            or key in IGNORED_KEYS
+            or key.startswith(IGNORED_PREFIXES)
+        ):
             continue
         raise _fail(text, line, "a supported connector setting", repr(key), suggestion(key, sorted(known)))
     kcql_text, kcql_line = props["connect.s3.kcql"]
@@ -88,11 +130,16 @@ def parse_connector_config(text: str) -> ConnectorConfig:
         specs = parse_backup(kcql_text)
     except KcqlError as exc:
         raise KcqlValueError(
-            text, _offset(text, kcql_line) + text.splitlines()[kcql_line - 1].find(kcql_text[:10]) + exc.offset,
-            exc.expected, exc.found, f"in connect.s3.kcql: {exc.hint}".rstrip(": "),
+            text,
+            _offset(text, kcql_line) + text.splitlines()[kcql_line - 1].find(kcql_text[:10]) + exc.offset,
+            exc.expected,
+            exc.found,
+            f"in connect.s3.kcql: {exc.hint}".rstrip(": "),
         ) from None
     specs = [
-        spec.model_copy(update={k: v for k, v in converters.items() if k.replace("_", ".") not in spec.properties})
+        spec.model_copy(
+            update={k: v for k, v in converters.items() if k.replace("_", ".") not in spec.properties}
+        )
         for spec in specs
     ]
     topics = tuple(t.strip() for t in props.get("topics", ("", 0))[0].split(",") if t.strip())
@@ -115,9 +162,17 @@ def _transforms(text: str, props: dict[str, tuple[str, int]]) -> list[Transform]
                 continue
             setting = key[len(prefix) :]
             if setting not in _SMT_SETTINGS[cls]:
-                raise _fail(text, key_line, f"a {cls.rsplit('.', 1)[1]} setting", repr(key), suggestion(setting, _SMT_SETTINGS[cls]))
+                raise _fail(
+                    text,
+                    key_line,
+                    f"a {cls.rsplit('.', 1)[1]} setting",
+                    repr(key),
+                    suggestion(setting, _SMT_SETTINGS[cls]),
+                )
             field = _SMT_SETTINGS[cls][setting]
-            settings[field] = value.lower() if field in ("target_type", "unix_precision", "value_type") else value
+            settings[field] = (
+                value.lower() if field in ("target_type", "unix_precision", "value_type") else value
+            )
             if field in ("format_to_pattern", "format", "format_from_pattern"):
                 try:
                     pattern_parts(value)
@@ -128,7 +183,9 @@ def _transforms(text: str, props: dict[str, tuple[str, int]]) -> list[Transform]
             result.append(model(**settings))
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise _fail(text, line, f"valid settings for transform {name!r}", f"{first['loc'][0]}: {first['msg']}") from None
+            raise _fail(
+                text, line, f"valid settings for transform {name!r}", f"{first['loc'][0]}: {first['msg']}"
+            ) from None
     for key, (_, line) in props.items():
         if key.startswith("transforms.") and key.split(".")[1] not in names:
             raise _fail(text, line, "a setting of a transform listed in 'transforms'", repr(key))

@@ -26,7 +26,9 @@ class KcqlError(ValueError):
         return self.text.splitlines()[self.line - 1] if self.text.strip() else ""
 
     def render(self) -> str:
-        lines = [f"KCQL error at line {self.line}, column {self.column}: expected {self.expected}, found {self.found}"]
+        lines = [
+            f"KCQL error at line {self.line}, column {self.column}: expected {self.expected}, found {self.found}"
+        ]
         if self.text.strip():
             lines.append(self.statement_line)
             lines.append(" " * (self.column - 1) + "^")

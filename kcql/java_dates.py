@@ -6,8 +6,20 @@ from collections.abc import Callable
 from datetime import datetime
 
 _FIELDS = {
-    "yyyy": "%Y", "yy": "%y", "uuuu": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S",
-    "SSS": "%f3", "M": "%-m", "d": "%-d", "H": "%-H", "EEE": "%a", "MMM": "%b",
+    "yyyy": "%Y",
+    "yy": "%y",
+    "uuuu": "%Y",
+    "MM": "%m",
+    "dd": "%d",
+    "HH": "%H",
+    "mm": "%M",
+    "ss": "%S",
+    "SSS": "%f3",
+    "M": "%-m",
+    "d": "%-d",
+    "H": "%-H",
+    "EEE": "%a",
+    "MMM": "%b",
 }
 _LETTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -38,7 +50,9 @@ def pattern_parts(pattern: str) -> list[tuple[bool, str]]:
                 j += 1
             run = pattern[i:j]
             if run not in _FIELDS:
-                raise JavaPatternError(pattern, i, f"unsupported field {run!r}; supported: {', '.join(sorted(_FIELDS))}")
+                raise JavaPatternError(
+                    pattern, i, f"unsupported field {run!r}; supported: {', '.join(sorted(_FIELDS))}"
+                )
             parts.append((True, run))
             i = j
         else:
@@ -50,7 +64,9 @@ def pattern_parts(pattern: str) -> list[tuple[bool, str]]:
 
 
 def java_to_strftime(pattern: str) -> str:
-    return "".join(_FIELDS[text] if field else text.replace("%", "%%") for field, text in pattern_parts(pattern))
+    return "".join(
+        _FIELDS[text] if field else text.replace("%", "%%") for field, text in pattern_parts(pattern)
+    )
 
 
 def java_date_formatter(pattern: str) -> Callable[[datetime], str]:

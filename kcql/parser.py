@@ -17,13 +17,32 @@ from pydantic import ValidationError
 
 from kcql.errors import KcqlSyntaxError, KcqlValueError, suggestion
 from kcql.java_dates import JavaPatternError, pattern_parts
-from kcql.properties import PADDING_LENGTH_PREFIX, PROPERTIES, PropertyProblem, compression_allowed, valid_names
+from kcql.properties import (
+    PADDING_LENGTH_PREFIX,
+    PROPERTIES,
+    PropertyProblem,
+    compression_allowed,
+    valid_names,
+)
 from kcql.specs import BackupSpec, Format, PartitionField, RestoreSpec
 from kcql.tokens import Kind, Token, tokenize
 
 Kind_ = Literal["backup", "restore"]
-CLAUSES = ("PARTITIONBY", "STOREAS", "WITH_FLUSH_SIZE", "WITH_FLUSH_INTERVAL", "WITH_FLUSH_COUNT", "LIMIT", "PROPERTIES", "NOPARTITION")
-_LEGACY_FLUSH = {"WITH_FLUSH_SIZE": "flush.size", "WITH_FLUSH_INTERVAL": "flush.interval", "WITH_FLUSH_COUNT": "flush.count"}
+CLAUSES = (
+    "PARTITIONBY",
+    "STOREAS",
+    "WITH_FLUSH_SIZE",
+    "WITH_FLUSH_INTERVAL",
+    "WITH_FLUSH_COUNT",
+    "LIMIT",
+    "PROPERTIES",
+    "NOPARTITION",
+)
+_LEGACY_FLUSH = {
+    "WITH_FLUSH_SIZE": "flush.size",
+    "WITH_FLUSH_INTERVAL": "flush.interval",
+    "WITH_FLUSH_COUNT": "flush.count",
+}
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _FIELD_SOURCES = {"_key": "key", "_value": "value", "_header": "header", "_headers": "header"}
 
@@ -68,7 +87,9 @@ class Parser:
     def error(self, token: Token, expected: str, hint: str = "") -> KcqlSyntaxError:
         return KcqlSyntaxError(self.text, token.offset, expected, token.describe(), hint)
 
-    def value_error(self, token: Token, expected: str, found: str | None = None, hint: str = "") -> KcqlValueError:
+    def value_error(
+        self, token: Token, expected: str, found: str | None = None, hint: str = ""
+    ) -> KcqlValueError:
         return KcqlValueError(self.text, token.offset, expected, found or token.describe(), hint)
 
     def _expect_keyword(self, word: str) -> Token:
@@ -93,7 +114,9 @@ class Parser:
         while True:
             nxt = self._peek()
             adjacent = nxt.offset == self.tokens[self.pos - 1].end
-            if adjacent and (nxt.kind in (Kind.WORD, Kind.INT) or (nxt.kind is Kind.SYMBOL and nxt.value in "." + allow)):
+            if adjacent and (
+                nxt.kind in (Kind.WORD, Kind.INT) or (nxt.kind is Kind.SYMBOL and nxt.value in "." + allow)
+            ):
                 parts.append(self._advance().value)
             else:
                 return "".join(parts), first
@@ -118,7 +141,9 @@ class Parser:
         """bucket[:prefix]"""
         bucket, token = self._name("a bucket name")
         if not _BUCKET.match(bucket):
-            raise self.value_error(token, "a bucket name (3-63 lowercase letters, digits, dots and dashes)", repr(bucket))
+            raise self.value_error(
+                token, "a bucket name (3-63 lowercase letters, digits, dots and dashes)", repr(bucket)
+            )
         if self._is_symbol(":"):
             self._advance()
             prefix, _ = self._name("a prefix after ':'", allow="/")
@@ -143,7 +168,9 @@ class Parser:
             keyword = self._advance()
             name = keyword.value.upper()
             if name in statement.clauses:
-                raise self.value_error(keyword, f"each clause at most once, but {name} is repeated", keyword.describe())
+                raise self.value_error(
+                    keyword, f"each clause at most once, but {name} is repeated", keyword.describe()
+                )
             statement.clauses[name] = keyword
             self._clause(name, keyword, statement)
         nxt = self._peek()
@@ -154,7 +181,9 @@ class Parser:
     def _clause(self, name: str, keyword: Token, statement: _Statement) -> None:
         if name == "PARTITIONBY":
             if self.kind == "restore":
-                raise self.value_error(keyword, "a restore clause (STOREAS, LIMIT, PROPERTIES)", "PARTITIONBY")
+                raise self.value_error(
+                    keyword, "a restore clause (STOREAS, LIMIT, PROPERTIES)", "PARTITIONBY"
+                )
             statement.partition_by.append(self._partition_field())
             while self._is_symbol(","):
                 self._advance()
@@ -166,7 +195,9 @@ class Parser:
             try:
                 statement.format = (Format(token.value.upper()), token)
             except ValueError:
-                raise self.value_error(token, "a format name", hint=suggestion(token.value.upper(), [f.value for f in Format])) from None
+                raise self.value_error(
+                    token, "a format name", hint=suggestion(token.value.upper(), [f.value for f in Format])
+                ) from None
         elif name in _LEGACY_FLUSH:
             if self.kind == "restore":
                 raise self.value_error(keyword, "a restore clause (STOREAS, LIMIT, PROPERTIES)", name)
@@ -193,7 +224,10 @@ class Parser:
         return int(token.value)
 
     def _partition_field(self) -> tuple[PartitionField, Token]:
-        text, token = self._name("a PARTITIONBY field (_key, _key.a, _value.a, _header.x, _topic, _partition, _date.<pattern>)", allow="/:")
+        text, token = self._name(
+            "a PARTITIONBY field (_key, _key.a, _value.a, _header.x, _topic, _partition, _date.<pattern>)",
+            allow="/:",
+        )
         head, _, rest = text.partition(".")
         path = tuple(p for p in rest.split(".") if p) if rest else ()
         if head.lower() == "_topic" and not rest:
@@ -202,7 +236,9 @@ class Parser:
             return PartitionField(source="partition"), token
         if head.lower() == "_date":
             if not rest:
-                raise self.value_error(token, "a date pattern after _date., such as _date.yyyy-MM-dd-HH", repr(text))
+                raise self.value_error(
+                    token, "a date pattern after _date., such as _date.yyyy-MM-dd-HH", repr(text)
+                )
             try:
                 pattern_parts(rest)
             except JavaPatternError as exc:
@@ -236,7 +272,9 @@ class Parser:
 
 
 def _clause_expectation(kind: Kind_, tail: str, used: dict[str, Token] | None = None) -> str:
-    clauses = ["STOREAS", "PARTITIONBY", "PROPERTIES"] if kind == "backup" else ["STOREAS", "LIMIT", "PROPERTIES"]
+    clauses = (
+        ["STOREAS", "PARTITIONBY", "PROPERTIES"] if kind == "backup" else ["STOREAS", "LIMIT", "PROPERTIES"]
+    )
     clauses = [c for c in clauses if not used or c not in used]
     return ", ".join(clauses) + f" or {tail}" if clauses else tail
 
@@ -257,7 +295,11 @@ def _apply_properties(parser: Parser, statement: _Statement, kind: Kind_) -> dic
         if name in raw:
             raise parser.value_error(name_token, "each property at most once", repr(name))
         raw[name] = value
-        if kind == "backup" and name.startswith(PADDING_LENGTH_PREFIX) and len(name) > len(PADDING_LENGTH_PREFIX):
+        if (
+            kind == "backup"
+            and name.startswith(PADDING_LENGTH_PREFIX)
+            and len(name) > len(PADDING_LENGTH_PREFIX)
+        ):
             if isinstance(value, bool) or not str(value).isdigit():
                 raise parser.value_error(value_token, f"an integer for {name!r}")
             padding_lengths[name[len(PADDING_LENGTH_PREFIX) :]] = int(value)
@@ -265,7 +307,11 @@ def _apply_properties(parser: Parser, statement: _Statement, kind: Kind_) -> dic
         prop = PROPERTIES.get(name)
         if prop is None or not (prop.backup if kind == "backup" else prop.restore):
             other = "restore" if kind == "backup" else "backup"
-            what = f"a {kind} property" if prop is None else f"a {kind} property ({name!r} is a {other} property)"
+            what = (
+                f"a {kind} property"
+                if prop is None
+                else f"a {kind} property ({name!r} is a {other} property)"
+            )
             raise parser.value_error(name_token, what, repr(name), hint=suggestion(name, valid_names(kind)))
         try:
             converted = prop.convert(value)
@@ -302,7 +348,9 @@ def _build(parser: Parser, statement: _Statement) -> BackupSpec | RestoreSpec:
         allowed = compression_allowed(fmt or Format.JSON)
         if fields["compression"] not in allowed:
             token = next(t for n, _, _, t in statement.properties if n == "compression")
-            raise parser.value_error(token, f"a {(fmt or Format.JSON).value} compression ({', '.join(allowed)})")
+            raise parser.value_error(
+                token, f"a {(fmt or Format.JSON).value} compression ({', '.join(allowed)})"
+            )
     try:
         if parser.kind == "backup":
             bucket, prefix = _split_location(statement.target[0])
@@ -315,10 +363,21 @@ def _build(parser: Parser, statement: _Statement) -> BackupSpec | RestoreSpec:
                 **_nest(fields),
             )
         bucket, prefix = _split_location(statement.source[0])
-        return RestoreSpec(target_topic=statement.target[0], bucket=bucket, prefix=prefix, format=fmt, batch_limit=statement.limit, **_nest(fields))
+        return RestoreSpec(
+            target_topic=statement.target[0],
+            bucket=bucket,
+            prefix=prefix,
+            format=fmt,
+            batch_limit=statement.limit,
+            **_nest(fields),
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise parser.value_error(statement.start, f"a valid statement ({first['msg']} at {'.'.join(map(str, first['loc']))})", "this statement") from None
+        raise parser.value_error(
+            statement.start,
+            f"a valid statement ({first['msg']} at {'.'.join(map(str, first['loc']))})",
+            "this statement",
+        ) from None
 
 
 def parse(text: str, kind: Kind_) -> list[BackupSpec | RestoreSpec]:

@@ -135,7 +135,9 @@ _PROPERTIES = [
     Property("restore.to", "restore_to", _bound, backup=False, restore=True),
     Property("restore.partitions", "partitions", _partitions, backup=False, restore=True),
     Property("restore.filter", "filter", _filter, backup=False, restore=True),
-    Property("restore.partitioner", "partitioner", _choice("preserve", "murmur2"), backup=False, restore=True),
+    Property(
+        "restore.partitioner", "partitioner", _choice("preserve", "murmur2"), backup=False, restore=True
+    ),
     Property("restore.group.prefix", "", _text, backup=False, restore=True),
 ]
 PROPERTIES = {p.name: p for p in _PROPERTIES}

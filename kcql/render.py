@@ -6,8 +6,11 @@ import json
 
 from kcql.specs import BackupSpec, RestoreSpec
 
-
-_LEGACY = (("WITH_FLUSH_SIZE", "flush_size", 500_000_000), ("WITH_FLUSH_INTERVAL", "flush_interval", 3600), ("WITH_FLUSH_COUNT", "flush_count", 50_000))
+_LEGACY = (
+    ("WITH_FLUSH_SIZE", "flush_size", 500_000_000),
+    ("WITH_FLUSH_INTERVAL", "flush_interval", 3600),
+    ("WITH_FLUSH_COUNT", "flush_count", 50_000),
+)
 
 
 def _name(name: str) -> str:
@@ -30,22 +33,36 @@ def render(spec: BackupSpec | RestoreSpec) -> str:
     if isinstance(spec, BackupSpec):
         parts = [f"INSERT INTO {_location(spec.bucket, spec.prefix)} SELECT * FROM {_name(spec.topics[0])}"]
         if spec.partition_by:
-            parts.append("PARTITIONBY " + ", ".join(f"`{f.text}`" if not f.text.replace(".", "").replace("_", "").replace("-", "").isalnum() else f.text for f in spec.partition_by))
+            parts.append(
+                "PARTITIONBY "
+                + ", ".join(
+                    f"`{f.text}`"
+                    if not f.text.replace(".", "").replace("_", "").replace("-", "").isalnum()
+                    else f.text
+                    for f in spec.partition_by
+                )
+            )
         parts.append(f"STOREAS {spec.format.value}")
         for clause, name, default in _LEGACY:
             value = getattr(spec, name)
             if value != default and f"flush.{clause.rsplit('_', 1)[1].lower()}" not in spec.properties:
                 parts.append(f"{clause} = {value}")
     else:
-        parts = [f"INSERT INTO {_name(spec.target_topic)} SELECT * FROM {_location(spec.bucket, spec.prefix)}"]
+        parts = [
+            f"INSERT INTO {_name(spec.target_topic)} SELECT * FROM {_location(spec.bucket, spec.prefix)}"
+        ]
         if spec.format:
             parts.append(f"STOREAS {spec.format.value}")
         if spec.batch_limit:
             parts.append(f"LIMIT {spec.batch_limit}")
     if spec.properties:
-        parts.append("PROPERTIES(" + ", ".join(f"'{k}'={_value(v)}" for k, v in spec.properties.items()) + ")")
+        parts.append(
+            "PROPERTIES(" + ", ".join(f"'{k}'={_value(v)}" for k, v in spec.properties.items()) + ")"
+        )
     return " ".join(parts)
 
 
 def spec_json(spec: BackupSpec | RestoreSpec) -> str:
-    return json.dumps({"kind": "backup" if isinstance(spec, BackupSpec) else "restore", **spec.model_dump(mode="json")})
+    return json.dumps(
+        {"kind": "backup" if isinstance(spec, BackupSpec) else "restore", **spec.model_dump(mode="json")}
+    )

@@ -25,14 +25,22 @@ class Format(str, Enum):
 
 
 _EXTENSIONS = {
-    Format.AVRO: "avro", Format.PARQUET: "parquet", Format.JSON: "json", Format.CSV: "csv",
-    Format.CSV_WITHHEADERS: "csv", Format.TEXT: "text", Format.BYTES: "bytes",
+    Format.AVRO: "avro",
+    Format.PARQUET: "parquet",
+    Format.JSON: "json",
+    Format.CSV: "csv",
+    Format.CSV_WITHHEADERS: "csv",
+    Format.TEXT: "text",
+    Format.BYTES: "bytes",
 }
 
 COMPRESSIONS: dict[Format, tuple[str, ...]] = {
     Format.AVRO: ("null", "deflate", "snappy", "zstd"),
     Format.PARQUET: ("snappy", "zstd", "gzip", "lz4", "none"),
-    **{f: ("none", "gzip", "zstd") for f in (Format.JSON, Format.CSV, Format.CSV_WITHHEADERS, Format.TEXT, Format.BYTES)},
+    **{
+        f: ("none", "gzip", "zstd")
+        for f in (Format.JSON, Format.CSV, Format.CSV_WITHHEADERS, Format.TEXT, Format.BYTES)
+    },
 }
 
 

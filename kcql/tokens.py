@@ -34,7 +34,7 @@ class Token:
         return "end of input" if self.kind is Kind.END else repr(self.text)
 
 
-OPEN_QUOTES = {"'": "'’", "‘": "’'", "’": "’'", "“": "”\"", "\"": "\""}
+OPEN_QUOTES = {"'": "'’", "‘": "’'", "’": "’'", "“": '”"', '"': '"'}
 SYMBOLS = set(";,()=*:./")
 _WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-$")
 
@@ -64,7 +64,9 @@ def tokenize(text: str) -> list[Token]:
                     break
                 j += 1
             if j >= len(text) or text[j] == "\n":
-                raise KcqlSyntaxError(text, i, "a closing quote", f"an unterminated string starting {text[i:j][:20]!r}")
+                raise KcqlSyntaxError(
+                    text, i, "a closing quote", f"an unterminated string starting {text[i:j][:20]!r}"
+                )
             tokens.append(make(Kind.STRING, i, j + 1, text[i + 1 : j]))
             i = j + 1
         elif ch == "`":

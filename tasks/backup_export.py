@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from layout.transforms import HeaderTransform
+from kcql import Transform
+from layout.transforms import compile_transforms
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
@@ -122,10 +123,11 @@ def export_partition(
     request: ExportRequest,
     kafka_config: dict[str, Any],
     s3: Any,
-    transforms: tuple[HeaderTransform, ...] = (),
+    transforms: tuple[Transform, ...] = (),
     on_progress: ProgressCallback | None = None,
 ) -> PartitionEntry:
     spec, window = request.spec, request.window
+    header_transforms = compile_transforms(transforms)
     started = time.monotonic()
     codec = get_codec(spec.format.value)
     naming = key_naming(spec, codec.spec.extension)
@@ -171,7 +173,7 @@ def export_partition(
         if values is None:
             partition_key: tuple[str | None, ...] = ()
         else:
-            extra = [header for transform in transforms for header in transform(record)]
+            extra = [header for transform in header_transforms for header in transform(record)]
             partition_key = values.of(record, extra)
         for finished in roller.add(record, partition_key):
             upload(finished)
@@ -206,7 +208,7 @@ def export_partition(
     **RETRY_OPTIONS,
 )
 def export_partition_task(
-    request: ExportRequest, transforms: tuple[HeaderTransform, ...] = ()
+    request: ExportRequest, transforms: tuple[Transform, ...] = ()
 ) -> PartitionEntry:
     from kbackup.settings import KafkaSettings
     from tasks.progress import report_progress
