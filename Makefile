@@ -35,8 +35,8 @@ lint: install  ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-demo: install up  ## the main job end to end against the local stack
-	set -a; . .stack/env; set +a; $(BIN)/python -m kbackup.demo
+demo: install up serve  ## the main job end to end: seed topics, backup and restore deployments, digests
+	set -a; . .stack/env; . .stack/prefect.env; set +a; $(BIN)/python -m kbackup.demo
 
 serve: up  ## a local Prefect server + worker with the backup and restore deployments (UI address printed)
 	scripts/serve.sh

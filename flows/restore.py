@@ -463,7 +463,7 @@ def publish(report: RestoreReport) -> None:
         f"# Restore {report.restore_id}{' (dry run)' if report.dry_run else ''}",
         f"- from: `s3://{report.bucket}/{report.prefix}` backups {', '.join(report.backup_ids) or '(no manifest)'}",
         f"- format: {report.format}, lossless: {report.lossless}",
-        f"- targets: {', '.join(f'{t.name} ({t.partitions} partitions{", created" if t.created else ""})' for t in report.targets)}",
+        "- targets: " + ", ".join(f"{t.name} ({t.partitions} partitions{' created' if t.created else ''})" for t in report.targets),
         f"- records: {report.records}, bytes: {report.bytes}, seconds: {report.seconds}",
         f"- checked partitions: {sum(1 for c in report.checks if c.ok)}/{len(report.checks)} "
         f"({sum(1 for c in report.checks if c.digest_compared)} by records digest)",

@@ -3,6 +3,7 @@ bucket/prefix never run at once (their chains would fork)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +25,7 @@ def exclusive(kind: str, bucket: str, prefix: str, timeout_seconds: float = 3600
         try:
             client.read_global_concurrency_limit_by_name(name)
         except Exception:  # noqa: BLE001 - missing: create it (a concurrent creator may win; fine)
-            try:
+            with contextlib.suppress(Exception):
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except Exception:  # noqa: BLE001
-                pass
     with concurrency(name, occupy=1, timeout_seconds=timeout_seconds, strict=True):
         yield

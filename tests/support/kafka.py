@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,10 +19,8 @@ def delete_topics(admin: AdminClient, names: Sequence[str]) -> None:
     if not names:
         return
     for future in admin.delete_topics(list(names), operation_timeout=30).values():
-        try:
+        with contextlib.suppress(KafkaException):  # already gone
             future.result(timeout=60)
-        except KafkaException:
-            pass  # already gone
 
 
 def produce(config: dict[str, Any], topic: str, messages: Iterable[dict[str, Any]]) -> int:

@@ -10,7 +10,10 @@ from layout.keys import KeyNaming, Padding, escape_segment, parse_object_key, un
 
 def test_default_layout_matches_the_seed_example() -> None:
     assert KeyNaming("", "avro").object_key("payments", 0, 1234) == "payments/0/000000001234.avro"
-    assert KeyNaming("backups/daily", "parquet").object_key("p", 11, 7) == "backups/daily/p/11/000000000007.parquet"
+    assert (
+        KeyNaming("backups/daily", "parquet").object_key("p", 11, 7)
+        == "backups/daily/p/11/000000000007.parquet"
+    )
 
 
 def test_partitionby_layout_and_hive_style() -> None:
@@ -18,7 +21,10 @@ def test_partitionby_layout_and_hive_style() -> None:
     plain = KeyNaming("sales-backup", "json", names)
     hive = KeyNaming("sales-backup", "json", names, include_keys=True)
     values = ["2023", "Electronics", "EMEA"]
-    assert plain.object_key("sales", 2, 99, values) == "sales-backup/2023/Electronics/EMEA/sales(2_000000000099).json"
+    assert (
+        plain.object_key("sales", 2, 99, values)
+        == "sales-backup/2023/Electronics/EMEA/sales(2_000000000099).json"
+    )
     assert (
         hive.object_key("sales", 2, 99, values)
         == "sales-backup/year=2023/product_category=Electronics/region=EMEA/sales(2_000000000099).json"
@@ -59,10 +65,19 @@ def test_escape_round_trip(value: str | None) -> None:
     values=st.lists(st.one_of(st.none(), st.text(max_size=20)), min_size=1, max_size=4),
     hive=st.booleans(),
 )
-def test_partitioned_key_round_trip(topic: str, partition: int, offset: int, values: list, hive: bool) -> None:
+def test_partitioned_key_round_trip(
+    topic: str, partition: int, offset: int, values: list, hive: bool
+) -> None:
     names = tuple(f"f{i}" for i in range(len(values)))
-    key = KeyNaming("pre/fix", "parquet", names, include_keys=hive).object_key(topic, partition, offset, values)
+    key = KeyNaming("pre/fix", "parquet", names, include_keys=hive).object_key(
+        topic, partition, offset, values
+    )
     parsed = parse_object_key(key, "pre/fix")
-    assert (parsed.topic, parsed.partition, parsed.last_offset, parsed.extension) == (topic, partition, offset, "parquet")
+    assert (parsed.topic, parsed.partition, parsed.last_offset, parsed.extension) == (
+        topic,
+        partition,
+        offset,
+        "parquet",
+    )
     if hive:
         assert parsed.partition_values == dict(zip(names, values, strict=True))
