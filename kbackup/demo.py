@@ -136,12 +136,10 @@ def run_demo() -> int:
         print(f"  … {len(objects) - 12} more")
 
     targets = {payments: f"payments-restored-{suffix}", sales: f"sales-restored-{suffix}"}
-    restore_kcql = ";\n".join(
-        f"INSERT INTO `{targets[t]}` SELECT * FROM {BUCKET}:{t} PROPERTIES('store.envelope'=true)"
-        for t in (payments, sales)
-    )
-    print("\nRestore KCQL:\n" + restore_kcql)
-    _run_deployment("restore/restore", {"kcql": restore_kcql})
+    for source, target in targets.items():
+        restore_kcql = f"INSERT INTO `{target}` SELECT * FROM {BUCKET}:{source} PROPERTIES('store.envelope'=true)"
+        print("\nRestore KCQL:\n" + restore_kcql)
+        _run_deployment("restore/restore", {"params": {"kcql": restore_kcql}})
 
     print("\nDigest comparison (source topic vs restored topic, per partition):")
     rows = []
