@@ -30,7 +30,9 @@ class TimestampType(IntEnum):
         try:
             return _BY_LABEL[label]
         except KeyError:
-            raise ValueError(f"unknown timestamp type {label!r}; expected one of {sorted(_BY_LABEL)}") from None
+            raise ValueError(
+                f"unknown timestamp type {label!r}; expected one of {sorted(_BY_LABEL)}"
+            ) from None
 
 
 _LABELS = {

@@ -1,0 +1,183 @@
+"""The one interface every format implements: a declarative spec, a writer and a reader."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from formats.envelope import Record, TimestampType
+from formats.errors import CorruptObjectError, FormatError
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    name: str
+    extension: str
+    binary: bool
+    supports_envelope: bool
+    compressions: tuple[str, ...]
+    default_compression: str
+
+
+@dataclass(frozen=True)
+class CodecContext:
+    """What a codec needs to know about the object it writes or reads."""
+
+    topic: str
+    partition: int
+    envelope: bool = False
+    envelope_key: bool = True
+    envelope_value: bool = True
+    envelope_headers: bool = True
+    envelope_metadata: bool = True
+    key_converter: str = "bytes"
+    value_converter: str = "bytes"
+    compression: str | None = None
+    compression_level: int | None = None
+    object_key: str | None = None
+
+
+class ObjectWriter(ABC):
+    """Records go in by batches; finish() returns the whole object."""
+
+    def __init__(self, context: CodecContext) -> None:
+        self.context = context
+        self.record_count = 0
+
+    @property
+    @abstractmethod
+    def size_estimate(self) -> int: ...
+
+    @abstractmethod
+    def write(self, records: Sequence[Record]) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> bytes: ...
+
+    def kept(self, record: Record) -> tuple[Any, Any, tuple, bool]:
+        """(key, value, headers, metadata?) after the envelope-part switches."""
+        ctx = self.context
+        return (
+            record.key if ctx.envelope_key else None,
+            record.value if ctx.envelope_value else None,
+            record.headers if ctx.envelope_headers else (),
+            ctx.envelope_metadata,
+        )
+
+
+class Codec(ABC):
+    spec: CodecSpec
+
+    def compression(self, context: CodecContext) -> str:
+        chosen = (context.compression or self.spec.default_compression).lower()
+        if chosen not in self.spec.compressions:
+            raise FormatError(
+                f"{self.spec.name} does not support compression {chosen!r}; valid: {', '.join(self.spec.compressions)}"
+            )
+        return chosen
+
+    @abstractmethod
+    def writer(self, context: CodecContext) -> ObjectWriter: ...
+
+    @abstractmethod
+    def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]: ...
+
+
+# --- helpers shared by the codecs -------------------------------------------------------------
+
+TEXT_COMPRESSIONS = ("none", "gzip", "zstd")
+
+
+def compress(data: bytes, compression: str, level: int | None) -> bytes:
+    if compression == "gzip":
+        return gzip.compress(data, compresslevel=level if level is not None else 6)
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=level if level is not None else 3).compress(data)
+    return data
+
+
+def decompress(data: bytes, context: CodecContext) -> bytes:
+    """Whole-object decompression for the text formats, recognised by magic bytes."""
+    try:
+        if data[:2] == b"\x1f\x8b":
+            return gzip.decompress(data)
+        if data[:4] == b"\x28\xb5\x2f\xfd":
+            import zstandard
+
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    except Exception as exc:  # noqa: BLE001
+        raise CorruptObjectError(context.object_key, 0, f"cannot decompress: {exc}") from exc
+    return data
+
+
+def as_bytes(data: bytes | BinaryIO) -> bytes:
+    return data if isinstance(data, (bytes, bytearray)) else data.read()
+
+
+def compact_json(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def value_only_record(value: bytes | None, context: CodecContext, index: int) -> Record:
+    return Record(
+        None, value, (), context.topic, context.partition, index, None, TimestampType.NO_TIMESTAMP_TYPE
+    )
+
+
+def header_text(value: Any) -> bytes | None:
+    """A Stream Reactor header value (typed) as the bytes a StringConverter would give."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, (dict, list)):
+        return compact_json(value)
+    return str(value).encode()
+
+
+def stream_reactor_record(row: dict[str, Any], context: CodecContext) -> Record:
+    """An envelope in Stream Reactor's shape: headers a struct keyed by name, no timestamp type."""
+
+    def part(value: Any) -> Any:
+        if value is None or isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode()
+        return compact_json(value)
+
+    headers = row.get("headers") or {}
+    metadata = row.get("metadata") or {}
+    timestamp = metadata.get("timestamp")
+    return Record(
+        part(row.get("key")),
+        part(row.get("value")),
+        tuple((name, header_text(value)) for name, value in headers.items()),
+        metadata.get("topic") or context.topic,
+        int(metadata.get("partition", context.partition)),
+        int(metadata.get("offset", 0)),
+        timestamp,
+        TimestampType.CREATE_TIME if timestamp is not None else TimestampType.NO_TIMESTAMP_TYPE,
+    )
+
+
+class BufferWriter(ObjectWriter):
+    """A writer that appends encoded bytes to a buffer (text formats)."""
+
+    def __init__(self, context: CodecContext, compression: str) -> None:
+        super().__init__(context)
+        self.buffer = io.BytesIO()
+        self.compression = compression
+
+    @property
+    def size_estimate(self) -> int:
+        return self.buffer.tell()
+
+    def finish(self) -> bytes:
+        return compress(self.buffer.getvalue(), self.compression, self.context.compression_level)

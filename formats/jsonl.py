@@ -1,0 +1,140 @@
+"""JSON Lines: one object per record (envelope) or one value per line (value-only).
+
+Bytes are written as a JSON string when they are valid UTF-8 text, else as {"$base64": "…"}:
+strings are always strings and base64 always an object, so the two cannot be confused.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
+
+from formats.codec import (
+    TEXT_COMPRESSIONS,
+    BufferWriter,
+    Codec,
+    CodecContext,
+    CodecSpec,
+    ObjectWriter,
+    as_bytes,
+    compact_json,
+    decompress,
+    stream_reactor_record,
+    value_only_record,
+)
+from formats.envelope import Record, TimestampType
+from formats.errors import CorruptObjectError
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_bytes(part: Any) -> Any:
+    if part is None:
+        return None
+    if isinstance(part, str):
+        return part
+    try:
+        return part.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"$base64": base64.b64encode(part).decode()}
+
+
+def decode_bytes(part: Any) -> bytes | None:
+    if part is None:
+        return None
+    if isinstance(part, str):
+        return part.encode()
+    if isinstance(part, dict) and set(part) == {"$base64"}:
+        return base64.b64decode(part["$base64"], validate=True)
+    return compact_json(part)  # a document (Stream Reactor's typed key/value)
+
+
+class _JsonWriter(BufferWriter):
+    def write(self, records: Sequence[Record]) -> None:
+        lines = []
+        if self.context.envelope:
+            for record in records:
+                key, value, headers, metadata = self.kept(record)
+                lines.append(
+                    _dumps(
+                        {
+                            "key": encode_bytes(key),
+                            "value": encode_bytes(value),
+                            "headers": [{"key": n, "value": encode_bytes(v)} for n, v in headers],
+                            "metadata": {
+                                "topic": record.topic,
+                                "partition": record.partition,
+                                "offset": record.offset,
+                                "timestamp": record.timestamp,
+                                "timestamp_type": record.timestamp_type.label,
+                            }
+                            if metadata
+                            else None,
+                        }
+                    )
+                )
+        else:
+            for record in records:
+                lines.append(_value_line(record.value))
+        self.buffer.write(("\n".join(lines) + "\n").encode())
+        self.record_count += len(records)
+
+
+def _value_line(value: Any) -> str:
+    if isinstance(value, (bytes, str)):
+        try:
+            return _dumps(json.loads(value))
+        except ValueError:
+            pass
+    return _dumps(encode_bytes(value))
+
+
+class JsonCodec(Codec):
+    spec = CodecSpec("JSON", "json", False, True, TEXT_COMPRESSIONS, "none")
+
+    def writer(self, context: CodecContext) -> ObjectWriter:
+        return _JsonWriter(context, self.compression(context))
+
+    def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
+        text = decompress(as_bytes(data), context)
+        lines = text.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        elif lines and text:
+            raise CorruptObjectError(
+                context.object_key, len(lines) - 1, "the last line is incomplete (truncated object)"
+            )
+        for index, line in enumerate(lines):
+            try:
+                row = json.loads(line)
+                yield _record(row, context, index)
+            except CorruptObjectError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _record(row: Any, context: CodecContext, index: int) -> Record:
+    if isinstance(row, dict) and "metadata" in row and "value" in row:
+        metadata = row.get("metadata") or {}
+        if isinstance(row.get("headers"), dict) or (metadata and "timestamp_type" not in metadata):
+            return stream_reactor_record(row, context)
+        return Record(
+            decode_bytes(row["key"]),
+            decode_bytes(row["value"]),
+            tuple((h["key"], decode_bytes(h["value"])) for h in row["headers"]),
+            metadata.get("topic", context.topic),
+            metadata.get("partition", context.partition),
+            metadata.get("offset", index),
+            metadata.get("timestamp"),
+            TimestampType.from_label(metadata["timestamp_type"])
+            if metadata
+            else TimestampType.NO_TIMESTAMP_TYPE,
+        )
+    if isinstance(row, str):
+        return value_only_record(row.encode(), context, index)
+    if isinstance(row, dict) and set(row) == {"$base64"}:
+        return value_only_record(decode_bytes(row), context, index)
+    return value_only_record(None if row is None else compact_json(row), context, index)
