@@ -51,9 +51,10 @@ else
   weed=$("$repo/scripts/install-seaweedfs.sh")
   mkdir -p "$STACK_DIR/seaweedfs/data"
   render "$repo/stack/seaweedfs-s3.json.template" > "$STACK_DIR/seaweedfs/s3.json"
-  setsid nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$STACK_DIR/seaweedfs/data" \
-    -master.port="$WEED_MASTER_PORT" -master.volumeSizeLimitMB=256 -volume.port="$WEED_VOLUME_PORT" \
-    -volume.max=64 -filer.port="$WEED_FILER_PORT" \
+  # One new volume per bucket (collection) instead of seven: tests make many small buckets.
+  WEED_MASTER_VOLUME_GROWTH_COPY_1=1 setsid nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$STACK_DIR/seaweedfs/data" \
+    -master.port="$WEED_MASTER_PORT" -master.volumeSizeLimitMB=64 -volume.port="$WEED_VOLUME_PORT" \
+    -volume.max=2000 -filer.port="$WEED_FILER_PORT" \
     -s3 -s3.port="$S3_PORT" -s3.config="$STACK_DIR/seaweedfs/s3.json" -s3.autoCreateBucket=false \
     -s3.port.iceberg=0 \
     > "$STACK_DIR/logs/seaweedfs.log" 2>&1 < /dev/null &
