@@ -196,9 +196,11 @@ def test_compacted_and_transactional_topics_back_up_with_gaps(
     )
     entry = result.manifest.partitions[0]
     assert entry.record_count == 3
-    assert [(g.first, g.last) for g in entry.gaps] == [(2, 5), (6, 6)] or [
-        (g.first, g.last) for g in entry.gaps
-    ] == [(2, 6)]
+    # a=0 b=1 commit-marker=2 x=3 y=4 abort-marker=5 c=6 commit-marker=7
+    assert [(g.first, g.last, g.cause) for g in entry.gaps] == [
+        (2, 5, "transaction-markers"),
+        (7, 7, "transaction-markers"),
+    ]
     assert entry.end_offset == 8
 
     compacted = create_topic(
