@@ -53,6 +53,8 @@ def decode_bytes(part: Any) -> bytes | None:
 
 class _JsonWriter(BufferWriter):
     def write(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
         lines = []
         if self.context.envelope:
             for record in records:

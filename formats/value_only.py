@@ -111,6 +111,8 @@ class CsvCodec(Codec):
 
 class _TextWriter(BufferWriter):
     def write(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
         lines = []
         for record in records:
             text = _text(record)

@@ -1,0 +1,180 @@
+"""Codecs: lossless round trips (hypothesis), value-only limits, Stream Reactor files, corruption."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from formats import (
+    CodecContext,
+    CorruptObjectError,
+    FormatError,
+    Record,
+    TimestampType,
+    UnsupportedValueError,
+    get_codec,
+    records_digest,
+)
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+if not FIXTURES.exists():
+    FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+
+nullable_bytes = st.one_of(st.none(), st.just(b""), st.binary(max_size=64))
+headers = st.lists(
+    st.tuples(st.sampled_from(["a", "a", "ü-名前", "trace", ""]) | st.text(max_size=8), nullable_bytes),
+    max_size=5,
+)
+
+
+@st.composite
+def record_lists(draw: st.DrawFn) -> list[Record]:
+    count = draw(st.integers(1, 20))
+    first = draw(st.integers(0, 2**63 - 1 - count))
+    return [
+        Record(
+            draw(nullable_bytes),
+            draw(nullable_bytes),
+            tuple(draw(headers)),
+            "topic-ü",
+            7,
+            first + i,
+            draw(st.one_of(st.none(), st.integers(-(2**62), 2**62))),
+            draw(st.sampled_from(list(TimestampType))),
+        )
+        for i in range(count)
+    ]
+
+
+def _round_trip(fmt: str, records: list[Record], **options: object) -> list[Record]:
+    codec = get_codec(fmt)
+    writer = codec.writer(CodecContext("topic-ü", 7, envelope=True, **options))  # type: ignore[arg-type]
+    writer.write(records[: len(records) // 2])
+    writer.write(records[len(records) // 2 :])
+    data = writer.finish()
+    return list(codec.reader(io.BytesIO(data), CodecContext("topic-ü", 7, object_key="k")))
+
+
+@pytest.mark.parametrize("fmt", ["AVRO", "PARQUET", "JSON"])
+@settings(max_examples=60, deadline=None)
+@given(records=record_lists())
+def test_envelope_round_trip_is_lossless(fmt: str, records: list[Record]) -> None:
+    back = _round_trip(fmt, records)
+    assert back == records
+    assert records_digest(back) == records_digest(records)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "compression"),
+    [(f, c) for f in ("AVRO", "PARQUET", "JSON") for c in get_codec(f).spec.compressions],
+)
+@settings(max_examples=5, deadline=None)
+@given(records=record_lists())
+def test_every_compression_round_trips(fmt: str, compression: str, records: list[Record]) -> None:
+    assert _round_trip(fmt, records, compression=compression) == records
+
+
+def test_json_keeps_text_and_base64_apart() -> None:
+    records = [
+        Record(
+            b'{"$base64": "AA=="}', b"\xff\x00", (("h", b"plain"),), "t", 0, 0, 1, TimestampType.CREATE_TIME
+        )
+    ]
+    assert _round_trip("JSON", records) == records
+
+
+def _value_only(fmt: str, values: list[bytes]) -> list[bytes | None]:
+    codec = get_codec(fmt)
+    writer = codec.writer(CodecContext("t", 0))
+    writer.write([Record(None, v, (), "t", 0, i, None) for i, v in enumerate(values)])
+    return [r.value for r in codec.reader(writer.finish(), CodecContext("t", 0))]
+
+
+def test_value_only_formats_keep_the_value() -> None:
+    assert _value_only("TEXT", [b"one", "zwei ü".encode(), b""]) == [b"one", "zwei ü".encode(), b""]
+    assert _value_only("BYTES", [b"\x00\xff", b"", b"x" * 1000]) == [b"\x00\xff", b"", b"x" * 1000]
+    assert _value_only("CSV_WITHHEADERS", [b'{"a": "x", "b": "1.5"}', b'{"a": "y", "b": null}']) == [
+        b'{"a":"x","b":"1.5"}',
+        b'{"a":"y","b":null}',
+    ]
+
+
+def test_value_only_formats_refuse_what_they_cannot_hold() -> None:
+    with pytest.raises(UnsupportedValueError) as error:
+        _value_only("TEXT", [b"ok", b"two\nlines"])
+    assert error.value.offset == 1 and "line break" in error.value.reason
+    with pytest.raises(UnsupportedValueError) as error:
+        _value_only("CSV", [b"[1, 2]"])
+    assert "JSON-object" in error.value.reason
+    with pytest.raises(FormatError):
+        get_codec("XML")
+
+
+@pytest.mark.parametrize(
+    ("folder", "fmt"),
+    [
+        ("avro", "AVRO"),
+        ("parquet", "PARQUET"),
+        ("json", "JSON"),
+        ("csv", "CSV"),
+        ("csv_withheaders", "CSV_WITHHEADERS"),
+    ],
+)
+def test_stream_reactor_value_files_decode(folder: str, fmt: str) -> None:
+    files = sorted((FIXTURES / "stream-reactor" / folder).iterdir())
+    assert len(files) == 5
+    for path in files:
+        rows = list(get_codec(fmt).reader(path.read_bytes(), CodecContext("t", 0, object_key=str(path))))
+        assert len(rows) == 200
+        assert rows[0].value.startswith(b"{") and rows[0].key is None
+
+
+@pytest.mark.parametrize("name", ["envelope.avro", "envelope.json"])
+def test_stream_reactor_envelopes_decode(name: str) -> None:
+    path = FIXTURES / "stream-reactor-envelope" / name
+    records = list(get_codec(name.split(".")[1]).reader(path.read_bytes(), CodecContext("x", 0)))
+    assert [(r.topic, r.partition, r.offset, r.timestamp) for r in records] == [
+        ("myTopic", 3, i, 1234567890 + i) for i in range(3)
+    ]
+    assert records[0].key == b'{"id":"1"}'
+    assert records[0].headers == (("header1", b"value1"), ("header2", b"123456789"))
+
+
+@pytest.mark.parametrize("fmt", ["AVRO", "PARQUET", "JSON"])
+def test_truncated_objects_name_key_and_record(fmt: str) -> None:
+    records = [Record(b"k", b"v" * 100, (), "t", 0, i, 1) for i in range(50)]
+    codec = get_codec(fmt)
+    writer = codec.writer(
+        CodecContext("t", 0, envelope=True, compression="none" if fmt != "AVRO" else "null")
+    )
+    writer.write(records)
+    data = writer.finish()
+    with pytest.raises(CorruptObjectError) as error:
+        list(
+            codec.reader(
+                data[: len(data) * 2 // 3],
+                CodecContext("t", 0, object_key="bk/t/0/000000000049." + fmt.lower()),
+            )
+        )
+    assert error.value.object_key.endswith(fmt.lower())
+    assert "bk/t/0/000000000049" in str(error.value) and "record" in str(error.value)
+
+
+def test_parquet_envelope_is_readable_by_pyarrow_dataset_and_duckdb(tmp_path: Path) -> None:
+    import duckdb
+
+    writer = get_codec("PARQUET").writer(CodecContext("t", 2, envelope=True))
+    writer.write([Record(b"k", b"v", (("h", b"1"),), "t", 2, 5, 9, TimestampType.LOG_APPEND_TIME)])
+    path = tmp_path / "x.parquet"
+    path.write_bytes(writer.finish())
+    table = ds.dataset(str(path)).to_table()
+    assert table.schema.names == ["key", "value", "headers", "metadata"]
+    row = duckdb.sql(
+        f"SELECT metadata.offset, metadata.timestamp_type, headers[1].key FROM '{path}'"
+    ).fetchall()[0]
+    assert row == (5, "LogAppendTime", "h")
