@@ -19,6 +19,7 @@ from formats.codec import (
     stream_reactor_record,
     value_only_record,
 )
+from formats.avro_binary import encode_envelopes
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
 
@@ -79,46 +80,40 @@ def _b(part: Any) -> bytes | None:
     return part.encode() if isinstance(part, str) else part
 
 
+class _Block:
+    """What fastavro's Writer.write_block reads from a block: its count and its raw body."""
+
+    codec = "null"
+
+    def __init__(self, num_records: int, body: bytes) -> None:
+        self.num_records = num_records
+        self.bytes_ = io.BytesIO(body)
+
+
 class _AvroWriter(ObjectWriter):
     def __init__(self, context: CodecContext, codec: str) -> None:
         super().__init__(context)
         self.buffer = io.BytesIO()
         schema = ENVELOPE_SCHEMA if context.envelope else VALUE_SCHEMA
         self.writer = Writer(self.buffer, schema, codec=_CODECS[codec])
-        self.pending = 0
 
     @property
     def size_estimate(self) -> int:
-        return self.buffer.tell() + self.pending
+        return self.buffer.tell()
 
     def write(self, records: Sequence[Record]) -> None:
-        write = self.writer.write
-        if self.context.envelope:
-            for record in records:
-                key, value, headers, metadata = self.kept(record)
-                write(
-                    {
-                        "key": _b(key),
-                        "value": _b(value),
-                        "headers": [{"key": n, "value": v} for n, v in headers],
-                        "metadata": {
-                            "topic": record.topic,
-                            "partition": record.partition,
-                            "offset": record.offset,
-                            "timestamp": record.timestamp,
-                            "timestamp_type": record.timestamp_type.label,
-                        }
-                        if metadata
-                        else None,
-                    }
-                )
-                self.pending += 64 + len(key or b"") + len(value or b"")
+        if not records:
+            return
+        ctx = self.context
+        if ctx.envelope:
+            body = encode_envelopes(
+                records, ctx.envelope_key, ctx.envelope_value, ctx.envelope_headers, ctx.envelope_metadata
+            )
+            self.writer.write_block(_Block(len(records), body))
         else:
             for record in records:
-                write({"value": _b(record.value)})
-                self.pending += 16 + len(record.value or b"")
-        self.writer.flush()
-        self.pending = 0
+                self.writer.write({"value": _b(record.value)})
+            self.writer.flush()
         self.record_count += len(records)
 
     def finish(self) -> bytes:

@@ -120,6 +120,11 @@ class ParquetCodec(Codec):
             names = set(schema.names)
             tag = (schema.metadata or {}).get(b"kbackup")
             for batch in parquet.iter_batches(batch_size=4096):
+                if tag == b"envelope" and batch.column("metadata").null_count == 0:
+                    for record in _envelope_records(batch):
+                        yield record
+                        index += 1
+                    continue
                 for row in batch.to_pylist():
                     yield _record(row, tag, names, context, index)
                     index += 1
@@ -127,6 +132,35 @@ class ParquetCodec(Codec):
             raise
         except Exception as exc:  # noqa: BLE001
             raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _envelope_records(batch: pa.RecordBatch) -> Iterator[Record]:
+    """Column-wise decoding of one batch of envelopes whose metadata are all present."""
+    headers = batch.column("headers")
+    header_offsets = headers.offsets.to_pylist()
+    header_items = headers.values
+    header_names = header_items.field("key").to_pylist()
+    header_values = header_items.field("value").to_pylist()
+    header_pairs = list(zip(header_names, header_values, strict=True))
+    header_valid = headers.is_valid().to_pylist() if headers.null_count else None
+    metadata = batch.column("metadata")
+    labels = {label: TimestampType.from_label(label) for label in set(metadata.field("timestamp_type").to_pylist())}
+    rows = zip(
+        batch.column("key").to_pylist(),
+        batch.column("value").to_pylist(),
+        metadata.field("topic").to_pylist(),
+        metadata.field("partition").to_pylist(),
+        metadata.field("offset").to_pylist(),
+        metadata.field("timestamp").to_pylist(),
+        metadata.field("timestamp_type").to_pylist(),
+        strict=True,
+    )
+    for i, (key, value, topic, partition, offset, timestamp, label) in enumerate(rows):
+        if header_valid is not None and not header_valid[i]:
+            record_headers: tuple = ()
+        else:
+            record_headers = tuple(header_pairs[header_offsets[i] : header_offsets[i + 1]])
+        yield Record(key, value, record_headers, topic, partition, offset, timestamp, labels[label])
 
 
 def _record(

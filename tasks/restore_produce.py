@@ -208,6 +208,14 @@ def restore_unit(
     started = time.monotonic()
     transactional_id, group = unit_names(plan, unit)
     topic = unit.target_topic
+    producer = Producer(producer_config(kafka_config, transactional_id))
+    # First fence a killed earlier run: init_transactions aborts its open transaction, which
+    # otherwise holds the group's committed offset (read below) until the transaction times out.
+    _kafka_call(
+        kafka_config,
+        f"init transactions of {transactional_id}",
+        lambda: producer.init_transactions(TIMEOUT_S),
+    )
     done, metadata = _committed(kafka_config, group, topic)
     if unit.routing == "preserve":
         assert unit.target_partition is not None
@@ -217,13 +225,6 @@ def restore_unit(
     starts = {int(p): o for p, o in metadata.get("starts", {}).items()}
     if not starts:
         starts = _high_watermarks(kafka_config, topic, partitions)
-
-    producer = Producer(producer_config(kafka_config, transactional_id))
-    _kafka_call(
-        kafka_config,
-        f"init transactions of {transactional_id}",
-        lambda: producer.init_transactions(TIMEOUT_S),
-    )
     group_consumer = Consumer(
         {**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 3}
     )

@@ -178,3 +178,63 @@ def test_parquet_envelope_is_readable_by_pyarrow_dataset_and_duckdb(tmp_path: Pa
         f"SELECT metadata.offset, metadata.timestamp_type, headers[1].key FROM '{path}'"
     ).fetchall()[0]
     assert row == (5, "LogAppendTime", "h")
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=record_lists())
+def test_hand_built_avro_bodies_equal_fastavros_encoding(records: list[Record]) -> None:
+    import fastavro
+
+    from formats.avro import ENVELOPE_SCHEMA
+    from formats.avro_binary import encode_envelopes
+
+    expected = io.BytesIO()
+    for r in records:
+        fastavro.schemaless_writer(
+            expected,
+            ENVELOPE_SCHEMA,
+            {
+                "key": r.key,
+                "value": r.value,
+                "headers": [{"key": n, "value": v} for n, v in r.headers],
+                "metadata": {
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "timestamp": r.timestamp,
+                    "timestamp_type": r.timestamp_type.label,
+                },
+            },
+        )
+    assert encode_envelopes(records) == expected.getvalue()
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=record_lists())
+def test_json_envelope_lines_are_the_documents_json_dumps_gives(records: list[Record]) -> None:
+    import json
+
+    from formats.jsonl import encode_bytes
+
+    writer = get_codec("JSON").writer(CodecContext("topic-ü", 7, envelope=True))
+    writer.write(records)
+    lines = writer.finish().decode().rstrip("\n").split("\n")
+    assert lines == [
+        json.dumps(
+            {
+                "key": encode_bytes(r.key),
+                "value": encode_bytes(r.value),
+                "headers": [{"key": n, "value": encode_bytes(v)} for n, v in r.headers],
+                "metadata": {
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "timestamp": r.timestamp,
+                    "timestamp_type": r.timestamp_type.label,
+                },
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for r in records
+    ]

@@ -1,0 +1,127 @@
+"""Encode and decode throughput per codec, on one core, no services.
+
+    python bench/formats.py [--records 1000000] [--repeat 1]
+
+Records: values of 100 B and of 1 KB, a 16 B key and 3 headers each. Encoding goes through the
+codec's writer in batches of 10,000 records with objects rolled at 25,000 records (as a backup
+would with flush.count); decoding reads those objects back. MB/s counts key + value + header
+bytes of the records, not the encoded size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine, write_section  # noqa: E402
+from formats import CodecContext, Record, TimestampType, get_codec  # noqa: E402
+
+BATCH = 10_000
+OBJECT_RECORDS = 25_000
+REGIONS = ["EMEA", "AMER", "APAC"]
+CASES = [
+    ("PARQUET", True),
+    ("AVRO", True),
+    ("JSON", True),
+    ("PARQUET", False),
+    ("AVRO", False),
+    ("JSON", False),
+    ("CSV", False),
+    ("TEXT", False),
+    ("BYTES", False),
+]
+
+
+def json_value(index: int, size: int, rng: random.Random) -> bytes:
+    """A JSON object of exactly `size` bytes whose payload does not repeat between records."""
+    head = f'{{"id":{index},"region":"{rng.choice(REGIONS)}","payload":"'.encode()
+    room = size - len(head) - 2
+    return head + rng.randbytes(room // 2 + 1).hex().encode()[:room] + b'"}'
+
+
+def make_records(count: int, value_size: int) -> tuple[list[Record], int]:
+    rng = random.Random(value_size)
+    records = []
+    data_bytes = 0
+    for i in range(count):
+        key = f"key-{i:012d}".encode()
+        value = json_value(i, value_size, rng)
+        headers = (("trace", rng.randbytes(8).hex().encode()), ("source", b"bench"), ("seq", str(i).encode()))
+        records.append(Record(key, value, headers, "bench", 0, i, 1_790_000_000_000 + i, TimestampType.CREATE_TIME))
+        data_bytes += len(key) + len(value) + sum(len(n) + len(v) for n, v in headers)
+    return records, data_bytes
+
+
+def encode(name: str, envelope: bool, records: list[Record]) -> list[bytes]:
+    codec = get_codec(name)
+    context = CodecContext(topic="bench", partition=0, envelope=envelope)
+    objects = []
+    for start in range(0, len(records), OBJECT_RECORDS):
+        writer = codec.writer(context)
+        chunk = records[start : start + OBJECT_RECORDS]
+        for batch_start in range(0, len(chunk), BATCH):
+            writer.write(chunk[batch_start : batch_start + BATCH])
+        objects.append(writer.finish())
+    return objects
+
+
+def decode(name: str, envelope: bool, objects: list[bytes]) -> int:
+    codec = get_codec(name)
+    context = CodecContext(topic="bench", partition=0, envelope=envelope)
+    return sum(1 for data in objects for _ in codec.reader(data, context))
+
+
+def measure(records: list[Record], data_bytes: int, name: str, envelope: bool) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    objects = encode(name, envelope, records)
+    encode_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    decoded = decode(name, envelope, objects)
+    decode_seconds = time.perf_counter() - started
+    if decoded != len(records):
+        raise RuntimeError(f"{name}: decoded {decoded} of {len(records)} records")
+    return encode_seconds, decode_seconds, sum(map(len, objects))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--no-readme", action="store_true", help="print only")
+    args = parser.parse_args()
+    rows = []
+    for value_size in (100, 1024):
+        records, data_bytes = make_records(args.records, value_size)
+        for name, envelope in CASES:
+            encode_s, decode_s, encoded = measure(records, data_bytes, name, envelope)
+            mode = "envelope" if envelope else "value only"
+            row = (
+                f"| {name} | {mode} | {value_size} B | {args.records / encode_s:,.0f} | "
+                f"{data_bytes / encode_s / 1e6:,.1f} | {args.records / decode_s:,.0f} | "
+                f"{data_bytes / decode_s / 1e6:,.1f} | {encoded / data_bytes:.2f} |"
+            )
+            print(row, flush=True)
+            rows.append(row)
+        del records
+    body = "\n".join(
+        [
+            f"`python bench/formats.py --records {args.records}` on {machine()}; one process, one core.",
+            "Records have a 16 B key and 3 headers; MB/s counts the records' own bytes; "
+            "size is encoded bytes / record bytes with each format's default compression.",
+            "",
+            "| format | mode | value | encode rec/s | encode MB/s | decode rec/s | decode MB/s | size |",
+            "|---|---|---|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
+    if not args.no_readme:
+        write_section("Formats", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
