@@ -52,7 +52,9 @@ def make_records(count: int, value_size: int) -> tuple[list[Record], int]:
         key = f"key-{i:012d}".encode()
         value = json_value(i, value_size, rng)
         headers = (("trace", rng.randbytes(8).hex().encode()), ("source", b"bench"), ("seq", str(i).encode()))
-        records.append(Record(key, value, headers, "bench", 0, i, 1_790_000_000_000 + i, TimestampType.CREATE_TIME))
+        records.append(
+            Record(key, value, headers, "bench", 0, i, 1_790_000_000_000 + i, TimestampType.CREATE_TIME)
+        )
         data_bytes += len(key) + len(value) + sum(len(n) + len(v) for n, v in headers)
     return records, data_bytes
 

@@ -12,6 +12,7 @@ includes discovery, the transactional produce and the final check (consuming eve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import uuid
@@ -52,10 +53,8 @@ assert producer.flush(120) == 0
 def _ensure_backup(s3: object, bucket: str, prefix: str, topic: str, fmt: str) -> None:
     from tasks.manifest_store import list_backup_ids
 
-    try:
+    with contextlib.suppress(Exception):  # it exists
         s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - it exists
-        pass
     if list_backup_ids(s3, bucket, prefix):
         return
     kcql = f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"

@@ -219,7 +219,7 @@ class Steps:
 
     plan: Callable[[Selection], RestorePlan]
     prepare: Callable[[RestorePlan, bool], list[TargetInfo]]
-    restore: Callable[[RestorePlan, Sequence[RestoreUnit], dict[str, int], int], list[UnitOutcome]]
+    restore: Callable[[RestorePlan, Sequence[RestoreUnit], dict[str, TargetInfo], int], list[UnitOutcome]]
     check: Callable[[Sequence[UnitResult]], list[PartitionCheck]]
     translate: Callable[[RestorePlan, list[UnitResult], list[PartitionCheck], bool], list[GroupTranslation]]
 
@@ -232,11 +232,12 @@ def _plain_steps() -> Steps:
     s3 = s3_client()
 
     def restore_all(
-        plan: RestorePlan, units: Sequence[RestoreUnit], partitions: dict[str, int], concurrency: int
+        plan: RestorePlan, units: Sequence[RestoreUnit], targets: dict[str, TargetInfo], concurrency: int
     ) -> list[UnitOutcome]:
         def one(unit: RestoreUnit) -> UnitOutcome:
+            target = targets[unit.target_topic]
             try:
-                return restore_unit(plan, unit, config, s3, partitions[unit.target_topic])
+                return restore_unit(plan, unit, config, s3, target.partitions, grow_target=target.created)
             except Exception as exc:  # noqa: BLE001 - collected and reported per unit
                 return exc
 
@@ -259,14 +260,15 @@ def _plain_steps() -> Steps:
 
 def _prefect_steps() -> Steps:
     def restore_all(
-        plan: RestorePlan, units: Sequence[RestoreUnit], partitions: dict[str, int], concurrency: int
+        plan: RestorePlan, units: Sequence[RestoreUnit], targets: dict[str, TargetInfo], concurrency: int
     ) -> list[UnitOutcome]:
         pending: deque[Any] = deque()
         futures = []
         for unit in units:
             if len(pending) >= concurrency:
                 pending.popleft().wait()
-            future = restore_unit_task.submit(plan, unit, partitions[unit.target_topic])
+            target = targets[unit.target_topic]
+            future = restore_unit_task.submit(plan, unit, target.partitions, target.created)
             pending.append(future)
             futures.append(future)
         outcomes: list[UnitOutcome] = []
@@ -344,7 +346,6 @@ def run_restore(params: RestoreParameters, steps: Steps | None = None) -> Restor
     plan = steps.plan(selection)
     targets = steps.prepare(plan, params.dry_run)
     notes = list(plan.notes) + [w for t in targets for w in t.warnings]
-    partitions = {t.name: t.partitions for t in targets}
 
     def report(
         units: list[UnitReport], checks: list[PartitionCheck], groups: list[GroupTranslation]
@@ -387,7 +388,7 @@ def run_restore(params: RestoreParameters, steps: Steps | None = None) -> Restor
         ]
         return report(planned, [], [])
 
-    outcomes = steps.restore(plan, plan.units, partitions, params.concurrency)
+    outcomes = steps.restore(plan, plan.units, {t.name: t for t in targets}, params.concurrency)
     units: list[UnitReport] = []
     results: list[UnitResult] = []
     failures: list[BaseException] = []
@@ -463,7 +464,10 @@ def publish(report: RestoreReport) -> None:
         f"# Restore {report.restore_id}{' (dry run)' if report.dry_run else ''}",
         f"- from: `s3://{report.bucket}/{report.prefix}` backups {', '.join(report.backup_ids) or '(no manifest)'}",
         f"- format: {report.format}, lossless: {report.lossless}",
-        "- targets: " + ", ".join(f"{t.name} ({t.partitions} partitions{' created' if t.created else ''})" for t in report.targets),
+        "- targets: "
+        + ", ".join(
+            f"{t.name} ({t.partitions} partitions{' created' if t.created else ''})" for t in report.targets
+        ),
         f"- records: {report.records}, bytes: {report.bytes}, seconds: {report.seconds}",
         f"- checked partitions: {sum(1 for c in report.checks if c.ok)}/{len(report.checks)} "
         f"({sum(1 for c in report.checks if c.digest_compared)} by records digest)",

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 import fastavro
 from fastavro.write import Writer
 
+from formats.avro_binary import encode_envelopes
 from formats.codec import (
     Codec,
     CodecContext,
@@ -19,7 +20,6 @@ from formats.codec import (
     stream_reactor_record,
     value_only_record,
 )
-from formats.avro_binary import encode_envelopes
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
 

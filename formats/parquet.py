@@ -144,7 +144,9 @@ def _envelope_records(batch: pa.RecordBatch) -> Iterator[Record]:
     header_pairs = list(zip(header_names, header_values, strict=True))
     header_valid = headers.is_valid().to_pylist() if headers.null_count else None
     metadata = batch.column("metadata")
-    labels = {label: TimestampType.from_label(label) for label in set(metadata.field("timestamp_type").to_pylist())}
+    labels = {
+        label: TimestampType.from_label(label) for label in set(metadata.field("timestamp_type").to_pylist())
+    }
     rows = zip(
         batch.column("key").to_pylist(),
         batch.column("value").to_pylist(),

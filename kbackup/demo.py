@@ -137,7 +137,9 @@ def run_demo() -> int:
 
     targets = {payments: f"payments-restored-{suffix}", sales: f"sales-restored-{suffix}"}
     for source, target in targets.items():
-        restore_kcql = f"INSERT INTO `{target}` SELECT * FROM {BUCKET}:{source} PROPERTIES('store.envelope'=true)"
+        restore_kcql = (
+            f"INSERT INTO `{target}` SELECT * FROM {BUCKET}:{source} PROPERTIES('store.envelope'=true)"
+        )
         print("\nRestore KCQL:\n" + restore_kcql)
         _run_deployment("restore/restore", {"params": {"kcql": restore_kcql}})
 

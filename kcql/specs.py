@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 Converter = Literal["bytes", "string", "json", "avro"]
 
 
-class Format(str, Enum):
+class Format(str, Enum):  # noqa: UP042 - str() of a member stays "Format.X" as callers expect
     AVRO = "AVRO"
     PARQUET = "PARQUET"
     JSON = "JSON"

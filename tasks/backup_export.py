@@ -12,19 +12,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kcql import Transform
-from layout.transforms import compile_transforms
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from formats import RecordsDigest, get_codec
 from formats.envelope import Record, TimestampType
-from kcql import BackupSpec
+from kcql import BackupSpec, Transform
 from layout.keys import KeyNaming, parse_object_key
 from layout.manifest import ObjectEntry, OffsetGap, PartitionEntry, join_key
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming, partition_values_for
+from layout.transforms import compile_transforms
 from tasks.kafka_admin import PartitionWindow
 from tasks.kafka_reader import read_window
 from tasks.retry import RETRY_OPTIONS
@@ -207,9 +206,7 @@ def export_partition(
     task_run_name="export {request.window.topic}[{request.window.partition}]",
     **RETRY_OPTIONS,
 )
-def export_partition_task(
-    request: ExportRequest, transforms: tuple[Transform, ...] = ()
-) -> PartitionEntry:
+def export_partition_task(request: ExportRequest, transforms: tuple[Transform, ...] = ()) -> PartitionEntry:
     from kbackup.settings import KafkaSettings
     from tasks.progress import report_progress
     from tasks.s3 import s3_client

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
@@ -27,7 +28,7 @@ from formats import RecordsDigest
 from formats.envelope import TimestampType
 from tasks.errors import KafkaOperationError
 from tasks.kafka_admin import kafka_failure
-from tasks.restore_errors import CorruptObjectError, UnsupportedRestoreError
+from tasks.restore_errors import CorruptObjectError, TargetPartitionsError, UnsupportedRestoreError
 from tasks.restore_plan import RestorePlan, RestoreUnit
 from tasks.restore_records import SegmentDigests, unit_records
 from tasks.retry import RETRY_OPTIONS
@@ -168,6 +169,25 @@ def _high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) 
             consumer.close()
 
 
+def _grow_topic(config: dict[str, Any], producer: Producer, topic: str, partitions: int) -> int:
+    """Add partitions to a topic this restore created; returns the new count once the producer
+    sees them."""
+    admin = AdminClient(config)
+    try:
+        admin.create_partitions([NewPartitions(topic, partitions)])[topic].result(TIMEOUT_S)
+    except KafkaException as exc:
+        raise kafka_failure(f"add partitions to {topic}", config, exc) from exc
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = producer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
+        if found is not None and len(found.partitions) >= partitions:
+            return len(found.partitions)
+        time.sleep(0.2)
+    raise KafkaOperationError(
+        f"add partitions to {topic}", "the new partitions did not appear", retryable=True
+    )
+
+
 def producer_config(config: dict[str, Any], transactional_id: str) -> dict[str, Any]:
     return {
         **config,
@@ -201,9 +221,11 @@ def restore_unit(
     s3: Any,
     target_partitions: int,
     on_progress: ProgressCallback | None = None,
+    grow_target: bool = False,
 ) -> UnitResult:
     """Produce the unit's selected records into the target, resuming after what a previous run
-    of the same restore committed. Raises (naming the object) on corrupt objects and ordering
+    of the same restore committed. With `grow_target` (a topic this restore created, records
+    routed by their metadata's partition), the topic gets the partitions the records name. Raises (naming the object) on corrupt objects and ordering
     violations; what was committed before stays and is resumed from."""
     started = time.monotonic()
     transactional_id, group = unit_names(plan, unit)
@@ -287,9 +309,14 @@ def restore_unit(
             elif unit.routing == "metadata":
                 partition = record.partition
                 if partition >= target_partitions:
-                    from tasks.restore_errors import TargetPartitionsError
-
-                    raise TargetPartitionsError(topic, partition + 1, target_partitions)
+                    if not grow_target:
+                        raise TargetPartitionsError(topic, partition + 1, target_partitions)
+                    target_partitions = _grow_topic(kafka_config, producer, topic, partition + 1)
+                    for added in range(len(partitions), target_partitions):
+                        partitions.append(added)
+                        starts[added] = 0
+                        digests[added] = RecordsDigest()
+                        counts[added] = 0
             elif key is not None and unit.routing == "murmur2":
                 partition = murmur2_partition(key, target_partitions)
             else:
@@ -386,7 +413,9 @@ def restore_unit(
     task_run_name="restore {unit.unit_id} → {unit.target_topic}",
     **RETRY_OPTIONS,
 )
-def restore_unit_task(plan: RestorePlan, unit: RestoreUnit, target_partitions: int) -> UnitResult:
+def restore_unit_task(
+    plan: RestorePlan, unit: RestoreUnit, target_partitions: int, grow_target: bool = False
+) -> UnitResult:
     from kbackup.settings import KafkaSettings
     from tasks.progress import report_progress
     from tasks.s3 import s3_client
@@ -397,5 +426,5 @@ def restore_unit_task(plan: RestorePlan, unit: RestoreUnit, target_partitions: i
         report_progress(unit.target_topic, unit.source_partition or 0, records, max(total, records), written)
 
     return restore_unit(
-        plan, unit, KafkaSettings().client_config(), s3_client(), target_partitions, on_progress
+        plan, unit, KafkaSettings().client_config(), s3_client(), target_partitions, on_progress, grow_target
     )

@@ -120,15 +120,18 @@ def _object_records(
     previous: int | None = None
     for record in decode_object(s3, plan, unit, obj):
         offset = record.offset
-        if obj.first_offset is not None and obj.last_offset is not None:
-            if not obj.first_offset <= offset <= obj.last_offset:
-                raise OrderingViolationError(
-                    unit.source_topic,
-                    unit.source_partition,
-                    obj.key,
-                    offset,
-                    f"outside the object's range {obj.first_offset}–{obj.last_offset}",
-                )
+        if (
+            obj.first_offset is not None
+            and obj.last_offset is not None
+            and not obj.first_offset <= offset <= obj.last_offset
+        ):
+            raise OrderingViolationError(
+                unit.source_topic,
+                unit.source_partition,
+                obj.key,
+                offset,
+                f"outside the object's range {obj.first_offset}–{obj.last_offset}",
+            )
         if previous is not None and offset <= previous:
             raise OrderingViolationError(
                 unit.source_topic,
@@ -183,15 +186,19 @@ def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator
     for obj in unit.objects:
         group = json.dumps(obj.partition_values, sort_keys=True)
         before = by_values.get(group)
-        if before is not None and obj.first_offset is not None and before.last_offset is not None:
-            if obj.first_offset <= before.last_offset:
-                raise OrderingViolationError(
-                    unit.source_topic,
-                    unit.source_partition,
-                    obj.key,
-                    obj.first_offset,
-                    f"object overlaps {before.key} (offsets {before.first_offset}–{before.last_offset})",
-                )
+        if (
+            before is not None
+            and obj.first_offset is not None
+            and before.last_offset is not None
+            and obj.first_offset <= before.last_offset
+        ):
+            raise OrderingViolationError(
+                unit.source_topic,
+                unit.source_partition,
+                obj.key,
+                obj.first_offset,
+                f"object overlaps {before.key} (offsets {before.first_offset}–{before.last_offset})",
+            )
         by_values[group] = obj
     previous: SourceRecord | None = None
     expected = min((s.start_offset for s in unit.segments), default=None)
@@ -207,15 +214,19 @@ def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator
                     item.offset,
                     f"offset {item.offset} repeats or goes back after {previous.offset} (object {previous.object_key})",
                 )
-            if unit.check_gaps and expected is not None and item.offset > expected:
-                if not _in_gaps(expected, item.offset - 1, unit.gaps):
-                    raise OrderingViolationError(
-                        unit.source_topic,
-                        unit.source_partition,
-                        item.object_key,
-                        item.offset,
-                        f"offsets {expected}–{item.offset - 1} are missing and the manifest records no gap there",
-                    )
+            if (
+                unit.check_gaps
+                and expected is not None
+                and item.offset > expected
+                and not _in_gaps(expected, item.offset - 1, unit.gaps)
+            ):
+                raise OrderingViolationError(
+                    unit.source_topic,
+                    unit.source_partition,
+                    item.object_key,
+                    item.offset,
+                    f"offsets {expected}–{item.offset - 1} are missing and the manifest records no gap there",
+                )
             expected = item.offset + 1
             previous = item
             yield item

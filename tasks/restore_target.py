@@ -96,9 +96,13 @@ def prepare_targets(
 def _wait_for_topic(admin: Any, config: dict[str, Any], topic: str, partitions: int) -> None:
     for _ in range(100):
         found = cluster_metadata(admin, config).topics.get(topic)
-        if found is not None and not found.error and len(found.partitions) >= partitions:
-            if all(p.leader >= 0 for p in found.partitions.values()):
-                return
+        if (
+            found is not None
+            and not found.error
+            and len(found.partitions) >= partitions
+            and all(p.leader >= 0 for p in found.partitions.values())
+        ):
+            return
         time.sleep(0.2)
 
 
@@ -205,7 +209,7 @@ def read_restored(
                 end = message.offset() + 1
                 if limit is not None and count >= limit:
                     break
-            if eof:
+            if eof and _caught_up(consumer, topic, partition, high):
                 break
     except KafkaException as exc:
         raise kafka_failure(f"check {topic}/{partition}", kafka_config, exc) from exc
@@ -213,6 +217,13 @@ def read_restored(
         with contextlib.suppress(Exception):
             consumer.close()
     return count, digest.hexdigest(), offsets, end
+
+
+def _caught_up(consumer: Consumer, topic: str, partition: int, high: int) -> bool:
+    """Whether an end-of-partition event means the end: read_committed stops at the last stable
+    offset, which trails the high watermark until the transaction's commit markers are written."""
+    [position] = consumer.position([TopicPartition(topic, partition)])
+    return position.offset >= high
 
 
 def check_unit(kafka_config: dict[str, Any], result: UnitResult) -> list[PartitionCheck]:
