@@ -40,6 +40,10 @@ ENVELOPE = pa.schema(
 VALUE_ONLY = pa.schema([("value", pa.binary())], metadata={b"kbackup": b"value"})
 
 
+_DICTIONARY_COLUMNS = ["headers.list.element.key", "metadata.topic", "metadata.timestamp_type"]
+_STATISTICS_COLUMNS = ["metadata.partition", "metadata.offset", "metadata.timestamp"]
+
+
 def _b(part: Any) -> bytes | None:
     return part.encode() if isinstance(part, str) else part
 
@@ -50,7 +54,14 @@ class _ParquetWriter(ObjectWriter):
         self.buffer = io.BytesIO()
         self.schema = ENVELOPE if context.envelope else VALUE_ONLY
         self.writer = pq.ParquetWriter(
-            self.buffer, self.schema, compression=compression, compression_level=context.compression_level
+            self.buffer,
+            self.schema,
+            compression=compression,
+            compression_level=context.compression_level,
+            # Keys and values are mostly unique: a dictionary would be built and thrown away for
+            # every page, and min/max statistics over them help no reader.
+            use_dictionary=_DICTIONARY_COLUMNS if context.envelope else False,
+            write_statistics=_STATISTICS_COLUMNS if context.envelope else False,
         )
 
     @property
@@ -59,31 +70,18 @@ class _ParquetWriter(ObjectWriter):
 
     def write(self, records: Sequence[Record]) -> None:
         ctx = self.context
+        none = [None] * len(records)
         values = pa.array(
-            [_b(r.value) for r in records]
-            if ctx.envelope_value or not ctx.envelope
-            else [None] * len(records),
-            pa.binary(),
+            [r.value for r in records] if ctx.envelope_value or not ctx.envelope else none, pa.binary()
         )
         if not ctx.envelope:
             batch = pa.RecordBatch.from_arrays([values], schema=self.schema)
         else:
-            keys = pa.array(
-                [_b(r.key) for r in records] if ctx.envelope_key else [None] * len(records), pa.binary()
+            keys = pa.array([r.key for r in records] if ctx.envelope_key else none, pa.binary())
+            headers = pa.array(
+                [r.headers for r in records] if ctx.envelope_headers else [()] * len(records),
+                pa.list_(HEADER),
             )
-            offsets = [0]
-            names: list[str] = []
-            header_values: list[bytes | None] = []
-            for record in records:
-                if ctx.envelope_headers:
-                    for name, value in record.headers:
-                        names.append(name)
-                        header_values.append(value)
-                offsets.append(len(names))
-            items = pa.StructArray.from_arrays(
-                [pa.array(names, pa.string()), pa.array(header_values, pa.binary())], fields=list(HEADER)
-            )
-            headers = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items)
             if ctx.envelope_metadata:
                 metadata = pa.StructArray.from_arrays(
                     [
