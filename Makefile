@@ -41,8 +41,11 @@ demo: install up serve  ## the main job end to end: seed topics, backup and rest
 serve: up  ## a local Prefect server + worker with the backup and restore deployments (UI address printed)
 	scripts/serve.sh
 
-bench: install up  ## the benchmarks in bench/ (writes bench/README.md tables)
-	set -a; . .stack/env; set +a; $(BIN)/python bench/formats.py
+BENCH_SCALE ?= 1.0
+bench: install up  ## the benchmarks in bench/ (writes bench/README.md tables; BENCH_SCALE=0.2 for a quicker run)
+	set -a; . .stack/env; set +a; $(BIN)/python bench/formats.py --records $$(python3 -c "print(int(1000000 * $(BENCH_SCALE)))")
+	set -a; . .stack/env; set +a; $(BIN)/python bench/backup.py --scale $(BENCH_SCALE)
+	set -a; . .stack/env; set +a; $(BIN)/python bench/restore.py --records $$(python3 -c "print(int(1000000 * $(BENCH_SCALE)))")
 
 clean: down  ## stop the stack and remove its data (the install caches stay)
 	rm -rf .stack

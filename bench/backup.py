@@ -54,7 +54,9 @@ def main() -> int:
             kcql = f"INSERT INTO {bucket} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"
             wall, rss, _ = run_measured(
                 [
-                    "kbackup",
+                    sys.executable,
+                    "-m",
+                    "kbackup.cli",
                     "backup",
                     "--kcql",
                     kcql,
