@@ -17,9 +17,7 @@ _PRESENT = b"\x02"  # union branch 1 of ["null", X]
 _END_OF_ARRAY = b"\x00"
 
 
-def _varint(number: int) -> bytes:
-    """A long in Avro's zig-zag variable-length encoding."""
-    number = (number << 1) ^ (number >> 63)
+def _plain_varint(number: int) -> bytes:
     out = bytearray()
     while number > 0x7F:
         out.append((number & 0x7F) | 0x80)
@@ -28,11 +26,25 @@ def _varint(number: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_varint(n) for n in range(1 << 14)]
+_UNSIGNED = [_plain_varint(n) for n in range(1 << 14)]
+"""The varint bytes of every number below 2**14 (one or two bytes)."""
+_LOW_14_BITS = [bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80)) for n in range(1 << 14)]
+"""Two varint bytes, both with the continuation bit, for 14 low bits of a larger number."""
+
+
+def _unsigned(number: int) -> bytes:
+    if number < 16384:
+        return _UNSIGNED[number]
+    head = b""
+    while number >= 16384:
+        head += _LOW_14_BITS[number & 0x3FFF]
+        number >>= 14
+    return head + _UNSIGNED[number]
 
 
 def long_bytes(number: int) -> bytes:
-    return _SMALL[number] if 0 <= number < 16384 else _varint(number)
+    """A long in Avro's zig-zag variable-length encoding."""
+    return _unsigned((number << 1) ^ (number >> 63))
 
 
 def _nullable_bytes(part: bytes | None) -> bytes:
@@ -40,8 +52,7 @@ def _nullable_bytes(part: bytes | None) -> bytes:
         return _NULL
     if type(part) is str:
         part = part.encode()
-    size = len(part)
-    return _PRESENT + (_SMALL[size] if size < 16384 else _varint(size)) + part
+    return _PRESENT + _unsigned(len(part) << 1) + part
 
 
 def _string(text: str) -> bytes:
@@ -65,8 +76,15 @@ def encode_envelopes(
     topics: dict[str, bytes] = {}
     labels: dict[object, bytes] = {}
     for record in records:
-        append(_nullable_bytes(record.key) if keep_key else _NULL)
-        append(_nullable_bytes(record.value) if keep_value else _NULL)
+        for part in (record.key if keep_key else None, record.value if keep_value else None):
+            if part is None:
+                append(_NULL)
+                continue
+            if type(part) is str:
+                part = part.encode()
+            size = len(part) << 1
+            append(_PRESENT + _UNSIGNED[size] if size < 16384 else _PRESENT + _unsigned(size))
+            append(part)
         headers = record.headers if keep_headers else ()
         if headers:
             append(long_bytes(len(headers)))
@@ -86,8 +104,8 @@ def encode_envelopes(
                 label = labels[record.timestamp_type] = _string(record.timestamp_type.label)
             append(topic)
             append(long_bytes(record.partition))
-            append(_varint(record.offset))
-            append(_NULL if record.timestamp is None else _PRESENT + _varint(record.timestamp))
+            append(long_bytes(record.offset))
+            append(_NULL if record.timestamp is None else _PRESENT + long_bytes(record.timestamp))
             append(label)
         else:
             append(_NULL)
