@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PARTITIONS, ensure_topic, machine, run_measured, write_section  # noqa: E402
+from bench.common import PARTITIONS, bench_topic_name, ensure_topic, machine, run_measured, write_section  # noqa: E402
 
 FORMATS = ["PARQUET", "AVRO", "JSON"]
 
@@ -30,7 +30,7 @@ def main() -> int:
     s3 = s3_client()
     rows = []
     for records, size in ((int(1_000_000 * args.scale), 1024), (int(2_000_000 * args.scale), 100)):
-        topic = f"bench-{records}-{size}"
+        topic = bench_topic_name(records, size)
         data_bytes = ensure_topic(topic, records, size)
         wall, rss, out = run_measured(
             [sys.executable, "-c", f"from bench.common import raw_consume; print(raw_consume({topic!r}))"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 README = Path(__file__).with_name("README.md")
@@ -26,19 +27,20 @@ def kafka_config() -> dict[str, Any]:
     return KafkaSettings().client_config()
 
 
+def bench_topic_name(records: int, value_size: int) -> str:
+    return f"bench-data-{records}-{value_size}"
+
+
 def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> int:
     """Create and fill the topic unless it already holds `records` records; returns its byte size
     (keys + values + headers)."""
     config = kafka_config()
     admin = AdminClient(config)
     if name not in admin.list_topics(timeout=10).topics:
-        admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(60)
-    per_record = 16 + value_size + headers * (8 + 16)
-    consumer = Consumer({**config, "group.id": "bench-probe"})
-    have = sum(
-        consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1] for p in range(PARTITIONS)
-    )
-    consumer.close()
+        # No time retention: the data set is kept between runs and must not age out.
+        admin.create_topics([NewTopic(name, PARTITIONS, 1, config={"retention.ms": "-1"})])[name].result(60)
+    per_record = 16 + value_size + headers * (2 + 16)  # key, value, header names and values
+    have = _records_in(config, name)
     if have >= records:
         return records * per_record
     producer = Producer(
@@ -50,9 +52,12 @@ def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> 
             "enable.idempotence": True,
         }
     )
-    value = os.urandom(value_size // 2).hex().encode()[:value_size]
-    header_list = [(f"h{i}", os.urandom(8).hex().encode()) for i in range(headers)]
+    rng = random.Random(value_size)
+    first_timestamp = int(time.time() * 1000) - records
     for i in range(have, records):
+        # Values differ record to record (random hex), so compression sees realistic data.
+        value = rng.randbytes(value_size // 2 + 1).hex().encode()[:value_size]
+        header_list = [(f"h{h}", rng.randbytes(8).hex().encode()) for h in range(headers)]
         while True:
             try:
                 producer.produce(
@@ -61,7 +66,7 @@ def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> 
                     value=value,
                     headers=header_list,
                     partition=i % PARTITIONS,
-                    timestamp=1_790_000_000_000 + i,
+                    timestamp=first_timestamp + i,
                 )
                 break
             except BufferError:
@@ -70,6 +75,23 @@ def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> 
             producer.poll(0)
     producer.flush(120)
     return records * per_record
+
+
+def _records_in(config: dict[str, Any], topic: str) -> int:
+    """Sum of the high watermarks, once every partition has a leader (a new topic needs a moment)."""
+    consumer = Consumer({**config, "group.id": "bench-probe"})
+    try:
+        for _ in range(60):
+            try:
+                return sum(
+                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in range(PARTITIONS)
+                )
+            except KafkaException:
+                time.sleep(1)
+        raise RuntimeError(f"{topic}: partitions without a leader after 60 s")
+    finally:
+        consumer.close()
 
 
 def run_measured(args: list[str]) -> tuple[float, int, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PARTITIONS, ensure_topic, machine, run_measured, write_section  # noqa: E402
+from bench.common import PARTITIONS, bench_topic_name, ensure_topic, machine, run_measured, write_section  # noqa: E402
 
 VALUE_SIZE = 1024
 
@@ -72,7 +72,7 @@ def main() -> int:
 
     s3 = s3_client()
     records = args.records
-    topic = f"bench-{records}-{VALUE_SIZE}"
+    topic = bench_topic_name(records, VALUE_SIZE)
     data_bytes = ensure_topic(topic, records, VALUE_SIZE)
     bucket, prefix = "kbackup-bench", f"restore/{topic}/{args.format.lower()}"
     _ensure_backup(s3, bucket, prefix, topic, args.format)

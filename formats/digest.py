@@ -22,14 +22,48 @@ _LEN = struct.Struct(">I")
 _TS = struct.Struct(">q")
 
 
-def _nullable(part: Any) -> bytes:
+_PRESENT = b"\x01"
+_TIMESTAMP_TYPES = [bytes((n,)) for n in range(256)]
+
+
+def _add_nullable(parts: list[bytes], part: Any) -> None:
     if part is None:
-        return _NULL
-    if isinstance(part, str):
-        part = part.encode()
-    elif not isinstance(part, (bytes, bytearray, memoryview)):
-        part = str(part).encode()
-    return b"\x01" + _LEN.pack(len(part)) + bytes(part)
+        parts.append(_NULL)
+        return
+    if type(part) is not bytes:
+        part = (
+            part.encode()
+            if isinstance(part, str)
+            else bytes(part)
+            if isinstance(part, (bytearray, memoryview))
+            else str(part).encode()
+        )
+    parts.append(_PRESENT)
+    parts.append(_LEN.pack(len(part)))
+    parts.append(part)
+
+
+def digest_input(
+    key: Any,
+    value: Any,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    timestamp: int | None,
+    timestamp_type: int,
+) -> bytes:
+    """The bytes one record contributes to a records digest (see the module text)."""
+    parts: list[bytes] = []
+    _add_nullable(parts, key)
+    _add_nullable(parts, value)
+    headers = headers or ()
+    parts.append(_LEN.pack(len(headers)))
+    for name, header_value in headers:
+        encoded = name.encode()
+        parts.append(_LEN.pack(len(encoded)))
+        parts.append(encoded)
+        _add_nullable(parts, header_value)
+    parts.append(_NULL if timestamp is None else _PRESENT + _TS.pack(timestamp))
+    parts.append(_TIMESTAMP_TYPES[int(timestamp_type)])
+    return b"".join(parts)
 
 
 class RecordsDigest:
@@ -44,15 +78,11 @@ class RecordsDigest:
         timestamp: int | None,
         timestamp_type: int,
     ) -> None:
-        headers = headers or ()
-        parts = [_nullable(key), _nullable(value), _LEN.pack(len(headers))]
-        for name, header_value in headers:
-            encoded = name.encode()
-            parts.append(_LEN.pack(len(encoded)) + encoded)
-            parts.append(_nullable(header_value))
-        parts.append(_NULL if timestamp is None else b"\x01" + _TS.pack(timestamp))
-        parts.append(bytes((int(timestamp_type),)))
-        self._hash.update(b"".join(parts))
+        self._hash.update(digest_input(key, value, headers, timestamp, timestamp_type))
+
+    def update_input(self, data: bytes) -> None:
+        """Add one record given as its digest_input bytes (computed once, fed to several digests)."""
+        self._hash.update(data)
 
     def update_record(self, record: Record) -> None:
         self.update(record.key, record.value, record.headers, record.timestamp, int(record.timestamp_type))

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from formats import Codec, CodecContext, ObjectWriter, RecordsDigest
+from formats.digest import digest_input
 from formats.envelope import Record
 from layout.keys import KeyNaming
 
@@ -89,12 +90,11 @@ class ObjectRoller:
         self._open: dict[tuple[str | None, ...], _OpenObject] = {}
 
     def add(
-        self, record: Record, values: tuple[str | None, ...] = (), raw: tuple | None = None
+        self, record: Record, values: tuple[str | None, ...] = (), digest_bytes: bytes | None = None
     ) -> Iterator[FinishedObject]:
         """Add one record (in offset order); yields the objects this record caused to finish.
 
-        `raw` is the record's (key, value, headers, timestamp, timestamp_type) as read from Kafka,
-        for the per-object digest; by default the record's own fields.
+        `digest_bytes` is the record's formats.digest.digest_input, when the caller has it already.
         """
         current = self._open.get(values)
         if current is not None and self._interval_reached(current, record.timestamp):
@@ -108,9 +108,11 @@ class ObjectRoller:
         current.batch_bytes += _record_bytes(record)
         current.last_offset = record.offset
         current.count += 1
-        if raw is None:
-            raw = (record.key, record.value, record.headers, record.timestamp, int(record.timestamp_type))
-        current.digest.update(*raw)
+        if digest_bytes is None:
+            digest_bytes = digest_input(
+                record.key, record.value, record.headers, record.timestamp, int(record.timestamp_type)
+            )
+        current.digest.update_input(digest_bytes)
         if record.timestamp is not None:
             if current.min_timestamp is None or record.timestamp < current.min_timestamp:
                 current.min_timestamp = record.timestamp

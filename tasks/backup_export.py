@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from formats import RecordsDigest, get_codec
+from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
 from kcql import BackupSpec, Transform
 from layout.keys import KeyNaming, parse_object_key
@@ -162,7 +163,8 @@ def export_partition(
         headers = tuple(message.headers() or ())
         ts_type, ts = message.timestamp()
         timestamp = None if ts_type == 0 else ts
-        digest.update(key, value, headers, timestamp, ts_type)
+        digest_bytes = digest_input(key, value, headers, timestamp, ts_type)
+        digest.update_input(digest_bytes)
         count += 1
         if offset <= resume_after:
             continue
@@ -174,7 +176,7 @@ def export_partition(
         else:
             extra = [header for transform in header_transforms for header in transform(record)]
             partition_key = values.of(record, extra)
-        for finished in roller.add(record, partition_key):
+        for finished in roller.add(record, partition_key, digest_bytes):
             upload(finished)
         if on_progress and time.monotonic() - last_report > 0.5:
             on_progress(count, written_bytes)
