@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from tasks.kafka_admin import kafka_failure
 BATCH = 10_000
 # Give up (retryably) when the broker sends nothing at all for this long.
 IDLE_LIMIT_S = 120
+POLL_S = 0.05
 
 
 def window_consumer(config: dict[str, Any], isolation_level: str, group: str) -> Consumer:
@@ -49,22 +51,23 @@ def read_window(
     consumer = window_consumer(config, isolation_level, group)
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
-        idle_polls = 0
+        last_data = time.monotonic()
         while True:
             try:
-                messages = consumer.consume(BATCH, timeout=1.0)
+                # A short timeout: consume() waits for a full batch until the timeout even after
+                # the end of the partition, so a long one costs that much per window.
+                messages = consumer.consume(BATCH, timeout=POLL_S)
             except KafkaException as exc:
                 raise kafka_failure(f"consume {topic}/{partition}", config, exc) from exc
             if not messages:
-                idle_polls += 1
-                if idle_polls > IDLE_LIMIT_S:
+                if time.monotonic() - last_data > IDLE_LIMIT_S:
                     raise KafkaOperationError(
                         f"consume {topic}/{partition}",
                         f"no data for {IDLE_LIMIT_S} s before offset {end}",
                         retryable=True,
                     )
                 continue
-            idle_polls = 0
+            last_data = time.monotonic()
             for message in messages:
                 error = message.error()
                 if error is not None:
