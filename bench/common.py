@@ -121,7 +121,7 @@ def raw_consume(topic: str) -> int:
     done: set[int] = set()
     count = 0
     while len(done) < PARTITIONS:
-        for message in consumer.consume(10_000, timeout=1):
+        for message in consumer.consume(10_000, timeout=0.05):
             if message.error():
                 done.add(message.partition())
             else:

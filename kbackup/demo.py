@@ -82,7 +82,7 @@ def topic_digest(config: dict[str, Any], topic: str) -> tuple[int, dict[int, str
     consumer.assign(assignment)
     count = 0
     while pending:
-        for m in consumer.consume(1000, timeout=5):
+        for m in consumer.consume(1000, timeout=0.2):
             if m.error():
                 if m.error().code() == KafkaError._PARTITION_EOF:
                     pending.discard(m.partition())

@@ -174,15 +174,15 @@ def read_restored(
         if high <= start or limit == 0:
             return 0, digest.hexdigest(), offsets, start
         consumer.assign([TopicPartition(topic, partition, start)])
-        idle = 0
+        last_data = time.monotonic()
         while limit is None or count < limit:
-            messages = consumer.consume(10_000, timeout=1.0)
+            # A short timeout: consume() waits out its whole timeout for a full batch.
+            messages = consumer.consume(10_000, timeout=0.05)
             if not messages:
-                idle += 1
-                if idle > 60:
+                if time.monotonic() - last_data > 60:
                     break
                 continue
-            idle = 0
+            last_data = time.monotonic()
             eof = False
             for message in messages:
                 if message.error():
