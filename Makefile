@@ -3,9 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help install up down test unit lint demo serve bench clean
+.PHONY: help install browser up down test unit lint demo serve bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -18,13 +19,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+browser:  ## headless Chromium for the UI test: Debian's package, installed only when missing
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
 up: install  ## install what is missing and start Kafka + SeaweedFS on loopback; writes .stack/env
 	scripts/stack-up.sh
 
 down:  ## stop exactly what `make up` / `make serve` started
 	scripts/stack-down.sh
 
-test: install up  ## everything: unit, integration and end-to-end tests against the real stack
+test: install up browser  ## everything: unit, integration and end-to-end tests against the real stack
 	set -a; . .stack/env; set +a; $(BIN)/pytest $(PYTEST_ARGS)
 
 unit: install  ## the fast tests of pure code only (no services)

@@ -4,6 +4,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 STACK_DIR="${KBACKUP_STACK_DIR:-$repo/.stack}"
+STACK_ENV="${KBACKUP_STACK_ENV:-$STACK_DIR/env}"  # the stack's connection variables (stack-up.sh writes it)
 PORT="${KBACKUP_STACK_PREFECT_PORT:-14200}"
 BIN="$repo/.venv/bin"
 export PREFECT_HOME="$STACK_DIR/prefect"
@@ -13,7 +14,7 @@ export PREFECT_UI_URL="http://127.0.0.1:$PORT"
 export KBACKUP_PROJECT_DIR="$repo"
 export KBACKUP_BACKUP_CRON="${KBACKUP_BACKUP_CRON:-0 * * * *}"
 mkdir -p "$PREFECT_HOME" "$STACK_DIR/logs" "$STACK_DIR/pids"
-set -a; . "$STACK_DIR/env"; set +a
+set -a; . "$STACK_ENV"; set +a
 running() { [[ -f "$STACK_DIR/pids/$1.pid" ]] && kill -0 "$(cat "$STACK_DIR/pids/$1.pid")" 2>/dev/null; }
 
 if ! running prefect-server; then

@@ -8,7 +8,9 @@ for pidfile in "$STACK_DIR"/pids/*.pid; do
   name=$(basename "$pidfile" .pid)
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null
+    # A Prefect worker shuts down on Ctrl-C (SIGINT) but keeps polling on SIGTERM.
+    if [[ $name == prefect-worker ]]; then signal=INT; else signal=TERM; fi
+    kill -"$signal" "$pid" 2>/dev/null
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then
       echo "stack: $name (pid $pid) did not stop in 30 s; killing it"

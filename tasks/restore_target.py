@@ -170,7 +170,7 @@ def read_restored(
     count = 0
     end = start
     try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)
+        high = _high_watermark(consumer, topic, partition, start + (limit or 0))
         if high <= start or limit == 0:
             return 0, digest.hexdigest(), offsets, start
         consumer.assign([TopicPartition(topic, partition, start)])
@@ -217,6 +217,17 @@ def read_restored(
         with contextlib.suppress(Exception):
             consumer.close()
     return count, digest.hexdigest(), offsets, end
+
+
+def _high_watermark(consumer: Consumer, topic: str, partition: int, at_least: int) -> int:
+    """The partition's high watermark, asked again for a while when it is below what was just
+    written: a partition created or added a moment ago can answer 0 at first."""
+    deadline = time.monotonic() + 30
+    while True:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)
+        if high >= at_least or time.monotonic() > deadline:
+            return int(high)
+        time.sleep(0.2)
 
 
 def _caught_up(consumer: Consumer, topic: str, partition: int, high: int) -> bool:
