@@ -99,7 +99,7 @@ def compress(data: bytes, compression: str, level: int | None) -> bytes:
     if compression == "zstd":
         import zstandard
 
-        return zstandard.ZstdCompressor(level=level if level is not None else 3).compress(data)
+        return zstandard.ZstdCompressor(level=level if level is not None else 1).compress(data)
     return data
 
 
