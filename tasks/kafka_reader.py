@@ -31,7 +31,9 @@ def window_consumer(config: dict[str, Any], isolation_level: str, group: str) ->
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
             "fetch.message.max.bytes": 16 * 1024 * 1024,
-            "queued.max.messages.kbytes": 256 * 1024,
+            # Prefetch per consumer (one per partition being exported): enough to keep the export
+            # busy; more only adds to the backup's memory.
+            "queued.max.messages.kbytes": 32 * 1024,
             "fetch.wait.max.ms": 100,
             "log_level": 3,
         }
