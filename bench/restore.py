@@ -31,16 +31,22 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from bench.common import kafka_config, PARTITIONS
 topic, records, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 config = kafka_config()
-AdminClient(config).create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(60)
+admin = AdminClient(config)
+admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(60)
+time.sleep(1)
 producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20,
                      "batch.size": 1_000_000, "queue.buffering.max.kbytes": 512 * 1024})
-value = os.urandom(size // 2).hex().encode()[:size]
-headers = [(f"h{i}", os.urandom(8).hex().encode()) for i in range(3)]
+import random
+rng = random.Random(size)
+first_timestamp = int(time.time() * 1000) - records
 for i in range(records):
+    # the same kind of records as the benchmark topic (bench.common.ensure_topic)
+    value = rng.randbytes(size // 2 + 1).hex().encode()[:size]
+    headers = [(f"h{h}", rng.randbytes(8).hex().encode()) for h in range(3)]
     while True:
         try:
             producer.produce(topic, value, f"key-{i:012d}".encode(), partition=i % PARTITIONS,
-                             headers=headers, timestamp=1_790_000_000_000 + i)
+                             headers=headers, timestamp=first_timestamp + i)
             break
         except BufferError:
             producer.poll(0.05)

@@ -346,7 +346,10 @@ def translate_groups(
             )
             meta = metadata_of.get((t.group, source_topic, t.partition), "")
             by_group.setdefault(t.group, []).append(
-                TopicPartition(t.topic, t.partition, t.target_offset, metadata=meta or None)
+                # confluent-kafka refuses metadata=None: leave it out when the group had none
+                TopicPartition(t.topic, t.partition, t.target_offset, metadata=meta)
+                if meta
+                else TopicPartition(t.topic, t.partition, t.target_offset)
             )
         for group_name, partitions in by_group.items():
             future = admin.alter_consumer_group_offsets(

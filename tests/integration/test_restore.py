@@ -146,8 +146,9 @@ def test_hive_filter_restores_only_emea(kafka_config, s3, admin, create_topic, b
         admin.delete_topics([target])
 
 
+@pytest.mark.parametrize("metadata", ["m", ""], ids=["with-metadata", "no-metadata"])
 def test_consumer_group_resumes_at_the_restored_record(
-    kafka_config, s3, admin, create_topic, bucket, unique_name
+    metadata, kafka_config, s3, admin, create_topic, bucket, unique_name
 ):
     from confluent_kafka import Consumer, TopicPartition
 
@@ -155,7 +156,7 @@ def test_consumer_group_resumes_at_the_restored_record(
     produce(kafka_config, source, ({"key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(50)))
     group = unique_name("app")
     build_backup(
-        s3, kafka_config, source, 1, bucket, "g", per_object=9, groups=[group_at(group, source, 0, 17)]
+        s3, kafka_config, source, 1, bucket, "g", per_object=9, groups=[group_at(group, source, 0, 17, metadata)]
     )
     target = unique_name("dst")
     try:

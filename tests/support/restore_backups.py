@@ -153,7 +153,8 @@ def build_backup(
     return manifest
 
 
-def group_at(group: str, topic: str, partition: int, offset: int) -> GroupOffsets:
+def group_at(group: str, topic: str, partition: int, offset: int, metadata: str = "m") -> GroupOffsets:
     return GroupOffsets(
-        group=group, offsets=(CommittedOffset(topic=topic, partition=partition, offset=offset, metadata="m"),)
+        group=group,
+        offsets=(CommittedOffset(topic=topic, partition=partition, offset=offset, metadata=metadata),),
     )
