@@ -295,8 +295,8 @@ def restore_unit(
         for item in unit_records(s3, plan, unit):
             decoded += 1
             objects_seen.add(item.object_key)
-            segment_digests.add(item)
             record = item.record
+            source_digest = segment_digests.add(item)
             if not window.admits(item.offset, record.timestamp):
                 continue
             while pending and item.offset >= pending[0]:
@@ -326,7 +326,17 @@ def restore_unit(
             if timestamp is None:
                 timestamps_kept = False
             ts_type = int(TimestampType.CREATE_TIME) if timestamp is not None else 0
-            digests[partition].update(key, value, tuple(headers), timestamp, ts_type)
+            restored_headers = tuple(headers)
+            if (
+                source_digest is not None
+                and key is record.key
+                and value is record.value
+                and ts_type == record.timestamp_type
+                and restored_headers == record.headers
+            ):
+                digests[partition].update_input(source_digest)  # the same bytes: hash them once
+            else:
+                digests[partition].update(key, value, restored_headers, timestamp, ts_type)
             counts[partition] += 1
             selected += 1
             last_source = item.offset
@@ -347,7 +357,8 @@ def restore_unit(
                     break
                 except BufferError:
                     producer.poll(0.05)
-            producer.poll(0)
+            if produced % 256 == 0:
+                producer.poll(0)  # delivery callbacks; often enough, not per record
             produced += 1
             in_transaction += 1
             written_bytes += (len(key) if key else 0) + (len(value) if value else 0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from formats import CodecContext, RecordsDigest, get_codec
+from formats.digest import digest_input
 from formats.envelope import Record
 from layout.manifest import OffsetGap
 from tasks.restore_errors import CorruptObjectError, OrderingViolationError
@@ -265,13 +266,17 @@ class SegmentDigests:
         self.digests = [RecordsDigest() for _ in self.segments]
         self.counts = [0] * len(self.segments)
 
-    def add(self, item: SourceRecord) -> None:
+    def add(self, item: SourceRecord) -> bytes | None:
+        """Count and hash the record into its segment; returns its digest input (None when no
+        segment is compared), which the caller may reuse."""
         for index, segment in enumerate(self.segments):
             if segment.start_offset <= item.offset < segment.end_offset:
                 r = item.record
-                self.digests[index].update(r.key, r.value, r.headers, r.timestamp, int(r.timestamp_type))
+                data = digest_input(r.key, r.value, r.headers, r.timestamp, int(r.timestamp_type))
+                self.digests[index].update_input(data)
                 self.counts[index] += 1
-                return
+                return data
+        return None
 
     def mismatches(self) -> list[str]:
         problems = []
