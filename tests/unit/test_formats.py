@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow.dataset as ds
 import pytest
@@ -180,6 +182,22 @@ def test_parquet_envelope_is_readable_by_pyarrow_dataset_and_duckdb(tmp_path: Pa
     assert row == (5, "LogAppendTime", "h")
 
 
+def _envelope_document(r: Record, part: Callable[[Any], Any]) -> dict[str, Any]:
+    """The envelope as the generic writers (fastavro, json.dumps) take it."""
+    return {
+        "key": part(r.key),
+        "value": part(r.value),
+        "headers": [{"key": n, "value": part(v)} for n, v in r.headers],
+        "metadata": {
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
+            "timestamp": r.timestamp,
+            "timestamp_type": r.timestamp_type.label,
+        },
+    }
+
+
 @settings(max_examples=100, deadline=None)
 @given(records=record_lists())
 def test_hand_built_avro_bodies_equal_fastavros_encoding(records: list[Record]) -> None:
@@ -193,18 +211,7 @@ def test_hand_built_avro_bodies_equal_fastavros_encoding(records: list[Record]) 
         fastavro.schemaless_writer(
             expected,
             ENVELOPE_SCHEMA,
-            {
-                "key": r.key,
-                "value": r.value,
-                "headers": [{"key": n, "value": v} for n, v in r.headers],
-                "metadata": {
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "offset": r.offset,
-                    "timestamp": r.timestamp,
-                    "timestamp_type": r.timestamp_type.label,
-                },
-            },
+            _envelope_document(r, lambda part: part),
         )
     assert encode_envelopes(records) == expected.getvalue()
 
@@ -221,18 +228,7 @@ def test_json_envelope_lines_are_the_documents_json_dumps_gives(records: list[Re
     lines = writer.finish().decode().rstrip("\n").split("\n")
     assert lines == [
         json.dumps(
-            {
-                "key": encode_bytes(r.key),
-                "value": encode_bytes(r.value),
-                "headers": [{"key": n, "value": encode_bytes(v)} for n, v in r.headers],
-                "metadata": {
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "offset": r.offset,
-                    "timestamp": r.timestamp,
-                    "timestamp_type": r.timestamp_type.label,
-                },
-            },
+            _envelope_document(r, encode_bytes),
             ensure_ascii=False,
             separators=(",", ":"),
         )
