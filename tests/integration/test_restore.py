@@ -20,7 +20,7 @@ from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.restore_backups import build_backup, group_at
 from tests.support.topics import NOW_MS, OLD_MS, topic_digests, tricky_messages
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # tests/fixtures (see its README)
 
 
 def _restore(kcql: str, **kwargs: Any) -> Any:

@@ -23,9 +23,7 @@ from formats import (
     records_digest,
 )
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
-if not FIXTURES.exists():
-    FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # tests/fixtures (see its README)
 
 nullable_bytes = st.one_of(st.none(), st.just(b""), st.binary(max_size=64))
 headers = st.lists(
