@@ -52,6 +52,7 @@ def prepare_targets(
     for target in plan.targets:
         existing = metadata.topics.get(target.name)
         created = False
+        warnings = []
         if existing is not None and not existing.error:
             partitions = len(existing.partitions)
             needs_preserve = any(
@@ -66,6 +67,16 @@ def prepare_targets(
             if not dry_run:
                 replication = min(target.replication_factor or brokers, brokers)
                 configs = {k: v for k, v in target.configs.items() if k not in _NOT_COPIED}
+                if configs.get("message.timestamp.type") == "LogAppendTime":
+                    # With LogAppendTime the broker would stamp every restored record with the
+                    # restore's own time; CreateTime keeps the backed-up timestamps.
+                    configs["message.timestamp.type"] = "CreateTime"
+                    warnings.append(
+                        f"{target.name}: the source topic uses message.timestamp.type=LogAppendTime; the "
+                        "target is created with CreateTime so the restored records keep their original "
+                        "timestamps (switch it to LogAppendTime after the restore if new records should "
+                        "get append time)"
+                    )
                 futures = admin.create_topics(
                     [NewTopic(target.name, partitions, replication, config=configs)], operation_timeout=30
                 )
@@ -76,7 +87,6 @@ def prepare_targets(
                         raise kafka_failure(f"create topic {target.name}", kafka_config, exc) from exc
                 _wait_for_topic(admin, kafka_config, target.name, partitions)
                 created = True
-        warnings = []
         retention = _retention_ms(
             admin, kafka_config, target.name, target.configs, dry_run and not created and existing is None
         )

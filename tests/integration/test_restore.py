@@ -156,7 +156,14 @@ def test_consumer_group_resumes_at_the_restored_record(
     produce(kafka_config, source, ({"key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(50)))
     group = unique_name("app")
     build_backup(
-        s3, kafka_config, source, 1, bucket, "g", per_object=9, groups=[group_at(group, source, 0, 17, metadata)]
+        s3,
+        kafka_config,
+        source,
+        1,
+        bucket,
+        "g",
+        per_object=9,
+        groups=[group_at(group, source, 0, 17, metadata)],
     )
     target = unique_name("dst")
     try:
@@ -341,5 +348,32 @@ def test_rerun_after_completion_adds_nothing(kafka_config, s3, admin, create_top
         assert [m.key() for m in consume_all(kafka_config, target, 1)] == [
             f"k{i}".encode() for i in range(25)
         ]
+    finally:
+        admin.delete_topics([target])
+
+
+def test_log_append_time_source_keeps_its_timestamps(
+    prefect_harness, kafka_config, s3, admin, create_topic, bucket, unique_name
+):
+    from flows.backup import backup_flow
+
+    source = create_topic("appendtime", partitions=2, config={"message.timestamp.type": "LogAppendTime"})
+    produce(
+        kafka_config,
+        source,
+        ({"key": f"k{i}".encode(), "value": b"v", "partition": i % 2} for i in range(40)),
+    )
+    source_records = consume_all(kafka_config, source, 2)
+    assert {m.timestamp()[0] for m in source_records} == {2}  # LogAppendTime, stamped by the broker
+    backup_flow(
+        kcql=f"INSERT INTO {bucket}:lat SELECT * FROM `{source}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+    )
+    target = unique_name("dst")
+    try:
+        report = _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:lat")
+        assert any("LogAppendTime" in note for t in report.targets for note in t.warnings)
+        restored = consume_all(kafka_config, target, 2)
+        by_key = {m.key(): m.timestamp()[1] for m in restored}
+        assert by_key == {m.key(): m.timestamp()[1] for m in source_records}
     finally:
         admin.delete_topics([target])
