@@ -8,12 +8,13 @@ for pidfile in "$STACK_DIR"/pids/*.pid; do
   name=$(basename "$pidfile" .pid)
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
-    # A Prefect worker shuts down on Ctrl-C (SIGINT) but keeps polling on SIGTERM.
-    if [[ $name == prefect-worker ]]; then signal=INT; else signal=TERM; fi
-    kill -"$signal" "$pid" 2>/dev/null
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    # A Prefect worker keeps polling for a long while after SIGTERM or SIGINT; it holds no state
+    # (finished runs are on the server), so it gets 10 s before it is killed. Others get 30 s.
+    if [[ $name == prefect-worker ]]; then patience=20; else patience=60; fi
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 "$patience"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then
-      echo "stack: $name (pid $pid) did not stop in 30 s; killing it"
+      echo "stack: $name (pid $pid) did not stop in $((patience / 2)) s; killing it"
       kill -KILL "$pid" 2>/dev/null
     fi
     echo "stack: stopped $name (pid $pid)"
