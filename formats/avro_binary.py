@@ -8,7 +8,7 @@ A unit test checks these bytes against `fastavro.schemaless_writer` for arbitrar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from formats.envelope import Record
 
@@ -47,12 +47,15 @@ def long_bytes(number: int) -> bytes:
     return _unsigned((number << 1) ^ (number >> 63))
 
 
-def _nullable_bytes(part: bytes | None) -> bytes:
+def _append_nullable(append: Callable[[bytes], None], part: bytes | str | None) -> None:
+    """A ["null", "bytes"] union: the branch, then the length and the bytes (not copied)."""
     if part is None:
-        return _NULL
+        append(_NULL)
+        return
     if type(part) is str:
         part = part.encode()
-    return _PRESENT + _unsigned(len(part) << 1) + part
+    append(_PRESENT + _unsigned(len(part) << 1))
+    append(part)
 
 
 def _string(text: str) -> bytes:
@@ -76,15 +79,8 @@ def encode_envelopes(
     topics: dict[str, bytes] = {}
     labels: dict[object, bytes] = {}
     for record in records:
-        for part in (record.key if keep_key else None, record.value if keep_value else None):
-            if part is None:
-                append(_NULL)
-                continue
-            if type(part) is str:
-                part = part.encode()
-            size = len(part) << 1
-            append(_PRESENT + _UNSIGNED[size] if size < 16384 else _PRESENT + _unsigned(size))
-            append(part)
+        _append_nullable(append, record.key if keep_key else None)
+        _append_nullable(append, record.value if keep_value else None)
         headers = record.headers if keep_headers else ()
         if headers:
             append(long_bytes(len(headers)))
@@ -93,7 +89,7 @@ def encode_envelopes(
                 if encoded is None:
                     encoded = names[name] = _string(name)
                 append(encoded)
-                append(_nullable_bytes(value))
+                _append_nullable(append, value)
         append(_END_OF_ARRAY)
         if keep_metadata:
             topic = topics.get(record.topic)

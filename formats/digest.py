@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from formats.envelope import Record
@@ -37,6 +37,18 @@ def _as_bytes(part: Any) -> bytes:
 _pack_length = _LEN.pack
 
 
+def _append_nullable(append: Callable[[bytes], None], part: Any) -> None:
+    """Nullable bytes: b"\\x00", or b"\\x01" + length + the bytes (appended, not copied)."""
+    if part is None:
+        append(_NULL)
+        return
+    if type(part) is not bytes:
+        part = _as_bytes(part)
+    append(_PRESENT)
+    append(_pack_length(len(part)))
+    append(part)
+
+
 def digest_input(
     key: Any,
     value: Any,
@@ -44,34 +56,18 @@ def digest_input(
     timestamp: int | None,
     timestamp_type: int,
 ) -> bytes:
-    """The bytes one record contributes to a records digest (see the module text).
-
-    Written out flat (no helper calls): a backup runs this once per record."""
+    """The bytes one record contributes to a records digest (see the module text)."""
     parts: list[bytes] = []
     append = parts.append
-    for part in (key, value):
-        if part is None:
-            append(_NULL)
-            continue
-        if type(part) is not bytes:
-            part = _as_bytes(part)
-        append(_PRESENT)
-        append(_pack_length(len(part)))
-        append(part)
+    _append_nullable(append, key)
+    _append_nullable(append, value)
     headers = headers or ()
     append(_pack_length(len(headers)))
     for name, header_value in headers:
         encoded = name.encode()
         append(_pack_length(len(encoded)))
         append(encoded)
-        if header_value is None:
-            append(_NULL)
-            continue
-        if type(header_value) is not bytes:
-            header_value = _as_bytes(header_value)
-        append(_PRESENT)
-        append(_pack_length(len(header_value)))
-        append(header_value)
+        _append_nullable(append, header_value)
     append(_NULL if timestamp is None else _PRESENT + _TS.pack(timestamp))
     append(_TIMESTAMP_TYPES[int(timestamp_type)])
     return b"".join(parts)

@@ -44,10 +44,6 @@ _DICTIONARY_COLUMNS = ["headers.list.element.key", "metadata.topic", "metadata.t
 _STATISTICS_COLUMNS = ["metadata.partition", "metadata.offset", "metadata.timestamp"]
 
 
-def _b(part: Any) -> bytes | None:
-    return part.encode() if isinstance(part, str) else part
-
-
 class _ParquetWriter(ObjectWriter):
     def __init__(self, context: CodecContext, compression: str) -> None:
         super().__init__(context)

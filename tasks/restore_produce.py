@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewPartitions
+from confluent_kafka.admin import NewPartitions
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from formats import RecordsDigest
 from formats.envelope import TimestampType
 from tasks.errors import KafkaOperationError
-from tasks.kafka_admin import kafka_failure
+from tasks.kafka_admin import admin_client, kafka_failure
 from tasks.restore_errors import CorruptObjectError, TargetPartitionsError, UnsupportedRestoreError
 from tasks.restore_plan import RestorePlan, RestoreUnit
 from tasks.restore_records import SegmentDigests, unit_records
@@ -172,7 +172,7 @@ def _high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) 
 def _grow_topic(config: dict[str, Any], producer: Producer, topic: str, partitions: int) -> int:
     """Add partitions to a topic this restore created; returns the new count once the producer
     sees them."""
-    admin = AdminClient(config)
+    admin = admin_client(config)
     try:
         admin.create_partitions([NewPartitions(topic, partitions)])[topic].result(TIMEOUT_S)
     except KafkaException as exc:
@@ -225,8 +225,9 @@ def restore_unit(
 ) -> UnitResult:
     """Produce the unit's selected records into the target, resuming after what a previous run
     of the same restore committed. With `grow_target` (a topic this restore created, records
-    routed by their metadata's partition), the topic gets the partitions the records name. Raises (naming the object) on corrupt objects and ordering
-    violations; what was committed before stays and is resumed from."""
+    routed by their metadata's partition), the topic gets the partitions the records name.
+    Raises (naming the object) on corrupt objects and ordering violations; what was committed
+    before stays and is resumed from."""
     started = time.monotonic()
     transactional_id, group = unit_names(plan, unit)
     topic = unit.target_topic
