@@ -13,6 +13,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
+from prefect.variables import Variable
 from pydantic import BaseModel, Field, model_validator
 
 from formats import get_codec
@@ -24,6 +25,10 @@ from tasks.backup_plan import BackupPlan, gap_cause, plan_backup_task
 from tasks.backup_verify import VerifyReport, verify_backup_task
 from tasks.locks import exclusive
 
+# The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
+# edit in the UI reaches the next run without a redeploy) unless the run names its own KCQL.
+KCQL_VARIABLE = "kbackup_backup_kcql"
+
 
 class BackupParameters(BaseModel):
     """What one backup run does; rendered as a form in the Prefect UI."""
@@ -31,7 +36,7 @@ class BackupParameters(BaseModel):
     kcql: str | None = Field(
         default=None,
         description="KCQL statements, e.g. INSERT INTO bucket:prefix SELECT * FROM topic STOREAS AVRO "
-        "PROPERTIES('store.envelope'=true)",
+        f"PROPERTIES('store.envelope'=true). Empty: the Prefect Variable {KCQL_VARIABLE}, read when the run starts.",
     )
     connector_config: str | None = Field(
         default=None,
@@ -134,7 +139,10 @@ def backup_flow(
     verify: Literal["quick", "sampled", "full"] = "sampled",
     concurrency: int = 4,
 ) -> list[BackupResult]:
-    """Back up Kafka topics to S3 as the KCQL (or connector config) says."""
+    """Back up Kafka topics to S3 as the KCQL (or connector config) says; with neither, as the
+    Prefect Variable `kbackup_backup_kcql` says when the run starts."""
+    if not kcql and not connector_config:
+        kcql = kcql_from_variable()
     params = BackupParameters(
         kcql=kcql, connector_config=connector_config, verify=verify, concurrency=concurrency
     )
@@ -144,6 +152,19 @@ def backup_flow(
         with exclusive("backup", spec.bucket, spec.prefix):
             results.append(_backup_one(spec, transforms, topics, params))
     return results
+
+
+def kcql_from_variable() -> str:
+    """The KCQL held by the Prefect Variable, or a clear error naming it."""
+    value = Variable.get(KCQL_VARIABLE, default=None)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(
+            f"no KCQL given: pass the kcql parameter or set the Prefect Variable {KCQL_VARIABLE!r} "
+            f"(now {value!r})"
+        )
+    logger = get_run_logger()
+    logger.info("KCQL from the Prefect Variable %s: %s", KCQL_VARIABLE, value)
+    return value
 
 
 def _backup_one(

@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Without PREFECT_API_URL a run starts a temporary Prefect server; its 20 s default start
     # timeout is too short on a busy two-core machine. An explicit setting still wins.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # The temporary server would try to send usage telemetry; production sites often have no route
+    # out, and its failure is logged as an ERROR on an otherwise clean run.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -3,48 +3,52 @@ learns at once when an object in the bucket was corrupted."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kbackup.cli import main
+from tests.support.cli import assert_clean_success, run_kbackup
 from tests.support.kafka import produce
 from tests.support.topics import tricky_messages
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
+Kbackup = Callable[..., subprocess.CompletedProcess[str]]
 
-def _kbackup(*args: str) -> subprocess.CompletedProcess[str]:
+
+@pytest.fixture
+def kbackup(tmp_path: Path) -> Kbackup:
+    """The installed `kbackup` script, run from a temporary folder against the test's Prefect API."""
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    return subprocess.run(
-        [sys.executable, "-m", "kbackup.cli", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_kbackup(*args, cwd=tmp_path, env={"PREFECT_API_URL": str(PREFECT_API_URL.value())})
+
+    return run
 
 
 def test_backup_ls_verify_and_a_corrupted_object(
-    kafka_config: dict, create_topic: Any, bucket: str, s3: Any
+    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, kbackup: Kbackup
 ) -> None:
     topic = create_topic("cli", partitions=4)
     produce(kafka_config, topic, tricky_messages(random_per_partition=50))
 
-    backup = _kbackup(
+    backup = kbackup(
         "backup",
         "--kcql",
         f"INSERT INTO {bucket}:nightly SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true)",
     )
-    assert backup.returncode == 0, backup.stderr
+    assert_clean_success(backup)
     assert f"{13 + 4 * 50} records" in backup.stdout
 
-    listing = _kbackup("ls", f"s3://{bucket}/nightly")
-    assert listing.returncode == 0, listing.stderr
+    listing = kbackup("ls", f"s3://{bucket}/nightly")
+    assert_clean_success(listing)
     assert topic in listing.stdout and "PARQUET" in listing.stdout
 
-    assert main(["verify", f"s3://{bucket}/nightly", "--deep"]) == 0
+    assert_clean_success(kbackup("verify", f"s3://{bucket}/nightly", "--deep"))
 
     key = (
         f"nightly/{topic}/2/"
@@ -58,22 +62,21 @@ def test_backup_ls_verify_and_a_corrupted_object(
     data[len(data) // 2] ^= 0xFF
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(data), Metadata=head["Metadata"])
 
-    verify = _kbackup("verify", f"s3://{bucket}/nightly", "--deep")
+    verify = kbackup("verify", f"s3://{bucket}/nightly", "--deep")
     assert verify.returncode == 1
     assert key in verify.stderr
 
 
-def test_bad_kcql_exits_2_with_the_position(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["backup", "--kcql", "INSERT INTO my-bucket:backups SELECT * FROM sales STORE AVRO"]) == 2
-    err = capsys.readouterr().err
-    assert "line 1, column 51" in err
-    assert "^" in err
+def test_bad_kcql_exits_2_with_the_position(kbackup: Kbackup) -> None:
+    result = kbackup("backup", "--kcql", "INSERT INTO my-bucket:backups SELECT * FROM sales STORE AVRO")
+    assert result.returncode == 2
+    assert "line 1, column 51" in result.stderr
+    assert "^" in result.stderr
 
 
-def test_missing_bucket_exits_1_naming_it(
-    kafka_config: dict, create_topic: Any, unique_name: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_bucket_exits_1_naming_it(create_topic: Any, unique_name: Any, kbackup: Kbackup) -> None:
     topic = create_topic("nob")
     missing = unique_name("nobucket")
-    assert main(["backup", "--kcql", f"INSERT INTO {missing} SELECT * FROM `{topic}`"]) == 1
-    assert f"bucket {missing!r} does not exist at http://127.0.0.1" in capsys.readouterr().err
+    result = kbackup("backup", "--kcql", f"INSERT INTO {missing} SELECT * FROM `{topic}`")
+    assert result.returncode == 1
+    assert f"bucket {missing!r} does not exist at http://127.0.0.1" in result.stderr

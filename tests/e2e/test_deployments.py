@@ -115,19 +115,29 @@ def _covered(manifests: list[Any], topic: str, watermarks: list[tuple[int, int]]
 def test_scheduled_backup_chains_incremental_manifests(
     served_api: ServedPrefect, kafka_config: dict[str, Any], create_topic: Any, bucket: str, s3: Any
 ) -> None:
+    """The scheduled runs take their KCQL from the Prefect Variable when they start: serve.sh
+    deployed with the demo's KCQL in it, the test sets its own afterwards (no redeploy), and an edit
+    of the Variable redirects the very next scheduled run."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import IntervalSchedule
+    from prefect.variables import Variable
+
+    from flows.backup import KCQL_VARIABLE
 
     topic = create_topic("sched", partitions=2)
     first_batch, second_batch = 300, 200
     produce(kafka_config, topic, _messages(0, first_batch))
-    kcql = (
-        f"INSERT INTO {bucket}:hourly SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
-    )
 
+    def kcql(prefix: str) -> str:
+        return f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+
+    deployed_kcql = Variable.get(KCQL_VARIABLE)
+    assert bucket not in deployed_kcql  # what `prefect deploy` saw is the demo's KCQL
+    Variable.set(KCQL_VARIABLE, kcql("hourly"), overwrite=True)
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("backup/backup")
+        assert "kcql" not in (deployment.parameters or {})  # nothing resolved at deploy time
         original = client.read_deployment_schedules(deployment.id)
         assert [s.schedule.cron for s in original] == ["0 0 1 1 *"]  # the cron prefect.yaml deployed
         for schedule in original:
@@ -136,9 +146,7 @@ def test_scheduled_backup_chains_incremental_manifests(
             deployment.id,
             [
                 DeploymentScheduleCreate(
-                    schedule=IntervalSchedule(interval=timedelta(seconds=10)),
-                    active=True,
-                    parameters={"kcql": kcql},
+                    schedule=IntervalSchedule(interval=timedelta(seconds=10)), active=True
                 )
             ],
         )
@@ -180,10 +188,24 @@ def test_scheduled_backup_chains_incremental_manifests(
                 interval=2,
                 details=served_api.logs,
             )
+
+            # An edit in the UI (the Variable) reaches the next scheduled run without a redeploy.
+            Variable.set(KCQL_VARIABLE, kcql("edited"), overwrite=True)
+            edited = wait_for(
+                lambda: read_chain(s3, bucket, "edited"),
+                timeout=300,
+                what="a scheduled backup run with the edited KCQL",
+                interval=2,
+                details=served_api.logs,
+            )
         finally:
+            Variable.set(KCQL_VARIABLE, deployed_kcql, overwrite=True)
             _stop_schedule(client, deployment.id, schedule.id, served_api)
 
-    assert all(r.parameters["kcql"] == kcql for r in runs)
+    assert all("kcql" not in r.parameters for r in runs)
+    # The edited KCQL started a chain of its own under the new prefix, with every record in it.
+    assert edited[0].previous_backup_id is None
+    assert edited[0].record_count == first_batch + second_batch
     # The chain: every manifest continues the previous one where it ended.
     assert len(chain) >= 2
     assert chain[0].backup_id == first[0].backup_id

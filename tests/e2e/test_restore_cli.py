@@ -6,21 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
+from tests.support.cli import kbackup_command, run_kbackup, user_environment
 from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.restore_backups import build_backup
 
 RECORDS = 60_000
 
 
-def _kbackup(*args: str) -> list[str]:
-    return [sys.executable, "-m", "kbackup.cli", *args]
-
-
 def test_killed_restore_resumes_exactly_once(
-    kafka_config, s3, admin, create_topic, bucket, unique_name, stack_env
+    kafka_config, s3, admin, create_topic, bucket, unique_name, stack_env, tmp_path
 ):
     source = create_topic("kill", partitions=2)
     produce(
@@ -31,9 +27,11 @@ def test_killed_restore_resumes_exactly_once(
     build_backup(s3, kafka_config, source, 2, bucket, "k", fmt="AVRO", per_object=2_000)
     target = unique_name("dst")
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:k LIMIT 500"
-    env = {**os.environ, **stack_env}
+    env = user_environment(tmp_path, stack_env)
     try:
-        process = subprocess.Popen(_kbackup("restore", "--kcql", kcql, "--no-flow"), env=env)
+        process = subprocess.Popen(
+            kbackup_command("restore", "--kcql", kcql, "--no-flow"), env=env, cwd=tmp_path
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill once some records are in, before the end
             time.sleep(0.1)
@@ -47,9 +45,7 @@ def test_killed_restore_resumes_exactly_once(
         process.wait(30)
         assert process.returncode == -signal.SIGKILL
         assert sum(high for _, high in high_watermarks(kafka_config, target, 2)) < RECORDS
-        rerun = subprocess.run(
-            _kbackup("restore", "--kcql", kcql, "--no-flow"), env=env, capture_output=True, text=True
-        )
+        rerun = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=stack_env)
         assert rerun.returncode == 0, rerun.stderr
         restored = consume_all(kafka_config, target, 2)
         source_messages = consume_all(kafka_config, source, 2)
@@ -61,12 +57,8 @@ def test_killed_restore_resumes_exactly_once(
         admin.delete_topics([target])
 
 
-def test_bad_kcql_exits_2_with_the_caret(stack_env):
-    result = subprocess.run(
-        _kbackup("restore", "--kcql", "INSERT INTO t SELECT * FORM bucket:prefix"),
-        capture_output=True,
-        text=True,
-    )
+def test_bad_kcql_exits_2_with_the_caret(stack_env, tmp_path):
+    result = run_kbackup("restore", "--kcql", "INSERT INTO t SELECT * FORM bucket:prefix", cwd=tmp_path)
     assert result.returncode == 2
     assert "^" in result.stderr
 
