@@ -137,3 +137,16 @@ def prefect_harness() -> Iterator[None]:
         os.environ["PREFECT_HOME"] = home
         with prefect_test_harness(server_startup_timeout=120):
             yield
+
+
+@pytest.fixture(scope="session")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Kafka broker and SeaweedFS server of the session's own, for fault tests that kill or
+    freeze them (see tests/support/stack.py); the shared stack is left alone."""
+    from tests.support.stack import OwnStack
+
+    stack = OwnStack.start(tmp_path_factory.mktemp("own-stack"))
+    try:
+        yield stack
+    finally:
+        stack.down()
