@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import fastavro
 from fastavro.write import Writer
@@ -22,6 +22,9 @@ from formats.codec import (
 )
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
+
+if TYPE_CHECKING:
+    from fastavro.types import AvroMessage
 
 ENVELOPE_SCHEMA = fastavro.parse_schema(
     {
@@ -138,18 +141,17 @@ class AvroCodec(Codec):
         index = 0
         try:
             reader = fastavro.reader(io.BytesIO(as_bytes(data)))
-            fields = {f["name"] for f in reader.writer_schema.get("fields", [])}
-            ours = reader.writer_schema.get("name") in ("io.kbackup.KafkaRecord", "KafkaRecord")
+            schema = reader.writer_schema
+            if not isinstance(schema, dict):
+                raise TypeError(f"unsupported writer schema {schema!r}: a primitive type name or a union")
+            fields = {f["name"] for f in schema.get("fields", [])}
+            ours = schema.get("name") in ("io.kbackup.KafkaRecord", "KafkaRecord")
             shape = (
                 "ours"
                 if ours
                 else "stream-reactor"
                 if {"value", "metadata"} <= fields
-                else (
-                    "value"
-                    if reader.writer_schema.get("name") in ("io.kbackup.KafkaValue", "KafkaValue")
-                    else "row"
-                )
+                else ("value" if schema.get("name") in ("io.kbackup.KafkaValue", "KafkaValue") else "row")
             )
             for row in reader:
                 yield _record(row, shape, context, index)
@@ -160,7 +162,12 @@ class AvroCodec(Codec):
             raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _record(row: dict[str, Any], shape: str, context: CodecContext, index: int) -> Record:
+def _record(row: AvroMessage, shape: str, context: CodecContext, index: int) -> Record:
+    if shape == "row":
+        return value_only_record(compact_json(row), context, index)
+    if not isinstance(row, dict):
+        # the other shapes come from record schemas, whose rows fastavro reads as dicts
+        raise TypeError(f"a {shape} row is a {type(row).__name__}, not a record")
     if shape == "ours":
         metadata = row["metadata"] or {}
         return Record(
@@ -177,6 +184,4 @@ def _record(row: dict[str, Any], shape: str, context: CodecContext, index: int) 
         )
     if shape == "stream-reactor":
         return stream_reactor_record(row, context)
-    if shape == "value":
-        return value_only_record(row["value"], context, index)
-    return value_only_record(compact_json(row), context, index)
+    return value_only_record(row["value"], context, index)

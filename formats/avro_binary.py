@@ -52,10 +52,9 @@ def _append_nullable(append: Callable[[bytes], None], part: bytes | str | None) 
     if part is None:
         append(_NULL)
         return
-    if type(part) is str:
-        part = part.encode()
-    append(_PRESENT + _unsigned(len(part) << 1))
-    append(part)
+    data = part.encode() if isinstance(part, str) else part
+    append(_PRESENT + _unsigned(len(data) << 1))
+    append(data)
 
 
 def _string(text: str) -> bytes:

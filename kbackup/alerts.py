@@ -3,8 +3,12 @@ the backup or restore flow fails, crashes or times out."""
 
 from __future__ import annotations
 
-from prefect.automations import Automation, EventTrigger, SendNotification
+from typing import cast
+from uuid import UUID
+
+from prefect.automations import Automation, EventTrigger, Posture, SendNotification
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
 
 BLOCK_NAME = "kbackup-alerts"
 AUTOMATION_NAME = "kbackup-failed-runs"
@@ -26,11 +30,16 @@ def setup_alerts(webhook_url: str) -> tuple[str, str]:
         url=webhook_url,
         method="POST",
         json_data={"subject": "{{subject}}", "body": "{{body}}"},
+        headers=None,
+        cookies=None,
         allow_private_urls=True,
     )
-    block_id = block.save(BLOCK_NAME, overwrite=True)
-    for existing in Automation.read(name=AUTOMATION_NAME) if _exists(AUTOMATION_NAME) else []:
-        existing.delete()
+    # save() and create() dispatch on the calling context and are typed `X | Coroutine[..., X]`;
+    # called here outside any event loop, they run synchronously and return X.
+    block_id = cast(UUID, block.save(BLOCK_NAME, overwrite=True))
+    with get_client(sync_client=True) as client:
+        for existing in client.read_automations_by_name(AUTOMATION_NAME):
+            client.delete_automation(existing.id)
     automation = Automation(
         name=AUTOMATION_NAME,
         description="Notify the kbackup webhook when a backup or restore run fails, crashes or times out.",
@@ -38,17 +47,10 @@ def setup_alerts(webhook_url: str) -> tuple[str, str]:
             expect=FAILURE_EVENTS,
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAMES},
-            posture="Reactive",
+            posture=Posture.Reactive,
             threshold=1,
         ),
         actions=[SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY)],
-    ).create()
-    return str(block_id), str(automation.id)
-
-
-def _exists(name: str) -> bool:
-    try:
-        Automation.read(name=name)
-    except ValueError:
-        return False
-    return True
+    )
+    created = cast(Automation, automation.create())
+    return str(block_id), str(created.id)

@@ -16,7 +16,7 @@ import random
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from formats import RecordsDigest
 from kbackup.console import human_bytes, table
 from kbackup.settings import KafkaSettings
+from tasks.kafka_reader import consumed_headers
 from tasks.s3 import list_objects, s3_client
 
 BUCKET = "demo-backups"
@@ -83,13 +84,16 @@ def topic_digest(config: dict[str, Any], topic: str) -> tuple[int, dict[int, str
     count = 0
     while pending:
         for m in consumer.consume(1000, timeout=0.2):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
+            error = m.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     pending.discard(m.partition())
                 continue
+            partition = m.partition()
+            assert partition is not None, "a consumed record names its partition"
             ts_type, ts = m.timestamp()
-            digests[m.partition()].update(
-                m.key(), m.value(), tuple(m.headers() or ()), None if ts_type == 0 else ts, ts_type
+            digests[partition].update(
+                m.key(), m.value(), consumed_headers(m), None if ts_type == 0 else ts, ts_type
             )
             count += 1
     consumer.close()
@@ -97,13 +101,19 @@ def topic_digest(config: dict[str, Any], topic: str) -> tuple[int, dict[int, str
 
 
 def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     print(f"→ running deployment {name} …", flush=True)
-    run = run_deployment(name, parameters=parameters, timeout=900)
-    print(f"  {run.name}: {run.state.name}", flush=True)
-    if not run.state.is_completed():
-        raise SystemExit(f"deployment {name} ended {run.state.name}: {run.state.message}")
+    # run_deployment dispatches on the calling context and is typed `FlowRun | Coroutine[..., FlowRun]`;
+    # called here outside any event loop, it runs synchronously and returns the FlowRun.
+    run = cast(FlowRun, run_deployment(name, parameters=parameters, timeout=900))
+    state = run.state
+    if state is None:
+        raise SystemExit(f"deployment {name}: flow run {run.name} has no state")
+    print(f"  {run.name}: {state.name}", flush=True)
+    if not state.is_completed():
+        raise SystemExit(f"deployment {name} ended {state.name}: {state.message}")
     return run
 
 

@@ -21,12 +21,12 @@ from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
 from kcql import BackupSpec, Transform
 from layout.keys import KeyNaming, parse_object_key
-from layout.manifest import ObjectEntry, OffsetGap, PartitionEntry, join_key
+from layout.manifest import GapCause, ObjectEntry, OffsetGap, PartitionEntry, join_key
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming, partition_values_for
 from layout.transforms import compile_transforms
 from tasks.kafka_admin import PartitionWindow
-from tasks.kafka_reader import read_window
+from tasks.kafka_reader import consumed_headers, read_window
 from tasks.retry import RETRY_OPTIONS
 from tasks.s3 import head_object, list_objects, put_object_once
 
@@ -47,7 +47,7 @@ class ExportRequest(BaseModel):
     spec: BackupSpec
     window: PartitionWindow
     backup_id: str
-    gap_cause: str = "transaction-markers"
+    gap_cause: GapCause = "transaction-markers"
 
 
 def _object_metadata(obj: FinishedObject, backup_id: str) -> dict[str, str]:
@@ -156,11 +156,12 @@ def export_partition(
     )
     for message in messages:
         offset = message.offset()
+        assert offset is not None, "a consumed record has an offset"
         if offset > expected:
-            gaps.append(OffsetGap(first=expected, last=offset - 1, cause=request.gap_cause))  # type: ignore[arg-type]
+            gaps.append(OffsetGap(first=expected, last=offset - 1, cause=request.gap_cause))
         expected = offset + 1
         key, value = message.key(), message.value()
-        headers = tuple(message.headers() or ())
+        headers = consumed_headers(message)
         ts_type, ts = message.timestamp()
         timestamp = None if ts_type == 0 else ts
         digest_bytes = digest_input(key, value, headers, timestamp, ts_type)
@@ -182,7 +183,7 @@ def export_partition(
             on_progress(count, written_bytes)
             last_report = time.monotonic()
     if expected < window.end and window.end > window.start:
-        gaps.append(OffsetGap(first=expected, last=window.end - 1, cause=request.gap_cause))  # type: ignore[arg-type]
+        gaps.append(OffsetGap(first=expected, last=window.end - 1, cause=request.gap_cause))
     for finished in roller.finish_all():
         upload(finished)
     if on_progress:

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from kcql import BackupSpec
-from layout.manifest import GroupOffsets, TopicEntry, new_backup_id
+from layout.manifest import GapCause, GroupOffsets, TopicEntry, new_backup_id
 from tasks.kafka_admin import (
     PartitionWindow,
     admin_client,
@@ -42,7 +42,7 @@ class BackupPlan(BaseModel):
         return sum(w.end - w.start for w in self.windows)
 
 
-def gap_cause(topic: TopicEntry) -> str:
+def gap_cause(topic: TopicEntry) -> GapCause:
     """What an offset hole in this topic most likely is (read_committed also skips aborted records)."""
     return (
         "compaction-or-transaction-markers"

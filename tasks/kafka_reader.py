@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from formats import Header
 from tasks.errors import KafkaOperationError
 from tasks.kafka_admin import kafka_failure
 
@@ -16,6 +17,15 @@ BATCH = 10_000
 # Give up (retryably) when the broker sends nothing at all for this long.
 IDLE_LIMIT_S = 120
 POLL_S = 0.05
+
+
+def consumed_headers(message: Message) -> tuple[Header, ...]:
+    """A consumed record's headers as a tuple of (name, value) pairs, () when it has none.
+
+    confluent-kafka types Message.headers() with the producer's input union (a dict, or str
+    values); what the consumer returns is a list of (str, bytes | None) tuples or None.
+    """
+    return tuple(cast("list[Header] | None", message.headers()) or ())
 
 
 def window_consumer(config: dict[str, Any], isolation_level: str, group: str) -> Consumer:
@@ -77,6 +87,7 @@ def read_window(
                         return  # the log end is at or past `end`: nothing more in the window
                     raise kafka_failure(f"consume {topic}/{partition}", config, KafkaException(error))
                 offset = message.offset()
+                assert offset is not None, "a consumed record has an offset"
                 if offset >= end:
                     return
                 yield message

@@ -322,9 +322,10 @@ def _plan_from_manifests(
                     )
             objects = _filter_objects(objects, selection, available_keys)
             objects.sort(key=lambda o: (o.first_offset or 0, o.key))
-            for o in objects:
-                if o.min_timestamp is not None and (oldest is None or o.min_timestamp < oldest):
-                    oldest = o.min_timestamp
+            for restore_object in objects:
+                min_ts = restore_object.min_timestamp
+                if min_ts is not None and (oldest is None or min_ts < oldest):
+                    oldest = min_ts
             translate = sorted(
                 {
                     c.offset

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from formats import RecordsDigest
 from tasks.kafka_admin import admin_client, cluster_metadata, kafka_failure
+from tasks.kafka_reader import consumed_headers
 from tasks.restore_errors import RestoreCheckError, TargetPartitionsError
 from tasks.restore_plan import RestorePlan
 from tasks.restore_produce import UnitResult
@@ -195,28 +196,29 @@ def read_restored(
             last_data = time.monotonic()
             eof = False
             for message in messages:
-                if message.error():
-                    if message.error().code() == -191:  # _PARTITION_EOF
+                error = message.error()
+                if error is not None:
+                    if error.code() == -191:  # _PARTITION_EOF
                         eof = True
                         continue
-                    raise kafka_failure(
-                        f"check {topic}/{partition}", kafka_config, KafkaException(message.error())
-                    )
+                    raise kafka_failure(f"check {topic}/{partition}", kafka_config, KafkaException(error))
+                offset = message.offset()
+                assert offset is not None, "a consumed record has an offset"
                 if count in wanted:
-                    offsets[count] = message.offset()
+                    offsets[count] = offset
                 ts_type, ts = message.timestamp()
                 if with_timestamps:
                     digest.update(
                         message.key(),
                         message.value(),
-                        tuple(message.headers() or ()),
+                        consumed_headers(message),
                         None if ts_type == 0 else ts,
                         ts_type,
                     )
                 else:
-                    digest.update(message.key(), message.value(), tuple(message.headers() or ()), None, 0)
+                    digest.update(message.key(), message.value(), consumed_headers(message), None, 0)
                 count += 1
-                end = message.offset() + 1
+                end = offset + 1
                 if limit is not None and count >= limit:
                     break
             if eof and _caught_up(consumer, topic, partition, high):
@@ -340,7 +342,8 @@ def translate_groups(
     if translations and not dry_run:
         admin = admin_client(kafka_config)
         by_group: dict[str, list[TopicPartition]] = {}
-        metadata_of = {
+        # keyed by source topic; a unit without one (None) finds no committed metadata
+        metadata_of: dict[tuple[str, str | None, int], str] = {
             (f"{plan.group_prefix}{g.group}", c.topic, c.partition): c.metadata
             for g in plan.consumer_groups
             for c in g.offsets

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, cast
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -27,9 +27,12 @@ from tasks.errors import (
 def s3_client(settings: S3Settings | None = None) -> Any:
     """A boto3 S3 client for the configured endpoint, with adaptive retries for throttling and 5xx."""
     settings = settings or S3Settings()
+    # The setting is a free string: botocore's Config checks it and raises
+    # InvalidS3AddressingStyleError for anything but these three.
+    addressing_style = cast(Literal["auto", "virtual", "path"], settings.effective_addressing_style())
     config = Config(
         retries={"max_attempts": 5, "mode": "adaptive"},
-        s3={"addressing_style": settings.effective_addressing_style()},
+        s3={"addressing_style": addressing_style},
         max_pool_connections=32,
     )
     return boto3.client("s3", config=config, **settings.client_kwargs())

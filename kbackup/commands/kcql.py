@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from kbackup.cli import EXIT_BAD_INPUT, EXIT_OK
 
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from kcql import KcqlError, parse_backup, parse_connector_config, parse_restore
 
+    output: dict[str, Any] | list[dict[str, Any]]
     try:
         if args.connector_config:
             config = parse_connector_config(args.connector_config.read_text())
