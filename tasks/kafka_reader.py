@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from formats import Header
 from tasks.errors import KafkaOperationError
 from tasks.kafka_admin import kafka_failure
+from tasks.shutdown import raise_if_stopping
 
 BATCH = 10_000
 # Give up (retryably) when the broker sends nothing at all for this long.
@@ -65,6 +66,7 @@ def read_window(
         consumer.assign([TopicPartition(topic, partition, start)])
         last_data = time.monotonic()
         while True:
+            raise_if_stopping()
             try:
                 # A short timeout: consume() waits for a full batch until the timeout even after
                 # the end of the partition, so a long one costs that much per window.

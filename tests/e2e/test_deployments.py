@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -253,6 +254,14 @@ def _stop_schedule(client: Any, deployment_id: UUID, schedule_id: UUID, served: 
     )
 
 
+def _runs_with_kcql(client: Any, deployment_id: UUID, kcql: str) -> list[Any]:
+    return [
+        run
+        for run in deployment_runs(client, deployment_id)
+        if (run.parameters.get("params") or {}).get("kcql") == kcql
+    ]
+
+
 def test_restore_from_the_ui_custom_run(
     served_api: ServedPrefect,
     kafka_config: dict[str, Any],
@@ -283,9 +292,18 @@ def test_restore_from_the_ui_custom_run(
 
     try:
         with sync_playwright() as playwright, get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("restore/restore")
             browser = playwright.chromium.launch(executable_path=CHROMIUM)
+            events: list[str] = []
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.on(
+                    "console", lambda m: events.append(f"{time.monotonic():.1f} console {m.type}: {m.text}")
+                )
+                page.on(
+                    "response",
+                    lambda r: events.append(f"{time.monotonic():.1f} {r.status} {r.request.method} {r.url}"),
+                )
                 page.set_default_timeout(90_000)
                 page.goto(served_api.ui_url)
                 page.get_by_role("link", name="Deployments", exact=True).click()
@@ -293,21 +311,34 @@ def test_restore_from_the_ui_custom_run(
                 page.wait_for_url(re.compile(r"/deployments/deployment/"))
                 page.get_by_role("button", name="Run", exact=True).click()
                 page.get_by_role("menuitem", name="Custom run").click()
-                page.get_by_label("Kcql", exact=True).fill(kcql)
+                kcql_field = page.get_by_label("Kcql", exact=True)
+                kcql_field.fill(kcql)
+                expect(kcql_field).to_have_value(kcql)
                 page.screenshot(path=form_shot)
                 page.get_by_role("button", name="Submit", exact=True).click()
-                page.get_by_role("button", name="View run").click()  # in the "scheduled to start now" toast
-                page.wait_for_url(re.compile(r"/runs/flow-run/[0-9a-f-]{36}"))
-                match = re.search(r"/runs/flow-run/([0-9a-f-]{36})", page.url)
-                assert match is not None
-                run = wait_for_final_state(client, UUID(match.group(1)), served_api)
+                # The UI confirms with a toast whose "View run" button lives 5 s (prefect-design's
+                # default), and slides in first: on a loaded machine it can come and go before the
+                # page is idle enough for a click, which is how this test used to time out cold.
+                # The run the form created is found through the API instead and opened by its URL.
+                created = wait_for(
+                    lambda: _runs_with_kcql(client, deployment.id, kcql),
+                    timeout=90,
+                    what="the flow run the Custom run form creates",
+                    details=lambda: served_api.logs() + "\n" + "\n".join(events[-80:]),
+                )
+                assert len(created) == 1, created
+                page.goto(f"{served_api.ui_url}/runs/flow-run/{created[0].id}")
+                run = wait_for_final_state(client, created[0].id, served_api)
                 page.reload()
                 expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
                 page.screenshot(path=run_shot)
                 print(f"screenshots: {form_shot} {run_shot}")
+            except Exception:
+                page.screenshot(path=tmp_path / "failure.png")
+                print(f"screenshot: {tmp_path / 'failure.png'}\n" + "\n".join(events[-80:]))
+                raise
             finally:
                 browser.close()
-            deployment = client.read_deployment_by_name("restore/restore")
 
         assert run.state.is_completed(), f"{run.state!r}\n{served_api.logs()}"
         assert run.deployment_id == deployment.id
