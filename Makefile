@@ -40,7 +40,7 @@ lint: install  ## ruff and mypy
 	$(BIN)/mypy
 
 demo: install up serve  ## the main job end to end: seed topics, backup and restore deployments, digests
-	set -a; . .stack/env; . .stack/prefect.env; set +a; $(BIN)/python -m kbackup.demo
+	set -a; . .stack/env; . .stack/prefect.env; set +a; cd "$$(mktemp -d)" && $(CURDIR)/$(BIN)/python -m kbackup.demo
 
 serve: up  ## a local Prefect server + worker with the backup and restore deployments (UI address printed)
 	scripts/serve.sh
