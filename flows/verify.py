@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from layout.manifest import Manifest
-from tasks.backup_verify import Depth, VerifyReport, verify_backup
+from tasks.backup_verify import Depth, Listing, VerifyReport, list_prefix_task, verify_backup
 from tasks.errors import VerificationError
 from tasks.manifest_store import read_chain
 from tasks.retry import RETRY_OPTIONS
@@ -22,10 +22,10 @@ def read_manifests_task(bucket: str, prefix: str) -> list[Manifest]:
 
 
 @task(name="verify-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def check_backup_task(bucket: str, manifest: Manifest, depth: Depth) -> VerifyReport:
+def check_backup_task(bucket: str, manifest: Manifest, depth: Depth, listing: Listing) -> VerifyReport:
     from tasks.s3 import s3_client
 
-    return verify_backup(s3_client(), bucket, manifest, depth)
+    return verify_backup(s3_client(), bucket, manifest, depth, listing=listing)
 
 
 @flow(name="verify")
@@ -38,7 +38,9 @@ def verify_flow(
         manifests = [m for m in manifests if m.backup_id == backup_id]
     if not manifests:
         raise VerificationError(bucket, backup_id or "(any)", [f"no manifest under s3://{bucket}/{prefix}"])
-    reports = [check_backup_task(bucket, manifest, "full" if deep else "quick") for manifest in manifests]
+    listing = list_prefix_task(bucket, prefix)  # one listing for every manifest, as restore lists
+    depth: Depth = "full" if deep else "quick"
+    reports = [check_backup_task(bucket, manifest, depth, listing) for manifest in manifests]
     problems = [problem for report in reports for problem in report.problems]
     for report in reports:
         logger.info(

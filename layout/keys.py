@@ -6,6 +6,15 @@ Layouts (../shared/spec/storage.md, "Object keys"):
 - PARTITIONBY: `<prefix>/<v1>/<v2>/…/<topic>(<partition>_<offset>).<ext>`,
                with `partition.include.keys`: `<prefix>/<name1>=<v1>/…/<topic>(<partition>_<offset>).<ext>`.
 Names are deterministic from the records an object holds, so a retried export rewrites the same keys.
+
+Every value (and field name, and topic) is escaped into one segment reversibly, as Hive's
+`FileUtils.escapePathName` does: `%XX` (two upper-case hex digits of the character's code) for
+control characters (U+0000–U+001F, U+007F–U+009F) and ``"#%'*/:=?\\{[]^``. Beyond Hive, for what
+S3 stores or lists badly: leading and trailing spaces become `%20`, and a value that is `.` or
+`..` as a whole becomes `%2E` / `%2E%2E`. Everything else (unicode included) is kept as it is, so
+Hive, Spark and Athena read the same values back. Two values have names of their own:
+a missing value (`partition.missing`=`null`, or a JSON null) is `null`, the empty value is
+`_empty_`; the texts `null` and `_empty_` themselves are written `%6Eull` and `%5Fempty_`.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from typing import Literal
 from layout.manifest import MANIFESTS_FOLDER, join_key
 
 PaddingType = Literal["LeftPad", "RightPad", "NoOp"]
-NULL_SEGMENT = "null"
-EMPTY_SEGMENT = "_empty_"
-_UNSAFE = re.compile(r"[%/\x00-\x1f\x7f]")
+NULL_SEGMENT = "null"  # a missing value
+EMPTY_SEGMENT = "_empty_"  # the empty value
+# Hive's FileUtils.escapePathName set (it includes `\`), plus the C1 control characters.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\"#%'*/:=?\\{\[\]^]")
+_EDGE_SPACES = re.compile(r"^ +| +$")
 _ESCAPED = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
@@ -60,39 +71,59 @@ class KeyNaming:
         if not self.partitioned:
             name = f"{offset}{self.key_suffix}.{self.extension}"
             return join_key(
-                self.prefix, escape_segment(topic), str(self.padding.pad("partition", partition)), name
+                self.prefix, escape_path_name(topic), str(self.padding.pad("partition", partition)), name
             )
         if len(partition_values) != len(self.partition_names):
             raise ValueError(
                 f"expected {len(self.partition_names)} partition values, got {len(partition_values)}"
             )
         segments = [
-            f"{name}={escape_segment(value)}" if self.include_keys else escape_segment(value)
+            f"{escape_path_name(name)}={escape_segment(value)}"
+            if self.include_keys
+            else escape_segment(value)
             for name, value in zip(self.partition_names, partition_values, strict=True)
         ]
         part = self.padding.pad("partition", partition)
-        name = f"{escape_segment(topic)}({part}_{offset}){self.key_suffix}.{self.extension}"
+        name = f"{escape_path_name(topic)}({part}_{offset}){self.key_suffix}.{self.extension}"
         return join_key(self.prefix, *segments, name)
 
 
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{ord(c):02X}" for c in match.group())
+
+
+def escape_path_name(text: str) -> str:
+    """`text` as one key segment that every store keeps and lists as it is (see the module doc)."""
+    if text in (".", ".."):
+        return "%2E" * len(text)
+    return _EDGE_SPACES.sub(_percent, _UNSAFE.sub(_percent, text))
+
+
+def unescape_path_name(segment: str) -> str:
+    """The inverse of escape_path_name (any `%XX` is a character code, as Hive reads it)."""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), segment)
+
+
 def escape_segment(value: str | None) -> str:
-    """Make a value safe as one key segment: `/`, `%` and control characters become `%XX`."""
+    """A partition value as one key segment: `null` when missing, `_empty_` when empty, else
+    escape_path_name(value) (with the literal texts `null` and `_empty_` kept distinguishable)."""
     if value is None:
         return NULL_SEGMENT
     if value == "":
         return EMPTY_SEGMENT
-    escaped = _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
-    if escaped in (NULL_SEGMENT, EMPTY_SEGMENT):  # the literal texts stay distinguishable
+    escaped = escape_path_name(value)
+    if escaped in (NULL_SEGMENT, EMPTY_SEGMENT):
         escaped = f"%{ord(escaped[0]):02X}{escaped[1:]}"
     return escaped
 
 
 def unescape_segment(segment: str) -> str | None:
+    """The partition value a segment written by escape_segment holds."""
     if segment == NULL_SEGMENT:
         return None
     if segment == EMPTY_SEGMENT:
         return ""
-    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), segment)
+    return unescape_path_name(segment)
 
 
 @dataclass(frozen=True)
@@ -130,12 +161,12 @@ def parse_object_key(key: str, prefix: str = "") -> ParsedKey:
         for index, segment in enumerate(segments[:-1]):
             if "=" in segment:
                 field_name, value = segment.split("=", 1)
-                values[unescape_segment(field_name) or field_name] = unescape_segment(value)
+                values[unescape_path_name(field_name)] = unescape_segment(value)
             else:
                 values[f"_{index}"] = unescape_segment(segment)
         return ParsedKey(
             key,
-            unescape_segment(match["topic"]),
+            unescape_path_name(match["topic"]),
             int(match["partition"]),
             int(match["offset"]),
             match["ext"],
@@ -144,7 +175,7 @@ def parse_object_key(key: str, prefix: str = "") -> ParsedKey:
     match = _DEFAULT_NAME.match(name)
     if match and len(segments) >= 3 and segments[-2].isdigit():
         return ParsedKey(
-            key, unescape_segment(segments[-3]), int(segments[-2]), int(match["offset"]), match["ext"]
+            key, unescape_path_name(segments[-3]), int(segments[-2]), int(match["offset"]), match["ext"]
         )
     return ParsedKey(key, None, None, None, extension)
 

@@ -1,5 +1,10 @@
 """Verification: the objects in the bucket are the ones the manifest names, bit for bit, and
-(deep) decode to the very records that were read from Kafka."""
+(deep) decode to the very records that were read from Kafka.
+
+Every key the manifest names must also be in a listing of the prefix: restore discovers objects by
+listing, and a store can answer a HEAD for a key it lists under another name (SeaweedFS keeps
+`a\\b` as `a/b`). Problems name their object as restore's errors do (`s3://bucket/key …`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import hashlib
 import heapq
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from prefect import task
@@ -15,11 +21,13 @@ from pydantic import BaseModel
 
 from formats import RecordsDigest, get_codec
 from formats.envelope import Record
-from layout.manifest import Manifest, ObjectEntry, PartitionEntry
-from layout.spec_bridge import codec_context_from_manifest
-from tasks.errors import VerificationError
+from layout.keys import is_manifest_key
+from layout.manifest import Manifest, ObjectEntry, PartitionEntry, join_key
+from layout.spec_bridge import codec_context_from_manifest, spec_of
+from tasks.errors import StorageAccessError, VerificationError
+from tasks.restore_errors import CorruptObjectError, MissingObjectError
 from tasks.retry import RETRY_OPTIONS
-from tasks.s3 import SHA256_METADATA, get_object_bytes, head_object
+from tasks.s3 import SHA256_METADATA, get_object_bytes, head_object, list_objects
 
 Depth = Literal["quick", "sampled", "full"]
 SAMPLE_FRACTION = 0.1
@@ -38,6 +46,39 @@ class VerifyReport(BaseModel):
         return not self.problems
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The keys a listing of s3://bucket/folder shows (manifests left out): what restore reads.
+    A frozenset, which Prefect does not walk when it inspects a task's parameters."""
+
+    bucket: str
+    folder: str
+    keys: frozenset[str]
+
+
+def list_prefix(s3: Any, bucket: str, prefix: str) -> Listing:
+    """List the prefix as restore does (tasks.restore_plan.plan_restore)."""
+    folder = join_key(prefix) + "/" if join_key(prefix) else ""
+    keys = frozenset(o["Key"] for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"]))
+    return Listing(bucket, folder, keys)
+
+
+def _missing(bucket: str, manifest: Manifest, key: str) -> str:
+    return str(MissingObjectError(bucket, key, manifest.backup_id))
+
+
+def _corrupt(bucket: str, key: str, reason: str) -> str:
+    return str(CorruptObjectError(bucket, key, reason))
+
+
+def _not_listed(listing: Listing, manifest: Manifest, key: str) -> str:
+    return (
+        f"s3://{listing.bucket}/{key} is listed in manifest {manifest.backup_id} but not in a listing of "
+        f"s3://{listing.bucket}/{listing.folder} (the store answers for the key but keeps the object under "
+        "another name; restore would refuse it)"
+    )
+
+
 def _decode(
     s3: Any,
     bucket: str,
@@ -46,16 +87,24 @@ def _decode(
     partition: PartitionEntry,
     problems: list[str],
 ) -> Iterator[Record]:
-    data = get_object_bytes(s3, bucket, entry.key)
+    try:
+        data = get_object_bytes(s3, bucket, entry.key)
+    except StorageAccessError:
+        if head_object(s3, bucket, entry.key) is not None:
+            raise
+        problems.append(_missing(bucket, manifest, entry.key))  # deleted since it was checked
+        return
     actual = hashlib.sha256(data).hexdigest()
     if actual != entry.sha256:
-        problems.append(f"{entry.key}: sha256 {actual} differs from the manifest's {entry.sha256}")
+        problems.append(
+            _corrupt(bucket, entry.key, f"sha256 {actual} differs from the manifest's {entry.sha256}")
+        )
     codec = get_codec(manifest.format)
     context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
     try:
         yield from codec.reader(data, context)
     except Exception as exc:  # noqa: BLE001 - any decoding failure is a verification problem
-        problems.append(f"{entry.key}: {exc}")
+        problems.append(_corrupt(bucket, entry.key, str(exc)))
 
 
 def _digest_parts(record: Record) -> tuple[Any, ...]:
@@ -76,10 +125,16 @@ def _check_object(
         count += 1
         digest.update(*_digest_parts(record))
     if count != entry.record_count:
-        problems.append(f"{entry.key}: decoded {count} records, the manifest says {entry.record_count}")
+        problems.append(
+            _corrupt(bucket, entry.key, f"decoded {count} records, the manifest says {entry.record_count}")
+        )
     elif manifest.lossless and digest.hexdigest() != entry.records_digest:
         problems.append(
-            f"{entry.key}: records digest {digest.hexdigest()} differs from the manifest's {entry.records_digest}"
+            _corrupt(
+                bucket,
+                entry.key,
+                f"records digest {digest.hexdigest()} differs from the manifest's {entry.records_digest}",
+            )
         )
     return count
 
@@ -106,7 +161,13 @@ def _check_partition_digest(
     return count
 
 
-def verify_backup(s3: Any, bucket: str, manifest: Manifest, depth: Depth, seed: int = 0) -> VerifyReport:
+def verify_backup(
+    s3: Any, bucket: str, manifest: Manifest, depth: Depth, seed: int = 0, listing: Listing | None = None
+) -> VerifyReport:
+    """Check the manifest's objects: each in `listing` (a listing of the backup's prefix, made here
+    when not given), its size and stored sha256; `sampled`/`full` decode and recompute digests."""
+    if listing is None:
+        listing = list_prefix(s3, bucket, spec_of(manifest).prefix)
     problems: list[str] = []
     checked = decoded = records = 0
     rng = random.Random(seed)
@@ -115,21 +176,34 @@ def verify_backup(s3: Any, bucket: str, manifest: Manifest, depth: Depth, seed: 
             problems.append(
                 f"{partition.topic}/{partition.partition}: objects hold fewer records than the partition's count"
             )
+        present = []
         for entry in partition.objects:
             head = head_object(s3, bucket, entry.key)
             checked += 1
             if head is None:
-                problems.append(f"{entry.key}: missing from the bucket")
-            elif head["ContentLength"] != entry.size:
-                problems.append(f"{entry.key}: {head['ContentLength']} bytes, the manifest says {entry.size}")
+                problems.append(_missing(bucket, manifest, entry.key))
+                continue
+            present.append(entry)
+            if entry.key not in listing.keys:
+                problems.append(_not_listed(listing, manifest, entry.key))
+            if head["ContentLength"] != entry.size:
+                problems.append(
+                    _corrupt(
+                        bucket, entry.key, f"{head['ContentLength']} bytes, the manifest says {entry.size}"
+                    )
+                )
             elif head.get("Metadata", {}).get(SHA256_METADATA, entry.sha256) != entry.sha256:
-                problems.append(f"{entry.key}: stored sha256 differs from the manifest's")
-        if depth == "full":
+                problems.append(_corrupt(bucket, entry.key, "its stored sha256 differs from the manifest's"))
+        if depth == "full" and len(present) == len(partition.objects):
             records += _check_partition_digest(s3, bucket, manifest, partition, problems)
             decoded += len(partition.objects)
-        elif depth == "sampled" and partition.objects:
-            wanted = max(1, round(len(partition.objects) * SAMPLE_FRACTION))
-            for entry in rng.sample(list(partition.objects), wanted):
+        elif depth == "full":  # the partition's digest cannot be recomputed; check what is there
+            for entry in present:
+                records += _check_object(s3, bucket, manifest, partition, entry, problems)
+                decoded += 1
+        elif depth == "sampled" and present:
+            wanted = max(1, round(len(present) * SAMPLE_FRACTION))
+            for entry in rng.sample(present, wanted):
                 records += _check_object(s3, bucket, manifest, partition, entry, problems)
                 decoded += 1
     return VerifyReport(
@@ -140,6 +214,13 @@ def verify_backup(s3: Any, bucket: str, manifest: Manifest, depth: Depth, seed: 
         records_decoded=records,
         problems=problems,
     )
+
+
+@task(name="list-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def list_prefix_task(bucket: str, prefix: str) -> Listing:
+    from tasks.s3 import s3_client
+
+    return list_prefix(s3_client(), bucket, prefix)
 
 
 @task(name="verify-backup", cache_policy=NO_CACHE, **RETRY_OPTIONS)
