@@ -23,7 +23,7 @@ from tasks.backup_export import ExportRequest, export_partition_task
 from tasks.backup_manifest import build_manifest, write_manifest_task
 from tasks.backup_plan import BackupPlan, gap_cause, plan_backup_task
 from tasks.backup_verify import VerifyReport, verify_backup_task
-from tasks.locks import exclusive
+from tasks.locks import Lease, exclusive
 
 # The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
 # edit in the UI reaches the next run without a redeploy) unless the run names its own KCQL.
@@ -149,8 +149,8 @@ def backup_flow(
     specs, transforms, topics = specs_and_transforms(params)
     results = []
     for spec in specs:
-        with exclusive("backup", spec.bucket, spec.prefix):
-            results.append(_backup_one(spec, transforms, topics, params))
+        with exclusive("backup", spec.bucket, spec.prefix) as lease:
+            results.append(_backup_one(spec, transforms, topics, params, lease))
     return results
 
 
@@ -168,7 +168,7 @@ def kcql_from_variable() -> str:
 
 
 def _backup_one(
-    spec: BackupSpec, transforms: tuple, topics: tuple[str, ...], params: BackupParameters
+    spec: BackupSpec, transforms: tuple, topics: tuple[str, ...], params: BackupParameters, lease: Lease
 ) -> BackupResult:
     logger = get_run_logger()
     plan = plan_backup_task(spec, topics if spec.topics == ("*",) else ())
@@ -185,6 +185,7 @@ def _backup_one(
     partitions = _export_all(plan, transforms, params.concurrency)
     manifest = build_manifest(plan, partitions, get_codec(spec.format.value).spec.extension)
     report = verify_backup_task(spec.bucket, manifest, params.verify)
+    lease.check()  # fencing: still this run's lock, or LockLostError and no manifest
     key = write_manifest_task(manifest, spec.bucket, spec.prefix)
     logger.info("backup %s committed: %s records in %s", manifest.backup_id, manifest.record_count, key)
     result = BackupResult(manifest_key=key, manifest=manifest, verification=report)

@@ -6,6 +6,13 @@ everything else (bad KCQL, a corrupt object, a missing bucket or permission) fai
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from layout.lock import LeaseRecord
+
 
 class KbackupError(Exception):
     """Base of the errors the tasks raise."""
@@ -89,6 +96,63 @@ class VerificationError(KbackupError):
         listed = "\n  ".join(problems[:50])
         more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
         super().__init__(f"backup {backup_id} in s3://{bucket} failed verification:\n  {listed}{more}")
+
+
+class LockError(KbackupError):
+    """The lock that keeps two backups of one bucket/prefix apart (tasks.locks); `holder` is the
+    lease record of whoever holds it, None when unknown."""
+
+    def __init__(self, bucket: str, prefix: str, holder: LeaseRecord | None, message: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.holder = holder
+        super().__init__(message)
+
+
+def _held_by(holder: LeaseRecord | None) -> str:
+    return f"held by {holder.holder()}" if holder else "held by an unknown holder"
+
+
+class LockTimeoutError(LockError):
+    def __init__(
+        self,
+        kind: str,
+        bucket: str,
+        prefix: str,
+        holder: LeaseRecord | None,
+        expires_at: datetime | None,
+        waited_seconds: float,
+    ) -> None:
+        self.kind = kind
+        self.expires_at = expires_at
+        self.waited_seconds = waited_seconds
+        expires = f", lease expires {expires_at.isoformat(timespec='seconds')}" if expires_at else ""
+        super().__init__(
+            bucket,
+            prefix,
+            holder,
+            f"gave up after {waited_seconds:.0f} s waiting for the {kind} lock of s3://{bucket}/{prefix}: "
+            f"{_held_by(holder)}{expires}",
+        )
+
+
+class LockLostError(LockError):
+    """The lease this run held was taken over (or could not be renewed in time): committing now
+    could fork the chain, so the run must stop before its manifest."""
+
+    def __init__(
+        self, kind: str, bucket: str, prefix: str, epoch: int, holder: LeaseRecord | None, reason: str
+    ) -> None:
+        self.kind = kind
+        self.epoch = epoch
+        self.reason = reason
+        now_held = f"; now {_held_by(holder)} (epoch {holder.epoch})" if holder else ""
+        super().__init__(
+            bucket,
+            prefix,
+            holder,
+            f"lost the {kind} lock of s3://{bucket}/{prefix} (epoch {epoch}): {reason}{now_held}",
+        )
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -1,0 +1,198 @@
+"""The backup lock against the real S3 server: a second contender waits and says for whom, an
+expired lease is taken over within its lease time, and a holder whose lease was taken over refuses
+to commit — also a whole backup flow, which then writes no manifest."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from flows.backup import backup_flow
+from layout.keys import is_manifest_key
+from layout.lock import LeaseRecord, lease_key, lock_folder
+from tasks import shutdown
+from tasks.errors import LockLostError, LockTimeoutError
+from tasks.locks import (
+    CLOCK_MARGIN_SECONDS,
+    Lease,
+    acquire_lease,
+    exclusive,
+    read_lock,
+    release_lease,
+    renew_lease,
+)
+from tasks.manifest_store import list_backup_ids
+from tests.support.kafka import produce
+
+LOG = logging.getLogger("tests.locks")
+
+
+def _acquire(s3: Any, bucket: str, lease_seconds: float, timeout_seconds: float = 30) -> Lease:
+    """A lease with no renewal thread: a holder that stops renewing, like a killed run."""
+    return acquire_lease(
+        s3, "backup", bucket, "p", lease_seconds=lease_seconds, timeout_seconds=timeout_seconds, logger=LOG
+    )
+
+
+def _lease_objects(s3: Any, bucket: str) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=lock_folder("p", "backup")).get("Contents", [])
+    return [o["Key"] for o in listed]
+
+
+def test_a_second_backup_waits_for_the_first_and_says_for_whom(
+    s3: Any, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tasks.locks")
+    got: dict[str, Any] = {}
+
+    def second() -> None:
+        with exclusive("backup", bucket, "p", lease_seconds=4, timeout_seconds=60, s3=s3) as lease:
+            got["epoch"], got["at"] = lease.record.epoch, time.monotonic()
+
+    with exclusive("backup", bucket, "p", lease_seconds=4, s3=s3) as first:
+        contender = threading.Thread(target=second)
+        contender.start()
+        time.sleep(8)  # twice the lease: the renewals keep it
+        assert "epoch" not in got
+        first.check()
+        released_at = time.monotonic()
+    contender.join(30)
+    assert got["epoch"] == first.record.epoch + 1 == 2
+    assert got["at"] - released_at < 3
+    since = first.record.acquired_at.isoformat(timespec="seconds")
+    waiting = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for")]
+    assert waiting, caplog.text
+    assert waiting[0].startswith(
+        f"waiting for the backup lock of s3://{bucket}/p: held by a process outside Prefect on "
+        f"{socket.gethostname()} pid {os.getpid()} since {since}, lease expires "
+    )
+    assert len(waiting) == 1  # at most one line every 15 s
+    # the lease objects are neither backups (kbackup ls, the chain) nor data (restore discovery)
+    assert _lease_objects(s3, bucket) == [lease_key("p", "backup", 1), lease_key("p", "backup", 2)]
+    assert list_backup_ids(s3, bucket, "p") == []
+    assert all(is_manifest_key(key) for key in _lease_objects(s3, bucket))
+    state = read_lock(s3, bucket, "p", "backup")
+    assert state is not None and state.current is not None and state.current.released
+
+
+def test_an_expired_lease_is_taken_over_within_its_lease_time(
+    s3: Any, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tests.locks")
+    stopped = _acquire(s3, bucket, lease_seconds=3)
+    started = time.monotonic()
+    taker = _acquire(s3, bucket, lease_seconds=30)
+    waited = time.monotonic() - started
+    assert taker.record.epoch == 2
+    # lease + margin + 1 s of timestamp resolution + one poll
+    assert 3 - 1 <= waited <= 3 + CLOCK_MARGIN_SECONDS + 1 + 1, waited
+    assert (
+        f"took over the backup lock of s3://{bucket}/p: the lease of a process outside Prefect" in caplog.text
+    )
+    assert (
+        f"pid {os.getpid()} since {stopped.record.acquired_at.isoformat(timespec='seconds')}" in caplog.text
+    )
+
+
+def test_a_holder_whose_lease_was_taken_over_refuses_to_commit(s3: Any, bucket: str) -> None:
+    stale = _acquire(s3, bucket, lease_seconds=2)
+    taker = _acquire(s3, bucket, lease_seconds=30)
+    with pytest.raises(LockLostError) as lost:
+        stale.check()
+    assert (lost.value.bucket, lost.value.prefix, lost.value.epoch) == (bucket, "p", 1)
+    assert lost.value.holder == taker.record
+    with pytest.raises(LockLostError):
+        renew_lease(stale)
+    assert not release_lease(stale)  # leaves the new holder's lease alone
+    state = read_lock(s3, bucket, "p", "backup")
+    assert state is not None and state.current == taker.record
+    taker.check()
+    assert release_lease(taker)
+
+
+def test_a_lapsed_lease_nobody_took_is_won_again_with_the_next_epoch(s3: Any, bucket: str) -> None:
+    lapsed = _acquire(s3, bucket, lease_seconds=1)
+    since = lapsed.record.acquired_at
+    time.sleep(1.5)
+    lapsed.check()
+    assert (lapsed.record.epoch, lapsed.record.acquired_at) == (2, since)
+    assert release_lease(lapsed)
+
+
+def test_a_wait_has_a_bound_and_then_names_the_holder(s3: Any, bucket: str) -> None:
+    holder = _acquire(s3, bucket, lease_seconds=30)
+    with pytest.raises(LockTimeoutError) as timeout:
+        _acquire(s3, bucket, lease_seconds=30, timeout_seconds=1)
+    assert timeout.value.holder == holder.record
+    assert f"pid {os.getpid()} since" in str(timeout.value)
+    assert release_lease(holder)
+
+
+def test_a_stop_request_ends_the_wait_at_once(s3: Any, bucket: str) -> None:
+    holder = _acquire(s3, bucket, lease_seconds=30)
+    timer = threading.Timer(1.0, shutdown.request_stop, args=("SIGTERM",))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(shutdown.RunInterrupted):
+            _acquire(s3, bucket, lease_seconds=30, timeout_seconds=60)
+    finally:
+        timer.join()
+        shutdown.clear()
+    assert time.monotonic() - started < 5
+    assert release_lease(holder)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_backup_whose_lock_was_taken_over_writes_no_manifest(
+    kafka_config: dict, create_topic: Any, bucket: str, s3: Any
+) -> None:
+    topic = create_topic("fenced", partitions=2)
+    produce(
+        kafka_config,
+        topic,
+        ({"partition": i % 2, "key": f"k{i}".encode(), "value": os.urandom(200)} for i in range(20_000)),
+    )
+    intruder: dict[str, LeaseRecord] = {}
+
+    def take_over() -> None:
+        """As soon as the backup holds epoch 1, another holder (say, one whose clock is wrong)
+        creates epoch 2."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _lease_objects(s3, bucket):
+            time.sleep(0.02)
+        now = datetime.now(UTC)
+        record = LeaseRecord(
+            kind="backup",
+            bucket=bucket,
+            prefix="p",
+            epoch=2,
+            host="elsewhere",
+            pid=1,
+            lease_seconds=600,
+            acquired_at=now,
+            renewed_at=now,
+            expires_at=now + timedelta(seconds=600),
+        )
+        key = lease_key("p", "backup", 2)
+        s3.put_object(Bucket=bucket, Key=key, Body=record.model_dump_json().encode(), IfNoneMatch="*")
+        intruder["record"] = record
+
+    thread = threading.Thread(target=take_over)
+    thread.start()
+    try:
+        with pytest.raises(LockLostError) as lost:
+            backup_flow(kcql=f"INSERT INTO {bucket}:p SELECT * FROM `{topic}` STOREAS AVRO", verify="quick")
+    finally:
+        thread.join(150)
+    assert lost.value.holder == intruder["record"]
+    assert list_backup_ids(s3, bucket, "p") == []
+    state = read_lock(s3, bucket, "p", "backup")
+    assert state is not None and state.current == intruder["record"]  # untouched by the loser

@@ -1,0 +1,101 @@
+"""The backup lock's pure parts: lease keys, expiry on the server's clock, what a waiting run says."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from layout.keys import is_manifest_key, parse_object_key
+from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
+from tasks.errors import LockLostError, LockTimeoutError
+from tasks.locks import CLOCK_MARGIN_SECONDS, LockState, waiting_message
+
+T0 = datetime(2026, 11, 28, 2, 52, 41, tzinfo=UTC)
+
+
+def _record(epoch: int = 7, released: bool = False, run: bool = True) -> LeaseRecord:
+    return LeaseRecord(
+        kind="backup",
+        bucket="b",
+        prefix="nightly",
+        epoch=epoch,
+        flow_run_id="0d1e2f" if run else None,
+        flow_run_name="nightly-fox" if run else None,
+        host="host-1",
+        pid=4242,
+        lease_seconds=60,
+        acquired_at=T0,
+        renewed_at=T0,
+        expires_at=T0 + timedelta(seconds=60),
+        released=released,
+    )
+
+
+def _state(record: LeaseRecord | None, server_seconds_after_write: float) -> LockState:
+    epoch = record.epoch if record else 3
+    return LockState(
+        epochs=((epoch, lease_key("nightly", "backup", epoch)),),
+        current=record,
+        last_modified=T0,
+        server_now=T0 + timedelta(seconds=server_seconds_after_write),
+    )
+
+
+@pytest.mark.parametrize("prefix", ["nightly", "a/b", ""])
+def test_lease_keys_sort_by_epoch_and_read_back(prefix: str) -> None:
+    folder = lock_folder(prefix, "backup")
+    keys = [lease_key(prefix, "backup", epoch) for epoch in (1, 9, 10, 123456)]
+    assert keys == sorted(keys)
+    assert [epoch_of(key, folder) for key in keys] == [1, 9, 10, 123456]
+    assert keys[0] == f"{prefix + '/' if prefix else ''}_manifests/_lock/backup/000000000001.json"
+    assert epoch_of(f"{folder}notes.json", folder) is None
+    assert epoch_of("nightly/_manifests/20261128T025241000Z-abcdef.json", folder) is None
+
+
+def test_lease_objects_are_neither_data_nor_backups() -> None:
+    key = lease_key("nightly", "backup", 1)
+    # restore discovery skips the manifests folder; the chain reads only its top level
+    assert is_manifest_key(key)
+    assert parse_object_key(key, "nightly").topic is None
+    assert "/" in key[len("nightly/_manifests/") :]
+
+
+def test_a_lease_is_free_only_when_released_or_expired_on_the_server_clock() -> None:
+    assert LockState((), None, None, T0).free(60)
+    assert not _state(_record(), 30).free(60)
+    assert not _state(_record(), 60).free(60)  # the margin covers 1-second timestamps
+    assert _state(_record(), 60 + CLOCK_MARGIN_SECONDS).free(60)
+    assert _state(_record(released=True), 1).free(60)
+    # the holder's lease time counts, not the contender's
+    assert not _state(_record(), 30).free(5)
+    # an unreadable lease lasts the contender's lease time
+    assert _state(None, 5 + CLOCK_MARGIN_SECONDS).free(5)
+
+
+def test_the_waiting_message_names_the_holder_and_since_when() -> None:
+    message = waiting_message("backup", "s3://b/nightly", _state(_record(), 10), 60)
+    assert message == (
+        "waiting for the backup lock of s3://b/nightly: held by run nightly-fox (0d1e2f) on host-1 "
+        "pid 4242 since 2026-11-28T02:52:41+00:00, lease expires 2026-11-28T02:53:41+00:00"
+    )
+    outside = _record(run=False).holder()
+    assert outside == "a process outside Prefect on host-1 pid 4242 since 2026-11-28T02:52:41+00:00"
+
+
+def test_lock_errors_keep_what_they_are_about() -> None:
+    holder = _record()
+    timeout = LockTimeoutError("backup", "b", "nightly", holder, holder.expires_at, 3600)
+    assert (timeout.bucket, timeout.prefix, timeout.holder, timeout.waited_seconds) == (
+        "b",
+        "nightly",
+        holder,
+        3600,
+    )
+    assert "gave up after 3600 s waiting for the backup lock of s3://b/nightly" in str(timeout)
+    assert "pid 4242 since 2026-11-28T02:52:41+00:00, lease expires 2026-11-28T02:53:41+00:00" in str(timeout)
+    lost = LockLostError("backup", "b", "nightly", 6, holder, "taken over")
+    assert (lost.epoch, lost.holder, lost.reason) == (6, holder, "taken over")
+    assert str(lost).startswith(
+        "lost the backup lock of s3://b/nightly (epoch 6): taken over; now held by run"
+    )
