@@ -20,6 +20,7 @@ class KafkaSettings(BaseSettings):
     Every other `KBACKUP_KAFKA_*` variable is passed to librdkafka with the prefix removed,
     lower-cased and `_` turned into `.`: `KBACKUP_KAFKA_SASL_MECHANISMS=PLAIN` becomes
     `sasl.mechanisms=PLAIN`, `KBACKUP_KAFKA_SECURITY_PROTOCOL=SASL_SSL` becomes `security.protocol`.
+    The fields below can also come from `.env`; the password is a `SecretStr`.
     """
 
     model_config = SettingsConfigDict(env_prefix=_KAFKA_PREFIX, env_file=".env", extra="ignore")
@@ -28,20 +29,47 @@ class KafkaSettings(BaseSettings):
         default="127.0.0.1:9092",
         description="Comma-separated host:port list of brokers (librdkafka bootstrap.servers).",
     )
+    security_protocol: str | None = Field(
+        default=None, description="PLAINTEXT (librdkafka's default), SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanisms: str | None = Field(
+        default=None, description="SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, ... (librdkafka sasl.mechanisms)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password, never logged.")
+    ssl_ca_location: str | None = Field(
+        default=None, description="PEM file of the CA that signed the brokers' certificates."
+    )
 
-    def client_config(self) -> dict[str, Any]:
-        """librdkafka configuration: bootstrap servers plus every pass-through setting."""
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The settings alone: bootstrap servers, the fields above and every pass-through setting."""
         config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        declared = {f"{_KAFKA_PREFIX}{name.upper()}" for name in type(self).model_fields}
         for name, value in os.environ.items():
-            if name.startswith(_KAFKA_PREFIX) and name != f"{_KAFKA_PREFIX}BOOTSTRAP_SERVERS":
+            if name.startswith(_KAFKA_PREFIX) and name not in declared:
                 config[name[len(_KAFKA_PREFIX) :].lower().replace("_", ".")] = value
+        for name in ("security_protocol", "sasl_mechanisms", "sasl_username", "ssl_ca_location"):
+            value = getattr(self, name)
+            if value:
+                config[name.replace("_", ".")] = value
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password.get_secret_value()
         return config
 
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka configuration for a client: the settings plus the error callback and the
+        logger every client shares (tasks/kafka_clients.py): authentication, authorization and
+        TLS failures are raised at once, librdkafka's lines go through Python logging."""
+        from tasks.kafka_clients import client_callbacks
+
+        config = self.librdkafka_config()
+        return {**config, **client_callbacks(config)}
+
     def redacted(self) -> dict[str, Any]:
-        """The client configuration with anything secret-looking masked, for logs and errors."""
+        """The settings with anything secret-looking masked, for logs and errors."""
         return {
             key: ("***" if any(word in key for word in ("password", "secret", "key")) else value)
-            for key, value in self.client_config().items()
+            for key, value in self.librdkafka_config().items()
         }
 
 

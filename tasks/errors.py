@@ -37,6 +37,40 @@ class KafkaOperationError(KbackupError):
         super().__init__(f"Kafka {operation} failed: {reason}")
 
 
+class KafkaSecurityError(KbackupError):
+    """Authentication, authorization or TLS: the cluster refused us, and a retry cannot fix that."""
+
+
+class KafkaAuthenticationError(KafkaSecurityError):
+    def __init__(self, broker: str, username: str | None, mechanism: str | None, reason: str) -> None:
+        self.broker = broker
+        self.username = username
+        self.mechanism = mechanism
+        self.reason = reason
+        who = f"user {username!r}" if username else "the client"
+        kind = "SASL authentication" if mechanism else "authentication"
+        super().__init__(f"{kind} failed for {who} at {broker}: {reason}")
+
+
+class KafkaTlsError(KafkaSecurityError):
+    def __init__(self, broker: str, reason: str) -> None:
+        self.broker = broker
+        self.reason = reason
+        super().__init__(f"TLS handshake with {broker} failed: {reason}")
+
+
+class KafkaAuthorizationError(KafkaSecurityError):
+    def __init__(self, operation: str, principal: str, code: str, reason: str) -> None:
+        self.operation = operation
+        self.principal = principal
+        self.code = code
+        self.reason = reason
+        super().__init__(
+            f"Kafka {operation} failed: {principal} is not authorized ({code}: {reason}); "
+            "the ACLs a backup and a restore need are in the README's Security section"
+        )
+
+
 class TopicNotFoundError(KbackupError):
     def __init__(self, topic: str, bootstrap_servers: str) -> None:
         self.topic = topic

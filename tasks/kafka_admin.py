@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
     KafkaException,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, OffsetSpec, ResourceType
@@ -18,8 +21,13 @@ from pydantic import BaseModel, ConfigDict
 
 from layout.manifest import CommittedOffset, GroupOffsets, Manifest, OffsetGap, TopicEntry
 from tasks.errors import BrokerUnavailableError, KafkaOperationError, TopicNotFoundError
+from tasks.kafka_clients import last_connection_error, security_error
 
 TIMEOUT_S = 30
+# How long each metadata request of the connection check waits before the admin client is polled
+# for what librdkafka reported meanwhile (an authentication or TLS failure is raised from there).
+CONNECT_POLL_S = 1.0
+_UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
 _RETRYABLE_CODES = {
     KafkaError._TRANSPORT,
     KafkaError._TIMED_OUT,
@@ -46,23 +54,85 @@ class PartitionWindow(BaseModel):
 
 
 def admin_client(config: dict[str, Any]) -> AdminClient:
-    return AdminClient({**config, "log_level": 3})
+    """An AdminClient that has reached a broker: see `connect`."""
+    try:
+        admin = AdminClient({**config, "log_level": 3})
+    except KafkaException as exc:
+        raise kafka_failure("create admin client", config, exc) from exc
+    connect(admin, config)
+    return admin
+
+
+def connect(admin: AdminClient, config: dict[str, Any], timeout: float = TIMEOUT_S) -> None:
+    """Wait until a broker answers a metadata request. An authentication or TLS failure is raised
+    at once (from admin.poll(), which serves the client's error_cb); brokers that do not answer
+    within `timeout` are reported unreachable, with the last connection error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_topics(timeout=CONNECT_POLL_S)
+        except KafkaException as exc:
+            admin.poll(0)
+            error = exc.args[0] if exc.args else None
+            retry = isinstance(error, KafkaError) and error.code() in _UNREACHABLE_CODES
+            if not retry or time.monotonic() >= deadline:
+                raise kafka_failure("metadata request", config, exc) from exc
+        else:
+            admin.poll(0)
+            return
 
 
 def kafka_failure(operation: str, config: dict[str, Any], exc: BaseException) -> Exception:
-    """A KafkaException as one of ours: unreachable brokers are named, transient codes retryable."""
+    """A KafkaException as one of ours: authentication, authorization and TLS failures say so
+    (never retried), unreachable brokers are named (with the last connection error librdkafka
+    reported), transient codes are retryable."""
     error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
     code = error.code() if isinstance(error, KafkaError) else None
-    if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT):
-        return BrokerUnavailableError(str(config.get("bootstrap.servers")), f"{operation}: {error}")
+    if isinstance(error, KafkaError):
+        failure = security_error(error, config, operation)
+        if failure is not None:
+            return failure
+    if code in _UNREACHABLE_CODES:
+        last = last_connection_error(config)
+        reason = f"{operation}: {error}" + (f"; last connection error: {last}" if last else "")
+        return BrokerUnavailableError(str(config.get("bootstrap.servers")), reason)
     return KafkaOperationError(operation, str(error or exc), retryable=code in _RETRYABLE_CODES)
+
+
+_T = TypeVar("_T")
+
+
+def _result(admin: AdminClient, future: Future[_T], timeout: float = TIMEOUT_S) -> _T:
+    """A future's result, polling the admin client meanwhile: that serves its error_cb (raising
+    what a retry cannot fix) and passes librdkafka's log lines on to Python logging."""
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        admin.poll(0.05)
+    admin.poll(0)
+    return future.result(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def cluster_metadata(admin: AdminClient, config: dict[str, Any]) -> Any:
     try:
-        return admin.list_topics(timeout=TIMEOUT_S)
+        metadata = admin.list_topics(timeout=TIMEOUT_S)
     except KafkaException as exc:
+        admin.poll(0)
         raise kafka_failure("metadata request", config, exc) from exc
+    admin.poll(0)
+    return metadata
+
+
+def _check_topic_access(admin: AdminClient, config: dict[str, Any], topic: str) -> None:
+    """Raise why a topic is missing from the metadata: it does not exist, or (the broker hides
+    topics a principal may not Describe) it is not ours to see."""
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=TIMEOUT_S)[topic]
+    try:
+        _result(admin, future)
+    except KafkaException as exc:
+        failure = kafka_failure(f"describe topic {topic!r}", config, exc)
+        if not isinstance(failure, KafkaOperationError):
+            raise failure from exc
+    raise TopicNotFoundError(topic, str(config.get("bootstrap.servers")))
 
 
 def resolve_topics(admin: AdminClient, config: dict[str, Any], patterns: Sequence[str]) -> list[str]:
@@ -73,7 +143,7 @@ def resolve_topics(admin: AdminClient, config: dict[str, Any], patterns: Sequenc
         if any(ch in pattern for ch in "*?["):
             selected.extend(t for t in existing if fnmatch.fnmatchcase(t, pattern) and t not in selected)
         elif pattern not in existing:
-            raise TopicNotFoundError(pattern, str(config.get("bootstrap.servers")))
+            _check_topic_access(admin, config, pattern)
         elif pattern not in selected:
             selected.append(pattern)
     return selected
@@ -87,7 +157,7 @@ def describe_topics(admin: AdminClient, config: dict[str, Any], topics: Iterable
     try:
         described = admin.describe_configs(resources, request_timeout=TIMEOUT_S) if resources else {}
         for resource, topic in zip(resources, topics, strict=True):
-            configs = described[resource].result(timeout=TIMEOUT_S)
+            configs = _result(admin, described[resource])
             non_default = {
                 name: str(entry.value)
                 for name, entry in sorted(configs.items())
@@ -124,10 +194,7 @@ def _list_offsets(
         futures = admin.list_offsets(
             {tp: spec for tp in partitions}, isolation_level=level, request_timeout=TIMEOUT_S
         )
-        return {
-            (tp.topic, tp.partition): future.result(timeout=TIMEOUT_S).offset
-            for tp, future in futures.items()
-        }
+        return {(tp.topic, tp.partition): _result(admin, future).offset for tp, future in futures.items()}
     except KafkaException as exc:
         raise kafka_failure("list offsets", config, exc) from exc
 
@@ -174,7 +241,7 @@ def committed_group_offsets(
     wanted = set(topics)
     groups: list[GroupOffsets] = []
     try:
-        listing = admin.list_consumer_groups(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S)
+        listing = _result(admin, admin.list_consumer_groups(request_timeout=TIMEOUT_S))
         for group in sorted(g.group_id for g in listing.valid):
             if group.startswith("kbackup-"):
                 continue  # our own export/restore bookkeeping
@@ -186,7 +253,7 @@ def committed_group_offsets(
                     topic=tp.topic, partition=tp.partition, offset=tp.offset, metadata=tp.metadata or ""
                 )
                 for tp in sorted(
-                    future.result(timeout=TIMEOUT_S).topic_partitions, key=lambda t: (t.topic, t.partition)
+                    _result(admin, future).topic_partitions, key=lambda t: (t.topic, t.partition)
                 )
                 if tp.topic in wanted and tp.offset >= 0
             )
@@ -199,6 +266,6 @@ def committed_group_offsets(
 
 def cluster_id(admin: AdminClient, config: dict[str, Any]) -> str | None:
     try:
-        return admin.describe_cluster(request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S).cluster_id
+        return _result(admin, admin.describe_cluster(request_timeout=TIMEOUT_S)).cluster_id
     except KafkaException as exc:
         raise kafka_failure("describe cluster", config, exc) from exc
