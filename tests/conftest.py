@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.stack import read_env_file as _read_env_file
+
 REPO = Path(__file__).resolve().parent.parent
 STACK_ENV = REPO / ".stack" / "env"
 
@@ -29,15 +31,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if tier == "e2e":
             item.add_marker(pytest.mark.e2e)
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("export ") and "=" in line:
-            name, value = line[len("export ") :].split("=", 1)
-            values[name] = value
-    return values
 
 
 def _stack_answers(env: dict[str, str]) -> bool:

@@ -17,9 +17,25 @@ from uuid import UUID
 
 import pytest
 
+from tests.support.cli import run_kbackup
+
 REPO = Path(__file__).resolve().parents[2]
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+Kbackup = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def kbackup(tmp_path: Path) -> Kbackup:
+    """The installed `kbackup` script, run from a temporary folder against the test session's
+    Prefect API (the tests that use it request `prefect_harness`)."""
+    from prefect.settings import PREFECT_API_URL
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_kbackup(*args, cwd=tmp_path, env={"PREFECT_API_URL": str(PREFECT_API_URL.value())})
+
+    return run
 
 
 @dataclass(frozen=True)

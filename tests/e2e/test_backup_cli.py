@@ -3,31 +3,16 @@ learns at once when an object in the bucket was corrupted."""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_clean_success, run_kbackup
+from tests.e2e.conftest import Kbackup
+from tests.support.cli import assert_clean_success
 from tests.support.kafka import produce
 from tests.support.topics import tricky_messages
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-Kbackup = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def kbackup(tmp_path: Path) -> Kbackup:
-    """The installed `kbackup` script, run from a temporary folder against the test's Prefect API."""
-    from prefect.settings import PREFECT_API_URL
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_kbackup(*args, cwd=tmp_path, env={"PREFECT_API_URL": str(PREFECT_API_URL.value())})
-
-    return run
 
 
 def test_backup_ls_verify_and_a_corrupted_object(

@@ -6,30 +6,16 @@ under another name (what restore discovers objects by) is reported by that key t
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tasks.manifest_store import read_chain
-from tests.support.cli import assert_clean_success, run_kbackup
+from tests.e2e.conftest import Kbackup
+from tests.support.cli import assert_clean_success
 from tests.support.kafka import produce
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-Kbackup = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def kbackup(tmp_path: Path) -> Kbackup:
-    from prefect.settings import PREFECT_API_URL
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_kbackup(*args, cwd=tmp_path, env={"PREFECT_API_URL": str(PREFECT_API_URL.value())})
-
-    return run
 
 
 def _backup(

@@ -31,7 +31,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
     values = {}
     for line in path.read_text().splitlines():
         if line.startswith("export ") and "=" in line:
@@ -66,7 +66,7 @@ class OwnStack:
             timeout=300,
             capture_output=True,
         )
-        self.env = _read_env_file(self.stack_dir / "env")
+        self.env = read_env_file(self.stack_dir / "env")
 
     def down(self) -> None:
         subprocess.run(
