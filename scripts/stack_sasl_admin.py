@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from wait_for_stack import load_env
 
@@ -37,18 +38,17 @@ def sasl_login_error(user: str, password: str) -> str | None:
     from confluent_kafka.admin import AdminClient
 
     errors: list[KafkaError] = []
-    admin = AdminClient(
-        {
-            "bootstrap.servers": os.environ["KBACKUP_STACK_SASL_BOOTSTRAP"],
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanisms": "SCRAM-SHA-512",
-            "sasl.username": user,
-            "sasl.password": password,
-            "ssl.ca.location": os.environ["KBACKUP_STACK_CA_FILE"],
-            "error_cb": errors.append,
-            "log_level": 0,
-        }
-    )
+    config: dict[str, Any] = {
+        "bootstrap.servers": os.environ["KBACKUP_STACK_SASL_BOOTSTRAP"],
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": user,
+        "sasl.password": password,
+        "ssl.ca.location": os.environ["KBACKUP_STACK_CA_FILE"],
+        "error_cb": errors.append,
+        "log_level": 0,
+    }
+    admin = AdminClient(config)
     for _ in range(30):
         try:
             admin.list_topics(timeout=1)

@@ -1,0 +1,235 @@
+"""Backup and restore through Kafka's SASL_SSL listener (SCRAM-SHA-512 over TLS, ACLs) with
+least-privilege users and bucket-scoped S3 identities; and what a user sees when a password, a CA,
+an ACL or an S3 permission is wrong: the real cause, at once, never retried.
+
+Runs against the session's own stack (`own_stack`: scripts/stack-up.sh in a temporary folder), so it
+has the secured listener and identities whether or not the shared stack was started before them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from flows.backup import backup_flow
+from flows.restore import RestoreParameters, restore_flow
+from kbackup.settings import KafkaSettings
+from tasks.errors import (
+    BrokerUnavailableError,
+    KafkaAuthenticationError,
+    KafkaAuthorizationError,
+    KafkaTlsError,
+    StorageAccessError,
+    is_retryable,
+)
+from tasks.kafka_admin import connect
+from tests.support.kafka import consume_all, create_topic, delete_topics, produce
+from tests.support.secure import BACKUP_ACLS, RESTORE_ACLS, SecureStack
+from tests.support.stack import free_port
+from tests.support.topics import topic_digests, tricky_messages
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+PARTITIONS = 2
+# Failing "at once": well under one metadata timeout (30 s), let alone the retries of a task.
+AT_ONCE_S = 15
+
+
+@pytest.fixture(scope="module")
+def secure(own_stack: Any) -> SecureStack:
+    stack = SecureStack(own_stack.env)
+    stack.ensure_bucket()
+    return stack
+
+
+@pytest.fixture
+def use_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """use_env(env, ...): these connection variables (and no other KBACKUP_KAFKA_*) for this test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("KBACKUP_KAFKA_"):
+            monkeypatch.delenv(name)
+
+    def apply(*envs: dict[str, str]) -> None:
+        for env in envs:
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+
+    return apply
+
+
+@pytest.fixture
+def source(secure: SecureStack, unique_name: Callable[[str], str]) -> Iterator[tuple[str, dict[int, str]]]:
+    """A topic with tricky records on the secured stack: (name, records digest per partition)."""
+    admin = secure.admin()
+    topic = unique_name("sec")
+    create_topic(admin, topic, PARTITIONS, {})
+    produce(secure.plaintext, topic, tricky_messages(partitions=PARTITIONS, random_per_partition=20))
+    yield topic, topic_digests(consume_all(secure.plaintext, topic, PARTITIONS))
+    delete_topics(admin, [topic])
+
+
+def _backup_kcql(bucket: str, prefix: str, topic: str) -> str:
+    return f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+
+
+def _backed_up(secure: SecureStack, use_env: Callable[..., None], topic: str, prefix: str) -> None:
+    """A backup of `topic` under `prefix`, made as a least-privilege user."""
+    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
+    use_env(secure.kafka_env(user, password), secure.s3_env("backup"))
+    backup_flow(kcql=_backup_kcql(secure.bucket, prefix, topic))
+
+
+def test_backup_and_restore_with_least_privilege_users(
+    secure: SecureStack,
+    use_env: Callable[..., None],
+    source: tuple[str, dict[int, str]],
+    unique_name: Callable[[str], str],
+) -> None:
+    topic, expected = source
+    prefix, target = unique_name("bk"), unique_name("dst")
+
+    backup_user, backup_password = secure.create_user(BACKUP_ACLS, topic=topic)
+    use_env(secure.kafka_env(backup_user, backup_password), secure.s3_env("backup"))
+    [result] = backup_flow(kcql=_backup_kcql(secure.bucket, prefix, topic))
+    assert {p.partition: p.records_digest for p in result.manifest.partitions} == expected
+
+    restore_user, restore_password = secure.create_user(RESTORE_ACLS, target=target)
+    use_env(secure.kafka_env(restore_user, restore_password), secure.s3_env("restore"))
+    try:
+        report = restore_flow(
+            RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {secure.bucket}:{prefix}")
+        )
+        assert report.ok and report.records == result.manifest.record_count
+        assert topic_digests(consume_all(secure.plaintext, target, PARTITIONS)) == expected
+    finally:
+        delete_topics(secure.admin(), [target])
+
+
+def test_wrong_password_fails_within_seconds_naming_authentication(
+    secure: SecureStack,
+    use_env: Callable[..., None],
+    source: tuple[str, dict[int, str]],
+    unique_name: Callable[[str], str],
+) -> None:
+    topic, _ = source
+    user, _password = secure.create_user(BACKUP_ACLS, topic=topic)
+    use_env(secure.kafka_env(user, "not-the-password"), secure.s3_env("backup"))
+    started = time.monotonic()
+    with pytest.raises(KafkaAuthenticationError) as caught:
+        backup_flow(kcql=_backup_kcql(secure.bucket, unique_name("bk"), topic))
+    assert time.monotonic() - started < AT_ONCE_S
+    error = caught.value
+    assert error.username == user and error.broker == secure.env["KBACKUP_STACK_SASL_BOOTSTRAP"]
+    assert str(error).startswith(f"SASL authentication failed for user {user!r} at {error.broker}: ")
+    assert "invalid credentials" in error.reason and not is_retryable(error)
+
+
+def test_user_without_acls_fails_at_once_naming_authorization(
+    secure: SecureStack,
+    use_env: Callable[..., None],
+    source: tuple[str, dict[int, str]],
+    unique_name: Callable[[str], str],
+) -> None:
+    topic, _ = source
+    prefix, target = unique_name("bk"), unique_name("dst")
+    nobody, password = secure.create_user()
+
+    use_env(secure.kafka_env(nobody, password), secure.s3_env("backup"))
+    started = time.monotonic()
+    with pytest.raises(KafkaAuthorizationError) as backup_denied:
+        backup_flow(kcql=_backup_kcql(secure.bucket, prefix, topic))
+    assert time.monotonic() - started < AT_ONCE_S
+    assert backup_denied.value.operation == f"describe topic {topic!r}"
+    assert backup_denied.value.code == "TOPIC_AUTHORIZATION_FAILED"
+    assert f"user {nobody!r} is not authorized" in str(backup_denied.value)
+
+    _backed_up(secure, use_env, topic, prefix)
+    use_env(secure.kafka_env(nobody, password), secure.s3_env("restore"))
+    started = time.monotonic()
+    with pytest.raises(KafkaAuthorizationError) as restore_denied:
+        restore_flow(RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {secure.bucket}:{prefix}"))
+    assert time.monotonic() - started < AT_ONCE_S
+    assert restore_denied.value.operation == f"create topic {target}"
+    assert not is_retryable(restore_denied.value)
+
+
+def test_untrusted_broker_certificate_fails_naming_tls(
+    secure: SecureStack,
+    use_env: Callable[..., None],
+    source: tuple[str, dict[int, str]],
+    unique_name: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import certifi  # public CAs: none of them signed the stack's broker certificate
+
+    topic, _ = source
+    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
+    use_env(secure.kafka_env(user, password, ca_file=certifi.where()), secure.s3_env("backup"))
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="kbackup.librdkafka"), pytest.raises(KafkaTlsError) as caught:
+        backup_flow(kcql=_backup_kcql(secure.bucket, unique_name("bk"), topic))
+    assert time.monotonic() - started < AT_ONCE_S
+    assert caught.value.broker == secure.env["KBACKUP_STACK_SASL_BOOTSTRAP"]
+    assert "certificate verify failed" in str(caught.value) and not is_retryable(caught.value)
+    # librdkafka's own lines went through Python logging, not straight to stderr ("%3|<time>|FAIL|…").
+    assert any(
+        "SSL handshake failed" in r.getMessage() for r in caplog.records if r.name == "kbackup.librdkafka"
+    )
+    assert not re.search(r"^%\d\|\d+\.\d+\|", capfd.readouterr().err, re.MULTILINE)
+
+
+def test_unreachable_broker_is_still_retried_and_says_unreachable(
+    secure: SecureStack, use_env: Callable[..., None]
+) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    use_env({**secure.kafka_env("anyone", "anything"), "KBACKUP_KAFKA_BOOTSTRAP_SERVERS": address})
+    config = KafkaSettings().client_config()
+    with pytest.raises(BrokerUnavailableError) as caught:
+        connect(AdminClient({**config, "log_level": 3}), config, timeout=3)
+    assert is_retryable(caught.value)
+    assert f"Kafka brokers at {address} are unreachable" in str(caught.value)
+    assert "Connection refused" in str(caught.value)
+
+
+def test_read_only_s3_identity_restores_but_cannot_back_up(
+    secure: SecureStack,
+    use_env: Callable[..., None],
+    source: tuple[str, dict[int, str]],
+    unique_name: Callable[[str], str],
+) -> None:
+    topic, _ = source
+    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
+    use_env(secure.kafka_env(user, password), secure.s3_env("restore"))
+    started = time.monotonic()
+    with pytest.raises(StorageAccessError) as caught:
+        backup_flow(kcql=_backup_kcql(secure.bucket, unique_name("bk"), topic))
+    assert time.monotonic() - started < AT_ONCE_S  # not retried
+    error = caught.value
+    assert (error.bucket, error.operation) == (secure.bucket, "PutObject")
+    assert "AccessDenied" in error.reason and not is_retryable(error)
+    assert f"s3://{secure.bucket}/" in str(error)
+
+
+def test_backup_s3_identity_is_limited_to_its_bucket(
+    secure: SecureStack,
+    use_env: Callable[..., None],
+    source: tuple[str, dict[int, str]],
+    unique_name: Callable[[str], str],
+) -> None:
+    topic, _ = source
+    other = unique_name("other")
+    secure.s3().create_bucket(Bucket=other)
+    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
+    use_env(secure.kafka_env(user, password), secure.s3_env("backup"))
+    with pytest.raises(StorageAccessError) as caught:
+        backup_flow(kcql=_backup_kcql(other, "bk", topic))
+    assert caught.value.bucket == other and "AccessDenied" in caught.value.reason
