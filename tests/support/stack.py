@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,10 +52,21 @@ class OwnStack:
     @classmethod
     def start(cls, stack_dir: Path) -> OwnStack:
         # SeaweedFS derives its gRPC ports from the HTTP ports (+10000): keep those below 55535.
-        ports = {name: str(_port_below(55_000)) for name in PORT_VARIABLES}
+        # Each port and its +10000 must differ from every other's: Kafka's controller once got
+        # the port SeaweedFS's master then took for gRPC, and died with "Address already in use".
+        ports: dict[str, str] = {}
+        taken: set[int] = set()
+        for name in PORT_VARIABLES:
+            port = _port_below(55_000, taken)
+            ports[name] = str(port)
+            taken |= {port, port + 10_000}
         script_env = {**os.environ, "KBACKUP_STACK_DIR": str(stack_dir), **ports}
         stack = cls(stack_dir=stack_dir, script_env=script_env)
-        stack.up()
+        try:
+            stack.up()
+        except BaseException:
+            stack.down()  # what did start must not outlive the failed start
+            raise
         return stack
 
     def up(self) -> None:
@@ -97,8 +109,18 @@ class OwnStack:
         os.kill(self.pid(service), signal.SIGCONT)
 
 
-def _port_below(limit: int) -> int:
+def _port_below(limit: int, taken: Collection[int] = ()) -> int:
+    """A free port below `limit` whose +10000 is free too, neither of them in `taken`."""
     while True:
         port = free_port()
-        if port < limit:
+        if port < limit and port not in taken and port + 10_000 not in taken and _is_free(port + 10_000):
             return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
