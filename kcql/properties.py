@@ -139,6 +139,14 @@ _PROPERTIES = [
         "restore.partitioner", "partitioner", _choice("preserve", "murmur2"), backup=False, restore=True
     ),
     Property("restore.group.prefix", "", _text, backup=False, restore=True),
+    Property("restore.preflight", "preflight", _choice("quick", "full", "none"), backup=False, restore=True),
+    Property(
+        "restore.target.nonempty",
+        "target_nonempty",
+        _choice("refuse", "append"),
+        backup=False,
+        restore=True,
+    ),
 ]
 PROPERTIES = {p.name: p for p in _PROPERTIES}
 PADDING_LENGTH_PREFIX = "padding.length."

@@ -131,4 +131,13 @@ class RestoreSpec(_Frozen):
     partitions: tuple[int, ...] | None = None
     filter: tuple[tuple[str, str], ...] = ()
     partitioner: Literal["preserve", "murmur2"] = "preserve"
+    preflight: Literal["quick", "full", "none"] = Field(
+        default="quick",
+        description="Checks before anything is produced: quick (every object listed with its manifest size), "
+        "full (also each object's sha256), none.",
+    )
+    target_nonempty: Literal["refuse", "append"] = Field(
+        default="refuse",
+        description="A target partition that holds records this restore did not write: refuse, or append after them.",
+    )
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
