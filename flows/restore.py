@@ -28,7 +28,13 @@ from tasks.restore_plan import (
     plan_restore,
     plan_restore_task,
 )
-from tasks.restore_produce import UnitResult, restore_unit, restore_unit_task
+from tasks.restore_produce import (
+    CommittedProgress,
+    UnitResult,
+    committed_progress,
+    restore_unit,
+    restore_unit_task,
+)
 from tasks.restore_target import (
     GroupTranslation,
     PartitionCheck,
@@ -94,6 +100,27 @@ class UnitReport(BaseModel):
         return round(self.bytes / 1e6 / self.seconds, 2) if self.seconds else None
 
 
+class TargetProgress(BaseModel):
+    """How far one unit (with 'preserve': one target partition) got, after a failed restore: what
+    is committed there, exactly once, and what a rerun resumes after."""
+
+    unit: str
+    target: str
+    status: Literal["complete", "partial", "not started", "unknown"]
+    committed: int | None = Field(description="Records committed in the target (None: could not be read).")
+    expected: int | None = Field(
+        description="Records the unit restores (None: unknown before decoding, e.g. with a time window)."
+    )
+
+    def describe(self) -> str:
+        if self.status == "unknown":
+            return f"{self.target}: unknown (the committed progress could not be read)"
+        if self.status == "not started":
+            return f"{self.target}: not started (0 records committed)"
+        of = f" of {self.expected}" if self.expected is not None else ""
+        return f"{self.target}: {self.status} ({self.committed}{of} records committed)"
+
+
 class RestoreReport(BaseModel):
     restore_id: str
     bucket: str
@@ -108,6 +135,11 @@ class RestoreReport(BaseModel):
     units: list[UnitReport]
     checks: list[PartitionCheck] = Field(default_factory=list)
     groups: list[GroupTranslation] = Field(default_factory=list)
+    preflight: str = Field(default="none", description="What was checked before anything was produced.")
+    progress: list[TargetProgress] = Field(
+        default_factory=list, description="On failure: per unit, what is committed in the target."
+    )
+    resume: str | None = Field(default=None, description="On failure: how to resume.")
     notes: list[str] = Field(default_factory=list, description="What could not be restored, and warnings.")
 
     @property
@@ -197,6 +229,8 @@ def selection_of(params: RestoreParameters) -> Selection:
         value_converter=getattr(spec, "value_converter", None) or "bytes",
         source_topic=getattr(spec, "source_topic", None),
         window=Window(from_timestamp=from_ts, to_timestamp=to_ts, from_offset=from_off, to_offset=to_off),
+        preflight=getattr(spec, "preflight", None) or "quick",
+        target_nonempty=getattr(spec, "target_nonempty", None) or "refuse",
         partitions=tuple(partitions) if partitions else None,
         filter=_parse_filter(params.filter) if params.filter else tuple(getattr(spec, "filter", None) or ()),
         partitioner=getattr(spec, "partitioner", None) or "preserve",
@@ -222,6 +256,7 @@ class Steps:
     restore: Callable[[RestorePlan, Sequence[RestoreUnit], dict[str, TargetInfo], int], list[UnitOutcome]]
     check: Callable[[Sequence[UnitResult]], list[PartitionCheck]]
     translate: Callable[[RestorePlan, list[UnitResult], list[PartitionCheck], bool], list[GroupTranslation]]
+    progress: Callable[[RestorePlan, Sequence[RestoreUnit]], dict[str, CommittedProgress]]
 
 
 def _plain_steps() -> Steps:
@@ -255,6 +290,7 @@ def _plain_steps() -> Steps:
         translate=lambda plan, results, checks, dry_run: translate_groups(
             plan, results, checks, config, dry_run
         ),
+        progress=lambda plan, units: committed_progress(config, plan, units),
     )
 
 
@@ -290,7 +326,14 @@ def _prefect_steps() -> Steps:
         translate=lambda plan, results, checks, dry_run: translate_groups_task(
             plan, results, checks, dry_run
         ),
+        progress=_progress_now,
     )
+
+
+def _progress_now(plan: RestorePlan, units: Sequence[RestoreUnit]) -> dict[str, CommittedProgress]:
+    from kbackup.settings import KafkaSettings
+
+    return committed_progress(KafkaSettings().client_config(), plan, units)
 
 
 def check_results(
@@ -334,6 +377,72 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _expected_records(plan: RestorePlan, unit: RestoreUnit) -> int | None:
+    counts = [o.record_count for o in unit.objects]
+    if plan.window.active or any(c is None for c in counts):
+        return None
+    return sum(c or 0 for c in counts)
+
+
+def target_progress(
+    plan: RestorePlan,
+    outcomes: Sequence[UnitOutcome],
+    read: Callable[[RestorePlan, Sequence[RestoreUnit]], dict[str, CommittedProgress]],
+) -> tuple[list[TargetProgress], str]:
+    """Per unit of a failed restore: complete / partial / not started, and how to resume."""
+    failed = [u for u, o in zip(plan.units, outcomes, strict=True) if isinstance(o, BaseException)]
+    try:
+        committed: dict[str, CommittedProgress] | None = read(plan, failed) if failed else {}
+    except Exception:  # noqa: BLE001 - the cluster may be what failed; say what is known
+        committed = None
+    rows = []
+    for unit, outcome in zip(plan.units, outcomes, strict=True):
+        target = f"{unit.target_topic}/{unit.target_partition if unit.target_partition is not None else unit.routing}"
+        if not isinstance(outcome, BaseException):
+            rows.append(
+                TargetProgress(
+                    unit=unit.unit_id,
+                    target=target,
+                    status="complete",
+                    committed=outcome.selected,
+                    expected=outcome.selected,
+                )
+            )
+            continue
+        expected = _expected_records(plan, unit)
+        progress = committed.get(unit.unit_id) if committed is not None else None
+        if progress is None:
+            rows.append(
+                TargetProgress(
+                    unit=unit.unit_id, target=target, status="unknown", committed=None, expected=expected
+                )
+            )
+            continue
+        status: Literal["complete", "partial", "not started"] = (
+            "not started"
+            if progress.records == 0
+            else "complete"
+            if expected is not None and progress.records >= expected
+            else "partial"
+        )
+        rows.append(
+            TargetProgress(
+                unit=unit.unit_id, target=target, status=status, committed=progress.records, expected=expected
+            )
+        )
+    tally = {
+        s: sum(1 for r in rows if r.status == s) for s in ("complete", "partial", "not started", "unknown")
+    }
+    summary = ", ".join(f"{n} {s}" for s, n in tally.items() if n)
+    resume = (
+        f"{summary} (of {len(rows)}). To resume, remove the cause and run the same restore again (the same "
+        "KCQL and options; 'restore.preflight' and 'restore.target.nonempty' may differ): restore "
+        f"{plan.restore_id} continues each partition after its last committed record, exactly once — "
+        "nothing committed is produced again"
+    )
+    return rows, resume
+
+
 def run_restore(params: RestoreParameters, steps: Steps | None = None) -> RestoreReport:
     """Restore as the parameters say; returns the report, or raises RestoreFailed (with the report
     and the first failure as `cause`) when a partition or a check failed. Errors found before
@@ -348,7 +457,11 @@ def run_restore(params: RestoreParameters, steps: Steps | None = None) -> Restor
     notes = list(plan.notes) + [w for t in targets for w in t.warnings]
 
     def report(
-        units: list[UnitReport], checks: list[PartitionCheck], groups: list[GroupTranslation]
+        units: list[UnitReport],
+        checks: list[PartitionCheck],
+        groups: list[GroupTranslation],
+        progress: list[TargetProgress] | None = None,
+        resume: str | None = None,
     ) -> RestoreReport:
         return RestoreReport(
             restore_id=plan.restore_id,
@@ -364,6 +477,9 @@ def run_restore(params: RestoreParameters, steps: Steps | None = None) -> Restor
             units=units,
             checks=checks,
             groups=groups,
+            preflight=plan.preflight,
+            progress=progress or [],
+            resume=resume,
             notes=notes,
         )
 
@@ -422,7 +538,8 @@ def run_restore(params: RestoreParameters, steps: Steps | None = None) -> Restor
             )
         )
     if failures:
-        raise RestoreFailed(report(units, [], []), failures[0])
+        progress, resume = target_progress(plan, outcomes, steps.progress)
+        raise RestoreFailed(report(units, [], [], progress, resume), failures[0])
     checks = steps.check(results) if params.check else []
     failed_checks = [c for c in checks if not c.ok]
     if failed_checks:
@@ -464,6 +581,7 @@ def publish(report: RestoreReport) -> None:
         f"# Restore {report.restore_id}{' (dry run)' if report.dry_run else ''}",
         f"- from: `s3://{report.bucket}/{report.prefix}` backups {', '.join(report.backup_ids) or '(no manifest)'}",
         f"- format: {report.format}, lossless: {report.lossless}",
+        f"- pre-flight: {report.preflight}",
         "- targets: "
         + ", ".join(
             f"{t.name} ({t.partitions} partitions{' created' if t.created else ''})" for t in report.targets
@@ -481,6 +599,10 @@ def publish(report: RestoreReport) -> None:
                 for g in report.groups
             ),
         ]
+    if report.progress:
+        lines += ["", "## What is committed", *(f"- {p.describe()}" for p in report.progress)]
+    if report.resume:
+        lines += ["", "## Resume", report.resume]
     if report.notes:
         lines += ["", "## Notes", *(f"- {n}" for n in report.notes)]
     create_markdown_artifact(key="restore-summary", markdown="\n".join(lines))

@@ -23,7 +23,6 @@ from layout.manifest import GroupOffsets, Manifest, OffsetGap, TopicEntry, join_
 from tasks.manifest_store import read_chain
 from tasks.restore_errors import (
     BackupIncompleteError,
-    MissingObjectError,
     NothingToRestoreError,
     RestoreFilterError,
     UnsupportedRestoreError,
@@ -32,6 +31,8 @@ from tasks.retry import RETRY_OPTIONS
 from tasks.s3 import check_bucket, head_object, list_objects
 
 Routing = Literal["preserve", "murmur2", "metadata", "round-robin"]
+Preflight = Literal["quick", "full", "none"]
+TargetNonEmpty = Literal["refuse", "append"]
 DEFAULT_BATCH = 10_000
 # Object metadata our backup writes on every object: its presence means "kbackup wrote this".
 _KBACKUP_OBJECT_METADATA = "backup-id"
@@ -169,6 +170,13 @@ class RestorePlan(_Frozen):
     units: tuple[RestoreUnit, ...]
     consumer_groups: tuple[GroupOffsets, ...] = ()
     group_prefix: str = ""
+    target_nonempty: TargetNonEmpty = Field(
+        default="refuse",
+        description="A target partition holding records this restore did not write: refuse or append.",
+    )
+    preflight: str = Field(
+        default="none", description="What the pre-flight checked before anything was produced."
+    )
     notes: tuple[str, ...] = Field(default=(), description="What cannot be restored, and other warnings.")
 
     def target(self, name: str) -> TargetTopic:
@@ -198,11 +206,21 @@ class Selection(_Frozen):
     batch: int = DEFAULT_BATCH
     group_prefix: str = ""
     translate_groups: bool = True
+    preflight: Preflight = "quick"
+    target_nonempty: TargetNonEmpty = "refuse"
+
+
+# Choices that do not change what is restored where: a rerun that sets them differently (say,
+# 'restore.preflight'='none' after a long full pre-flight) is still the same restore and resumes.
+_NOT_IN_RESTORE_ID = {"batch", "preflight", "target_nonempty"}
 
 
 def restore_id(selection: Selection, backup_ids: Sequence[str]) -> str:
     identity = json.dumps(
-        {"selection": selection.model_dump(mode="json", exclude={"batch"}), "backups": list(backup_ids)},
+        {
+            "selection": selection.model_dump(mode="json", exclude=_NOT_IN_RESTORE_ID),
+            "backups": list(backup_ids),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
@@ -305,9 +323,7 @@ def _plan_from_manifests(
                         records_digest=entry.records_digest,
                     )
                 )
-                for o in entry.objects:
-                    if o.key not in listed:
-                        raise MissingObjectError(bucket, o.key, manifest.backup_id)
+                for o in entry.objects:  # whether each is in the bucket: see tasks.restore_preflight
                     objects.append(
                         RestoreObject(
                             **o.model_dump(exclude={"records_digest"}), backup_id=manifest.backup_id
@@ -392,6 +408,7 @@ def _plan_from_manifests(
         units=tuple(units),
         consumer_groups=groups,
         group_prefix=selection.group_prefix,
+        target_nonempty=selection.target_nonempty,
         notes=tuple(notes),
     )
 
@@ -561,13 +578,17 @@ def _plan_from_listing(s3: Any, selection: Selection, listed: dict[str, dict[str
         units=tuple(u for u in units if u.objects),
         consumer_groups=(),
         group_prefix=selection.group_prefix,
+        target_nonempty=selection.target_nonempty,
         notes=tuple(notes),
     )
 
 
 def plan_restore(s3: Any, selection: Selection) -> RestorePlan:
-    """Find what to restore under s3://bucket/prefix; raise before anything is produced when the
-    backup is incomplete, an object is missing, or a filter names an unknown key."""
+    """Find what to restore under s3://bucket/prefix and run the pre-flight; raise before anything
+    is produced when the backup is incomplete, an object is missing or not as the manifest says
+    (PreflightError, naming every such object), or a filter names an unknown key."""
+    from tasks.restore_preflight import preflight
+
     bucket, prefix = selection.bucket, selection.prefix
     check_bucket(s3, bucket)
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
@@ -583,7 +604,7 @@ def plan_restore(s3: Any, selection: Selection) -> RestorePlan:
         raise NothingToRestoreError(
             bucket, prefix, "the selection (topic, partitions, filter, window) matches no object"
         )
-    return plan
+    return plan.model_copy(update={"preflight": preflight(s3, plan, listed, selection.preflight)})
 
 
 @task(name="discover-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)

@@ -7,18 +7,45 @@ selected records restored so far as the committed offset of a restore-specific c
 is killed loses its open transaction (the next `init_transactions` aborts it); started again,
 it reads the committed count back and continues after it: no duplicates, no holes.
 
+Before its first record a unit commits an empty transaction with count 0: from then on its
+group's metadata says where in the target it began, so a rerun (and the check that refuses a
+non-empty target) can tell the unit's own records from records that were there before.
+
+Faults. librdkafka does not always return from a transactional call within the timeout it is
+given: after a broker restart, `send_offsets_to_transaction` can wait forever (py-spy: blocked
+in rd_kafka_txn_op_req0) for its TxnOffsetCommit, queued for a group coordinator the client
+decommissioned when it re-bootstrapped (librdkafka issues 5456 and 5511). So every blocking
+call runs under a watchdog (`bounded_call`): a call that has not returned some seconds after its
+own timeout marks the producer wedged; it is abandoned (never destroyed: rd_kafka_destroy would
+wait on it too) and the unit starts again with a fresh producer under the same transactional id,
+whose `init_transactions` fences the old one and aborts its open transaction. Retriable errors
+are retried; `txn_requires_abort()` errors abort; either way a fresh attempt reads the committed
+count back and re-produces everything after it, so nothing is produced twice. Fatal errors, and a
+unit that makes no progress (no commit, no delivered record) for `RECOVERY_S`, fail naming the
+target and what is committed. Every loop also checks `tasks.shutdown`: a stop request aborts the
+open transaction and ends the unit within seconds.
+
 `restore_unit` is the plain function; `restore_unit_task` its thin retryable task.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import NewPartitions
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -26,16 +53,36 @@ from pydantic import BaseModel, Field
 
 from formats import RecordsDigest
 from formats.envelope import TimestampType
-from tasks.errors import KafkaOperationError
+from tasks import shutdown
+from tasks.errors import KafkaOperationError, KbackupError, is_retryable
 from tasks.kafka_admin import admin_client, kafka_failure
-from tasks.restore_errors import CorruptObjectError, TargetPartitionsError, UnsupportedRestoreError
+from tasks.restore_errors import (
+    CorruptObjectError,
+    RestoreStalledError,
+    TargetPartitionsError,
+    TransactionFatalError,
+    UnsupportedRestoreError,
+)
 from tasks.restore_plan import RestorePlan, RestoreUnit
 from tasks.restore_records import SegmentDigests, unit_records
 from tasks.retry import RETRY_OPTIONS
 
 ProgressCallback = Callable[[int, int], None]
-TIMEOUT_S = 60
+T = TypeVar("T")
+TIMEOUT_S = 60  # offset and metadata look-ups
+TXN_TIMEOUT_S = 30  # the timeout each transactional call is given
+WATCHDOG_GRACE_S = 15  # a call still running this long after its own timeout has wedged its client
+STOP_GRACE_S = 5  # after a stop request, how long a call in flight may still finish
+CLOSE_TIMEOUT_S = 10
+RECOVERY_S = 120  # how long a unit retries without progress (a commit or a delivered record)
+IN_PLACE_RETRIES = 3  # retriable errors of one call before the unit starts again with a new producer
+CHECK_EVERY = 256  # records between stop checks and delivery-report polls
 ANCHOR_PARTITION = 0  # the target partition each unit's bookkeeping offset is committed on
+
+log = logging.getLogger(__name__)
+# Clients wedged in a call that never returns: kept referenced so that they are never destroyed
+# (rd_kafka_destroy would block on them); their daemon threads end with the process.
+_ABANDONED: list[Any] = []
 
 
 class PartitionOutcome(BaseModel):
@@ -133,24 +180,144 @@ def _header_bytes(value: Any) -> bytes | None:
     return to_bytes(value, "json")
 
 
+# --- bounded calls ---------------------------------------------------------------------------
+
+
+class CallStalledError(KafkaOperationError):
+    """A blocking call that did not return within its timeout plus WATCHDOG_GRACE_S: its client
+    is wedged and must be replaced."""
+
+    def __init__(self, operation: str, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(operation, f"no answer after {seconds:.0f} s (client wedged)", retryable=True)
+
+
+class AbortRequiredError(KafkaOperationError):
+    """The open transaction failed in a way that needs an abort (`txn_requires_abort()`)."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(
+            operation, f"{reason} (the transaction is aborted and produced again)", retryable=True
+        )
+
+
+def bounded_call(operation: str, call: Callable[[], T], timeout_s: float) -> T:
+    """Run a blocking client call in a daemon thread and wait at most `timeout_s` for it
+    (`STOP_GRACE_S` once a stop was requested); raise CallStalledError when it has not returned,
+    else return its result or raise its exception."""
+    outcome: list[tuple[bool, Any]] = []
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            outcome.append((False, exc))
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name=f"kbackup: {operation}", daemon=True).start()
+    began = time.monotonic()
+    deadline = began + timeout_s
+    while not finished.wait(0.1):
+        now = time.monotonic()
+        if shutdown.stop_requested():
+            deadline = min(deadline, now + STOP_GRACE_S)
+        if now > deadline:
+            raise CallStalledError(operation, now - began)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _dispose(client: Any) -> None:
+    """Let go of a client in a daemon thread: after a broker outage rd_kafka_destroy can wait on a
+    broker thread that does not end, and the restore must not wait with it. The thread holds the
+    last reference a moment, until the caller's own are gone, then destroys the client."""
+    holder = [client]
+
+    def release() -> None:
+        time.sleep(1.0)
+        holder.clear()
+
+    threading.Thread(target=release, name="kbackup: dispose client", daemon=True).start()
+
+
+def _close_consumer(consumer: Any) -> None:
+    try:
+        bounded_call("close consumer", consumer.close, CLOSE_TIMEOUT_S)
+    except CallStalledError:
+        _ABANDONED.append(consumer)
+        return
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+    _dispose(consumer)
+
+
+# --- committed progress ------------------------------------------------------------------------
+
+
 def _committed(config: dict[str, Any], group: str, topic: str) -> tuple[int, dict[str, Any]]:
-    """(records restored so far, metadata) of a unit, from its consumer group's committed offset."""
+    """(records restored so far, metadata) of a unit, from its consumer group's committed offset;
+    ({} metadata: the unit never began). Call it after `init_transactions`, which aborts a killed
+    run's open transaction: until then its offsets hold the stable read back."""
     consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False, "log_level": 3})
+    operation = f"read committed offsets of {group}"
     try:
         try:
-            [tp] = consumer.committed([TopicPartition(topic, ANCHOR_PARTITION)], timeout=TIMEOUT_S)
+            [tp] = bounded_call(
+                operation,
+                lambda: consumer.committed([TopicPartition(topic, ANCHOR_PARTITION)], timeout=TIMEOUT_S),
+                TIMEOUT_S + WATCHDOG_GRACE_S,
+            )
         except KafkaException as exc:
-            raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
-        if tp.error or tp.offset < 0:
-            return 0, {}
-        try:
-            metadata = json.loads(tp.metadata or "{}")
-        except ValueError:
-            metadata = {}
-        return tp.offset, metadata
+            raise kafka_failure(operation, config, exc) from exc
+        return _decode(tp)
     finally:
-        with contextlib.suppress(Exception):
-            consumer.close()
+        _close_consumer(consumer)
+
+
+def _decode(tp: Any) -> tuple[int, dict[str, Any]]:
+    if tp.error or tp.offset < 0:
+        return 0, {}
+    try:
+        metadata = json.loads(tp.metadata or "{}")
+    except ValueError:
+        metadata = {}
+    return tp.offset, metadata if isinstance(metadata, dict) else {}
+
+
+@dataclass(frozen=True)
+class CommittedProgress:
+    """What a unit has committed: records restored, and where in the target it began (partition
+    -> offset; empty for a unit that never began)."""
+
+    records: int
+    starts: dict[int, int]
+
+
+def committed_progress(
+    kafka_config: dict[str, Any], plan: RestorePlan, units: Sequence[RestoreUnit]
+) -> dict[str, CommittedProgress]:
+    """Each unit's last *committed* progress, through the admin API without waiting for open
+    transactions (require_stable=False): what a rerun would at least resume from."""
+    admin = admin_client(kafka_config)
+    result: dict[str, CommittedProgress] = {}
+    for unit in units:
+        _, group = unit_names(plan, unit)
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(unit.target_topic, ANCHOR_PARTITION)])
+        try:
+            future = admin.list_consumer_group_offsets(
+                [request], require_stable=False, request_timeout=TIMEOUT_S
+            )[group]
+            [tp] = future.result(timeout=TIMEOUT_S).topic_partitions
+        except KafkaException as exc:
+            raise kafka_failure(f"read committed offsets of {group}", kafka_config, exc) from exc
+        records, metadata = _decode(tp)
+        starts = {int(p): int(o) for p, o in (metadata.get("starts") or {}).items()}
+        result[unit.unit_id] = CommittedProgress(records=records, starts=starts)
+    return result
 
 
 def _high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
@@ -158,15 +325,20 @@ def _high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) 
     try:
         result = {}
         for partition in partitions:
+            operation = f"watermarks of {topic}/{partition}"
             try:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)
+                where = TopicPartition(topic, partition)
+                _, high = bounded_call(
+                    operation,
+                    lambda: consumer.get_watermark_offsets(where, timeout=TIMEOUT_S),  # noqa: B023 - called at once
+                    TIMEOUT_S + WATCHDOG_GRACE_S,
+                )
             except KafkaException as exc:
-                raise kafka_failure(f"watermarks of {topic}/{partition}", config, exc) from exc
+                raise kafka_failure(operation, config, exc) from exc
             result[partition] = high
         return result
     finally:
-        with contextlib.suppress(Exception):
-            consumer.close()
+        _close_consumer(consumer)
 
 
 def _grow_topic(config: dict[str, Any], producer: Producer, topic: str, partitions: int) -> int:
@@ -182,7 +354,7 @@ def _grow_topic(config: dict[str, Any], producer: Producer, topic: str, partitio
         found = producer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
         if found is not None and len(found.partitions) >= partitions:
             return len(found.partitions)
-        time.sleep(0.2)
+        shutdown.sleep(0.2)
     raise KafkaOperationError(
         f"add partitions to {topic}", "the new partitions did not appear", retryable=True
     )
@@ -204,14 +376,159 @@ def producer_config(config: dict[str, Any], transactional_id: str) -> dict[str, 
     }
 
 
-def _kafka_call(config: dict[str, Any], operation: str, call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        if isinstance(error, KafkaError) and error.retriable():
-            raise KafkaOperationError(operation, str(error), retryable=True) from exc
-        raise kafka_failure(operation, config, exc) from exc
+# --- one attempt's transactional producer -------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    """A unit's progress across its attempts: what is committed, and when anything last moved."""
+
+    topic: str
+    unit_id: str
+    recovery_s: float
+    committed: int = 0
+    committed_bytes: int = 0  # key and value bytes this run produced and committed
+    resumed_from: int | None = None
+    last_moved: float = field(default_factory=time.monotonic)
+
+    def moved(self) -> None:
+        self.last_moved = time.monotonic()
+
+    def expired(self) -> bool:
+        return time.monotonic() - self.last_moved > self.recovery_s
+
+    def stalled(self, reason: str) -> RestoreStalledError:
+        return RestoreStalledError(
+            self.topic, self.unit_id, self.committed, time.monotonic() - self.last_moved, reason
+        )
+
+
+class _Transactions:
+    """One attempt's transactional producer and group metadata; every call bounded, retriable
+    errors retried in place a few times, the rest classified for restore_unit."""
+
+    def __init__(
+        self, kafka_config: dict[str, Any], transactional_id: str, group: str, progress: _Progress
+    ) -> None:
+        self.config = kafka_config
+        self.transactional_id = transactional_id
+        self.group = group
+        self.progress = progress
+        self.producer: Any = Producer(producer_config(kafka_config, transactional_id))
+        self.group_consumer: Any = Consumer(
+            {**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 3}
+        )
+        self.group_metadata = self.group_consumer.consumer_group_metadata()
+        self.wedged = False
+        self.in_transaction = False
+        self.errors: list[Any] = []
+
+    def on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.errors.append(err)
+        else:
+            self.progress.moved()
+
+    def call(self, operation: str, fn: Callable[[], Any]) -> Any:
+        for attempt in range(1, IN_PLACE_RETRIES + 1):
+            try:
+                return bounded_call(operation, fn, TXN_TIMEOUT_S + WATCHDOG_GRACE_S)
+            except CallStalledError:
+                self.wedged = True
+                _ABANDONED.append(self.producer)
+                raise
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not isinstance(error, KafkaError):
+                    raise kafka_failure(operation, self.config, exc) from exc
+                if error.fatal():
+                    raise TransactionFatalError(
+                        self.progress.topic,
+                        self.progress.unit_id,
+                        self.progress.committed,
+                        f"{operation}: {error}",
+                    ) from exc
+                if error.txn_requires_abort():
+                    raise AbortRequiredError(operation, str(error)) from exc
+                if not error.retriable():
+                    raise kafka_failure(operation, self.config, exc) from exc
+                if attempt == IN_PLACE_RETRIES or self.progress.expired():
+                    # a fresh producer is the cure for a client stuck in retriable errors
+                    raise KafkaOperationError(operation, str(error), retryable=True) from exc
+                shutdown.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")
+
+    def init(self) -> None:
+        self.call(
+            f"init transactions of {self.transactional_id}",
+            lambda: self.producer.init_transactions(TXN_TIMEOUT_S),
+        )
+
+    def begin(self) -> None:
+        self.call(f"begin transaction of {self.transactional_id}", self.producer.begin_transaction)
+        self.in_transaction = True
+
+    def commit(self, topic: str, count: int, metadata: str) -> None:
+        """Commit the open transaction with `count` as the unit's committed progress."""
+        if not self.in_transaction:
+            self.begin()
+        offsets = [TopicPartition(topic, ANCHOR_PARTITION, count, metadata=metadata)]
+        self.call(
+            f"send offsets of {self.group}",
+            lambda: self.producer.send_offsets_to_transaction(offsets, self.group_metadata, TXN_TIMEOUT_S),
+        )
+        self.call(
+            f"commit transaction of {self.transactional_id}",
+            lambda: self.producer.commit_transaction(TXN_TIMEOUT_S),
+        )
+        self.in_transaction = False
+        if self.errors:  # a failed delivery makes the commit fail; never commit past one
+            raise KafkaOperationError(f"produce to {topic}", str(self.errors[0]), retryable=False)
+        self.progress.committed = count
+        self.progress.moved()
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, kwargs: dict[str, Any]) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, on_delivery=self.on_delivery, **kwargs)
+                return
+            except BufferError:  # the queue is full: wait for deliveries, boundedly
+                self.producer.poll(0.05)
+                shutdown.raise_if_stopping()
+                if self.progress.expired():
+                    raise self.progress.stalled(
+                        f"produce to {topic}: no delivery report, the queue is full"
+                    ) from None
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def abort(self) -> None:
+        """Abort the open transaction, once and boundedly; a failure leaves it to the next
+        `init_transactions` (or the broker's transaction timeout)."""
+        if not self.in_transaction or self.wedged:
+            return
+        try:
+            bounded_call(
+                f"abort transaction of {self.transactional_id}",
+                lambda: self.producer.abort_transaction(TXN_TIMEOUT_S),
+                TXN_TIMEOUT_S + WATCHDOG_GRACE_S,
+            )
+            self.in_transaction = False
+        except CallStalledError:
+            self.wedged = True
+            _ABANDONED.append(self.producer)
+        except Exception as exc:  # noqa: BLE001 - best effort; the next attempt fences
+            log.warning("abort transaction of %s failed: %s", self.transactional_id, exc)
+
+    def close(self) -> None:
+        _close_consumer(self.group_consumer)
+        producer, self.producer = self.producer, None
+        if not self.wedged:
+            _dispose(producer)
+
+
+# --- the unit --------------------------------------------------------------------------------
 
 
 def restore_unit(
@@ -222,24 +539,90 @@ def restore_unit(
     target_partitions: int,
     on_progress: ProgressCallback | None = None,
     grow_target: bool = False,
+    recovery_s: float = RECOVERY_S,
 ) -> UnitResult:
     """Produce the unit's selected records into the target, resuming after what a previous run
     of the same restore committed. With `grow_target` (a topic this restore created, records
     routed by their metadata's partition), the topic gets the partitions the records name.
     Raises (naming the object) on corrupt objects and ordering violations; what was committed
-    before stays and is resumed from."""
+    before stays and is resumed from. A broker outage is ridden out: the unit starts again from
+    its committed count with a fresh producer until it goes `recovery_s` without progress, then
+    fails with RestoreStalledError."""
     started = time.monotonic()
+    progress = _Progress(unit.target_topic, unit.unit_id, recovery_s)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            result = _attempt(
+                plan, unit, kafka_config, s3, target_partitions, on_progress, grow_target, progress
+            )
+        except (RestoreStalledError, TransactionFatalError):
+            raise
+        except KbackupError as exc:
+            if not is_retryable(exc):
+                raise
+            if progress.expired():
+                raise progress.stalled(str(exc)) from exc
+            log.warning(
+                "restore of %s into %s: %s; starting again after its %d committed records",
+                unit.unit_id,
+                unit.target_topic,
+                exc,
+                progress.committed,
+            )
+            shutdown.sleep(min(1.0 * attempt, 5.0))
+            continue
+        return result.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
+
+
+def _attempt(
+    plan: RestorePlan,
+    unit: RestoreUnit,
+    kafka_config: dict[str, Any],
+    s3: Any,
+    target_partitions: int,
+    on_progress: ProgressCallback | None,
+    grow_target: bool,
+    progress: _Progress,
+) -> UnitResult:
+    """One pass over the unit's records with one producer, producing what comes after the
+    committed count."""
     transactional_id, group = unit_names(plan, unit)
     topic = unit.target_topic
-    producer = Producer(producer_config(kafka_config, transactional_id))
-    # First fence a killed earlier run: init_transactions aborts its open transaction, which
-    # otherwise holds the group's committed offset (read below) until the transaction times out.
-    _kafka_call(
-        kafka_config,
-        f"init transactions of {transactional_id}",
-        lambda: producer.init_transactions(TIMEOUT_S),
-    )
-    done, metadata = _committed(kafka_config, group, topic)
+    txn = _Transactions(kafka_config, transactional_id, group, progress)
+    try:
+        # First fence a killed (or wedged) earlier producer: init_transactions aborts its open
+        # transaction, which otherwise holds the group's committed offset (read below).
+        txn.init()
+        done, metadata = _committed(kafka_config, group, topic)
+        progress.committed = done
+        if progress.resumed_from is None:
+            progress.resumed_from = done
+        progress.moved()
+        return _produce(
+            plan, unit, kafka_config, s3, target_partitions, on_progress, grow_target, txn, done, metadata
+        )
+    except BaseException:
+        txn.abort()
+        raise
+    finally:
+        txn.close()
+
+
+def _produce(
+    plan: RestorePlan,
+    unit: RestoreUnit,
+    kafka_config: dict[str, Any],
+    s3: Any,
+    target_partitions: int,
+    on_progress: ProgressCallback | None,
+    grow_target: bool,
+    txn: _Transactions,
+    done: int,
+    metadata: dict[str, Any],
+) -> UnitResult:
+    topic = unit.target_topic
     if unit.routing == "preserve":
         assert unit.target_partition is not None
         partitions = [unit.target_partition]
@@ -248,16 +631,6 @@ def restore_unit(
     starts = {int(p): o for p, o in metadata.get("starts", {}).items()}
     if not starts:
         starts = _high_watermarks(kafka_config, topic, partitions)
-    group_consumer = Consumer(
-        {**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 3}
-    )
-    group_metadata = group_consumer.consumer_group_metadata()
-    errors: list[Any] = []
-
-    def on_delivery(err: Any, _msg: Any) -> None:
-        if err is not None:
-            errors.append(err)
-
     key_converter = str(plan.codec_spec.get("key_converter") or "bytes")
     value_converter = str(plan.codec_spec.get("value_converter") or "bytes")
     window = plan.window
@@ -266,7 +639,8 @@ def restore_unit(
     segment_digests = SegmentDigests(unit)
     pending = sorted(unit.translate_offsets)
     points: dict[int, int] = {}
-    selected = produced = decoded = written_bytes = 0
+    selected = produced = decoded = 0
+    written_bytes = txn.progress.committed_bytes  # an earlier attempt's committed part counts
     in_transaction = 0
     timestamps_kept = True
     last_source: int | None = None
@@ -276,108 +650,86 @@ def restore_unit(
 
     def commit(count: int) -> None:
         nonlocal in_transaction
-        offsets_metadata = json.dumps({"src": last_source, "starts": starts}, separators=(",", ":"))
-        offsets = [TopicPartition(topic, ANCHOR_PARTITION, count, metadata=offsets_metadata)]
-        _kafka_call(
-            kafka_config,
-            f"send offsets of {group}",
-            lambda: producer.send_offsets_to_transaction(offsets, group_metadata, TIMEOUT_S),
-        )
-        _kafka_call(
-            kafka_config,
-            f"commit transaction of {transactional_id}",
-            lambda: producer.commit_transaction(TIMEOUT_S),
-        )
-        if errors:
-            raise KafkaOperationError(f"produce to {topic}", str(errors[0]), retryable=False)
+        txn.commit(topic, count, json.dumps({"src": last_source, "starts": starts}, separators=(",", ":")))
+        txn.progress.committed_bytes = written_bytes
         in_transaction = 0
 
-    try:
-        for item in unit_records(s3, plan, unit):
-            decoded += 1
-            objects_seen.add(item.object_key)
-            record = item.record
-            source_digest = segment_digests.add(item)
-            if not window.admits(item.offset, record.timestamp):
-                continue
-            while pending and item.offset >= pending[0]:
-                points[pending.pop(0)] = selected
-            key = to_bytes(record.key, key_converter)
-            value = to_bytes(record.value, value_converter)
-            headers = [(name, _header_bytes(v)) for name, v in record.headers]
-            if unit.routing == "preserve":
-                partition = unit.target_partition
-            elif unit.routing == "metadata":
-                partition = record.partition
-                if partition >= target_partitions:
-                    if not grow_target:
-                        raise TargetPartitionsError(topic, partition + 1, target_partitions)
-                    target_partitions = _grow_topic(kafka_config, producer, topic, partition + 1)
-                    for added in range(len(partitions), target_partitions):
-                        partitions.append(added)
-                        starts[added] = 0
-                        digests[added] = RecordsDigest()
-                        counts[added] = 0
-            elif key is not None and unit.routing == "murmur2":
-                partition = murmur2_partition(key, target_partitions)
-            else:
-                partition = selected % target_partitions
-            assert partition is not None
-            timestamp = record.timestamp
-            if timestamp is None:
-                timestamps_kept = False
-            ts_type = int(TimestampType.CREATE_TIME) if timestamp is not None else 0
-            restored_headers = tuple(headers)
-            if (
-                source_digest is not None
-                and key is record.key
-                and value is record.value
-                and ts_type == record.timestamp_type
-                and restored_headers == record.headers
-            ):
-                digests[partition].update_input(source_digest)  # the same bytes: hash them once
-            else:
-                digests[partition].update(key, value, restored_headers, timestamp, ts_type)
-            counts[partition] += 1
-            selected += 1
-            last_source = item.offset
-            if selected <= done:
-                continue
-            if in_transaction == 0:
-                _kafka_call(
-                    kafka_config, f"begin transaction of {transactional_id}", producer.begin_transaction
-                )
-            kwargs: dict[str, Any] = {"partition": partition, "on_delivery": on_delivery}
-            if headers:
-                kwargs["headers"] = headers
-            if timestamp is not None:
-                kwargs["timestamp"] = timestamp
-            while True:
-                try:
-                    producer.produce(topic, value, key, **kwargs)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            if produced % 256 == 0:
-                producer.poll(0)  # delivery callbacks; often enough, not per record
-            produced += 1
-            in_transaction += 1
-            written_bytes += (len(key) if key else 0) + (len(value) if value else 0)
-            if in_transaction >= batch:
-                commit(selected)
-            if on_progress and time.monotonic() - last_report > 0.5:
-                on_progress(selected, written_bytes)
-                last_report = time.monotonic()
-        if in_transaction:
+    if not metadata:
+        # Mark the beginning before the first record: the group's metadata now says where in the
+        # target this unit began, so its own records are never taken for someone else's.
+        commit(0)
+    for item in unit_records(s3, plan, unit):
+        decoded += 1
+        if decoded % CHECK_EVERY == 0:
+            shutdown.raise_if_stopping()
+        objects_seen.add(item.object_key)
+        record = item.record
+        source_digest = segment_digests.add(item)
+        if not window.admits(item.offset, record.timestamp):
+            continue
+        while pending and item.offset >= pending[0]:
+            points[pending.pop(0)] = selected
+        key = to_bytes(record.key, key_converter)
+        value = to_bytes(record.value, value_converter)
+        headers = [(name, _header_bytes(v)) for name, v in record.headers]
+        if unit.routing == "preserve":
+            partition = unit.target_partition
+        elif unit.routing == "metadata":
+            partition = record.partition
+            if partition >= target_partitions:
+                if not grow_target:
+                    raise TargetPartitionsError(topic, partition + 1, target_partitions)
+                target_partitions = _grow_topic(kafka_config, txn.producer, topic, partition + 1)
+                for added in range(len(partitions), target_partitions):
+                    partitions.append(added)
+                    starts[added] = 0
+                    digests[added] = RecordsDigest()
+                    counts[added] = 0
+        elif key is not None and unit.routing == "murmur2":
+            partition = murmur2_partition(key, target_partitions)
+        else:
+            partition = selected % target_partitions
+        assert partition is not None
+        timestamp = record.timestamp
+        if timestamp is None:
+            timestamps_kept = False
+        ts_type = int(TimestampType.CREATE_TIME) if timestamp is not None else 0
+        restored_headers = tuple(headers)
+        if (
+            source_digest is not None
+            and key is record.key
+            and value is record.value
+            and ts_type == record.timestamp_type
+            and restored_headers == record.headers
+        ):
+            digests[partition].update_input(source_digest)  # the same bytes: hash them once
+        else:
+            digests[partition].update(key, value, restored_headers, timestamp, ts_type)
+        counts[partition] += 1
+        selected += 1
+        last_source = item.offset
+        if selected <= done:
+            continue
+        if in_transaction == 0:
+            txn.begin()
+        kwargs: dict[str, Any] = {"partition": partition}
+        if headers:
+            kwargs["headers"] = headers
+        if timestamp is not None:
+            kwargs["timestamp"] = timestamp
+        txn.produce(topic, value, key, kwargs)
+        if produced % CHECK_EVERY == 0:
+            txn.poll()  # delivery callbacks; often enough, not per record
+        produced += 1
+        in_transaction += 1
+        written_bytes += (len(key) if key else 0) + (len(value) if value else 0)
+        if in_transaction >= batch:
             commit(selected)
-    except BaseException:
-        if in_transaction:
-            with contextlib.suppress(Exception):
-                producer.abort_transaction(TIMEOUT_S)
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            group_consumer.close()
+        if on_progress and time.monotonic() - last_report > 0.5:
+            on_progress(selected, written_bytes)
+            last_report = time.monotonic()
+    if in_transaction:
+        commit(selected)
     while pending:
         points[pending.pop(0)] = selected
     if selected < done:
@@ -393,6 +745,7 @@ def restore_unit(
         )
     if on_progress:
         on_progress(selected, written_bytes)
+    resumed_from = txn.progress.resumed_from or 0
     return UnitResult(
         unit_id=unit.unit_id,
         source_topic=unit.source_topic,
@@ -400,12 +753,12 @@ def restore_unit(
         target_topic=topic,
         routing=unit.routing,
         selected=selected,
-        produced=produced,
-        resumed_after=min(done, selected),
+        produced=max(0, selected - resumed_from),
+        resumed_after=min(resumed_from, selected),
         decoded=decoded,
         bytes=written_bytes,
         objects=len(objects_seen),
-        seconds=round(time.monotonic() - started, 3),
+        seconds=0.0,
         partitions={
             p: PartitionOutcome(
                 start_offset=starts.get(p, 0), records=counts[p], digest=digests[p].hexdigest()

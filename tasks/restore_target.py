@@ -18,11 +18,12 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from formats import RecordsDigest
+from tasks import shutdown
 from tasks.kafka_admin import admin_client, cluster_metadata, kafka_failure
 from tasks.kafka_reader import consumed_headers
-from tasks.restore_errors import RestoreCheckError, TargetPartitionsError
+from tasks.restore_errors import RestoreCheckError, TargetNotEmptyError, TargetPartitionsError
 from tasks.restore_plan import RestorePlan
-from tasks.restore_produce import UnitResult
+from tasks.restore_produce import UnitResult, committed_progress
 from tasks.retry import RETRY_OPTIONS
 
 TIMEOUT_S = 60
@@ -45,10 +46,22 @@ def prepare_targets(
     plan: RestorePlan, kafka_config: dict[str, Any], dry_run: bool = False
 ) -> list[TargetInfo]:
     """Create missing target topics (the backed-up partition count and configs); refuse a target
-    with too few partitions for 'preserve'; warn when time retention would delete old records."""
+    with too few partitions for 'preserve', or one that holds records this restore did not write
+    (unless 'restore.target.nonempty'='append'), before any topic is created; warn when time
+    retention would delete old records."""
     admin = admin_client(kafka_config)
     metadata = cluster_metadata(admin, kafka_config)
     brokers = max(1, len(metadata.brokers))
+    for target in plan.targets:
+        existing = metadata.topics.get(target.name)
+        if existing is not None and not existing.error:
+            needs_preserve = any(
+                u.routing in ("preserve", "metadata") for u in plan.units if u.target_topic == target.name
+            )
+            if needs_preserve and len(existing.partitions) < target.partitions_needed:
+                raise TargetPartitionsError(target.name, target.partitions_needed, len(existing.partitions))
+            if plan.target_nonempty == "refuse":
+                refuse_foreign_records(plan, kafka_config, target.name, len(existing.partitions))
     infos = []
     for target in plan.targets:
         existing = metadata.topics.get(target.name)
@@ -56,11 +69,6 @@ def prepare_targets(
         warnings = []
         if existing is not None and not existing.error:
             partitions = len(existing.partitions)
-            needs_preserve = any(
-                u.routing in ("preserve", "metadata") for u in plan.units if u.target_topic == target.name
-            )
-            if needs_preserve and partitions < target.partitions_needed:
-                raise TargetPartitionsError(target.name, target.partitions_needed, partitions)
         else:
             partitions = max(target.partition_count, target.partitions_needed)
             if plan.partitioner != "preserve" and existing is None:
@@ -104,8 +112,58 @@ def prepare_targets(
     return infos
 
 
+def watermarks(
+    kafka_config: dict[str, Any], topic: str, partitions: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark of each partition."""
+    consumer = Consumer({**kafka_config, "group.id": "kbackup-restore-watermarks", "log_level": 3})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S) for p in partitions
+        }
+    except KafkaException as exc:
+        raise kafka_failure(f"watermarks of {topic}", kafka_config, exc) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.close()
+
+
+def refuse_foreign_records(
+    plan: RestorePlan, kafka_config: dict[str, Any], topic: str, partition_count: int
+) -> None:
+    """Raise TargetNotEmptyError when a partition this restore writes holds records it did not
+    write. Its own (a rerun resuming after a kill) lie at or after where each unit began, which
+    the unit's group commits before its first record (tasks.restore_produce); anything below is
+    someone else's. Counted by offsets (transaction markers included)."""
+    units = [u for u in plan.units if u.target_topic == topic]
+    written = {
+        u.target_partition for u in units if u.routing == "preserve" and u.target_partition is not None
+    }
+    if any(u.routing != "preserve" for u in units):
+        written |= set(range(partition_count))
+    occupied = {
+        p: (low, high)
+        for p, (low, high) in watermarks(kafka_config, topic, sorted(written)).items()
+        if high > low
+    }
+    if not occupied:
+        return
+    began: dict[int, int] = {}
+    for progress in committed_progress(kafka_config, plan, units).values():
+        for partition, start in progress.starts.items():
+            began[partition] = min(start, began.get(partition, start))
+    foreign = {}
+    for partition, (low, high) in occupied.items():
+        end = min(high, began.get(partition, high))
+        if end > low:
+            foreign[partition] = (low, end)
+    if foreign:
+        raise TargetNotEmptyError(topic, sum(end - low for low, end in foreign.values()), foreign)
+
+
 def _wait_for_topic(admin: Any, config: dict[str, Any], topic: str, partitions: int) -> None:
     for _ in range(100):
+        shutdown.raise_if_stopping()
         found = cluster_metadata(admin, config).topics.get(topic)
         if (
             found is not None
@@ -114,7 +172,7 @@ def _wait_for_topic(admin: Any, config: dict[str, Any], topic: str, partitions: 
             and all(p.leader >= 0 for p in found.partitions.values())
         ):
             return
-        time.sleep(0.2)
+        shutdown.sleep(0.2)
 
 
 def _retention_ms(
@@ -187,6 +245,7 @@ def read_restored(
         consumer.assign([TopicPartition(topic, partition, start)])
         last_data = time.monotonic()
         while limit is None or count < limit:
+            shutdown.raise_if_stopping()
             # A short timeout: consume() waits out its whole timeout for a full batch.
             messages = consumer.consume(10_000, timeout=0.05)
             if not messages:
@@ -239,7 +298,7 @@ def _high_watermark(consumer: Consumer, topic: str, partition: int, at_least: in
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)
         if high >= at_least or time.monotonic() > deadline:
             return int(high)
-        time.sleep(0.2)
+        shutdown.sleep(0.2)
 
 
 def _caught_up(consumer: Consumer, topic: str, partition: int, high: int) -> bool:

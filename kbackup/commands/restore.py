@@ -4,6 +4,7 @@ here and now. Exit 0 on success, 1 on a failed run, 2 on bad input (KCQL errors 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -63,8 +64,25 @@ def _print_report(report: object) -> None:
         print(
             f"group {group.group}: {group.topic}/{group.partition} {group.source_offset} → {group.target_offset}"
         )
+    print(f"pre-flight: {report.preflight}")
     for note in report.notes:
         print(f"note: {note}")
+
+
+def _print_failure(report: object, cause: BaseException) -> None:
+    """The report, then what is committed where and the exact command that resumes."""
+    from flows.restore import RestoreReport
+
+    assert isinstance(report, RestoreReport)
+    _print_report(report)
+    if report.progress:
+        print("committed in the target:")
+        for progress in report.progress:
+            print(f"  {progress.describe()}")
+    print(f"kbackup restore: the restore failed: {cause}", file=sys.stderr)
+    if report.resume:
+        print(f"kbackup restore: {report.resume}", file=sys.stderr)
+        print(f"kbackup restore: resume with: {shlex.join(['kbackup', *sys.argv[1:]])}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
             with progress_bar():
                 report = run_restore(params)
         except RestoreFailed as failed:
-            _print_report(failed.report)
-            print(f"kbackup restore: the restore failed: {failed.cause}", file=sys.stderr)
+            _print_failure(failed.report, failed.cause)
             return EXIT_FAILED
         except Exception as exc:  # noqa: BLE001 - report whatever failed the run
             print(f"kbackup restore: the restore failed: {exc}", file=sys.stderr)
@@ -108,8 +125,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             state.result()
         except RestoreFailed as failed:
-            _print_report(failed.report)
-            print(f"kbackup restore: the restore failed: {failed.cause}", file=sys.stderr)
+            _print_failure(failed.report, failed.cause)
         except Exception as exc:  # noqa: BLE001 - report whatever failed the run
             print(f"kbackup restore: the restore failed: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -14,6 +14,7 @@ from tasks.restore_errors import (
     BackupIncompleteError,
     CorruptObjectError,
     MissingObjectError,
+    PreflightError,
     TargetPartitionsError,
 )
 from tests.support.kafka import consume_all, high_watermarks, produce
@@ -173,7 +174,9 @@ def test_consumer_group_resumes_at_the_restored_record(
         produce(kafka_config, target, [{"key": b"other", "value": b"already here"}])
         report = run_restore(
             RestoreParameters(
-                kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:g LIMIT 5", group_prefix="r-"
+                kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:g LIMIT 5 "
+                "PROPERTIES('restore.target.nonempty'='append')",
+                group_prefix="r-",
             )
         )
         [translation] = report.groups
@@ -214,9 +217,11 @@ def test_object_missing_from_the_bucket(kafka_config, s3, create_topic, bucket, 
     manifest = build_backup(s3, kafka_config, source, 1, bucket, "gone", per_object=4)
     key = manifest.partitions[0].objects[1].key
     s3.delete_object(Bucket=bucket, Key=key)
-    with pytest.raises(MissingObjectError) as caught:
+    with pytest.raises(PreflightError) as caught:
         _restore(f"INSERT INTO `{unique_name('dst')}` SELECT * FROM {bucket}:gone")
-    assert caught.value.key == key and caught.value.backup_id == manifest.backup_id
+    assert caught.value.keys == (key,) and caught.value.mode == "quick"
+    [missing] = caught.value.problems
+    assert isinstance(missing, MissingObjectError) and missing.backup_id == manifest.backup_id
 
 
 def test_truncated_object_fails_its_partition_only(
@@ -234,8 +239,10 @@ def test_truncated_object_fails_its_partition_only(
     s3.put_object(Bucket=bucket, Key=bad, Body=data[: len(data) // 2])
     target = unique_name("dst")
     try:
-        with pytest.raises(RestoreFailed) as caught:
-            _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:tr")
+        with pytest.raises(RestoreFailed) as caught:  # without the pre-flight, reading finds it
+            _restore(
+                f"INSERT INTO `{target}` SELECT * FROM {bucket}:tr PROPERTIES('restore.preflight'='none')"
+            )
         assert isinstance(caught.value.cause, CorruptObjectError)
         assert caught.value.cause.key == bad and caught.value.cause.bucket == bucket
         status = {u.unit: u.status for u in caught.value.report.units}

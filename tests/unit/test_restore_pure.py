@@ -58,3 +58,61 @@ def test_interleaved_objects_cluster_and_chains_do_not():
 def test_typed_values_become_compact_json():
     assert to_bytes({"id": "1"}, "json") == b'{"id":"1"}'
     assert to_bytes("text", "string") == b"text" and to_bytes(None) is None and to_bytes(b"\xff") == b"\xff"
+
+
+def test_bounded_call_returns_raises_and_gives_up_on_a_call_that_never_returns():
+    import threading
+    import time
+
+    from tasks.restore_produce import CallStalledError, bounded_call
+
+    assert bounded_call("answer", lambda: 42, 5) == 42
+    with pytest.raises(ZeroDivisionError):
+        bounded_call("divide", lambda: 1 / 0, 5)
+    release = threading.Event()
+    began = time.monotonic()
+    with pytest.raises(CallStalledError) as caught:
+        bounded_call("wedged", release.wait, 0.5)  # like send_offsets_to_transaction after a restart
+    release.set()
+    assert caught.value.retryable and caught.value.operation == "wedged"
+    assert 0.5 <= time.monotonic() - began < 2
+
+
+def test_a_stop_request_cuts_a_bounded_call_short(monkeypatch):
+    import threading
+    import time
+
+    from tasks import restore_produce, shutdown
+
+    monkeypatch.setattr(restore_produce, "STOP_GRACE_S", 0.3)
+    release = threading.Event()
+    shutdown.request_stop("test")
+    try:
+        began = time.monotonic()
+        with pytest.raises(restore_produce.CallStalledError):
+            restore_produce.bounded_call("long", release.wait, 60)
+        assert time.monotonic() - began < 2
+    finally:
+        release.set()
+        shutdown.clear()
+
+
+def test_restore_properties_reach_the_selection_but_not_the_restore_id():
+    from flows.restore import RestoreParameters, selection_of
+    from kcql import KcqlError, parse_restore
+    from tasks.restore_plan import restore_id
+
+    plain = selection_of(RestoreParameters(kcql="INSERT INTO t SELECT * FROM bkt:p"))
+    assert (plain.preflight, plain.target_nonempty) == ("quick", "refuse")
+    chosen = selection_of(
+        RestoreParameters(
+            kcql="INSERT INTO t SELECT * FROM bkt:p "
+            "PROPERTIES('restore.preflight'='full', 'restore.target.nonempty'='append')"
+        )
+    )
+    assert (chosen.preflight, chosen.target_nonempty) == ("full", "append")
+    # a rerun with another pre-flight (or append) is the same restore: it resumes
+    assert restore_id(plain, ["b1"]) == restore_id(chosen, ["b1"])
+    with pytest.raises(KcqlError) as error:
+        parse_restore("INSERT INTO t SELECT * FROM bkt PROPERTIES('restore.preflight'='deep')")
+    assert "'quick' or 'full' or 'none'" in error.value.expected

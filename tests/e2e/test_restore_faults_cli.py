@@ -1,0 +1,144 @@
+"""`kbackup restore` through faults, as a user runs it: the broker killed and restarted in the
+middle of a restore (on a Kafka + SeaweedFS of the test session's own), and a restore that fails
+half-way printing what is committed per target partition and the command that resumes it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Any
+
+from kbackup.settings import S3Settings
+from tasks.restore_produce import RECOVERY_S, TXN_TIMEOUT_S, WATCHDOG_GRACE_S
+from tasks.s3 import s3_client
+from tests.support.cli import kbackup_command, run_kbackup, user_environment
+from tests.support.kafka import consume_all, create_topic, high_watermarks, produce
+from tests.support.restore_backups import build_backup
+
+RECORDS = 100_000
+# A wedged call is given up after TXN_TIMEOUT_S + WATCHDOG_GRACE_S; a unit that cannot go on fails
+# after RECOVERY_S without progress. Past that plus a margin, the restore hangs.
+BOUND_S = TXN_TIMEOUT_S + WATCHDOG_GRACE_S + RECOVERY_S + 60
+
+
+def _by_partition(messages: list[Any]) -> dict[int, list[tuple[bytes, bytes]]]:
+    result: dict[int, list[tuple[bytes, bytes]]] = {}
+    for m in messages:
+        result.setdefault(m.partition(), []).append((m.key(), m.value()))
+    return result
+
+
+def test_broker_restarted_mid_restore_carries_on_or_fails_clearly_and_a_rerun_is_exactly_once(
+    own_stack, unique_name, tmp_path
+):
+    from confluent_kafka.admin import AdminClient
+
+    env = own_stack.env
+    kafka_config = {"bootstrap.servers": env["KBACKUP_KAFKA_BOOTSTRAP_SERVERS"]}
+    admin = AdminClient(kafka_config)
+    s3 = s3_client(
+        S3Settings(
+            endpoint_url=env["KBACKUP_S3_ENDPOINT_URL"],
+            region=env.get("AWS_REGION"),
+            access_key_id=env["AWS_ACCESS_KEY_ID"],
+            secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+    )
+    source, target, bucket = unique_name("src"), unique_name("dst"), unique_name("bkt")
+    create_topic(admin, source, 2, {})
+    produce(
+        kafka_config,
+        source,
+        ({"partition": i % 2, "key": f"k{i:06d}".encode(), "value": os.urandom(100)} for i in range(RECORDS)),
+    )
+    s3.create_bucket(Bucket=bucket)
+    build_backup(s3, kafka_config, source, 2, bucket, "b", per_object=2_000)
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:b LIMIT 500"
+    log = tmp_path / "restore.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            kbackup_command("restore", "--kcql", kcql, "--no-flow"),
+            env=user_environment(tmp_path, env),
+            cwd=tmp_path,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            restored = 0
+            while time.monotonic() < deadline and process.poll() is None:
+                time.sleep(0.1)
+                try:
+                    restored = sum(high for _, high in high_watermarks(kafka_config, target, 2))
+                except Exception:  # noqa: BLE001 - the topic may not exist yet
+                    continue
+                if restored > 10_000:
+                    break
+            assert process.poll() is None, (
+                f"the restore ended before the broker was killed:\n{log.read_text()}"
+            )
+            assert restored < RECORDS
+            own_stack.kill("kafka")
+            time.sleep(3)
+            own_stack.up()
+            back = time.monotonic()
+            returncode = process.wait(BOUND_S)
+            elapsed = time.monotonic() - back
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)
+    output_text = log.read_text()
+    assert elapsed < BOUND_S, output_text
+    if returncode != 0:  # failing is allowed, but clearly: naming the target and how to resume
+        assert target in output_text and "resume" in output_text, output_text
+    rerun = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=env, timeout=BOUND_S)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
+        consume_all(kafka_config, source, 2)
+    )
+
+
+def _same_size_other_bytes(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 8]) + data[middle + 8 :]
+
+
+def test_failed_restore_prints_what_is_committed_and_the_command_that_resumes(
+    kafka_config, s3, admin, create_topic, bucket, unique_name, stack_env, tmp_path
+):
+    source = create_topic("src", partitions=2)
+    produce(
+        kafka_config,
+        source,
+        ({"partition": i % 2, "key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(80)),
+    )
+    manifest = build_backup(s3, kafka_config, source, 2, bucket, "c", per_object=10)
+    bad = manifest.partitions[1].objects[2].key
+    data = s3.get_object(Bucket=bucket, Key=bad)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=bad, Body=_same_size_other_bytes(data))
+    target = unique_name("dst")
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:c LIMIT 5 PROPERTIES('restore.preflight'='none')"
+    try:
+        failed = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=stack_env)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert f"{target}/0: complete (40 of 40 records committed)" in failed.stdout
+        assert f"{target}/1: partial (20 of 40 records committed)" in failed.stdout
+        assert bad in failed.stderr
+        assert "exactly once" in failed.stderr
+        assert "resume with: kbackup restore --kcql" in failed.stderr and target in failed.stderr
+
+        full = run_kbackup(
+            "restore", "--kcql", kcql.replace("'none'", "'full'"), "--no-flow", cwd=tmp_path, env=stack_env
+        )
+        assert full.returncode == 1 and "pre-flight (full)" in full.stderr and bad in full.stderr
+
+        s3.put_object(Bucket=bucket, Key=bad, Body=data)
+        rerun = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=stack_env)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
+            consume_all(kafka_config, source, 2)
+        )
+    finally:
+        admin.delete_topics([target])
