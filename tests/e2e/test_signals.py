@@ -120,3 +120,67 @@ def test_a_killed_kbackup_takes_its_temporary_prefect_api_with_it(
     process.communicate(timeout=30)
     assert _wait_gone(children, 15) == [], "the temporary Prefect API outlived a SIGKILLed kbackup"
     assert _manifests(s3, bucket) == []
+
+
+def test_an_interrupted_restore_aborts_its_transaction_and_a_rerun_is_exactly_once(
+    big_topic: str,
+    kafka_config: dict[str, Any],
+    s3: Any,
+    admin: Any,
+    bucket: str,
+    unique_name: Any,
+    tmp_path: Path,
+) -> None:
+    from tests.support.kafka import consume_all, delete_topics, high_watermarks
+    from tests.support.topics import topic_digests
+
+    backup = run_kbackup(
+        "backup",
+        "--kcql",
+        f"INSERT INTO {bucket}:sig SELECT * FROM `{big_topic}` STOREAS AVRO PROPERTIES('store.envelope'=true, 'flush.count'=5000)",
+        cwd=tmp_path,
+    )
+    assert backup.returncode == 0, backup.stderr
+    target = unique_name("sigdst")
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:sig"
+    try:
+        process = subprocess.Popen(
+            kbackup_command("restore", "--kcql", kcql),
+            cwd=tmp_path,
+            env=user_environment(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until some records are in, well before the end
+            assert process.poll() is None, process.communicate()
+            try:
+                if sum(high for _, high in high_watermarks(kafka_config, target, 2)) > 20_000:
+                    break
+            except Exception:  # noqa: BLE001 - the topic may not exist yet
+                pass
+            time.sleep(0.1)
+        children = child_pids(process.pid)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - signalled
+        assert process.returncode == 130, (out, err)
+        assert took < 15, f"SIGINT took {took:.1f} s to stop the restore"
+        assert "stopped by SIGINT" in err
+        assert _wait_gone(children, 10) == []
+        # Only committed transactions are visible, and the stop left none open: a read_committed
+        # consumer reaches the end of every partition.
+        committed = consume_all(kafka_config, target, 2)
+        assert 0 < len(committed) < RECORDS
+
+        rerun = run_kbackup("restore", "--kcql", kcql, cwd=tmp_path)
+        assert rerun.returncode == 0, rerun.stderr
+        restored = consume_all(kafka_config, target, 2)
+        source = consume_all(kafka_config, big_topic, 2)
+        assert len(restored) == len(source) == RECORDS
+        assert topic_digests(restored) == topic_digests(source)
+    finally:
+        delete_topics(admin, [target])
