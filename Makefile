@@ -48,6 +48,7 @@ serve: up  ## a local Prefect server + worker with the backup and restore deploy
 BENCH_SCALE ?= 1.0
 bench: install up  ## the benchmarks in bench/ (writes bench/README.md tables; BENCH_SCALE=0.2 for a quicker run)
 	set -a; . .stack/env; set +a; $(BIN)/python bench/formats.py --records $$(python3 -c "print(int(1000000 * $(BENCH_SCALE)))")
+	$(BIN)/python bench/avro_codecs.py --records $$(python3 -c "print(int(200000 * $(BENCH_SCALE)))")
 	set -a; . .stack/env; set +a; $(BIN)/python bench/backup.py --scale $(BENCH_SCALE)
 	set -a; . .stack/env; set +a; $(BIN)/python bench/restore.py --records $$(python3 -c "print(int(1000000 * $(BENCH_SCALE)))")
 

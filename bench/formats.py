@@ -27,7 +27,7 @@ REGIONS = ["EMEA", "AMER", "APAC"]
 CASES = [  # (format, envelope, compression; None = the format's default)
     ("PARQUET", True, None),
     ("AVRO", True, None),
-    ("AVRO", True, "zstd"),
+    ("AVRO", True, "deflate"),
     ("JSON", True, None),
     ("PARQUET", False, None),
     ("AVRO", False, None),

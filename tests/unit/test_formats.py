@@ -79,6 +79,66 @@ def test_every_compression_round_trips(fmt: str, compression: str, records: list
     assert _round_trip(fmt, records, compression=compression) == records
 
 
+AVRO_FILE_CODECS = {"null": "null", "deflate": "deflate", "snappy": "snappy", "zstd": "zstandard"}
+
+
+def _avro_file_codec(data: bytes) -> str:
+    import fastavro
+
+    return fastavro.reader(io.BytesIO(data)).codec
+
+
+@pytest.mark.parametrize("compression", sorted(AVRO_FILE_CODECS))
+def test_avro_compressions_write_their_codec_and_round_trip(compression: str) -> None:
+    """Each codec is the one in the file's header (snappy through cramjam, zstd through
+    backports.zstd: nothing falls back) and its records read back equal."""
+    records = _fixture_records()
+    writer = get_codec("AVRO").writer(CodecContext("orders", 3, envelope=True, compression=compression))
+    writer.write(records)
+    data = writer.finish()
+    assert _avro_file_codec(data) == AVRO_FILE_CODECS[compression]
+    assert list(get_codec("AVRO").reader(data, CodecContext("orders", 3))) == records
+
+
+def test_avro_default_is_zstd_level_1() -> None:
+    """The default chosen by bench/avro_codecs.py (bench/README.md, "AVRO codecs")."""
+    records = _fixture_records() * 20
+    codec = get_codec("AVRO")
+    default = codec.writer(CodecContext("orders", 3, envelope=True))
+    default.write(records)
+    level_1 = codec.writer(CodecContext("orders", 3, envelope=True, compression="zstd", compression_level=1))
+    level_1.write(records)
+    data = default.finish()
+    assert codec.spec.default_compression == "zstd"
+    assert _avro_file_codec(data) == "zstandard"
+    assert len(data) == len(level_1.finish())  # same blocks (the sync markers differ, not their length)
+
+
+def _fixture_records() -> list[Record]:
+    """The records of tests/fixtures/kbackup-avro/deflate-envelope.avro."""
+    return [
+        Record(
+            None if i % 7 == 0 else f"key-{i:03d}".encode(),
+            None if i % 5 == 0 else f'{{"id":{i},"region":"EMEA"}}'.encode() * (i % 3 + 1),
+            (("trace", f"{i:016x}".encode()), ("dup", None), ("dup", b"")) if i % 2 else (),
+            "orders",
+            3,
+            1000 + i,
+            None if i % 11 == 0 else 1_790_000_000_000 + i,
+            TimestampType.LOG_APPEND_TIME if i % 4 == 0 else TimestampType.CREATE_TIME,
+        )
+        for i in range(30)
+    ]
+
+
+def test_avro_deflate_backups_still_restore() -> None:
+    """An envelope object written by the AVRO default before zstd (deflate, level 1): the reader
+    takes the codec from each file's header, so the change of default leaves old backups readable."""
+    data = (FIXTURES / "kbackup-avro" / "deflate-envelope.avro").read_bytes()
+    assert _avro_file_codec(data) == "deflate"
+    assert list(get_codec("AVRO").reader(data, CodecContext("orders", 3))) == _fixture_records()
+
+
 def test_json_keeps_text_and_base64_apart() -> None:
     records = [
         Record(
