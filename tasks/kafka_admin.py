@@ -102,7 +102,7 @@ def kafka_failure(operation: str, config: dict[str, Any], exc: BaseException) ->
 _T = TypeVar("_T")
 
 
-def _result(admin: AdminClient, future: Future[_T], timeout: float = TIMEOUT_S) -> _T:
+def admin_result(admin: AdminClient, future: Future[_T], timeout: float = TIMEOUT_S) -> _T:
     """A future's result, polling the admin client meanwhile: that serves its error_cb (raising
     what a retry cannot fix) and passes librdkafka's log lines on to Python logging."""
     deadline = time.monotonic() + timeout
@@ -127,7 +127,7 @@ def _check_topic_access(admin: AdminClient, config: dict[str, Any], topic: str) 
     topics a principal may not Describe) it is not ours to see."""
     future = admin.describe_topics(TopicCollection([topic]), request_timeout=TIMEOUT_S)[topic]
     try:
-        _result(admin, future)
+        admin_result(admin, future)
     except KafkaException as exc:
         failure = kafka_failure(f"describe topic {topic!r}", config, exc)
         if not isinstance(failure, KafkaOperationError):
@@ -157,7 +157,7 @@ def describe_topics(admin: AdminClient, config: dict[str, Any], topics: Iterable
     try:
         described = admin.describe_configs(resources, request_timeout=TIMEOUT_S) if resources else {}
         for resource, topic in zip(resources, topics, strict=True):
-            configs = _result(admin, described[resource])
+            configs = admin_result(admin, described[resource])
             non_default = {
                 name: str(entry.value)
                 for name, entry in sorted(configs.items())
@@ -194,7 +194,9 @@ def _list_offsets(
         futures = admin.list_offsets(
             {tp: spec for tp in partitions}, isolation_level=level, request_timeout=TIMEOUT_S
         )
-        return {(tp.topic, tp.partition): _result(admin, future).offset for tp, future in futures.items()}
+        return {
+            (tp.topic, tp.partition): admin_result(admin, future).offset for tp, future in futures.items()
+        }
     except KafkaException as exc:
         raise kafka_failure("list offsets", config, exc) from exc
 
@@ -241,7 +243,7 @@ def committed_group_offsets(
     wanted = set(topics)
     groups: list[GroupOffsets] = []
     try:
-        listing = _result(admin, admin.list_consumer_groups(request_timeout=TIMEOUT_S))
+        listing = admin_result(admin, admin.list_consumer_groups(request_timeout=TIMEOUT_S))
         for group in sorted(g.group_id for g in listing.valid):
             if group.startswith("kbackup-"):
                 continue  # our own export/restore bookkeeping
@@ -253,7 +255,7 @@ def committed_group_offsets(
                     topic=tp.topic, partition=tp.partition, offset=tp.offset, metadata=tp.metadata or ""
                 )
                 for tp in sorted(
-                    _result(admin, future).topic_partitions, key=lambda t: (t.topic, t.partition)
+                    admin_result(admin, future).topic_partitions, key=lambda t: (t.topic, t.partition)
                 )
                 if tp.topic in wanted and tp.offset >= 0
             )
@@ -266,6 +268,6 @@ def committed_group_offsets(
 
 def cluster_id(admin: AdminClient, config: dict[str, Any]) -> str | None:
     try:
-        return _result(admin, admin.describe_cluster(request_timeout=TIMEOUT_S)).cluster_id
+        return admin_result(admin, admin.describe_cluster(request_timeout=TIMEOUT_S)).cluster_id
     except KafkaException as exc:
         raise kafka_failure("describe cluster", config, exc) from exc

@@ -55,7 +55,7 @@ from formats import RecordsDigest
 from formats.envelope import TimestampType
 from tasks import shutdown
 from tasks.errors import KafkaOperationError, KbackupError, is_retryable
-from tasks.kafka_admin import admin_client, kafka_failure
+from tasks.kafka_admin import admin_client, admin_result, kafka_failure
 from tasks.restore_errors import (
     CorruptObjectError,
     RestoreStalledError,
@@ -262,20 +262,33 @@ def _committed(config: dict[str, Any], group: str, topic: str) -> tuple[int, dic
     """(records restored so far, metadata) of a unit, from its consumer group's committed offset;
     ({} metadata: the unit never began). Call it after `init_transactions`, which aborts a killed
     run's open transaction: until then its offsets hold the stable read back."""
-    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False, "log_level": 3})
-    operation = f"read committed offsets of {group}"
-    try:
+    admin = admin_client(config)
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
         try:
-            [tp] = bounded_call(
-                operation,
-                lambda: consumer.committed([TopicPartition(topic, ANCHOR_PARTITION)], timeout=TIMEOUT_S),
-                TIMEOUT_S + WATCHDOG_GRACE_S,
-            )
+            return _read_progress(admin, config, group, topic, require_stable=True)
         except KafkaException as exc:
-            raise kafka_failure(operation, config, exc) from exc
-        return _decode(tp)
-    finally:
-        _close_consumer(consumer)
+            error = exc.args[0] if exc.args else None
+            # The aborted transaction's offsets may still be settling at the group coordinator.
+            unstable = isinstance(error, KafkaError) and error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT
+            if not unstable or time.monotonic() >= deadline:
+                raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
+            shutdown.sleep(0.2)
+
+
+def _read_progress(
+    admin: Any, config: dict[str, Any], group: str, topic: str, require_stable: bool
+) -> tuple[int, dict[str, Any]]:
+    """The unit's committed progress through the admin API, which (unlike a consumer's
+    committed()) reports a missing group ACL at once as an authorization error."""
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, ANCHOR_PARTITION)])
+    future = admin.list_consumer_group_offsets(
+        [request], require_stable=require_stable, request_timeout=TIMEOUT_S
+    )[group]
+    [tp] = admin_result(admin, future).topic_partitions
+    if tp.error is not None and tp.error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT:
+        raise KafkaException(tp.error)
+    return _decode(tp)
 
 
 def _decode(tp: Any) -> tuple[int, dict[str, Any]]:
@@ -306,15 +319,10 @@ def committed_progress(
     result: dict[str, CommittedProgress] = {}
     for unit in units:
         _, group = unit_names(plan, unit)
-        request = ConsumerGroupTopicPartitions(group, [TopicPartition(unit.target_topic, ANCHOR_PARTITION)])
         try:
-            future = admin.list_consumer_group_offsets(
-                [request], require_stable=False, request_timeout=TIMEOUT_S
-            )[group]
-            [tp] = future.result(timeout=TIMEOUT_S).topic_partitions
+            records, metadata = _read_progress(admin, kafka_config, group, unit.target_topic, False)
         except KafkaException as exc:
             raise kafka_failure(f"read committed offsets of {group}", kafka_config, exc) from exc
-        records, metadata = _decode(tp)
         starts = {int(p): int(o) for p, o in (metadata.get("starts") or {}).items()}
         result[unit.unit_id] = CommittedProgress(records=records, starts=starts)
     return result

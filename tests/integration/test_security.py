@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from flows.backup import backup_flow
-from flows.restore import RestoreParameters, restore_flow
+from flows.restore import RestoreFailed, RestoreParameters, restore_flow
 from kbackup.settings import KafkaSettings
 from tasks.errors import (
     BrokerUnavailableError,
@@ -157,6 +157,41 @@ def test_user_without_acls_fails_at_once_naming_authorization(
     assert time.monotonic() - started < AT_ONCE_S
     assert restore_denied.value.operation == f"create topic {target}"
     assert not is_retryable(restore_denied.value)
+
+
+def test_restore_user_without_its_group_acl_fails_at_once_naming_authorization(
+    secure: SecureStack,
+    use_env: Callable[..., None],
+    source: tuple[str, dict[int, str]],
+    unique_name: Callable[[str], str],
+) -> None:
+    """Every restore ACL but Read on the restore's bookkeeping groups: the restore reads its
+    progress through the admin API, which reports the missing ACL at once (a consumer's
+    committed() only waited out its timeout, and the failure looked like an outage)."""
+    topic, _ = source
+    prefix, target = unique_name("bk"), unique_name("dst")
+    _backed_up(secure, use_env, topic, prefix)
+    without_group = tuple(
+        acl for acl in RESTORE_ACLS if acl[1] != "kbackup-restore-" or acl[0].name != "GROUP"
+    )
+    assert len(without_group) == len(RESTORE_ACLS) - 1
+    user, password = secure.create_user(without_group, target=target)
+    use_env(secure.kafka_env(user, password), secure.s3_env("restore"))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RestoreFailed) as failed:
+            restore_flow(
+                RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {secure.bucket}:{prefix}")
+            )
+        assert time.monotonic() - started < AT_ONCE_S
+        denied = failed.value.cause
+        assert isinstance(denied, KafkaAuthorizationError)
+        assert denied.code == "GROUP_AUTHORIZATION_FAILED"
+        assert "kbackup-restore-" in denied.operation
+        assert f"user {user!r} is not authorized" in str(failed.value)
+        assert not is_retryable(denied)
+    finally:
+        delete_topics(secure.admin(), [target])
 
 
 def test_untrusted_broker_certificate_fails_naming_tls(
