@@ -24,6 +24,7 @@ from tasks.backup_manifest import build_manifest, write_manifest_task
 from tasks.backup_plan import BackupPlan, gap_cause, plan_backup_task
 from tasks.backup_verify import VerifyReport, verify_backup_task
 from tasks.locks import Lease, exclusive
+from tasks.shutdown import stop_tasks_when_terminated
 
 # The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
 # edit in the UI reaches the next run without a redeploy) unless the run names its own KCQL.
@@ -148,9 +149,10 @@ def backup_flow(
     )
     specs, transforms, topics = specs_and_transforms(params)
     results = []
-    for spec in specs:
-        with exclusive("backup", spec.bucket, spec.prefix) as lease:
-            results.append(_backup_one(spec, transforms, topics, params, lease))
+    with stop_tasks_when_terminated():
+        for spec in specs:
+            with exclusive("backup", spec.bucket, spec.prefix) as lease:
+                results.append(_backup_one(spec, transforms, topics, params, lease))
     return results
 
 

@@ -47,6 +47,7 @@ from tasks.restore_target import (
     translate_groups,
     translate_groups_task,
 )
+from tasks.shutdown import stop_tasks_when_terminated
 
 
 class RestoreParameters(BaseModel):
@@ -613,7 +614,8 @@ def restore_flow(params: RestoreParameters) -> RestoreReport:
     """Restore Kafka topics from an S3 backup as the KCQL says, exactly once and resumable."""
     logger = get_run_logger()
     try:
-        report = run_restore(params, _prefect_steps())
+        with stop_tasks_when_terminated():
+            report = run_restore(params, _prefect_steps())
     except RestoreFailed as failed:
         publish(failed.report)
         raise

@@ -4,7 +4,11 @@ open transactions aborted, no manifest written — instead of running on in its 
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
+
+from prefect.exceptions import TerminationSignal
 
 from tasks.errors import KbackupError
 
@@ -47,3 +51,16 @@ def clear() -> None:
     """Forget a stop request (tests running several flows in one process)."""
     _stop.clear()
     _reason.clear()
+
+
+@contextlib.contextmanager
+def stop_tasks_when_terminated() -> Iterator[None]:
+    """Around a flow's body: when Prefect's SIGTERM bridge raises TerminationSignal in it (a worker
+    cancelling the run, or a SIGTERM to a flow-run process), ask the task threads to stop too.
+    Otherwise the task runner's exit waits for them to finish all their work. (kbackup's command
+    line takes the signals itself and never gets here.)"""
+    try:
+        yield
+    except TerminationSignal:
+        request_stop("the flow run was terminated")
+        raise

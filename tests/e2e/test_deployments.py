@@ -351,3 +351,64 @@ def test_restore_from_the_ui_custom_run(
         assert topic_digests(restored) == topic_digests(source_messages)
     finally:
         delete_topics(admin, [target])
+
+
+def _flow_run_pids(flow_run_id: UUID) -> list[int]:
+    """The processes running this flow run (the worker starts them with PREFECT__FLOW_RUN_ID)."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_cancelling_a_backup_run_stops_its_exports_at_once(
+    served_api: ServedPrefect, kafka_config: dict[str, Any], create_topic: Any, bucket: str, s3: Any
+) -> None:
+    """Cancel from the UI (the API it calls): the worker sends the flow-run process SIGTERM;
+    Prefect's bridge unwinds the flow and the exports stop with it instead of running to the end,
+    so the process is gone within seconds and no manifest is written."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    from tests.support.cli import is_running
+
+    topic = create_topic("cancel", partitions=2)
+    # Many small records: the export runs on for about 10 s after the cancel here, so a process that
+    # waits for its exports to finish is told apart from one that stops them (about 1.5 s).
+    produce(
+        kafka_config,
+        topic,
+        ({"partition": i % 2, "key": f"k{i:07d}".encode(), "value": b"v" * 64} for i in range(1_000_000)),
+    )
+    kcql = f"INSERT INTO {bucket}:c SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true, 'flush.count'=5000)"
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("backup/backup")
+        run = client.create_flow_run_from_deployment(deployment.id, parameters={"kcql": kcql})
+        wait_for(
+            lambda: s3.list_objects_v2(Bucket=bucket, Prefix=f"c/{topic}/").get("KeyCount", 0),
+            timeout=300,
+            what="the backup run's first object",
+            interval=0.5,
+            details=served_api.logs,
+        )
+        pids = wait_for(lambda: _flow_run_pids(run.id), timeout=30, what="the flow run's process")
+        client.set_flow_run_state(run.id, Cancelling(), force=True)
+        cancelled = time.monotonic()
+        wait_for(
+            lambda: not any(is_running(pid) for pid in pids),
+            timeout=60,
+            what="the cancelled flow run's process to exit",
+            interval=0.2,
+            details=served_api.logs,
+        )
+        took = time.monotonic() - cancelled
+        finished = wait_for_final_state(client, run.id, served_api, timeout=120)
+    assert took < 5, f"the cancelled run's process took {took:.1f} s to exit\n{served_api.logs()}"
+    assert finished.state.type.value in ("CANCELLED", "CRASHED"), finished.state
+    manifests = s3.list_objects_v2(Bucket=bucket, Prefix="c/_manifests/", Delimiter="/")
+    assert not manifests.get("Contents"), "a cancelled backup committed a manifest"
