@@ -178,9 +178,9 @@ def main() -> int:
             "payload); the order events repeat field names and draw from small vocabularies.",
             "",
             f"The codecs run interleaved, in an order rotated every round, for {args.rounds} rounds; "
-            "*best* is a codec's fastest round, *median* its middle one. Other developers' tests were "
-            f"running on this 2-core machine (1-minute load average {load_before:.1f} just before the run, "
-            f"{load_after:.1f} at its end, this run's own core included): a codec's slowest round was up "
+            "*best* is a codec's fastest round, *median* its middle one. The 1-minute load average was "
+            f"{load_before:.1f} just before the run and {load_after:.1f} at its end (this run's own core "
+            "included); a codec's slowest round was up "
             f"to {spread:.0%} below its best, so compare codecs on the best columns. Size vs null: the "
             "objects' bytes divided by those written without compression. The default chosen from this "
             "table is explained under Reading the figures.",
