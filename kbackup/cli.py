@@ -139,3 +139,7 @@ def stop_on_signals(on_exit: Callable[[], None]) -> Iterator[list[signal.Signals
         done.set()
         watcher.join()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,3 +30,20 @@ def test_check_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kcql", "check", "--restore", "INSERT INTO t SELECT * FROM bkt STOREAS NOPE"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("KCQL error at line 1, column 41: expected a format name, found 'NOPE'")
+
+
+def test_python_dash_m_runs_the_same_command_line(tmp_path: Path) -> None:
+    """`python -m kbackup.cli` (what the benchmarks run) is the command line too, not a no-op."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "kbackup.cli", "kcql", "check", SALES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    [spec] = json.loads(result.stdout)
+    assert spec["kind"] == "backup" and spec["format"] == "AVRO"
