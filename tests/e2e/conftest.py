@@ -126,14 +126,18 @@ def wait_for(
     what: str,
     interval: float = 1.0,
     details: Callable[[], str] = str,
+    fail: bool = True,
 ) -> Any:
-    """Poll `condition` until it returns something truthy (returned), or fail after `timeout` seconds."""
+    """Poll `condition` until it returns something truthy (returned), or fail after `timeout` seconds
+    (with `fail=False`, return the last falsy value instead)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
+            if not fail:
+                return value
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{details()}")
         time.sleep(interval)
 
