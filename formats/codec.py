@@ -10,6 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import pyarrow as pa
+
+from formats.columns import decoded_batches, to_records
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError, FormatError
 
@@ -56,6 +59,12 @@ class ObjectWriter(ABC):
     @abstractmethod
     def write(self, records: Sequence[Record]) -> None: ...
 
+    def write_columns(self, batch: pa.RecordBatch) -> None:
+        """Write a batch in formats.columns.COLUMNS (the export's path). This default goes record
+        by record; the binary formats override it to encode the columns directly."""
+        if batch.num_rows:
+            self.write(list(to_records(batch, self.context.topic, self.context.partition)))
+
     @abstractmethod
     def finish(self) -> bytes: ...
 
@@ -86,6 +95,11 @@ class Codec(ABC):
 
     @abstractmethod
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]: ...
+
+    def read_columns(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[pa.RecordBatch]:
+        """The object's records as formats.columns.DECODED batches, in order (the restore's path).
+        This default decodes record by record; a codec may override it to decode columns directly."""
+        return decoded_batches(self.reader(data, context))
 
 
 # --- helpers shared by the codecs -------------------------------------------------------------

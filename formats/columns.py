@@ -35,6 +35,13 @@ COLUMNS = pa.schema(
 )
 
 
+DECODED = COLUMNS.append(pa.field("topic", pa.string())).append(pa.field("partition", pa.int32()))
+"""What a codec decodes from an object: COLUMNS plus each record's source topic and partition
+(from the envelope's metadata, else the object's context)."""
+DECODE_BATCH = 10_000
+"""Records per decoded batch when a codec reads record by record."""
+
+
 class Message(Protocol):
     """What the export reads of a consumed record (confluent_kafka.Message)."""
 
@@ -74,10 +81,19 @@ def _raw(part: Any) -> bytes | None:
     return part.encode() if isinstance(part, str) else part
 
 
-def from_records(records: Iterable[Record]) -> pa.RecordBatch:
+def from_records(records: Iterable[Record], decoded: bool = False) -> pa.RecordBatch:
     """Records (e.g. decoded by a codec's per-record reader) as columns; str keys and values
-    (a string converter) are stored UTF-8 encoded."""
+    (a string converter) are stored UTF-8 encoded. `decoded`: the DECODED schema (with topic
+    and partition)."""
     records = list(records)
+    where = (
+        [
+            pa.array([r.topic for r in records], pa.string()),
+            pa.array([r.partition for r in records], pa.int32()),
+        ]
+        if decoded
+        else []
+    )
     return pa.RecordBatch.from_arrays(
         [
             pa.array([r.offset for r in records], pa.int64()),
@@ -86,9 +102,22 @@ def from_records(records: Iterable[Record]) -> pa.RecordBatch:
             pa.array([_raw(r.key) for r in records], pa.binary()),
             pa.array([_raw(r.value) for r in records], pa.binary()),
             pa.array([r.headers for r in records], pa.list_(HEADER)),
+            *where,
         ],
-        schema=COLUMNS,
+        schema=DECODED if decoded else COLUMNS,
     )
+
+
+def decoded_batches(records: Iterable[Record], size: int = DECODE_BATCH) -> Iterator[pa.RecordBatch]:
+    """Records (in order) as DECODED batches of at most `size` records."""
+    chunk: list[Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield from_records(chunk, decoded=True)
+            chunk = []
+    if chunk:
+        yield from_records(chunk, decoded=True)
 
 
 def header_lists(headers: pa.Array) -> list[list[tuple[str, bytes | None]]]:
