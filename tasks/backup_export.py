@@ -8,17 +8,19 @@ the conditional upload accepts as already done.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
-from formats import RecordsDigest, get_codec
-from formats.digest import digest_input
-from formats.envelope import Record, TimestampType
+from formats import get_codec
+from formats.columns import from_messages, records_digest_inputs, to_records, update_digest
 from kcql import BackupSpec, Transform
 from layout.keys import KeyNaming, parse_object_key
 from layout.manifest import GapCause, ObjectEntry, OffsetGap, PartitionEntry, join_key
@@ -26,7 +28,7 @@ from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming, partition_values_for
 from layout.transforms import compile_transforms
 from tasks.kafka_admin import PartitionWindow
-from tasks.kafka_reader import consumed_headers, read_window
+from tasks.kafka_reader import read_window
 from tasks.retry import RETRY_OPTIONS
 from tasks.s3 import head_object, list_objects, put_object_once
 
@@ -126,66 +128,55 @@ def export_partition(
     transforms: tuple[Transform, ...] = (),
     on_progress: ProgressCallback | None = None,
 ) -> PartitionEntry:
+    """Read the window a consumed batch at a time, as columns (formats.columns): the records
+    digest, the gaps, PARTITIONBY groups and the objects' cuts are computed on whole batches."""
     spec, window = request.spec, request.window
-    header_transforms = compile_transforms(transforms)
     started = time.monotonic()
     codec = get_codec(spec.format.value)
     naming = key_naming(spec, codec.spec.extension)
     roller = ObjectRoller(
         codec, codec_context(spec, window.topic, window.partition), naming, flush_rules(spec)
     )
-    values = partition_values_for(spec)
+    grouping = _Grouping(spec, window, transforms)
     objects = written_objects(s3, spec.bucket, naming, window)
     resume_after = objects[-1].last_offset if objects else window.start - 1
 
-    digest = RecordsDigest()
+    digest = hashlib.sha256()
     gaps: list[OffsetGap] = [request.window.retention_gap] if request.window.retention_gap else []
     expected = window.start
     count = 0
     written_bytes = sum(o.size for o in objects)
     last_report = 0.0
 
-    def upload(obj: FinishedObject) -> None:
+    def upload(finished: list[FinishedObject]) -> None:
         nonlocal written_bytes
-        objects.append(upload_finished(s3, spec.bucket, obj, request.backup_id))
-        written_bytes += len(obj.data)
+        for obj in finished:
+            objects.append(upload_finished(s3, spec.bucket, obj, request.backup_id))
+            written_bytes += len(obj.data)
 
     group = f"kbackup-export-{request.backup_id}"
-    messages = read_window(
+    batches = read_window(
         kafka_config, window.topic, window.partition, window.start, window.end, spec.isolation_level, group
     )
-    for message in messages:
-        offset = message.offset()
-        assert offset is not None, "a consumed record has an offset"
-        if offset > expected:
-            gaps.append(OffsetGap(first=expected, last=offset - 1, cause=request.gap_cause))
-        expected = offset + 1
-        key, value = message.key(), message.value()
-        headers = consumed_headers(message)
-        ts_type, ts = message.timestamp()
-        timestamp = None if ts_type == 0 else ts
-        digest_bytes = digest_input(key, value, headers, timestamp, ts_type)
-        digest.update_input(digest_bytes)
-        count += 1
-        if offset <= resume_after:
-            continue
-        record = Record(
-            key, value, headers, window.topic, window.partition, offset, timestamp, TimestampType(ts_type)
-        )
-        if values is None:
-            partition_key: tuple[str | None, ...] = ()
-        else:
-            extra = [header for transform in header_transforms for header in transform(record)]
-            partition_key = values.of(record, extra)
-        for finished in roller.add(record, partition_key, digest_bytes):
-            upload(finished)
+    for messages in batches:
+        batch = from_messages(messages)
+        offsets = batch.column("offset").to_numpy()
+        gaps.extend(_gaps(offsets, expected, request.gap_cause))
+        expected = int(offsets[-1]) + 1
+        inputs = records_digest_inputs(batch)
+        update_digest(digest, inputs)
+        count += batch.num_rows
+        if resume_after >= offsets[0]:
+            skip = int(np.searchsorted(offsets, resume_after, side="right"))
+            batch, inputs = batch.slice(skip), inputs.slice(skip)
+        for values, rows, row_inputs in grouping.groups(batch, inputs):
+            upload(roller.add(rows, row_inputs, values))
         if on_progress and time.monotonic() - last_report > 0.5:
             on_progress(count, written_bytes)
             last_report = time.monotonic()
     if expected < window.end and window.end > window.start:
         gaps.append(OffsetGap(first=expected, last=window.end - 1, cause=request.gap_cause))
-    for finished in roller.finish_all():
-        upload(finished)
+    upload(roller.finish_all())
     if on_progress:
         on_progress(count, written_bytes)
     objects.sort(key=lambda o: (o.last_offset, o.key))
@@ -196,11 +187,49 @@ def export_partition(
         end_offset=window.end,
         record_count=count,
         byte_count=written_bytes,
-        records_digest=digest.hexdigest(),
+        records_digest="sha256:" + digest.hexdigest(),
         gaps=tuple(gaps),
         objects=tuple(objects),
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap]:
+    """The holes before and inside one batch's offsets."""
+    gaps = []
+    if offsets[0] > expected:
+        gaps.append(OffsetGap(first=expected, last=int(offsets[0]) - 1, cause=cause))
+    for index in np.flatnonzero(np.diff(offsets) > 1):
+        gaps.append(OffsetGap(first=int(offsets[index]) + 1, last=int(offsets[index + 1]) - 1, cause=cause))
+    return gaps
+
+
+class _Grouping:
+    """PARTITIONBY: a batch split by its records' partition values (one group, (), without)."""
+
+    def __init__(self, spec: BackupSpec, window: PartitionWindow, transforms: tuple[Transform, ...]) -> None:
+        self.values = partition_values_for(spec)
+        self.header_transforms = compile_transforms(transforms)
+        self.topic, self.partition = window.topic, window.partition
+
+    def groups(
+        self, batch: pa.RecordBatch, inputs: pa.Array
+    ) -> Iterator[tuple[tuple[str | None, ...], pa.RecordBatch, pa.Array]]:
+        if batch.num_rows == 0:
+            return
+        if self.values is None:
+            yield (), batch, inputs
+            return
+        rows: dict[tuple[str | None, ...], list[int]] = {}
+        for index, record in enumerate(to_records(batch, self.topic, self.partition)):
+            extra = [header for transform in self.header_transforms for header in transform(record)]
+            rows.setdefault(self.values.of(record, extra), []).append(index)
+        if len(rows) == 1:
+            yield next(iter(rows)), batch, inputs
+            return
+        for values, indices in rows.items():
+            taken = pa.array(indices, pa.int64())
+            yield values, batch.take(taken), inputs.take(taken)
 
 
 @task(

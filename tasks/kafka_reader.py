@@ -53,8 +53,9 @@ def window_consumer(config: dict[str, Any], isolation_level: str, group: str) ->
 
 def read_window(
     config: dict[str, Any], topic: str, partition: int, start: int, end: int, isolation_level: str, group: str
-) -> Iterator[Message]:
-    """Yield the partition's messages with start <= offset < end, in offset order.
+) -> Iterator[list[Message]]:
+    """Yield the partition's messages with start <= offset < end, in offset order, a consumed
+    batch at a time (never an empty one).
 
     Offsets missing from the sequence are compaction holes, transaction markers or aborted
     records (under read_committed); the caller records them as gaps.
@@ -82,19 +83,41 @@ def read_window(
                     )
                 continue
             last_data = time.monotonic()
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        return  # the log end is at or past `end`: nothing more in the window
-                    raise kafka_failure(f"consume {topic}/{partition}", config, KafkaException(error))
-                offset = message.offset()
-                assert offset is not None, "a consumed record has an offset"
-                if offset >= end:
-                    return
-                yield message
-                if offset == end - 1:
-                    return
+            batch, done = _in_window(messages, end, topic, partition, config)
+            if batch:
+                yield batch
+            if done:
+                return
     finally:
         with contextlib.suppress(Exception):
             consumer.close()
+
+
+def _in_window(
+    messages: list[Message], end: int, topic: str, partition: int, config: dict[str, Any]
+) -> tuple[list[Message], bool]:
+    """The messages before `end`, and whether the window is complete."""
+    last = messages[-1]
+    last_offset = last.offset()
+    # the common case: a batch in the middle of the window (errors, e.g. the end of the partition,
+    # come last)
+    if (
+        last.error() is None
+        and last_offset is not None
+        and last_offset < end - 1
+        and all(message.error() is None for message in messages)
+    ):
+        return messages, False
+    for index, message in enumerate(messages):
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return messages[:index], True  # the log end is at or past `end`
+            raise kafka_failure(f"consume {topic}/{partition}", config, KafkaException(error))
+        offset = message.offset()
+        assert offset is not None, "a consumed record has an offset"
+        if offset >= end:
+            return messages[:index], True
+        if offset == end - 1:
+            return messages[: index + 1], True
+    return messages, False
