@@ -9,6 +9,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,16 +95,52 @@ def _records_in(config: dict[str, Any], topic: str) -> int:
         consumer.close()
 
 
-def run_measured(args: list[str]) -> tuple[float, int, str]:
-    """Run a child process; returns (wall seconds, peak RSS bytes, stdout)."""
+def _tree_rss(root: int) -> int:
+    """Resident bytes of a process and all its descendants now (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Run a child process; returns (wall seconds, peak RSS bytes of its whole process tree,
+    sampled every 0.2 s, stdout)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.2):
+            peak = max(peak, _tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
-    out = proc.stdout.read() if proc.stdout else ""
+    done.set()
+    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{args} failed:\n{out}")
-    return wall, usage.ru_maxrss * 1024, out
+    return wall, max(peak, usage.ru_maxrss * 1024), out
 
 
 def raw_consume(topic: str) -> int:
