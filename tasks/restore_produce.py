@@ -22,7 +22,13 @@ whose `init_transactions` fences the old one and aborts its open transaction. Re
 are retried; `txn_requires_abort()` errors abort; either way a fresh attempt reads the committed
 count back and re-produces everything after it, so nothing is produced twice. Fatal errors, and a
 unit that makes no progress (no commit, no delivered record) for `RECOVERY_S`, fail naming the
-target and what is committed. Every loop also checks `tasks.shutdown`: a stop request aborts the
+target and what is committed.
+
+Records go from decoded columns (tasks.restore_records) to `produce` in a tight loop, without a
+Python callback per record: the producer reports failed deliveries only
+(delivery.report.only.error), and a failed delivery also fails the transaction's commit, so
+nothing is committed past one. Delivered records show as the producer's queue getting shorter
+(`len(producer)`), looked at every CHECK_EVERY records and while waiting on a full queue. Every loop also checks `tasks.shutdown`: a stop request aborts the
 open transaction and ends the unit within seconds.
 
 `restore_unit` is the plain function; `restore_unit_task` its thin retryable task.
@@ -30,6 +36,7 @@ open transaction and ends the unit within seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -38,6 +45,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
@@ -51,7 +61,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from formats import RecordsDigest
+from formats.columns import header_lists, records_digest_inputs
 from formats.envelope import TimestampType
 from tasks import shutdown
 from tasks.errors import KafkaOperationError, KbackupError, is_retryable
@@ -63,8 +73,8 @@ from tasks.restore_errors import (
     TransactionFatalError,
     UnsupportedRestoreError,
 )
-from tasks.restore_plan import RestorePlan, RestoreUnit
-from tasks.restore_records import SegmentDigests, unit_records
+from tasks.restore_plan import RestorePlan, RestoreUnit, Window
+from tasks.restore_records import SegmentDigests, hash_rows, unit_records
 from tasks.retry import RETRY_OPTIONS
 
 ProgressCallback = Callable[[int, int], None]
@@ -76,7 +86,9 @@ STOP_GRACE_S = 5  # after a stop request, how long a call in flight may still fi
 CLOSE_TIMEOUT_S = 10
 RECOVERY_S = 120  # how long a unit retries without progress (a commit or a delivered record)
 IN_PLACE_RETRIES = 3  # retriable errors of one call before the unit starts again with a new producer
-CHECK_EVERY = 256  # records between stop checks and delivery-report polls
+CHECK_EVERY = 256  # records between stop checks (and looks at the producer's queue)
+POLL_EVERY = 8192  # records between polls of the producer's events
+CREATE_TIME = int(TimestampType.CREATE_TIME)
 ANCHOR_PARTITION = 0  # the target partition each unit's bookkeeping offset is committed on
 
 log = logging.getLogger(__name__)
@@ -422,7 +434,15 @@ class _Transactions:
         self.transactional_id = transactional_id
         self.group = group
         self.progress = progress
-        self.producer: Any = Producer(producer_config(kafka_config, transactional_id))
+        self.producer: Any = Producer(
+            {
+                **producer_config(kafka_config, transactional_id),
+                "delivery.report.only.error": True,
+                "on_delivery": self.on_delivery,
+            }
+        )
+        self.queued = 0  # the producer's queue length at the last look (see produced)
+        self.unpolled = 0  # records produced since the last poll
         self.group_consumer: Any = Consumer(
             {**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 3}
         )
@@ -432,10 +452,10 @@ class _Transactions:
         self.errors: list[Any] = []
 
     def on_delivery(self, err: Any, _msg: Any) -> None:
+        """Called for failed deliveries only (delivery.report.only.error): no Python call per
+        delivered record. A failure also fails the transaction's commit."""
         if err is not None:
             self.errors.append(err)
-        else:
-            self.progress.moved()
 
     def call(self, operation: str, fn: Callable[[], Any]) -> Any:
         for attempt in range(1, IN_PLACE_RETRIES + 1):
@@ -494,22 +514,41 @@ class _Transactions:
             raise KafkaOperationError(f"produce to {topic}", str(self.errors[0]), retryable=False)
         self.progress.committed = count
         self.progress.moved()
+        self.queued = len(self.producer)
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, kwargs: dict[str, Any]) -> None:
+    def delivered(self, produced: int = 0) -> None:
+        """Progress without delivery reports: the queue is shorter than it was at the last look
+        plus what was produced since, so records were delivered."""
+        queued = len(self.producer)
+        if queued < self.queued + produced:
+            self.progress.moved()
+        self.queued = queued
+
+    def produced(self, count: int) -> None:
+        """After `count` records were produced: note whether records were delivered meanwhile,
+        and every POLL_EVERY records serve the producer's events (errors, the rare failed
+        delivery). Not more often: poll releases the GIL, and taking it back behind the other
+        units' threads costs up to a switch interval (py-spy: 15 % of a restore at every 256)."""
+        self.unpolled += count
+        if self.unpolled >= POLL_EVERY:
+            self.producer.poll(0)
+            self.unpolled = 0
+        self.delivered(count)
+
+    def produce_when_room(self, topic: str, value: bytes | None, key: bytes | None, **kwargs: Any) -> None:
+        """Produce a record the full queue refused (BufferError): wait for deliveries, boundedly."""
         while True:
+            self.producer.poll(0.05)
+            self.delivered()
+            shutdown.raise_if_stopping()
+            if self.progress.expired():
+                raise self.progress.stalled(f"produce to {topic}: no delivery report, the queue is full")
             try:
-                self.producer.produce(topic, value, key, on_delivery=self.on_delivery, **kwargs)
+                self.producer.produce(topic, value, key, **kwargs)
+                self.queued += 1
                 return
-            except BufferError:  # the queue is full: wait for deliveries, boundedly
-                self.producer.poll(0.05)
-                shutdown.raise_if_stopping()
-                if self.progress.expired():
-                    raise self.progress.stalled(
-                        f"produce to {topic}: no delivery report, the queue is full"
-                    ) from None
-
-    def poll(self) -> None:
-        self.producer.poll(0)
+            except BufferError:
+                continue
 
     def abort(self) -> None:
         """Abort the open transaction, once and boundedly; a failure leaves it to the next
@@ -618,6 +657,35 @@ def _attempt(
         txn.close()
 
 
+def window_mask(window: Window, offsets: np.ndarray, timestamps: pa.Array) -> np.ndarray | None:
+    """`window.admits(offset, timestamp)` for every record at once; None when all are admitted."""
+    mask: np.ndarray | None = None
+
+    def narrow(condition: np.ndarray) -> None:
+        nonlocal mask
+        mask = condition if mask is None else mask & condition
+
+    if window.from_offset is not None:
+        narrow(offsets >= window.from_offset)
+    if window.to_offset is not None:
+        narrow(offsets < window.to_offset)
+    if window.from_timestamp is not None or window.to_timestamp is not None:
+        present = timestamps.is_valid().to_numpy(zero_copy_only=False)
+        values = pc.fill_null(timestamps, 0).to_numpy(zero_copy_only=False)
+        narrow(present)
+        if window.from_timestamp is not None:
+            narrow(values >= window.from_timestamp)
+        if window.to_timestamp is not None:
+            narrow(values < window.to_timestamp)
+    if mask is not None and mask.all():
+        return None
+    return mask
+
+
+def _lengths(array: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.binary_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _produce(
     plan: RestorePlan,
     unit: RestoreUnit,
@@ -630,6 +698,9 @@ def _produce(
     done: int,
     metadata: dict[str, Any],
 ) -> UnitResult:
+    """The unit's records a decoded batch at a time: the window, routing and digests computed
+    on columns, then one tight `produce` loop per batch (no callback per record; a failed
+    delivery fails the transaction's commit), committing every `plan.batch` records."""
     topic = unit.target_topic
     if unit.routing == "preserve":
         assert unit.target_partition is not None
@@ -639,22 +710,20 @@ def _produce(
     starts = {int(p): o for p, o in metadata.get("starts", {}).items()}
     if not starts:
         starts = _high_watermarks(kafka_config, topic, partitions)
-    key_converter = str(plan.codec_spec.get("key_converter") or "bytes")
-    value_converter = str(plan.codec_spec.get("value_converter") or "bytes")
     window = plan.window
-    digests = {p: RecordsDigest() for p in partitions}
+    digests = {p: hashlib.sha256() for p in partitions}
     counts = dict.fromkeys(partitions, 0)
     segment_digests = SegmentDigests(unit)
     pending = sorted(unit.translate_offsets)
     points: dict[int, int] = {}
-    selected = produced = decoded = 0
+    selected = decoded = 0
     written_bytes = txn.progress.committed_bytes  # an earlier attempt's committed part counts
     in_transaction = 0
     timestamps_kept = True
     last_source: int | None = None
     objects_seen: set[str] = set()
     last_report = 0.0
-    batch = max(1, plan.batch)
+    batch_size = max(1, plan.batch)
 
     def commit(count: int) -> None:
         nonlocal in_transaction
@@ -666,76 +735,118 @@ def _produce(
         # Mark the beginning before the first record: the group's metadata now says where in the
         # target this unit began, so its own records are never taken for someone else's.
         commit(0)
-    for item in unit_records(s3, plan, unit):
-        decoded += 1
-        if decoded % CHECK_EVERY == 0:
-            shutdown.raise_if_stopping()
-        objects_seen.add(item.object_key)
-        record = item.record
-        source_digest = segment_digests.add(item)
-        if not window.admits(item.offset, record.timestamp):
-            continue
-        while pending and item.offset >= pending[0]:
-            points[pending.pop(0)] = selected
-        key = to_bytes(record.key, key_converter)
-        value = to_bytes(record.value, value_converter)
-        headers = [(name, _header_bytes(v)) for name, v in record.headers]
+    for source in unit_records(s3, plan, unit):
+        shutdown.raise_if_stopping()
+        decoded += source.batch.num_rows
+        objects_seen.update(source.objects)
+        source_inputs = segment_digests.add(source.batch, source.offsets)
+        batch, offsets = source.batch, source.offsets
+        mask = window_mask(window, offsets, batch.column("timestamp"))
+        if mask is not None:
+            if not mask.any():
+                continue
+            chosen = pa.array(mask)
+            batch, offsets = batch.filter(chosen), offsets[mask]
+            source_inputs = None if source_inputs is None else source_inputs.filter(chosen)
+        rows = batch.num_rows
+        first = selected  # selected records before this batch
+        start = 0
+        while pending:  # the first selected record at or after each translated offset
+            at = np.flatnonzero(offsets[start:] >= pending[0])
+            if not len(at):
+                break
+            start += int(at[0])
+            points[pending.pop(0)] = first + start
+        keys = batch.column("key")
         if unit.routing == "preserve":
-            partition = unit.target_partition
+            assert unit.target_partition is not None
+            targets = np.full(rows, unit.target_partition, dtype=np.int64)
         elif unit.routing == "metadata":
-            partition = record.partition
-            if partition >= target_partitions:
+            targets = batch.column("partition").to_numpy(zero_copy_only=False).astype(np.int64)
+            top = int(targets.max())
+            if top >= target_partitions:
                 if not grow_target:
-                    raise TargetPartitionsError(topic, partition + 1, target_partitions)
-                target_partitions = _grow_topic(kafka_config, txn.producer, topic, partition + 1)
+                    beyond = int(targets[np.argmax(targets >= target_partitions)])
+                    raise TargetPartitionsError(topic, beyond + 1, target_partitions)
+                target_partitions = _grow_topic(kafka_config, txn.producer, topic, top + 1)
                 for added in range(len(partitions), target_partitions):
                     partitions.append(added)
                     starts[added] = 0
-                    digests[added] = RecordsDigest()
+                    digests[added] = hashlib.sha256()
                     counts[added] = 0
-        elif key is not None and unit.routing == "murmur2":
-            partition = murmur2_partition(key, target_partitions)
         else:
-            partition = selected % target_partitions
-        assert partition is not None
-        timestamp = record.timestamp
-        if timestamp is None:
+            targets = (first + np.arange(rows, dtype=np.int64)) % target_partitions
+            if unit.routing == "murmur2" and keys.null_count < rows:
+                for index, key in enumerate(keys.to_pylist()):
+                    if key is not None:
+                        targets[index] = murmur2_partition(key, target_partitions)
+        # What is written: the same key, value and headers; the timestamp when there is one, as
+        # CreateTime (else none). Hash the source's digest inputs again when those are the bytes.
+        timestamps = batch.column("timestamp")
+        if timestamps.null_count:
             timestamps_kept = False
-        ts_type = int(TimestampType.CREATE_TIME) if timestamp is not None else 0
-        restored_headers = tuple(headers)
-        if (
-            source_digest is not None
-            and key is record.key
-            and value is record.value
-            and ts_type == record.timestamp_type
-            and restored_headers == record.headers
+        written_types = np.where(timestamps.is_valid().to_numpy(zero_copy_only=False), CREATE_TIME, 0).astype(
+            np.int8
+        )
+        inputs = source_inputs
+        if inputs is None or not np.array_equal(
+            written_types, batch.column("timestamp_type").to_numpy(zero_copy_only=False)
         ):
-            digests[partition].update_input(source_digest)  # the same bytes: hash them once
-        else:
-            digests[partition].update(key, value, restored_headers, timestamp, ts_type)
-        counts[partition] += 1
-        selected += 1
-        last_source = item.offset
-        if selected <= done:
-            continue
-        if in_transaction == 0:
-            txn.begin()
-        kwargs: dict[str, Any] = {"partition": partition}
-        if headers:
-            kwargs["headers"] = headers
-        if timestamp is not None:
-            kwargs["timestamp"] = timestamp
-        txn.produce(topic, value, key, kwargs)
-        if produced % CHECK_EVERY == 0:
-            txn.poll()  # delivery callbacks; often enough, not per record
-        produced += 1
-        in_transaction += 1
-        written_bytes += (len(key) if key else 0) + (len(value) if value else 0)
-        if in_transaction >= batch:
-            commit(selected)
-        if on_progress and time.monotonic() - last_report > 0.5:
-            on_progress(selected, written_bytes)
-            last_report = time.monotonic()
+            inputs = records_digest_inputs(batch, timestamp_type=pa.array(written_types, pa.int8()))
+        for partition in np.unique(targets).tolist():
+            chosen_rows = np.flatnonzero(targets == partition)
+            hash_rows(digests[partition], inputs, chosen_rows)
+            counts[partition] += len(chosen_rows)
+        selected += rows
+        skip = min(rows, max(0, done - first))  # restored by an earlier run
+        if skip < rows:
+            tail = batch.slice(skip)
+            values = tail.column("value").to_pylist()
+            tail_keys = tail.column("key").to_pylist()
+            headers = header_lists(tail.column("headers"))
+            stamps = pc.fill_null(tail.column("timestamp"), 0).to_numpy(zero_copy_only=False).tolist()
+            where = targets[skip:].tolist()
+            sizes = np.cumsum(_lengths(tail.column("key")) + _lengths(tail.column("value"))).tolist()
+            tail_offsets = offsets[skip:]
+            base_bytes = written_bytes
+            produce = txn.producer.produce
+            count = len(values)
+            position = 0
+            while position < count:
+                if in_transaction == 0:
+                    txn.begin()
+                end = min(count, position + CHECK_EVERY, position + batch_size - in_transaction)
+                for i in range(position, end):
+                    try:
+                        produce(
+                            topic,
+                            values[i],
+                            tail_keys[i],
+                            partition=where[i],
+                            headers=headers[i] or None,
+                            timestamp=stamps[i],
+                        )
+                    except BufferError:  # the queue is full: wait for deliveries, boundedly
+                        txn.produce_when_room(
+                            topic,
+                            values[i],
+                            tail_keys[i],
+                            partition=where[i],
+                            headers=headers[i] or None,
+                            timestamp=stamps[i],
+                        )
+                txn.produced(end - position)
+                in_transaction += end - position
+                written_bytes = base_bytes + sizes[end - 1]
+                last_source = int(tail_offsets[end - 1])
+                position = end
+                shutdown.raise_if_stopping()
+                if in_transaction >= batch_size:
+                    commit(first + skip + end)
+                if on_progress and time.monotonic() - last_report > 0.5:
+                    on_progress(first + skip + end, written_bytes)
+                    last_report = time.monotonic()
+        last_source = int(offsets[-1])
     if in_transaction:
         commit(selected)
     while pending:
@@ -769,7 +880,7 @@ def _produce(
         seconds=0.0,
         partitions={
             p: PartitionOutcome(
-                start_offset=starts.get(p, 0), records=counts[p], digest=digests[p].hexdigest()
+                start_offset=starts.get(p, 0), records=counts[p], digest="sha256:" + digests[p].hexdigest()
             )
             for p in partitions
             if counts[p]

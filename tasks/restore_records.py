@@ -1,20 +1,26 @@
-"""Reading a restore unit's records: fetch each object, check it against the manifest, decode it
-as a stream, and check the order of source offsets (strictly increasing, no overlapping objects,
-holes only where the manifest recorded gaps). Pure of Kafka: records in, records out.
+"""Reading a restore unit's records as columns: fetch each object, check it against the manifest,
+decode it into formats.columns.DECODED batches, and check the order of source offsets
+(strictly increasing, no overlapping objects, holes only where the manifest recorded gaps) with
+numpy on the offset column. Pure of Kafka: batches in, batches out.
+
+A check that fails names the first offending record; the records before it are still yielded
+(in batches) before the error is raised, as a record-by-record reader would have done.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from formats import CodecContext, RecordsDigest, get_codec
-from formats.digest import digest_input
-from formats.envelope import Record
+import numpy as np
+import pyarrow as pa
+
+from formats import CodecContext, get_codec
+from formats.columns import DECODE_BATCH, DECODED, records_digest_inputs, update_digest
+from formats.errors import CorruptObjectError as FormatCorruptError
 from layout.manifest import OffsetGap
 from tasks.restore_errors import CorruptObjectError, OrderingViolationError
 from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit
@@ -22,13 +28,13 @@ from tasks.s3 import get_object_bytes
 
 
 @dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """A decoded record with where it came from; `offset` is its source offset (or, when the
-    objects carry no offsets, its position in the unit)."""
+class SourceBatch:
+    """Decoded records in restore order (DECODED columns) with their source offsets (or, when
+    the objects carry no offsets, their positions in the unit) and the objects they came from."""
 
-    record: Record
-    offset: int
-    object_key: str
+    batch: pa.RecordBatch
+    offsets: np.ndarray  # int64, one per row
+    objects: tuple[str, ...]
 
 
 def codec_context(plan: RestorePlan, topic: str, partition: int, object_key: str) -> CodecContext:
@@ -67,24 +73,48 @@ def fetch_object(s3: Any, bucket: str, obj: RestoreObject) -> bytes:
     return data
 
 
-def decode_object(s3: Any, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject) -> Iterator[Record]:
-    """The object's records, decoded lazily; a decoding failure names the object."""
+def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch under exactly the DECODED schema (so that batches of several objects concatenate)."""
+    if batch.schema.equals(DECODED):
+        return batch
+    return pa.RecordBatch.from_arrays(
+        [batch.column(name).cast(DECODED.field(name).type) for name in DECODED.names], schema=DECODED
+    )
+
+
+def decode_object(
+    s3: Any, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
+) -> Iterator[pa.RecordBatch]:
+    """The object's records as DECODED batches, decoded lazily; a decoding failure names the
+    object, and the record count is checked against the manifest once the object is read."""
     data = fetch_object(s3, plan.bucket, obj)
     codec = get_codec(plan.format)
     context = codec_context(plan, unit.source_topic or unit.target_topic, unit.source_partition or 0, obj.key)
     count = 0
     try:
-        for record in codec.reader(data, context):
-            count += 1
-            yield record
+        for batch in codec.read_columns(data, context):
+            if batch.num_rows:
+                count += batch.num_rows
+                yield _conform(batch)
     except (CorruptObjectError, OrderingViolationError):
         raise
     except Exception as exc:  # noqa: BLE001 - any decoding failure: this object is corrupt
-        raise CorruptObjectError(plan.bucket, obj.key, f"cannot decode record {count}: {exc}") from exc
+        index = exc.record_index if isinstance(exc, FormatCorruptError) else count
+        raise CorruptObjectError(plan.bucket, obj.key, f"cannot decode record {index}: {exc}") from exc
     if obj.record_count is not None and count != obj.record_count:
         raise CorruptObjectError(
             plan.bucket, obj.key, f"decoded {count} records, the manifest says {obj.record_count}"
         )
+
+
+def _offsets(batch: pa.RecordBatch) -> np.ndarray:
+    return batch.column("offset").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def _first(mask: np.ndarray) -> int | None:
+    """Index of the first True, None when there is none."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if len(hits) else None
 
 
 def _clusters(objects: Sequence[RestoreObject]) -> list[list[RestoreObject]]:
@@ -114,38 +144,52 @@ def _in_gaps(first: int, last: int, gaps: Sequence[OffsetGap]) -> bool:
     return position > last
 
 
-def _object_records(
+def object_violation(obj: RestoreObject, offsets: np.ndarray, previous: int | None) -> tuple[int, str] | None:
+    """The first record of an object's batch (offsets) outside the object's range or not above
+    the record before it (`previous`: the last offset of the object's earlier batches), as
+    (index, reason); None when every record passes."""
+    if not len(offsets):
+        return None
+    bad_range = None
+    if obj.first_offset is not None and obj.last_offset is not None:
+        bad_range = _first((offsets < obj.first_offset) | (offsets > obj.last_offset))
+    before = np.empty_like(offsets)
+    before[1:] = offsets[:-1]
+    not_up = offsets[1:] <= offsets[:-1]
+    bad_order = _first(not_up)
+    bad_order = None if bad_order is None else bad_order + 1
+    if previous is not None and offsets[0] <= previous:
+        bad_order = 0
+        before[0] = previous
+    candidates = [i for i in (bad_range, bad_order) if i is not None]
+    if not candidates:
+        return None
+    index = min(candidates)
+    if index == bad_range:  # the range is checked first
+        return index, f"outside the object's range {obj.first_offset}–{obj.last_offset}"
+    return index, f"offset does not increase after {int(before[index])}"
+
+
+def _object_batches(
     s3: Any, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
-) -> Iterator[SourceRecord]:
-    """An object's records with their source offsets, checked against the object's bounds."""
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """An object's batches with their source offsets, checked against the object's bounds."""
     previous: int | None = None
-    for record in decode_object(s3, plan, unit, obj):
-        offset = record.offset
-        if (
-            obj.first_offset is not None
-            and obj.last_offset is not None
-            and not obj.first_offset <= offset <= obj.last_offset
-        ):
+    for batch in decode_object(s3, plan, unit, obj):
+        offsets = _offsets(batch)
+        found = object_violation(obj, offsets, previous)
+        if found is not None:
+            index, reason = found
+            if index:
+                yield batch.slice(0, index), offsets[:index]
             raise OrderingViolationError(
-                unit.source_topic,
-                unit.source_partition,
-                obj.key,
-                offset,
-                f"outside the object's range {obj.first_offset}–{obj.last_offset}",
+                unit.source_topic, unit.source_partition, obj.key, int(offsets[index]), reason
             )
-        if previous is not None and offset <= previous:
-            raise OrderingViolationError(
-                unit.source_topic,
-                unit.source_partition,
-                obj.key,
-                offset,
-                f"offset does not increase after {previous}",
-            )
-        previous = offset
-        yield SourceRecord(record, offset, obj.key)
+        previous = int(offsets[-1])
+        yield batch, offsets
 
 
-def _value_only_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceRecord]:
+def _value_only_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Objects without offsets (value-only): records in object order, numbered by position.
     With a manifest, an object whose offsets are contiguous gets its real offsets."""
     position = 0
@@ -155,32 +199,188 @@ def _value_only_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterat
             and obj.last_offset is not None
             and obj.record_count == obj.last_offset - obj.first_offset + 1
         )
-        for index, record in enumerate(decode_object(s3, plan, unit, obj)):
-            offset = obj.first_offset + index if contiguous and obj.first_offset is not None else position
-            yield SourceRecord(record, offset, obj.key)
-            position += 1
+        index = 0
+        for batch in decode_object(s3, plan, unit, obj):
+            rows = batch.num_rows
+            base = obj.first_offset + index if contiguous and obj.first_offset is not None else position
+            yield SourceBatch(batch, np.arange(base, base + rows, dtype=np.int64), (obj.key,))
+            index += rows
+            position += rows
 
 
-def _metadata_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceRecord]:
+def _metadata_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Envelopes without a manifest: objects in key order; offsets must increase per source partition."""
     last: dict[tuple[str, int], tuple[int, str]] = {}
     for obj in unit.objects:
-        for record in decode_object(s3, plan, unit, obj):
-            where = (record.topic, record.partition)
-            before = last.get(where)
-            if before is not None and record.offset <= before[0]:
+        for batch in decode_object(s3, plan, unit, obj):
+            offsets = _offsets(batch)
+            topics = batch.column("topic").to_pylist()
+            partitions = batch.column("partition").to_numpy(zero_copy_only=False).astype(np.int64)
+            # (topic, partition) of each record as one integer code
+            names = sorted(set(topics))
+            if len(names) == 1:
+                codes = partitions
+            else:
+                number = {name: i for i, name in enumerate(names)}
+                span = int(partitions.max()) + 1
+                codes = np.array([number[t] for t in topics], dtype=np.int64) * span + partitions
+            problem: tuple[int, int] | None = None  # (record index, offset before it)
+            ends: dict[tuple[str, int], tuple[int, str]] = {}
+            for code in np.unique(codes):
+                rows = np.flatnonzero(codes == code)
+                where = (topics[int(rows[0])], int(partitions[rows[0]]))
+                ordered = offsets[rows]
+                before = last.get(where)
+                bad = _first(ordered[1:] <= ordered[:-1])
+                found = None if bad is None else (int(rows[bad + 1]), int(ordered[bad]))
+                if before is not None and ordered[0] <= before[0]:
+                    found = (int(rows[0]), before[0])
+                if found is not None and (problem is None or found[0] < problem[0]):
+                    problem = found
+                ends[where] = (int(ordered[-1]), obj.key)
+            if problem is not None:
+                index, previous = problem
+                where = (topics[index], int(partitions[index]))
+                before = last.get(where)
+                # the record before it: in this object, or where `last` says
+                before_key = obj.key if before is None or previous != before[0] else before[1]
+                if index:
+                    yield SourceBatch(batch.slice(0, index), offsets[:index], (obj.key,))
                 raise OrderingViolationError(
-                    record.topic,
-                    record.partition,
+                    where[0],
+                    where[1],
                     obj.key,
-                    record.offset,
-                    f"offset does not increase after {before[0]} (object {before[1]}): objects overlap",
+                    int(offsets[index]),
+                    f"offset does not increase after {previous} (object {before_key}): objects overlap",
                 )
-            last[where] = (record.offset, obj.key)
-            yield SourceRecord(record, record.offset, obj.key)
+            last.update(ends)
+            yield SourceBatch(batch, offsets, (obj.key,))
 
 
-def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceRecord]:
+class _Order:
+    """The ordering rules across a source partition's merged records: strictly increasing, and
+    missing offsets only inside recorded gaps."""
+
+    def __init__(self, unit: RestoreUnit) -> None:
+        self.unit = unit
+        self.previous: tuple[int, str] | None = None  # (offset, object key) of the last record
+        self.expected = min((s.start_offset for s in unit.segments), default=None)
+
+    def violation(
+        self, offsets: np.ndarray, keys: Sequence[str], owner: np.ndarray
+    ) -> tuple[int, str] | None:
+        """The first record of `offsets` (in restore order; owner[i] indexes `keys`, its object)
+        breaking a rule, as (index, reason); None when all pass."""
+        if not len(offsets):
+            return None
+        repeat = _first(offsets[1:] <= offsets[:-1])
+        repeat = None if repeat is None else repeat + 1
+        if self.previous is not None and offsets[0] <= self.previous[0]:
+            repeat = 0
+        gap = None
+        if self.unit.check_gaps:
+            expected = np.empty_like(offsets)
+            expected[0] = offsets[0] if self.expected is None else self.expected
+            expected[1:] = offsets[:-1] + 1
+            for index in np.flatnonzero(offsets > expected):
+                if repeat is not None and index >= repeat:
+                    break
+                if not _in_gaps(int(expected[index]), int(offsets[index]) - 1, self.unit.gaps):
+                    gap = int(index)
+                    break
+        if repeat is not None and (gap is None or repeat <= gap):
+            if repeat:
+                before = (int(offsets[repeat - 1]), keys[int(owner[repeat - 1])])
+            else:
+                assert self.previous is not None
+                before = self.previous
+            offset = int(offsets[repeat])
+            return repeat, f"offset {offset} repeats or goes back after {before[0]} (object {before[1]})"
+        if gap is not None:
+            first = int(expected[gap])
+            return (
+                gap,
+                f"offsets {first}–{int(offsets[gap]) - 1} are missing and the manifest records no gap there",
+            )
+        return None
+
+    def passed(self, offsets: np.ndarray, key: str) -> None:
+        if len(offsets):
+            self.previous = (int(offsets[-1]), key)
+            self.expected = int(offsets[-1]) + 1
+
+
+def _merged(
+    s3: Any, plan: RestorePlan, unit: RestoreUnit, cluster: Sequence[RestoreObject], order: _Order
+) -> Iterator[SourceBatch]:
+    """The records of interleaved objects (PARTITIONBY) merged by offset and checked. Each object
+    is decoded whole and cut at its first bad record; the error that a record-by-record k-way
+    merge would have met first is raised after the records it would have yielded before it."""
+    keys = [obj.key for obj in cluster]
+    parts: list[pa.RecordBatch] = []
+    owners: list[np.ndarray] = []
+    object_errors: list[tuple[int, int, OrderingViolationError]] = []  # (records before it, object, error)
+    ends: list[int] = []  # per object: index (in the concatenation) after its last kept record
+    total = 0
+    for number, obj in enumerate(cluster):
+        kept = 0
+        try:
+            for batch, _ in _object_batches(s3, plan, unit, obj):
+                parts.append(batch)
+                owners.append(np.full(batch.num_rows, number, dtype=np.int64))
+                kept += batch.num_rows
+        except OrderingViolationError as exc:
+            object_errors.append((kept, number, exc))
+        total += kept
+        ends.append(total)
+    if not parts:
+        if object_errors:
+            raise object_errors[0][2]
+        return
+    table = pa.Table.from_batches(parts, schema=DECODED)
+    offsets = _offsets_table(table)
+    owner = np.concatenate(owners)
+    sequence = np.argsort(offsets, kind="stable")  # ties: the earlier object first, as heapq.merge
+    merged = offsets[sequence]
+    stop = len(merged)
+    error: Exception | None = None
+    found = order.violation(merged, keys, owner[sequence])
+    if found is not None:
+        stop, reason = found
+        error = OrderingViolationError(
+            unit.source_topic,
+            unit.source_partition,
+            keys[int(owner[sequence[stop]])],
+            int(merged[stop]),
+            reason,
+        )
+    if object_errors:
+        position = np.empty_like(sequence)
+        position[sequence] = np.arange(len(sequence))
+        # A merge asks an object for its next record right after yielding its last good one (at
+        # once for the first): that object's error comes after so many records, before a merged
+        # violation at the same point, and the earlier object's first.
+        first = min(
+            (0 if kept == 0 else int(position[ends[number] - 1]) + 1, number, exc)
+            for kept, number, exc in object_errors
+        )
+        if first[0] <= stop:
+            stop, error = first[0], first[2]
+    for start in range(0, stop, DECODE_BATCH):
+        rows = sequence[start : min(stop, start + DECODE_BATCH)]
+        batch = table.take(pa.array(rows)).combine_chunks().to_batches()[0]
+        which = np.unique(owner[rows])
+        yield SourceBatch(batch, offsets[rows], tuple(keys[int(i)] for i in which))
+        order.passed(offsets[rows], keys[int(owner[rows[-1]])])
+    if error is not None:
+        raise error
+
+
+def _offsets_table(table: pa.Table) -> np.ndarray:
+    return table.column("offset").to_numpy().astype(np.int64, copy=False)
+
+
+def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """One source partition's records in offset order across its objects (merged where PARTITIONBY
     interleaves them), with every ordering rule checked."""
     by_values: dict[str, RestoreObject] = {}
@@ -201,36 +401,24 @@ def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator
                 f"object overlaps {before.key} (offsets {before.first_offset}–{before.last_offset})",
             )
         by_values[group] = obj
-    previous: SourceRecord | None = None
-    expected = min((s.start_offset for s in unit.segments), default=None)
+    order = _Order(unit)
     for cluster in _clusters(unit.objects):
-        streams = [_object_records(s3, plan, unit, obj) for obj in cluster]
-        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: r.offset)
-        for item in merged:
-            if previous is not None and item.offset <= previous.offset:
+        if len(cluster) > 1:
+            yield from _merged(s3, plan, unit, cluster, order)
+            continue
+        [obj] = cluster
+        for batch, offsets in _object_batches(s3, plan, unit, obj):
+            found = order.violation(offsets, [obj.key], np.zeros(len(offsets), dtype=np.int64))
+            if found is not None:
+                index, reason = found
+                if index:
+                    yield SourceBatch(batch.slice(0, index), offsets[:index], (obj.key,))
                 raise OrderingViolationError(
-                    unit.source_topic,
-                    unit.source_partition,
-                    item.object_key,
-                    item.offset,
-                    f"offset {item.offset} repeats or goes back after {previous.offset} (object {previous.object_key})",
+                    unit.source_topic, unit.source_partition, obj.key, int(offsets[index]), reason
                 )
-            if (
-                unit.check_gaps
-                and expected is not None
-                and item.offset > expected
-                and not _in_gaps(expected, item.offset - 1, unit.gaps)
-            ):
-                raise OrderingViolationError(
-                    unit.source_topic,
-                    unit.source_partition,
-                    item.object_key,
-                    item.offset,
-                    f"offsets {expected}–{item.offset - 1} are missing and the manifest records no gap there",
-                )
-            expected = item.offset + 1
-            previous = item
-            yield item
+            yield SourceBatch(batch, offsets, (obj.key,))
+            order.passed(offsets, obj.key)
+    expected = order.expected
     if unit.check_gaps and expected is not None:
         end = max((s.end_offset for s in unit.segments), default=expected)
         if expected < end and not _in_gaps(expected, end - 1, unit.gaps):
@@ -244,8 +432,8 @@ def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator
             )
 
 
-def unit_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceRecord]:
-    """Every record of the unit's objects (before the window), in restore order."""
+def unit_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+    """Every record of the unit's objects (before the window), in restore order, as batches."""
     if unit.routing == "metadata" or (not plan.manifest_format and plan.envelope):
         return _metadata_records(s3, plan, unit)
     if not unit.offsets_known or not plan.envelope or not _has_metadata(plan):
@@ -258,36 +446,54 @@ def _has_metadata(plan: RestorePlan) -> bool:
     return not isinstance(envelope, dict) or bool(envelope.get("metadata", True))
 
 
+def hash_rows(hasher: Any, inputs: pa.LargeBinaryArray, rows: np.ndarray) -> None:
+    """Feed the digest inputs of `rows` (increasing indexes) to a hashlib object: one update for
+    a contiguous run, else over the rows gathered back to back."""
+    if not len(rows):
+        return
+    first, last = int(rows[0]), int(rows[-1])
+    if last - first + 1 == len(rows):
+        update_digest(hasher, inputs, first, last + 1)
+    else:
+        update_digest(hasher, inputs.take(pa.array(rows)))
+
+
 class SegmentDigests:
     """Recomputes each manifest segment's records digest from the decoded records."""
 
     def __init__(self, unit: RestoreUnit) -> None:
         self.segments = list(unit.segments) if unit.compare_segments else []
-        self.digests = [RecordsDigest() for _ in self.segments]
+        self.hashers = [hashlib.sha256() for _ in self.segments]
         self.counts = [0] * len(self.segments)
 
-    def add(self, item: SourceRecord) -> bytes | None:
-        """Count and hash the record into its segment; returns its digest input (None when no
-        segment is compared), which the caller may reuse."""
+    def add(self, batch: pa.RecordBatch, offsets: np.ndarray) -> pa.LargeBinaryArray | None:
+        """Count and hash each record into the first segment holding its offset; returns the
+        batch's digest inputs (None when no segment is compared), which the caller may reuse."""
+        if not self.segments or not batch.num_rows:
+            return None
+        inputs = records_digest_inputs(batch)
+        owner = np.full(len(offsets), -1, dtype=np.int64)
         for index, segment in enumerate(self.segments):
-            if segment.start_offset <= item.offset < segment.end_offset:
-                r = item.record
-                data = digest_input(r.key, r.value, r.headers, r.timestamp, int(r.timestamp_type))
-                self.digests[index].update_input(data)
-                self.counts[index] += 1
-                return data
-        return None
+            owner[(owner < 0) & (offsets >= segment.start_offset) & (offsets < segment.end_offset)] = index
+        for index in np.unique(owner):
+            if index < 0:
+                continue
+            rows = np.flatnonzero(owner == index)
+            self.counts[index] += len(rows)
+            hash_rows(self.hashers[index], inputs, rows)
+        return inputs
 
     def mismatches(self) -> list[str]:
         problems = []
-        for segment, digest, count in zip(self.segments, self.digests, self.counts, strict=True):
+        for segment, hasher, count in zip(self.segments, self.hashers, self.counts, strict=True):
+            digest = "sha256:" + hasher.hexdigest()
             if count != segment.record_count:
                 problems.append(
                     f"backup {segment.backup_id}: decoded {count} records, the manifest says {segment.record_count}"
                 )
-            elif digest.hexdigest() != segment.records_digest:
+            elif digest != segment.records_digest:
                 problems.append(
-                    f"backup {segment.backup_id}: records digest {digest.hexdigest()} of the decoded objects differs "
+                    f"backup {segment.backup_id}: records digest {digest} of the decoded objects differs "
                     f"from the manifest's {segment.records_digest}"
                 )
         return problems

@@ -7,20 +7,22 @@ Plain functions with thin retryable tasks at the bottom.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from formats import RecordsDigest
+from formats.columns import from_messages, records_digest_inputs, update_digest
 from tasks import shutdown
 from tasks.kafka_admin import admin_client, cluster_metadata, kafka_failure
-from tasks.kafka_reader import consumed_headers
 from tasks.restore_errors import RestoreCheckError, TargetNotEmptyError, TargetPartitionsError
 from tasks.restore_plan import RestorePlan
 from tasks.restore_produce import UnitResult, committed_progress
@@ -233,15 +235,15 @@ def read_restored(
             "log_level": 3,
         }
     )
-    digest = RecordsDigest()
+    digest = hashlib.sha256()
     wanted = set(indexes)
-    offsets: dict[int, int] = {}
+    offsets_at: dict[int, int] = {}
     count = 0
     end = start
     try:
         high = _high_watermark(consumer, topic, partition, start + (limit or 0))
         if high <= start or limit == 0:
-            return 0, digest.hexdigest(), offsets, start
+            return 0, "sha256:" + digest.hexdigest(), offsets_at, start
         consumer.assign([TopicPartition(topic, partition, start)])
         last_data = time.monotonic()
         while limit is None or count < limit:
@@ -254,30 +256,29 @@ def read_restored(
                 continue
             last_data = time.monotonic()
             eof = False
+            records: list[Any] = []
+            room = None if limit is None else limit - count
             for message in messages:
+                if room is not None and len(records) >= room:
+                    break
                 error = message.error()
                 if error is not None:
                     if error.code() == -191:  # _PARTITION_EOF
                         eof = True
                         continue
                     raise kafka_failure(f"check {topic}/{partition}", kafka_config, KafkaException(error))
-                offset = message.offset()
-                assert offset is not None, "a consumed record has an offset"
-                if count in wanted:
-                    offsets[count] = offset
-                ts_type, ts = message.timestamp()
-                if with_timestamps:
-                    digest.update(
-                        message.key(),
-                        message.value(),
-                        consumed_headers(message),
-                        None if ts_type == 0 else ts,
-                        ts_type,
-                    )
-                else:
-                    digest.update(message.key(), message.value(), consumed_headers(message), None, 0)
-                count += 1
-                end = offset + 1
+                records.append(message)
+            if records:
+                batch = from_messages(records)
+                offsets = batch.column("offset").to_pylist()
+                for index in wanted.intersection(range(count, count + len(records))):
+                    offsets_at[index] = offsets[index - count]
+                if not with_timestamps:  # compared without timestamps: none, type 0
+                    batch = batch.set_column(1, "timestamp", pa.nulls(batch.num_rows, pa.int64()))
+                    batch = batch.set_column(2, "timestamp_type", pa.array(np.zeros(batch.num_rows, np.int8)))
+                update_digest(digest, records_digest_inputs(batch))
+                count += len(records)
+                end = offsets[-1] + 1
                 if limit is not None and count >= limit:
                     break
             if eof and _caught_up(consumer, topic, partition, high):
@@ -287,7 +288,7 @@ def read_restored(
     finally:
         with contextlib.suppress(Exception):
             consumer.close()
-    return count, digest.hexdigest(), offsets, end
+    return count, "sha256:" + digest.hexdigest(), offsets_at, end
 
 
 def _high_watermark(consumer: Consumer, topic: str, partition: int, at_least: int) -> int:
