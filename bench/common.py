@@ -41,7 +41,7 @@ def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> 
         # No time retention: the data set is kept between runs and must not age out.
         admin.create_topics([NewTopic(name, PARTITIONS, 1, config={"retention.ms": "-1"})])[name].result(60)
     per_record = 16 + value_size + headers * (2 + 16)  # key, value, header names and values
-    have = _records_in(config, name)
+    have = records_in(config, name)
     if have >= records:
         return records * per_record
     producer = Producer(
@@ -78,7 +78,7 @@ def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> 
     return records * per_record
 
 
-def _records_in(config: dict[str, Any], topic: str) -> int:
+def records_in(config: dict[str, Any], topic: str) -> int:
     """Sum of the high watermarks, once every partition has a leader (a new topic needs a moment)."""
     consumer = Consumer({**config, "group.id": "bench-probe"})
     try:

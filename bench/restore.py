@@ -20,7 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PARTITIONS, bench_topic_name, ensure_topic, machine, run_measured, write_section  # noqa: E402
+from bench.common import (  # noqa: E402
+    PARTITIONS,
+    bench_topic_name,
+    ensure_topic,
+    kafka_config,
+    machine,
+    records_in,
+    run_measured,
+    write_section,
+)
 
 VALUE_SIZE = 1024
 
@@ -70,8 +79,9 @@ def _ensure_backup(s3: object, bucket: str, prefix: str, topic: str, fmt: str) -
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--format", default="AVRO")
-    parser.add_argument("--concurrency", type=int, default=PARTITIONS)
+    parser.add_argument("--format", default="PARQUET")
+    parser.add_argument("--workers", default="1,2", help="worker counts (the task runner's max workers)")
+    parser.add_argument("--task-runner", default="processes")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
     from tasks.s3 import s3_client
@@ -91,30 +101,34 @@ def main() -> int:
     target = f"bench-restored-{uuid.uuid4().hex[:8]}"
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:{prefix}"
     rows = []
-    for label, extra in (
-        ("restore (produce + check)", []),
-        ("restore (produce only, --no-check)", ["--no-check"]),
-    ):
-        name = f"{target}-{len(rows)}"
-        wall, rss, out = run_measured(
-            [
-                sys.executable,
-                "-m",
-                "kbackup.cli",
-                "restore",
-                "--kcql",
-                kcql.replace(target, name),
-                "--no-flow",
-                "--concurrency",
-                str(args.concurrency),
-                *extra,
-            ]
-        )
-        rows.append((label, wall, rss))
+    for workers in [int(w) for w in args.workers.split(",")]:
+        for label, extra in (("produce + check", []), ("produce only, --no-check", ["--no-check"])):
+            name = f"{target}-{len(rows)}"
+            wall, rss, _ = run_measured(
+                [
+                    sys.executable,
+                    "-m",
+                    "kbackup.cli",
+                    "restore",
+                    "--kcql",
+                    kcql.replace(target, name),
+                    "--task-runner",
+                    args.task_runner,
+                    "--concurrency",
+                    str(workers),
+                    *extra,
+                ]
+            )
+            restored = records_in(kafka_config(), name)
+            if restored != records:
+                raise RuntimeError(f"restore into {name} wrote {restored} of {records} records")
+            rows.append((f"restore ({label}), {workers} worker{'s' if workers > 1 else ''}", wall, rss))
     ceiling_rate = records / ceiling_wall
     lines = [
         f"{records:,} records of {VALUE_SIZE} B (+ 3 headers) over {PARTITIONS} partitions, {args.format} envelope "
-        f"backup; {machine()}; broker and S3 on loopback. Ratio = records/s ÷ the ceiling's records/s.",
+        f"backup; {machine()}; `--task-runner {args.task_runner}`; broker and S3 on loopback. Ratio = records/s "
+        "÷ the ceiling's records/s; peak RSS is that of the restore's whole process tree. Wall time includes "
+        "process start and a temporary Prefect API.",
         "",
         "| run | seconds | records/s | MB/s | ratio to ceiling | peak RSS |",
         "|---|---|---|---|---|---|",
