@@ -7,7 +7,9 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from formats.codec import (
@@ -20,6 +22,7 @@ from formats.codec import (
     stream_reactor_record,
     value_only_record,
 )
+from formats.columns import DECODE_BATCH, DECODED, decoded_batches
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
 
@@ -39,6 +42,9 @@ ENVELOPE = pa.schema(
 )
 VALUE_ONLY = pa.schema([("value", pa.binary())], metadata={b"kbackup": b"value"})
 
+
+LABELS = pa.array([TimestampType(t).label for t in range(3)], pa.string())
+"""The timestamp types' labels, indexed by their number (a `take` maps a type column to them)."""
 
 _DICTIONARY_COLUMNS = ["headers.list.element.key", "metadata.topic", "metadata.timestamp_type"]
 _STATISTICS_COLUMNS = ["metadata.partition", "metadata.offset", "metadata.timestamp"]
@@ -95,6 +101,43 @@ class _ParquetWriter(ObjectWriter):
         self.writer.write_batch(batch)
         self.record_count += len(records)
 
+    def write_columns(self, batch: pa.RecordBatch) -> None:
+        """The batch's columns straight into the envelope (or value-only) columns."""
+        count = batch.num_rows
+        if not count:
+            return
+        ctx = self.context
+        if not ctx.envelope:
+            columns = [batch.column("value")]
+        else:
+            headers = batch.column("headers")
+            if not ctx.envelope_headers:
+                headers = pa.ListArray.from_arrays(
+                    pa.array(np.zeros(count + 1, np.int32)), pa.array([], HEADER)
+                )
+            if ctx.envelope_metadata:
+                metadata = pa.StructArray.from_arrays(
+                    [
+                        pa.repeat(pa.scalar(ctx.topic, pa.string()), count),
+                        pa.repeat(pa.scalar(ctx.partition, pa.int32()), count),
+                        batch.column("offset"),
+                        batch.column("timestamp"),
+                        LABELS.take(batch.column("timestamp_type")),
+                    ],
+                    fields=list(METADATA),
+                )
+            else:
+                metadata = pa.nulls(count, METADATA)
+            nulls = pa.nulls(count, pa.binary())
+            columns = [
+                batch.column("key") if ctx.envelope_key else nulls,
+                batch.column("value") if ctx.envelope_value else nulls,
+                headers,
+                metadata,
+            ]
+        self.writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+        self.record_count += count
+
     def finish(self) -> bytes:
         self.writer.close()
         return self.buffer.getvalue()
@@ -106,10 +149,40 @@ class ParquetCodec(Codec):
     def writer(self, context: CodecContext) -> ObjectWriter:
         return _ParquetWriter(context, self.compression(context))
 
-    def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
-        index = 0
+    def read_columns(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[pa.RecordBatch]:
+        """Our own objects (envelope or value-only) map column to column; other shapes (Stream
+        Reactor's, plain rows) go record by record."""
         try:
             parquet = pq.ParquetFile(io.BytesIO(as_bytes(data)))
+            tag = (parquet.schema_arrow.metadata or {}).get(b"kbackup")
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptObjectError(context.object_key, 0, f"{type(exc).__name__}: {exc}") from exc
+        if tag not in (b"envelope", b"value"):
+            yield from decoded_batches(self._records(parquet, context))
+            return
+        index = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=DECODE_BATCH):
+                if tag == b"envelope":
+                    yield _envelope_columns(batch, context, index)
+                else:
+                    yield _value_columns(batch.column("value"), context, index)
+                index += batch.num_rows
+        except CorruptObjectError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+
+    def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
+        try:
+            parquet = pq.ParquetFile(io.BytesIO(as_bytes(data)))
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptObjectError(context.object_key, 0, f"{type(exc).__name__}: {exc}") from exc
+        yield from self._records(parquet, context)
+
+    def _records(self, parquet: pq.ParquetFile, context: CodecContext) -> Iterator[Record]:
+        index = 0
+        try:
             schema = parquet.schema_arrow
             names = set(schema.names)
             tag = (schema.metadata or {}).get(b"kbackup")
@@ -126,6 +199,76 @@ class ParquetCodec(Codec):
             raise
         except Exception as exc:  # noqa: BLE001
             raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _indexes(start: int, count: int) -> pa.Array:
+    return pa.array(np.arange(start, start + count, dtype=np.int64))
+
+
+def _value_columns(values: pa.Array, context: CodecContext, start: int) -> pa.RecordBatch:
+    """Value-only records as DECODED: offset = index in the object, no key, headers or timestamp."""
+    count = len(values)
+    return pa.RecordBatch.from_arrays(
+        [
+            _indexes(start, count),
+            pa.nulls(count, pa.int64()),
+            pa.repeat(pa.scalar(0, pa.int8()), count),
+            pa.nulls(count, pa.binary()),
+            values.cast(pa.binary()),
+            pa.ListArray.from_arrays(pa.array(np.zeros(count + 1, np.int32)), pa.array([], HEADER)),
+            pa.repeat(pa.scalar(context.topic, pa.string()), count),
+            pa.repeat(pa.scalar(context.partition, pa.int32()), count),
+        ],
+        schema=DECODED,
+    )
+
+
+def _envelope_columns(batch: pa.RecordBatch, context: CodecContext, start: int) -> pa.RecordBatch:
+    """One batch of our envelopes as DECODED, what the per-record reader gives: a null metadata
+    means the context's topic and partition, offset = index in the object, no timestamp; null
+    headers mean none."""
+    count = batch.num_rows
+    metadata = batch.column("metadata")
+    labels = metadata.field("timestamp_type")
+    types = pc.index_in(labels, value_set=LABELS)
+    present = metadata.is_valid()
+    unknown = pc.and_(present, types.is_null())
+    if pc.any(unknown).as_py():
+        first = int(np.flatnonzero(unknown.to_numpy(zero_copy_only=False))[0])
+        try:
+            TimestampType.from_label(labels[first].as_py())
+        except ValueError as exc:
+            raise CorruptObjectError(context.object_key, start + first, f"ValueError: {exc}") from exc
+    headers = batch.column("headers")
+    if headers.null_count:
+        headers = pc.if_else(headers.is_valid(), headers, pa.scalar([], headers.type))
+    if headers.flatten().null_count:
+        first = next(i for i, h in enumerate(headers.to_pylist()) if h is not None and None in h)
+        raise CorruptObjectError(context.object_key, start + first, "a header is null")
+    if metadata.null_count:
+        offset = pc.if_else(present, metadata.field("offset"), _indexes(start, count))
+        timestamp = pc.if_else(present, metadata.field("timestamp"), pa.scalar(None, pa.int64()))
+        types = pc.if_else(present, types, pa.scalar(0, types.type))
+        topic = pc.if_else(present, metadata.field("topic"), pa.scalar(context.topic, pa.string()))
+        partition = pc.if_else(present, metadata.field("partition"), pa.scalar(context.partition, pa.int32()))
+    else:
+        offset = metadata.field("offset")
+        timestamp = metadata.field("timestamp")
+        topic = metadata.field("topic")
+        partition = metadata.field("partition")
+    return pa.RecordBatch.from_arrays(
+        [
+            offset.cast(pa.int64()),
+            timestamp.cast(pa.int64()),
+            types.cast(pa.int8()),
+            batch.column("key").cast(pa.binary()),
+            batch.column("value").cast(pa.binary()),
+            headers.cast(DECODED.field("headers").type),
+            topic.cast(pa.string()),
+            partition.cast(pa.int32()),
+        ],
+        schema=DECODED,
+    )
 
 
 def _envelope_records(batch: pa.RecordBatch) -> Iterator[Record]:
