@@ -7,9 +7,10 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import fastavro
+import pyarrow as pa
 from fastavro.write import Writer
 
-from formats.avro_binary import encode_envelopes
+from formats.avro_binary import encode_columns, encode_envelopes, encode_value_columns
 from formats.codec import (
     Codec,
     CodecContext,
@@ -130,6 +131,27 @@ class _AvroWriter(ObjectWriter):
                 self.writer.write({"value": _b(record.value)})
             self.writer.flush()
         self.record_count += len(records)
+
+    def write_columns(self, batch: pa.RecordBatch) -> None:
+        """One block per batch, its body encoded from the columns (formats.avro_binary)."""
+        count = batch.num_rows
+        if not count:
+            return
+        ctx = self.context
+        if ctx.envelope:
+            body = encode_columns(
+                batch,
+                ctx.topic,
+                ctx.partition,
+                ctx.envelope_key,
+                ctx.envelope_value,
+                ctx.envelope_headers,
+                ctx.envelope_metadata,
+            )
+        else:
+            body = encode_value_columns(batch.column("value"))
+        self.writer.write_block(_Block(count, body))
+        self.record_count += count
 
     def finish(self) -> bytes:
         self.writer.flush()
