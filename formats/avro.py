@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import fastavro
+import numpy as np
 import pyarrow as pa
 from fastavro.write import Writer
 
@@ -21,6 +24,7 @@ from formats.codec import (
     stream_reactor_record,
     value_only_record,
 )
+from formats.columns import DECODE_BATCH, DECODED, HEADER, decoded_batches
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
 
@@ -167,19 +171,7 @@ class AvroCodec(Codec):
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
         index = 0
         try:
-            reader = fastavro.reader(io.BytesIO(as_bytes(data)))
-            schema = reader.writer_schema
-            if not isinstance(schema, dict):
-                raise TypeError(f"unsupported writer schema {schema!r}: a primitive type name or a union")
-            fields = {f["name"] for f in schema.get("fields", [])}
-            ours = schema.get("name") in ("io.kbackup.KafkaRecord", "KafkaRecord")
-            shape = (
-                "ours"
-                if ours
-                else "stream-reactor"
-                if {"value", "metadata"} <= fields
-                else ("value" if schema.get("name") in ("io.kbackup.KafkaValue", "KafkaValue") else "row")
-            )
+            reader, shape = _open(data)
             for row in reader:
                 yield _record(row, shape, context, index)
                 index += 1
@@ -187,6 +179,106 @@ class AvroCodec(Codec):
             raise
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for bad input
             raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+
+    def read_columns(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[pa.RecordBatch]:
+        """Our envelopes: fastavro's rows (dicts) go into columns field by field, without a
+        Record per row; other shapes record by record."""
+        raw = as_bytes(data)
+        try:
+            reader, shape = _open(raw)
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptObjectError(context.object_key, 0, f"{type(exc).__name__}: {exc}") from exc
+        if shape != "ours":
+            yield from decoded_batches(self.reader(raw, context))
+            return
+        index = 0
+        rows: list[Any] = []
+        try:
+            for row in reader:
+                rows.append(row)
+                if len(rows) >= DECODE_BATCH:
+                    yield _envelope_columns(rows, context, index)
+                    index += len(rows)
+                    rows = []
+            if rows:
+                yield _envelope_columns(rows, context, index)
+        except CorruptObjectError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for bad input
+            raise CorruptObjectError(
+                context.object_key, index + len(rows), f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
+    """fastavro's reader and the shape of its rows: ours, value, stream-reactor or row."""
+    reader = fastavro.reader(io.BytesIO(as_bytes(data)))
+    schema = reader.writer_schema
+    if not isinstance(schema, dict):
+        raise TypeError(f"unsupported writer schema {schema!r}: a primitive type name or a union")
+    fields = {f["name"] for f in schema.get("fields", [])}
+    ours = schema.get("name") in ("io.kbackup.KafkaRecord", "KafkaRecord")
+    shape = (
+        "ours"
+        if ours
+        else "stream-reactor"
+        if {"value", "metadata"} <= fields
+        else ("value" if schema.get("name") in ("io.kbackup.KafkaValue", "KafkaValue") else "row")
+    )
+    return reader, shape
+
+
+_LABEL_TYPES = {TimestampType(t).label: t for t in range(3)}
+
+
+def _envelope_columns(rows: list[Any], context: CodecContext, start: int) -> pa.RecordBatch:
+    """Rows of io.kbackup.KafkaRecord as DECODED, what the per-record reader gives."""
+    count = len(rows)
+    metadata = list(map(itemgetter("metadata"), rows))
+    headers = list(map(itemgetter("headers"), rows))
+    counts = np.fromiter(map(len, headers), dtype=np.int32, count=count)
+    offsets = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    items = list(chain.from_iterable(headers))
+    header_items = pa.StructArray.from_arrays(
+        [
+            pa.array(list(map(itemgetter("key"), items)), pa.string()),
+            pa.array(list(map(itemgetter("value"), items)), pa.binary()),
+        ],
+        fields=list(HEADER),
+    )
+    if None in metadata:  # no metadata: the context's topic and partition, offset = index
+        missing = {"topic": context.topic, "partition": context.partition, "timestamp": None}
+        metadata = [
+            m if m is not None else {**missing, "offset": start + i, "timestamp_type": _NO_LABEL}
+            for i, m in enumerate(metadata)
+        ]
+    labels = list(map(itemgetter("timestamp_type"), metadata))
+    try:
+        types = [_LABEL_TYPES[label] for label in labels]
+    except KeyError:
+        first = next(i for i, label in enumerate(labels) if label not in _LABEL_TYPES)
+        try:
+            TimestampType.from_label(labels[first])
+        except ValueError as exc:
+            raise CorruptObjectError(context.object_key, start + first, f"ValueError: {exc}") from exc
+        raise
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(list(map(itemgetter("offset"), metadata)), pa.int64()),
+            pa.array(list(map(itemgetter("timestamp"), metadata)), pa.int64()),
+            pa.array(types, pa.int8()),
+            pa.array(list(map(itemgetter("key"), rows)), pa.binary()),
+            pa.array(list(map(itemgetter("value"), rows)), pa.binary()),
+            pa.ListArray.from_arrays(pa.array(offsets), header_items),
+            pa.array(list(map(itemgetter("topic"), metadata)), pa.string()),
+            pa.array(list(map(itemgetter("partition"), metadata)), pa.int32()),
+        ],
+        schema=DECODED,
+    )
+
+
+_NO_LABEL = TimestampType.NO_TIMESTAMP_TYPE.label
 
 
 def _record(row: AvroMessage, shape: str, context: CodecContext, index: int) -> Record:

@@ -514,3 +514,25 @@ def test_avro_bodies_from_columns_equal_fastavros_encoding(
     for r in records:
         fastavro.schemaless_writer(values, VALUE_SCHEMA, {"value": r.value})
     assert encode_value_columns(batch.column("value")) == values.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["AVRO", "PARQUET"])
+def test_an_unknown_timestamp_type_names_its_record_through_columns(fmt: str) -> None:
+    import fastavro
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from formats.avro import ENVELOPE_SCHEMA
+    from formats.parquet import ENVELOPE
+
+    documents = [_envelope_document(r, lambda part: part) for r in _fixture_records()[:5]]
+    documents[3]["metadata"]["timestamp_type"] = "Bogus"
+    buffer = io.BytesIO()
+    if fmt == "AVRO":
+        fastavro.writer(buffer, ENVELOPE_SCHEMA, documents)
+    else:
+        pq.write_table(pa.Table.from_pylist(documents, schema=ENVELOPE), buffer)
+    with pytest.raises(CorruptObjectError) as error:
+        list(get_codec(fmt).read_columns(buffer.getvalue(), CodecContext("t", 0, object_key="k")))
+    assert (error.value.object_key, error.value.record_index) == ("k", 3)
+    assert "Bogus" in error.value.reason
