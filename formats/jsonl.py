@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
+
+import pyarrow as pa
 
 from formats.codec import (
     TEXT_COMPRESSIONS,
@@ -24,6 +26,7 @@ from formats.codec import (
     stream_reactor_record,
     value_only_record,
 )
+from formats.columns import header_lists
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
 
@@ -59,16 +62,54 @@ class _JsonWriter(BufferWriter):
             lines = [self._envelope_line(record) for record in records]
         else:
             lines = [_value_line(record.value) for record in records]
+        self._write_lines(lines)
+
+    def write_columns(self, batch: pa.RecordBatch) -> None:
+        """The lines from the columns (a list per column, no Record per row): the same text as
+        write() gives for the same records."""
+        count = batch.num_rows
+        if not count:
+            return
+        ctx = self.context
+        if not ctx.envelope:
+            self._write_lines([_value_line(value) for value in batch.column("value").to_pylist()])
+            return
+        none = [None] * count
+        keys = batch.column("key").to_pylist() if ctx.envelope_key else none
+        values = batch.column("value").to_pylist() if ctx.envelope_value else none
+        headers = header_lists(batch.column("headers")) if ctx.envelope_headers else [[]] * count
+        if ctx.envelope_metadata:
+            head = f'{{"topic":{_dumps(ctx.topic)},"partition":{ctx.partition},"offset":'
+            labels = [TimestampType(t).label for t in range(3)]
+            metadata = [
+                f'{head}{offset},"timestamp":{"null" if timestamp is None else timestamp},'
+                f'"timestamp_type":"{labels[ts_type]}"}}'
+                for offset, timestamp, ts_type in zip(
+                    batch.column("offset").to_pylist(),
+                    batch.column("timestamp").to_pylist(),
+                    batch.column("timestamp_type").to_pylist(),
+                    strict=True,
+                )
+            ]
+        else:
+            metadata = ["null"] * count
+        self._write_lines(
+            [
+                _envelope_text(key, value, record_headers, record_metadata)
+                for key, value, record_headers, record_metadata in zip(
+                    keys, values, headers, metadata, strict=True
+                )
+            ]
+        )
+
+    def _write_lines(self, lines: list[str]) -> None:
         self.buffer.write(("\n".join(lines) + "\n").encode())
-        self.record_count += len(records)
+        self.record_count += len(lines)
 
     def _envelope_line(self, record: Record) -> str:
         """One envelope object, spelled out field by field: the same text json.dumps gives for
         the envelope dict, without building the dicts (this is the hot loop of a JSON backup)."""
         key, value, headers, metadata = self.kept(record)
-        header_text = ",".join(
-            f'{{"key":{_dumps(name)},"value":{_part(header_value)}}}' for name, header_value in headers
-        )
         metadata_text = (
             f'{{"topic":{_dumps(record.topic)},"partition":{record.partition},"offset":{record.offset},'
             f'"timestamp":{"null" if record.timestamp is None else record.timestamp},'
@@ -76,10 +117,16 @@ class _JsonWriter(BufferWriter):
             if metadata
             else "null"
         )
-        return (
-            f'{{"key":{_part(key)},"value":{_part(value)},"headers":[{header_text}],'
-            f'"metadata":{metadata_text}}}'
-        )
+        return _envelope_text(key, value, headers, metadata_text)
+
+
+def _envelope_text(key: Any, value: Any, headers: Iterable[tuple[str, Any]], metadata_text: str) -> str:
+    header_text = ",".join(
+        f'{{"key":{_dumps(name)},"value":{_part(header_value)}}}' for name, header_value in headers
+    )
+    return (
+        f'{{"key":{_part(key)},"value":{_part(value)},"headers":[{header_text}],"metadata":{metadata_text}}}'
+    )
 
 
 def _part(part: Any) -> str:

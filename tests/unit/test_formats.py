@@ -279,11 +279,15 @@ def test_hand_built_avro_bodies_equal_fastavros_encoding(records: list[Record]) 
 def test_json_envelope_lines_are_the_documents_json_dumps_gives(records: list[Record]) -> None:
     import json
 
+    from formats.columns import from_records
     from formats.jsonl import encode_bytes
 
     writer = get_codec("JSON").writer(CodecContext("topic-ü", 7, envelope=True))
     writer.write(records)
     lines = writer.finish().decode().rstrip("\n").split("\n")
+    columns = get_codec("JSON").writer(CodecContext("topic-ü", 7, envelope=True))
+    columns.write_columns(from_records(records))
+    assert columns.finish().decode().rstrip("\n").split("\n") == lines
     assert lines == [
         json.dumps(
             _envelope_document(r, encode_bytes),
