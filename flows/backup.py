@@ -7,15 +7,14 @@ that looks like a complete backup.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import PrefectFuture
 from prefect.variables import Variable
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from flows.runners import TASK_RUNNERS, check_task_runner, run_tasks
 from formats import get_codec
 from kcql import BackupSpec, parse_backup, parse_connector_config
 from layout.manifest import Manifest, PartitionEntry
@@ -24,6 +23,7 @@ from tasks.backup_manifest import build_manifest, write_manifest_task
 from tasks.backup_plan import BackupPlan, gap_cause, plan_backup_task
 from tasks.backup_verify import VerifyReport, verify_backup_task
 from tasks.locks import Lease, exclusive
+from tasks.run_dir import run_dir
 from tasks.shutdown import stop_tasks_when_terminated
 
 # The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
@@ -48,7 +48,18 @@ class BackupParameters(BaseModel):
         description="quick: sizes and checksums; sampled: also decode a sample of objects; full: decode everything "
         "and recompute every partition's records digest.",
     )
-    concurrency: int = Field(default=4, ge=1, le=64, description="Partitions exported at the same time.")
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Partitions exported at the same time: the task runner's workers."
+    )
+    task_runner: str = Field(
+        default="auto",
+        description=f"Where the exports run: {', '.join(TASK_RUNNERS)} (see the README).",
+    )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _known_runner(cls, value: str) -> str:
+        return check_task_runner(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> BackupParameters:
@@ -72,26 +83,25 @@ def specs_and_transforms(params: BackupParameters) -> tuple[list[BackupSpec], tu
     return list(config.specs), tuple(config.transforms), tuple(config.topics)
 
 
-def _export_all(plan: BackupPlan, transforms: tuple, concurrency: int) -> list[PartitionEntry]:
+def _export_all(plan: BackupPlan, transforms: tuple, params: BackupParameters) -> list[PartitionEntry]:
     causes = {t.name: gap_cause(t) for t in plan.topics}
-    pending: deque[PrefectFuture[PartitionEntry]] = deque()
-    finished: list[PrefectFuture[PartitionEntry]] = []
-    for window in plan.windows:
-        if len(pending) >= concurrency:
-            pending[0].wait()
-            finished.append(pending.popleft())
-        request = ExportRequest(
-            spec=plan.spec, window=window, backup_id=plan.backup_id, gap_cause=causes[window.topic]
-        )
-        pending.append(export_partition_task.submit(request, transforms))
-    finished.extend(pending)
-    for future in finished:
-        future.wait()
-    failures = [f for f in finished if f.state.is_failed() or f.state.is_crashed()]
+    requests = [
+        ExportRequest(spec=plan.spec, window=w, backup_id=plan.backup_id, gap_cause=causes[w.topic])
+        for w in plan.windows
+    ]
+    outcomes = run_tasks(
+        export_partition_task,
+        [{"request": r, "transforms": transforms} for r in requests],
+        choice=params.task_runner,
+        concurrency=params.concurrency,
+        records=sum(w.end - w.start for w in plan.windows),
+        description=f"Backup {plan.backup_id}: records exported",
+    )
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
     if failures:
         # Raise the first failure; the others are in the run's logs. No manifest is written.
-        failures[0].result()
-    return [future.result() for future in finished]
+        raise failures[0]
+    return outcomes
 
 
 def _publish(result: BackupResult) -> None:
@@ -139,17 +149,22 @@ def backup_flow(
     connector_config: str | None = None,
     verify: Literal["quick", "sampled", "full"] = "sampled",
     concurrency: int = 4,
+    task_runner: str = "auto",
 ) -> list[BackupResult]:
     """Back up Kafka topics to S3 as the KCQL (or connector config) says; with neither, as the
     Prefect Variable `kbackup_backup_kcql` says when the run starts."""
     if not kcql and not connector_config:
         kcql = kcql_from_variable()
     params = BackupParameters(
-        kcql=kcql, connector_config=connector_config, verify=verify, concurrency=concurrency
+        kcql=kcql,
+        connector_config=connector_config,
+        verify=verify,
+        concurrency=concurrency,
+        task_runner=task_runner,
     )
     specs, transforms, topics = specs_and_transforms(params)
     results = []
-    with stop_tasks_when_terminated():
+    with run_dir(), stop_tasks_when_terminated():
         for spec in specs:
             with exclusive("backup", spec.bucket, spec.prefix) as lease:
                 results.append(_backup_one(spec, transforms, topics, params, lease))
@@ -184,7 +199,7 @@ def _backup_one(
                 gap.first,
                 gap.last,
             )
-    partitions = _export_all(plan, transforms, params.concurrency)
+    partitions = _export_all(plan, transforms, params)
     manifest = build_manifest(plan, partitions, get_codec(spec.format.value).spec.extension)
     report = verify_backup_task(spec.bucket, manifest, params.verify)
     lease.check()  # fencing: still this run's lock, or LockLostError and no manifest

@@ -8,7 +8,6 @@ flow, the command line and the tests share; the flow runs it with each step as a
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,8 +18,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field, field_validator
 
+from flows.runners import TASK_RUNNERS, check_task_runner, run_tasks
 from tasks.restore_plan import (
     DEFAULT_BATCH,
+    RestoreObject,
     RestorePlan,
     RestoreUnit,
     Selection,
@@ -47,6 +48,7 @@ from tasks.restore_target import (
     translate_groups,
     translate_groups_task,
 )
+from tasks.run_dir import run_dir
 from tasks.shutdown import stop_tasks_when_terminated
 
 
@@ -73,7 +75,18 @@ class RestoreParameters(BaseModel):
     translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")
     dry_run: bool = Field(default=False, description="Plan and report only: create nothing, produce nothing.")
     check: bool = Field(default=True, description="Consume what was restored and compare digests.")
-    concurrency: int = Field(default=4, ge=1, le=64, description="Partitions restored at the same time.")
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Partitions restored at the same time: the task runner's workers."
+    )
+    task_runner: str = Field(
+        default="auto",
+        description=f"Where the restores run: {', '.join(TASK_RUNNERS)} (see the README).",
+    )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _known_runner(cls, value: str) -> str:
+        return check_task_runner(value)
 
     @field_validator("kcql")
     @classmethod
@@ -295,24 +308,27 @@ def _plain_steps() -> Steps:
     )
 
 
-def _prefect_steps() -> Steps:
+def _prefect_steps(task_runner: str = "auto") -> Steps:
     def restore_all(
         plan: RestorePlan, units: Sequence[RestoreUnit], targets: dict[str, TargetInfo], concurrency: int
     ) -> list[UnitOutcome]:
-        pending: deque[Any] = deque()
-        futures = []
-        for unit in units:
-            if len(pending) >= concurrency:
-                pending.popleft().wait()
-            target = targets[unit.target_topic]
-            future = restore_unit_task.submit(plan, unit, target.partitions, target.created)
-            pending.append(future)
-            futures.append(future)
-        outcomes: list[UnitOutcome] = []
-        for future in futures:
-            future.wait()
-            outcomes.append(future.result(raise_on_failure=False))
-        return outcomes
+        parameters = [
+            {
+                "plan": plan,
+                "unit": unit,
+                "target_partitions": targets[unit.target_topic].partitions,
+                "grow_target": targets[unit.target_topic].created,
+            }
+            for unit in units
+        ]
+        return run_tasks(
+            restore_unit_task,
+            parameters,
+            choice=task_runner,
+            concurrency=concurrency,
+            records=sum(_records_of(o) for unit in units for o in unit.objects),
+            description=f"Restore {plan.restore_id}: records produced",
+        )
 
     def check_all(results: Sequence[UnitResult]) -> list[PartitionCheck]:
         from kbackup.settings import KafkaSettings
@@ -329,6 +345,13 @@ def _prefect_steps() -> Steps:
         ),
         progress=_progress_now,
     )
+
+
+def _records_of(obj: RestoreObject) -> int:
+    """An object's record count; without a manifest, a guess from its size (for the `auto` runner)."""
+    if obj.record_count is not None:
+        return obj.record_count
+    return (obj.size or 0) // 100
 
 
 def _progress_now(plan: RestorePlan, units: Sequence[RestoreUnit]) -> dict[str, CommittedProgress]:
@@ -614,8 +637,8 @@ def restore_flow(params: RestoreParameters) -> RestoreReport:
     """Restore Kafka topics from an S3 backup as the KCQL says, exactly once and resumable."""
     logger = get_run_logger()
     try:
-        with stop_tasks_when_terminated():
-            report = run_restore(params, _prefect_steps())
+        with run_dir(), stop_tasks_when_terminated():
+            report = run_restore(params, _prefect_steps(params.task_runner))
     except RestoreFailed as failed:
         publish(failed.report)
         raise

@@ -31,6 +31,18 @@ _FLOW_COMMANDS = ("backup", "restore", "verify")
 STOP_GRACE_S = 20.0
 
 
+def add_task_runner_argument(parser: argparse.ArgumentParser) -> None:
+    """`--task-runner`: where the per-partition tasks run (flows/runners.py; checked with the
+    other parameters, so that building the parser imports nothing heavy)."""
+    parser.add_argument(
+        "--task-runner",
+        default="auto",
+        metavar="auto|threads|processes|dask[=ADDRESS]",
+        help="where partitions are processed: threads, a process pool, a local Dask cluster or a Dask "
+        "scheduler's address (default auto: threads for small runs, processes otherwise)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kbackup",

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tasks import progress
+from tasks.run_dir import run_dir
 
 
 def human_bytes(count: float) -> str:
@@ -50,9 +51,18 @@ def _progress_line() -> str:
 
 @contextmanager
 def progress_bar(enabled: bool | None = None) -> Iterator[None]:
-    """Redraw a one-line progress bar on stderr while the body runs (only on a terminal)."""
+    """Redraw a one-line progress bar on stderr while the body runs (only on a terminal). The body
+    runs with a run directory of its own (tasks.run_dir): the tasks' progress comes through it,
+    and a stop request reaches them through it, from whichever process they run in."""
     enabled = sys.stderr.isatty() if enabled is None else enabled
-    progress.reset()
+    with run_dir():
+        progress.reset()
+        with _redrawn(enabled):
+            yield
+
+
+@contextmanager
+def _redrawn(enabled: bool) -> Iterator[None]:
     stop = threading.Event()
 
     def draw() -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_task_runner_argument
 from kbackup.console import human_bytes, progress_bar, table
 
 
@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--verify", choices=["quick", "sampled", "full"], default="sampled", help="verification depth"
     )
     parser.add_argument("--concurrency", type=int, default=4, help="partitions exported at once (default 4)")
+    add_task_runner_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -29,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config_text = args.connector_config.read_text() if args.connector_config else None
         params = BackupParameters(
-            kcql=args.kcql, connector_config=config_text, verify=args.verify, concurrency=args.concurrency
+            kcql=args.kcql,
+            connector_config=config_text,
+            verify=args.verify,
+            concurrency=args.concurrency,
+            task_runner=args.task_runner,
         )
         specs_and_transforms(params)  # bad input is reported here, before any flow runs
     except (KcqlError, OSError, ValueError) as exc:

@@ -7,7 +7,7 @@ import argparse
 import shlex
 import sys
 
-from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_task_runner_argument
 from kbackup.console import human_bytes, progress_bar, table
 
 
@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="plan and report only")
     parser.add_argument("--concurrency", type=int, default=4, help="partitions restored at once (default 4)")
+    add_task_runner_argument(parser)
     parser.add_argument(
         "--no-flow", action="store_true", help="run the steps as plain functions, without a Prefect flow run"
     )
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             check=not args.no_check,
             concurrency=args.concurrency,
+            task_runner=args.task_runner,
         )
         selection_of(params)  # bad input is reported here, before any flow runs
     except (KcqlError, ValueError) as exc:

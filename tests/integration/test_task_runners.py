@@ -1,0 +1,83 @@
+"""Backups and restores on each kind of task runner: a process pool, and a real Dask cluster
+(`distributed.LocalCluster`, two worker processes) reached by its scheduler's address, as a
+cluster too large for one machine would be. The restored records equal the source's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flows.backup import backup_flow
+from flows.restore import RestoreParameters, restore_flow
+from tests.support.kafka import consume_all, produce
+from tests.support.topics import topic_digests, tricky_messages
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler() -> Iterator[str]:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def _backup_and_restore(
+    task_runner: str,
+    kafka_config: dict[str, Any],
+    create_topic: Any,
+    bucket: str,
+    unique_name: Any,
+    admin: Any,
+) -> None:
+    source = create_topic("src", partitions=4)
+    produce(kafka_config, source, tricky_messages(partitions=4, random_per_partition=50))
+    expected = topic_digests(consume_all(kafka_config, source, 4))
+
+    [backup] = backup_flow(
+        kcql=f"INSERT INTO {bucket}:bk SELECT * FROM `{source}` STOREAS PARQUET PROPERTIES('store.envelope'=true, 'flush.count'=20)",
+        verify="full",
+        concurrency=2,
+        task_runner=task_runner,
+    )
+    assert {p.partition: p.records_digest for p in backup.manifest.partitions} == expected
+
+    target = unique_name("dst")
+    try:
+        report = restore_flow(
+            RestoreParameters(
+                kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:bk",
+                concurrency=2,
+                task_runner=task_runner,
+            )
+        )
+        assert report.ok and report.records == backup.manifest.record_count
+        assert all(c.digest_compared for c in report.checks)
+        assert topic_digests(consume_all(kafka_config, target, 4)) == expected
+    finally:
+        admin.delete_topics([target])
+
+
+def test_backup_and_restore_on_an_existing_dask_cluster(
+    dask_scheduler: str,
+    kafka_config: dict[str, Any],
+    create_topic: Any,
+    bucket: str,
+    unique_name: Any,
+    admin: Any,
+) -> None:
+    _backup_and_restore(f"dask={dask_scheduler}", kafka_config, create_topic, bucket, unique_name, admin)
+
+
+def test_backup_and_restore_on_a_process_pool(
+    kafka_config: dict[str, Any], create_topic: Any, bucket: str, unique_name: Any, admin: Any
+) -> None:
+    _backup_and_restore("processes", kafka_config, create_topic, bucket, unique_name, admin)
+
+
+def test_an_unknown_task_runner_is_refused_with_the_valid_names() -> None:
+    with pytest.raises(ValueError, match="threads, processes, dask, dask=ADDRESS"):
+        RestoreParameters(kcql="INSERT INTO t SELECT * FROM b:p", task_runner="gpu")

@@ -1,0 +1,85 @@
+"""The run directory carries progress and the stop request between a run's processes (a process
+pool's workers, a local Dask cluster's): reports written in a spawned process are read here, and
+a stop requested here is seen there. Without a run directory, both are silently absent."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tasks import progress, run_dir, shutdown
+
+
+def _report(topic: str, partition: int, records: int, total: int) -> None:
+    progress.report_progress(topic, partition, records, total, records * 10)
+
+
+def _stopped() -> str | None:
+    try:
+        shutdown.raise_if_stopping()
+    except shutdown.RunInterrupted as stop:
+        return stop.reason
+    return None
+
+
+@pytest.fixture
+def pool() -> Iterator[ProcessPoolExecutor]:
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
+def test_progress_from_worker_processes_reaches_the_snapshot(pool: ProcessPoolExecutor) -> None:
+    with run_dir.run_dir() as directory:
+        # The pool's workers are spawned now, with the run directory in their environment.
+        done = [pool.submit(_report, "a/b ü", p, 5 * (p + 1), 10) for p in range(2)]
+        done.append(pool.submit(_report, "other", 0, 7, 7))
+        for future in done:
+            future.result()
+        assert progress.snapshot() == {
+            ("a/b ü", 0): progress.PartitionProgress(5, 10, 50),
+            ("a/b ü", 1): progress.PartitionProgress(10, 10, 100),
+            ("other", 0): progress.PartitionProgress(7, 7, 70),
+        }
+        assert not list(directory.glob("progress/.*"))  # no temporary file left behind
+        progress.reset()
+        assert progress.snapshot() == {}
+    assert not directory.exists()
+    assert os.environ.get(run_dir.ENV) is None
+
+
+def test_a_stop_requested_here_is_seen_in_worker_processes(pool: ProcessPoolExecutor) -> None:
+    try:
+        with run_dir.run_dir():
+            assert pool.submit(_stopped).result() is None
+            shutdown.request_stop("SIGINT received")
+            time.sleep(2 * shutdown.STOP_POLL_S)  # workers look at the stop file this often
+            assert pool.submit(_stopped).result() == "SIGINT received"
+    finally:
+        shutdown.clear()
+
+
+def test_without_a_run_directory_reports_and_stop_checks_do_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(run_dir.ENV, str(tmp_path / "elsewhere"))  # a remote worker: not on this disk
+    progress.report_progress("t", 0, 1, 2, 3)
+    assert progress.snapshot() == {}
+    assert not shutdown.stop_requested()
+    monkeypatch.delenv(run_dir.ENV)
+    progress.report_progress("t", 0, 1, 2, 3)
+    assert progress.snapshot() == {}
+
+
+def test_reports_are_throttled_except_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    with run_dir.run_dir():
+        progress.report_progress("t", 0, 1, 10, 0)
+        progress.report_progress("t", 0, 2, 10, 0)  # within REPORT_INTERVAL_S: dropped
+        assert progress.snapshot()[("t", 0)].records == 1
+        progress.report_progress("t", 0, 10, 10, 0)  # done: always written
+        assert progress.snapshot()[("t", 0)].records == 10
