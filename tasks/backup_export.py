@@ -64,7 +64,7 @@ def _object_metadata(obj: FinishedObject, backup_id: str) -> dict[str, str]:
 
 
 def upload_finished(s3: Any, bucket: str, obj: FinishedObject, backup_id: str) -> ObjectEntry:
-    put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id))
+    put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256)
     return ObjectEntry(
         key=obj.key,
         first_offset=obj.first_offset,

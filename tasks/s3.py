@@ -94,13 +94,15 @@ def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
         raise storage_error(client, "HeadObject", bucket, key, exc) from exc
 
 
-def put_object_once(client: Any, bucket: str, key: str, data: bytes, metadata: dict[str, str]) -> bool:
+def put_object_once(
+    client: Any, bucket: str, key: str, data: bytes, metadata: dict[str, str], sha256: str | None = None
+) -> bool:
     """Write `data` at `key` unless an object is there already.
 
-    Returns True when written, False when an identical object (same sha256) was already there
+    `sha256` is the data's hex digest when the caller has it already. Returns True when written, False when an identical object (same sha256) was already there
     (a retried export). An existing object with other content is an ObjectConflictError.
     """
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     metadata = {**metadata, SHA256_METADATA: sha256}
     try:
         if len(data) < SINGLE_PUT_LIMIT:
