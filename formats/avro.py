@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import fastavro
 import numpy as np
 import pyarrow as pa
+from fastavro.schema import to_parsing_canonical_form
 from fastavro.write import Writer
 
-from formats.avro_binary import encode_columns, encode_envelopes, encode_value_columns
+from formats.avro_binary import decode_envelopes, encode_columns, encode_envelopes, encode_value_columns
 from formats.codec import (
     Codec,
     CodecContext,
@@ -73,6 +74,9 @@ ENVELOPE_SCHEMA = fastavro.parse_schema(
         ],
     }
 )
+_ENVELOPE_CANONICAL = to_parsing_canonical_form(ENVELOPE_SCHEMA)
+"""The schema formats.avro_binary.decode_envelopes decodes; other writer schemas of that name go
+through fastavro's rows."""
 VALUE_SCHEMA = fastavro.parse_schema(
     {
         "type": "record",
@@ -181,8 +185,10 @@ class AvroCodec(Codec):
             raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
 
     def read_columns(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[pa.RecordBatch]:
-        """Our envelopes: fastavro's rows (dicts) go into columns field by field, without a
-        Record per row; other shapes record by record."""
+        """Our envelopes: fastavro reads the blocks (container, codec, sync markers) and
+        formats.avro_binary.decode_envelopes turns each body into columns; at the first block it
+        cannot decode, fastavro's rows take over from there, naming the bad record as the
+        per-record reader does. Other shapes go record by record."""
         raw = as_bytes(data)
         try:
             reader, shape = _open(raw)
@@ -192,22 +198,50 @@ class AvroCodec(Codec):
             yield from decoded_batches(self.reader(raw, context))
             return
         index = 0
-        rows: list[Any] = []
-        try:
-            for row in reader:
-                rows.append(row)
-                if len(rows) >= DECODE_BATCH:
-                    yield _envelope_columns(rows, context, index)
-                    index += len(rows)
-                    rows = []
-            if rows:
-                yield _envelope_columns(rows, context, index)
-        except CorruptObjectError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for bad input
-            raise CorruptObjectError(
-                context.object_key, index + len(rows), f"{type(exc).__name__}: {exc}"
-            ) from exc
+        if to_parsing_canonical_form(reader.writer_schema) != _ENVELOPE_CANONICAL:
+            yield from decoded_batches(self.reader(raw, context))  # e.g. a damaged header
+            return
+        blocks = fastavro.block_reader(io.BytesIO(raw))
+        while True:
+            try:
+                block = next(blocks, None)
+                if block is None:
+                    return
+                body = block.bytes_  # type: ignore[attr-defined]  # the decompressed body
+                body = body.getvalue() if isinstance(body, io.BytesIO) else body
+                batch = decode_envelopes(body, block.num_records, context.topic, context.partition, index)
+            except Exception:  # noqa: BLE001 - fastavro's rows below name the bad record
+                break
+            yield batch
+            index += batch.num_rows
+        yield from _envelope_batches(reader, context, index)
+
+
+def _envelope_batches(reader: Any, context: CodecContext, skip: int) -> Iterator[pa.RecordBatch]:
+    """Our envelopes through fastavro's rows (dicts), the first `skip` left out: the path that
+    names the record of a corrupt object as the per-record reader does."""
+    index = 0
+    rows: list[Any] = []
+    try:
+        for row in reader:
+            if index < skip:
+                index += 1
+                continue
+            rows.append(row)
+            if len(rows) >= DECODE_BATCH:
+                yield _checked_columns(rows, context, index)
+                index += len(rows)
+                rows = []
+        if rows:
+            yield _checked_columns(rows, context, index)
+    except CorruptObjectError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for bad input
+        if rows:  # a row read before the bad one may be refused first
+            _checked_columns(rows, context, index)
+        raise CorruptObjectError(
+            context.object_key, index + len(rows), f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
@@ -226,6 +260,22 @@ def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
         else ("value" if schema.get("name") in ("io.kbackup.KafkaValue", "KafkaValue") else "row")
     )
     return reader, shape
+
+
+def _checked_columns(rows: list[Any], context: CodecContext, start: int) -> pa.RecordBatch:
+    """_envelope_columns, or the error of the first row the per-record reader refuses."""
+    try:
+        return _envelope_columns(rows, context, start)
+    except CorruptObjectError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rows of an unexpected shape
+        for i, row in enumerate(rows):
+            try:
+                _record(row, "ours", context, start + i)
+            except Exception as row_exc:  # noqa: BLE001
+                reason = f"{type(row_exc).__name__}: {row_exc}"
+                raise CorruptObjectError(context.object_key, start + i, reason) from row_exc
+        raise CorruptObjectError(context.object_key, start, f"{type(exc).__name__}: {exc}") from exc
 
 
 _LABEL_TYPES = {TimestampType(t).label: t for t in range(3)}

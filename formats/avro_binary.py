@@ -9,11 +9,13 @@ A unit test checks these bytes against `fastavro.schemaless_writer` for arbitrar
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from formats.columns import DECODED, HEADER
 from formats.envelope import Record, TimestampType
 
 _NULL = b"\x00"
@@ -223,3 +225,238 @@ def _joined(bodies: pa.Array) -> bytes:
     bounds = np.frombuffer(bodies.buffers()[1], dtype=np.int64, count=len(bodies) + 1 + bodies.offset)
     start, stop = int(bounds[bodies.offset]), int(bounds[-1])
     return bytes(memoryview(bodies.buffers()[2])[start:stop]) if stop > start else b""
+
+
+# --- block bodies back into columns -------------------------------------------------------------
+
+_LABEL_TEXT = pa.array([TimestampType(t).label for t in range(3)], pa.large_string())
+
+
+def _gather(body: bytes, starts: list[int], lengths: list[int], kind: pa.DataType) -> pa.Array:
+    """Slices of a block body (start, length; length -1 for null) as one large binary or string
+    array: their bytes joined once, offsets from the lengths."""
+    count = len(starts)
+    lengths_np = np.asarray(lengths, dtype=np.int64)
+    valid = lengths_np >= 0
+    sizes = np.where(valid, lengths_np, 0)
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    data = b"".join([body[start : start + size] for start, size in zip(starts, sizes.tolist(), strict=True)])
+    mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(
+        kind, count, [mask, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=-1 if mask else 0
+    )
+
+
+def _positions(buf: bytes, count: int) -> tuple[list[Any], ...]:
+    """Walk `count` io.kbackup.KafkaRecord bodies; where each bytes or string lies, and the numbers.
+    Raises IndexError or ValueError for a body that does not hold exactly `count` records."""
+    keys_s: list[Any] = []
+    keys_l: list[Any] = []
+    vals_s: list[Any] = []
+    vals_l: list[Any] = []
+    hcounts: list[Any] = []
+    hn_s: list[Any] = []
+    hn_l: list[Any] = []
+    hv_s: list[Any] = []
+    hv_l: list[Any] = []
+    meta: list[Any] = []
+    t_s: list[Any] = []
+    t_l: list[Any] = []
+    parts: list[Any] = []
+    offs: list[Any] = []
+    stamps: list[Any] = []
+    l_s: list[Any] = []
+    l_l: list[Any] = []
+    p = 0
+
+    def varint(p: int) -> tuple[int, int]:
+        b = buf[p]
+        p += 1
+        v = b & 0x7F
+        shift = 7
+        while b & 0x80:
+            b = buf[p]
+            p += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+        return (v >> 1) ^ -(v & 1), p
+
+    for _ in range(count):
+        for s_list, l_list in ((keys_s, keys_l), (vals_s, vals_l)):
+            b = buf[p]
+            p += 1
+            if b == 0:
+                s_list.append(0)
+                l_list.append(-1)
+            elif b == 2:
+                n = buf[p]
+                if n < 0x80:
+                    n >>= 1
+                    p += 1
+                else:
+                    n, p = varint(p)
+                s_list.append(p)
+                l_list.append(n)
+                p += n
+            else:
+                raise ValueError(f"bad union branch {b}")
+        total = 0
+        while True:
+            n = buf[p]
+            if n < 0x80:
+                n = (n >> 1) ^ -(n & 1)
+                p += 1
+            else:
+                n, p = varint(p)
+            if n == 0:
+                break
+            if n < 0:
+                n = -n
+                _, p = varint(p)
+            total += n
+            for _ in range(n):
+                ln = buf[p]
+                if ln < 0x80:
+                    ln >>= 1
+                    p += 1
+                else:
+                    ln, p = varint(p)
+                hn_s.append(p)
+                hn_l.append(ln)
+                p += ln
+                b = buf[p]
+                p += 1
+                if b == 0:
+                    hv_s.append(0)
+                    hv_l.append(-1)
+                elif b == 2:
+                    ln, p = varint(p)
+                    hv_s.append(p)
+                    hv_l.append(ln)
+                    p += ln
+                else:
+                    raise ValueError(f"bad union branch {b}")
+        hcounts.append(total)
+        b = buf[p]
+        p += 1
+        if b == 0:
+            meta.append(False)
+            for column in (t_s, t_l, parts, offs, l_s, l_l):
+                column.append(0)
+            stamps.append(None)
+            continue
+        if b != 2:
+            raise ValueError(f"bad union branch {b}")
+        meta.append(True)
+        ln, p = varint(p)
+        t_s.append(p)
+        t_l.append(ln)
+        p += ln
+        v, p = varint(p)
+        parts.append(v)
+        v, p = varint(p)
+        offs.append(v)
+        b = buf[p]
+        p += 1
+        if b == 0:
+            stamps.append(None)
+        elif b == 2:
+            v, p = varint(p)
+            stamps.append(v)
+        else:
+            raise ValueError(f"bad union branch {b}")
+        ln, p = varint(p)
+        l_s.append(p)
+        l_l.append(ln)
+        p += ln
+    if p != len(buf):
+        raise ValueError("the block body is longer than its records")
+    return (
+        keys_s,
+        keys_l,
+        vals_s,
+        vals_l,
+        hcounts,
+        hn_s,
+        hn_l,
+        hv_s,
+        hv_l,
+        meta,
+        t_s,
+        t_l,
+        parts,
+        offs,
+        stamps,
+        l_s,
+        l_l,
+    )
+
+
+def decode_envelopes(body: bytes, count: int, topic: str, partition: int, start: int) -> pa.RecordBatch:
+    """One block body of io.kbackup.KafkaRecord as formats.columns.DECODED: a Python walk notes
+    where each part lies, numpy gathers the bytes. A record without metadata gets `topic`,
+    `partition`, offset = start + its index in the block and no timestamp. Raises (IndexError,
+    ValueError, pyarrow's errors) for any body that is not exactly `count` valid records; the
+    caller then decodes with fastavro to name the record."""
+    (
+        keys_s,
+        keys_l,
+        vals_s,
+        vals_l,
+        hcounts,
+        hn_s,
+        hn_l,
+        hv_s,
+        hv_l,
+        meta,
+        t_s,
+        t_l,
+        parts,
+        offs,
+        stamps,
+        l_s,
+        l_l,
+    ) = _positions(body, count)
+    buf = body
+    names = _gather(buf, hn_s, hn_l, pa.large_string())
+    topics = _gather(buf, t_s, t_l, pa.large_string())
+    labels = _gather(buf, l_s, l_l, pa.large_string())
+    for text in (names, topics, labels):
+        text.validate(full=True)
+    list_offsets = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(np.asarray(hcounts, dtype=np.int64), out=list_offsets[1:])
+    headers = pa.ListArray.from_arrays(
+        pa.array(list_offsets),
+        pa.StructArray.from_arrays(
+            [names.cast(pa.string()), _gather(buf, hv_s, hv_l, pa.large_binary()).cast(pa.binary())],
+            fields=list(HEADER),
+        ),
+    )
+    types = pc.index_in(labels, value_set=_LABEL_TEXT)
+    offsets = pa.array(offs, pa.int64())
+    timestamps = pa.array(stamps, pa.int64())
+    topics = topics.cast(pa.string())
+    partitions = pa.array(parts, pa.int32())
+    if not all(meta):
+        present = pa.array(meta, pa.bool_())
+        indexes = pa.array(np.arange(start, start + count, dtype=np.int64))
+        offsets = pc.if_else(present, offsets, indexes)
+        types = pc.if_else(present, types, pa.scalar(0, types.type))
+        topics = pc.if_else(present, topics, pa.scalar(topic, pa.string()))
+        partitions = pc.if_else(present, partitions, pa.scalar(partition, pa.int32()))
+    if types.null_count:
+        raise ValueError("unknown timestamp type")
+    return pa.RecordBatch.from_arrays(
+        [
+            offsets,
+            timestamps,
+            types.cast(pa.int8()),
+            _gather(buf, keys_s, keys_l, pa.large_binary()).cast(pa.binary()),
+            _gather(buf, vals_s, vals_l, pa.large_binary()).cast(pa.binary()),
+            headers,
+            topics,
+            partitions,
+        ],
+        schema=DECODED,
+    )

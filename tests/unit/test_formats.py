@@ -540,3 +540,27 @@ def test_an_unknown_timestamp_type_names_its_record_through_columns(fmt: str) ->
         list(get_codec(fmt).read_columns(buffer.getvalue(), CodecContext("t", 0, object_key="k")))
     assert (error.value.object_key, error.value.record_index) == ("k", 3)
     assert "Bogus" in error.value.reason
+
+
+@settings(max_examples=100, deadline=None)
+@given(records=record_lists(), data=st.data())
+def test_avro_damaged_bodies_read_through_columns_as_record_by_record(
+    records: list[Record], data: st.DataObject
+) -> None:
+    """A damaged block body (uncompressed, so the damage reaches the decoder): read_columns gives
+    what the per-record reader gives, records or the CorruptObjectError naming the same record."""
+    from formats.columns import from_records
+
+    codec = get_codec("AVRO")
+    blob = bytearray(_write("AVRO", records, True, envelope=True, compression="null"))
+    position = data.draw(st.integers(len(blob) // 2, len(blob) - 1))
+    blob[position] = data.draw(st.integers(0, 255))
+    context = CodecContext("topic-ü", 7, object_key="k")
+    try:
+        expected = from_records(codec.reader(bytes(blob), context), decoded=True)
+    except CorruptObjectError as error:
+        with pytest.raises(CorruptObjectError) as through_columns:
+            list(codec.read_columns(bytes(blob), context))
+        assert through_columns.value.record_index == error.record_index
+        return
+    assert from_records(_decoded_records(codec.read_columns(bytes(blob), context)), decoded=True) == expected
