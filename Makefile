@@ -51,6 +51,7 @@ bench: install up  ## the benchmarks in bench/ (writes bench/README.md tables; B
 	$(BIN)/python bench/avro_codecs.py --records $$(python3 -c "print(int(200000 * $(BENCH_SCALE)))")
 	set -a; . .stack/env; set +a; $(BIN)/python bench/backup.py --scale $(BENCH_SCALE)
 	set -a; . .stack/env; set +a; $(BIN)/python bench/restore.py --records $$(python3 -c "print(int(1000000 * $(BENCH_SCALE)))")
+	set -a; . .stack/env; set +a; $(BIN)/python bench/fixed_cost.py
 
 clean: down  ## stop the stack and remove its data (the install caches stay)
 	rm -rf .stack

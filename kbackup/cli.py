@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbackup import __version__
+
+if TYPE_CHECKING:
+    from kbackup.temporary_api import TemporaryApi
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -75,28 +79,104 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     if args.command not in _FLOW_COMMANDS:
         return int(args.handler(args))
-    server = start_prefect_api() if not getattr(args, "no_flow", False) else None
-    with stop_on_signals(on_exit=server.stop if server else lambda: None) as stopped_by:
-        code = int(args.handler(args))
+    flow = not getattr(args, "no_flow", False)
+    # First of all, as its start takes seconds: a temporary Prefect API, unless one is configured.
+    server = start_temporary_api() if flow else None
+
+    def stop_server() -> None:
+        if server is not None:
+            server.stop()
+
+    try:
+        # The signals are taken before the flow's modules are imported: threads that native
+        # libraries start (pyarrow's jemalloc) must inherit their blocking.
+        with stop_on_signals(on_exit=stop_server) as stopped_by:
+            if flow:
+                server = use_prefect_api(args.command, server)
+            with server_settings(server):
+                code = EXIT_FAILED if stopped_by else int(args.handler(args))
+    finally:
+        # Nothing of the run's objects is needed any more: without this, the interpreter's last
+        # garbage collection walks them all at exit (about 1 s after a flow run, measured).
+        gc.freeze()
     if stopped_by:
         print(f"kbackup {args.command}: stopped by {stopped_by[0].name}", file=sys.stderr)
         return 128 + stopped_by[0]
     return code
 
 
-def start_prefect_api() -> Any:
-    """A temporary Prefect API for this run when none is configured (PREFECT_API_URL, from the
-    environment or a Prefect profile); it stops at exit, after Prefect has sent its last logs."""
+def start_temporary_api() -> TemporaryApi | None:
+    """Start a temporary Prefect API server, without waiting for it, unless the environment or the
+    profiles file names an API (a cheap guess: `use_prefect_api` asks Prefect's settings). Its start
+    takes seconds (the server's imports), which overlap this process's own imports this way."""
+    from kbackup.temporary_api import TemporaryApi, api_maybe_configured
+
+    if api_maybe_configured():
+        return None
+    server = TemporaryApi()
+    server.start()  # registers its own stop at exit
+    return server
+
+
+def use_prefect_api(command: str, server: TemporaryApi | None) -> TemporaryApi | None:
+    """The Prefect API of this run: the configured one (PREFECT_API_URL, from the environment or a
+    Prefect profile; a temporary server started for nothing is stopped), else the temporary API,
+    once it answers. Meanwhile the command's flow is imported and the run warmed up. The
+    temporary API stops at exit, after Prefect has sent the run's last logs and events."""
+    from kbackup.temporary_api import TemporaryApi
+
+    importlib.import_module(f"flows.{command}")
     from prefect.settings import get_current_settings
 
     if get_current_settings().api.url:
+        if server is not None:
+            server.stop()
         return None
-    from kbackup.temporary_api import TemporaryApi
+    if server is None:
+        server = TemporaryApi()
+        server.start()
+    _warm_up()
+    server.wait_ready()
+    from prefect.context import refresh_global_settings_context
 
-    server = TemporaryApi()
-    server.start()  # registers its own stop at exit
+    # In the environment (the task runner's worker processes inherit it) and in Prefect's settings,
+    # which were read when Prefect was imported.
     os.environ["PREFECT_API_URL"] = server.api_url
+    refresh_global_settings_context()
+    print(
+        f"kbackup: no PREFECT_API_URL; this run is recorded by a temporary Prefect API on {server.address}",
+        file=sys.stderr,
+    )
     return server
+
+
+def _warm_up() -> None:
+    """While the temporary API starts: what the run would otherwise do first once it is up and that
+    needs no API — the modules Prefect imports on a flow's first call, and the S3 client's service
+    model (boto3 caches it for the clients the tasks create)."""
+    for name in (
+        "prefect.flow_engine",
+        "prefect.task_engine",
+        "prefect.utilities.visualization",
+        "fastapi.encoders",
+    ):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    from tasks.s3 import s3_client
+
+    with contextlib.suppress(Exception):  # a bad setting is reported by the run itself
+        s3_client()
+
+
+def server_settings(server: TemporaryApi | None) -> contextlib.AbstractContextManager[Any]:
+    """Prefect settings for a run on the temporary API: no flow-run heartbeats. They exist for a
+    server's automations to notice a run that died; the temporary API dies with the run, and a
+    heartbeat thread costs up to 1 s at the end of every flow (it sleeps in 1 s steps)."""
+    if server is None:
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -123,7 +203,7 @@ def stop_on_signals(on_exit: Callable[[], None]) -> Iterator[list[signal.Signals
 
     def watch() -> None:
         while not done.is_set():
-            info = signal.sigtimedwait(_STOP_SIGNALS, 0.2)
+            info = signal.sigtimedwait(_STOP_SIGNALS, 0.05)  # the join at the end waits up to this long
             if info is None:
                 continue
             sig = signal.Signals(info.si_signo)
