@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterator, Sequence
 from itertools import chain
@@ -111,15 +112,38 @@ class _Block:
         self.bytes_ = io.BytesIO(body)
 
 
+def sync_marker(topic: str, partition: int, first_offset: int | None) -> bytes:
+    """The 16-byte sync marker of an object, derived from where it starts rather than random
+    (fastavro's default): the same records then encode to the same bytes, so a retried export's
+    upload of an object is identical to the first and not a conflict. A marker only needs to be
+    unlikely inside the data."""
+    start = "" if first_offset is None else str(first_offset)
+    return hashlib.sha256(f"kbackup avro\x00{topic}\x00{partition}\x00{start}".encode()).digest()[:16]
+
+
 class _AvroWriter(ObjectWriter):
     def __init__(self, context: CodecContext, codec: str) -> None:
         super().__init__(context)
         self.buffer = io.BytesIO()
-        schema = ENVELOPE_SCHEMA if context.envelope else VALUE_SCHEMA
-        level = context.compression_level
-        if level is None:
-            level = DEFAULT_LEVELS.get(codec)
-        self.writer = Writer(self.buffer, schema, codec=_CODECS[codec], compression_level=level)
+        self.schema = ENVELOPE_SCHEMA if context.envelope else VALUE_SCHEMA
+        self.codec = codec
+        self.level = context.compression_level
+        if self.level is None:
+            self.level = DEFAULT_LEVELS.get(codec)
+        self._writer: Writer | None = None
+
+    def _open(self, first_offset: int | None) -> Writer:
+        """fastavro's Writer, made at the first records (it writes the header, sync marker
+        included, as it is made)."""
+        if self._writer is None:
+            self._writer = Writer(
+                self.buffer,
+                self.schema,
+                codec=_CODECS[self.codec],
+                compression_level=self.level,
+                sync_marker=sync_marker(self.context.topic, self.context.partition, first_offset),
+            )
+        return self._writer
 
     @property
     def size_estimate(self) -> int:
@@ -129,15 +153,16 @@ class _AvroWriter(ObjectWriter):
         if not records:
             return
         ctx = self.context
+        writer = self._open(records[0].offset)
         if ctx.envelope:
             body = encode_envelopes(
                 records, ctx.envelope_key, ctx.envelope_value, ctx.envelope_headers, ctx.envelope_metadata
             )
-            self.writer.write_block(_Block(len(records), body))
+            writer.write_block(_Block(len(records), body))
         else:
             for record in records:
-                self.writer.write({"value": _b(record.value)})
-            self.writer.flush()
+                writer.write({"value": _b(record.value)})
+            writer.flush()
         self.record_count += len(records)
 
     def write_columns(self, batch: pa.RecordBatch) -> None:
@@ -146,6 +171,7 @@ class _AvroWriter(ObjectWriter):
         if not count:
             return
         ctx = self.context
+        writer = self._open(batch.column("offset")[0].as_py())
         if ctx.envelope:
             body = encode_columns(
                 batch,
@@ -158,11 +184,11 @@ class _AvroWriter(ObjectWriter):
             )
         else:
             body = encode_value_columns(batch.column("value"))
-        self.writer.write_block(_Block(count, body))
+        writer.write_block(_Block(count, body))
         self.record_count += count
 
     def finish(self) -> bytes:
-        self.writer.flush()
+        self._open(None).flush()
         return self.buffer.getvalue()
 
 
