@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any, TypeVar
 
 from confluent_kafka import (
@@ -107,7 +107,8 @@ def admin_result(admin: AdminClient, future: Future[_T], timeout: float = TIMEOU
     what a retry cannot fix) and passes librdkafka's log lines on to Python logging."""
     deadline = time.monotonic() + timeout
     while not future.done() and time.monotonic() < deadline:
-        admin.poll(0.05)
+        wait([future], timeout=0.05)  # wakes as soon as the result is in
+        admin.poll(0)
     admin.poll(0)
     return future.result(timeout=max(0.0, deadline - time.monotonic()))
 
