@@ -24,9 +24,8 @@ from bench.common import (  # noqa: E402
     PARTITIONS,
     bench_topic_name,
     ensure_topic,
-    kafka_config,
     machine,
-    records_in,
+    raw_consume,
     run_measured,
     write_section,
 )
@@ -119,7 +118,7 @@ def main() -> int:
                     *extra,
                 ]
             )
-            restored = records_in(kafka_config(), name)
+            restored = raw_consume(name)  # the high watermarks also count transaction markers
             if restored != records:
                 raise RuntimeError(f"restore into {name} wrote {restored} of {records} records")
             rows.append((f"restore ({label}), {workers} worker{'s' if workers > 1 else ''}", wall, rss))
