@@ -268,7 +268,7 @@ class Steps:
     plan: Callable[[Selection], RestorePlan]
     prepare: Callable[[RestorePlan, bool], list[TargetInfo]]
     restore: Callable[[RestorePlan, Sequence[RestoreUnit], dict[str, TargetInfo], int], list[UnitOutcome]]
-    check: Callable[[Sequence[UnitResult]], list[PartitionCheck]]
+    check: Callable[[Sequence[UnitResult], int], list[PartitionCheck]]
     translate: Callable[[RestorePlan, list[UnitResult], list[PartitionCheck], bool], list[GroupTranslation]]
     progress: Callable[[RestorePlan, Sequence[RestoreUnit]], dict[str, CommittedProgress]]
 
@@ -293,8 +293,8 @@ def _plain_steps() -> Steps:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             return list(pool.map(one, units))
 
-    def check_all(results: Sequence[UnitResult]) -> list[PartitionCheck]:
-        return check_results(config, results, check_unit)
+    def check_all(results: Sequence[UnitResult], concurrency: int) -> list[PartitionCheck]:
+        return check_results(config, results, lambda units: [c for u in units for c in check_unit(config, u)])
 
     return Steps(
         plan=lambda selection: plan_restore(s3, selection),
@@ -330,10 +330,25 @@ def _prefect_steps(task_runner: str = "auto") -> Steps:
             description=f"Restore {plan.restore_id}: records produced",
         )
 
-    def check_all(results: Sequence[UnitResult]) -> list[PartitionCheck]:
+    def check_all(results: Sequence[UnitResult], concurrency: int) -> list[PartitionCheck]:
         from kbackup.settings import KafkaSettings
 
-        return check_results(KafkaSettings().client_config(), results, lambda _config, r: check_unit_task(r))
+        def check_units(units: list[UnitResult]) -> list[PartitionCheck]:
+            # Each unit's target partitions are read back in parallel, on the restore's runner.
+            outcomes = run_tasks(
+                check_unit_task,
+                [{"result": unit} for unit in units],
+                choice=task_runner,
+                concurrency=concurrency,
+                records=sum(p.records for unit in units for p in unit.partitions.values()),
+                description="Check: records read back",
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return [check for outcome in outcomes for check in outcome]
+
+        return check_results(KafkaSettings().client_config(), results, check_units)
 
     return Steps(
         plan=plan_restore_task,
@@ -363,17 +378,16 @@ def _progress_now(plan: RestorePlan, units: Sequence[RestoreUnit]) -> dict[str, 
 def check_results(
     config: dict[str, Any],
     results: Sequence[UnitResult],
-    check_one: Callable[[dict[str, Any], UnitResult], list[PartitionCheck]],
+    check_units: Callable[[list[UnitResult]], list[PartitionCheck]],
 ) -> list[PartitionCheck]:
-    """Digest checks where one unit alone wrote a target partition; record counts where several did."""
+    """Digest checks where one unit alone wrote a target partition (`check_units` reads them
+    back); record counts where several did."""
     writers: dict[tuple[str, int], list[UnitResult]] = {}
     for result in results:
         for partition in result.partitions:
             writers.setdefault((result.target_topic, partition), []).append(result)
-    checks: list[PartitionCheck] = []
-    for result in results:
-        if all(len(writers[(result.target_topic, p)]) == 1 for p in result.partitions):
-            checks.extend(check_one(config, result))
+    alone = [r for r in results if all(len(writers[(r.target_topic, p)]) == 1 for p in r.partitions)]
+    checks: list[PartitionCheck] = check_units(alone) if alone else []
     for (topic, partition), units in sorted(writers.items()):
         if len(units) > 1:
             start = min(u.partitions[partition].start_offset for u in units)
@@ -564,7 +578,7 @@ def run_restore(params: RestoreParameters, steps: Steps | None = None) -> Restor
     if failures:
         progress, resume = target_progress(plan, outcomes, steps.progress)
         raise RestoreFailed(report(units, [], [], progress, resume), failures[0])
-    checks = steps.check(results) if params.check else []
+    checks = steps.check(results, params.concurrency) if params.check else []
     failed_checks = [c for c in checks if not c.ok]
     if failed_checks:
         from tasks.restore_errors import RestoreCheckError
