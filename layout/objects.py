@@ -96,9 +96,12 @@ def record_sizes(batch: pa.RecordBatch) -> np.ndarray:
 
 
 class _Columns:
-    """The numpy views of one batch that the rules read."""
+    """One batch being rolled: the batch, its records' digest inputs, and the numpy views of it
+    that the rules read."""
 
-    def __init__(self, batch: pa.RecordBatch) -> None:
+    def __init__(self, batch: pa.RecordBatch, digest_inputs: pa.Array) -> None:
+        self.batch = batch
+        self.digest_inputs = digest_inputs
         self.offsets = batch.column("offset").to_numpy()
         timestamps = batch.column("timestamp")
         self.has_timestamp = timestamps.is_valid().to_numpy(zero_copy_only=False)
@@ -127,7 +130,7 @@ class ObjectRoller:
         finished: list[FinishedObject] = []
         if batch.num_rows == 0:
             return finished
-        columns = _Columns(batch)
+        columns = _Columns(batch, digest_inputs)
         position, end = 0, batch.num_rows
         while position < end:
             current = self._open.get(values)
@@ -148,7 +151,7 @@ class ObjectRoller:
                 )
                 end_of_object = self._interval_cut(current, columns, position + 1, end)
             stop = min(end_of_object, position + self.rules.count - current.count)
-            stop = self._take(current, batch, columns, digest_inputs, position, stop)
+            stop = self._take(current, columns, position, stop)
             position = stop
             if (
                 current.count >= self.rules.count
@@ -175,15 +178,7 @@ class ObjectRoller:
     def _size_reached(self, current: _OpenObject) -> bool:
         return current.writer.size_estimate >= self.rules.size
 
-    def _take(
-        self,
-        current: _OpenObject,
-        batch: pa.RecordBatch,
-        columns: _Columns,
-        digest_inputs: pa.Array,
-        start: int,
-        stop: int,
-    ) -> int:
+    def _take(self, current: _OpenObject, columns: _Columns, start: int, stop: int) -> int:
         """Move records start..stop into the open object, writing a chunk whenever it reaches
         BATCH_RECORDS or BATCH_BYTES; returns where it stopped (early when the size rule fired)."""
         position = start
@@ -196,7 +191,7 @@ class ObjectRoller:
             over = int(np.searchsorted(columns.sizes[position:chunk_end] - base, budget, side="left"))
             if over < chunk_end - position:
                 chunk_end = position + over + 1
-            self._append(current, batch, columns, digest_inputs, position, chunk_end)
+            self._append(current, columns, position, chunk_end)
             position = chunk_end
             if current.pending_records >= BATCH_RECORDS or current.pending_bytes >= BATCH_BYTES:
                 if current.count >= self.rules.count:
@@ -206,21 +201,13 @@ class ObjectRoller:
                     break
         return position
 
-    def _append(
-        self,
-        current: _OpenObject,
-        batch: pa.RecordBatch,
-        columns: _Columns,
-        digest_inputs: pa.Array,
-        start: int,
-        stop: int,
-    ) -> None:
-        current.pending.append(batch.slice(start, stop - start))
+    def _append(self, current: _OpenObject, columns: _Columns, start: int, stop: int) -> None:
+        current.pending.append(columns.batch.slice(start, stop - start))
         current.pending_records += stop - start
         current.pending_bytes += columns.bytes_between(start, stop)
         current.count += stop - start
         current.last_offset = int(columns.offsets[stop - 1])
-        update_digest(current.digest, digest_inputs, start, stop)
+        update_digest(current.digest, columns.digest_inputs, start, stop)
         stamped = columns.has_timestamp[start:stop]
         if stamped.any():
             stamps = columns.timestamps[start:stop][stamped]
