@@ -18,7 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PARTITIONS, bench_topic_name, ensure_topic, machine, run_measured, write_section  # noqa: E402
+from bench.common import (  # noqa: E402
+    PARTITIONS,
+    bench_topic_name,
+    drop_bucket,
+    ensure_topic,
+    machine,
+    run_measured,
+    write_section,
+)
 
 VALUE_SIZE = 1024
 
@@ -47,6 +55,7 @@ def _backup(s3: object, topic: str, fmt: str, runner: str, workers: int) -> tupl
         ]
     )
     manifest = latest_manifest(s3, bucket, "")
+    drop_bucket(s3, bucket)
     return wall, rss, manifest.record_count if manifest else 0
 
 

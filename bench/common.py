@@ -182,3 +182,20 @@ def write_section(heading: str, body: str) -> None:
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     README.write_text(text)
+
+
+def drop_topic(name: str) -> None:
+    """Delete a topic a benchmark made (restores write 1 GB each: left behind, they fill the disk)."""
+    admin = AdminClient(kafka_config())
+    for future in admin.delete_topics([name]).values():
+        future.result(60)
+
+
+def drop_bucket(s3: Any, bucket: str) -> None:
+    """Delete a bucket a benchmark made, with every object in it."""
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=bucket)

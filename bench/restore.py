@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     PARTITIONS,
     bench_topic_name,
+    drop_topic,
     ensure_topic,
     machine,
     raw_consume,
@@ -96,6 +97,7 @@ def main() -> int:
     ceiling_wall, _, _ = run_measured(
         [sys.executable, "-c", _CEILING, ceiling_topic, str(records), str(VALUE_SIZE)]
     )
+    drop_topic(ceiling_topic)
 
     target = f"bench-restored-{uuid.uuid4().hex[:8]}"
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:{prefix}"
@@ -119,6 +121,7 @@ def main() -> int:
                 ]
             )
             restored = raw_consume(name)  # the high watermarks also count transaction markers
+            drop_topic(name)
             if restored != records:
                 raise RuntimeError(f"restore into {name} wrote {restored} of {records} records")
             rows.append((f"restore ({label}), {workers} worker{'s' if workers > 1 else ''}", wall, rss))
