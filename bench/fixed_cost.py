@@ -2,8 +2,10 @@
 
     python bench/fixed_cost.py [--records 1000] [--runs 5]
 
-Each backup is the installed `kbackup backup` script in its own process, into a new bucket, with and
-without a configured Prefect API: without one, kbackup starts its temporary API (this benchmark
+Each backup is the installed `kbackup backup` script in its own process, under a new prefix of one
+bucket (a chain of its own: a full backup; a user's bucket exists already, and a new bucket costs
+SeaweedFS a new volume on its first write, 0.2 s counted against the lock), with and without a
+configured Prefect API: without one, kbackup starts its temporary API (this benchmark
 gives it a PREFECT_HOME of its own, whose first run creates the database: reported apart); with
 one, the API is a `prefect server start` this benchmark starts (and stops) in another temporary
 PREFECT_HOME. The export's seconds come from the manifest (each partition's `seconds`, divided by
@@ -30,7 +32,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PARTITIONS, bench_topic_name, ensure_topic, machine, run_measured, write_section  # noqa: E402
+from bench.common import (  # noqa: E402
+    PARTITIONS,
+    bench_topic_name,
+    drop_bucket,
+    ensure_topic,
+    machine,
+    run_measured,
+    write_section,
+)
 
 VALUE_SIZE = 1024
 CONCURRENCY = 4  # kbackup backup's default --concurrency
@@ -105,19 +115,18 @@ def prefect_server(home: Path) -> Iterator[str]:
         log.close()
 
 
-def _backup(s3: Any, topic: str, env: dict[str, str], records: int) -> tuple[float, float]:
-    """One backup in its own process into a new bucket: (wall seconds, export seconds). Raises
-    unless its manifest holds all `records` records of the topic."""
+def _backup(s3: Any, bucket: str, topic: str, env: dict[str, str], records: int) -> tuple[float, float]:
+    """One backup in its own process under a new prefix of `bucket`: (wall seconds, export
+    seconds). Raises unless its manifest holds all `records` records of the topic."""
     from tasks.manifest_store import latest_manifest
 
-    bucket = f"bench-fixed-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    kcql = f"INSERT INTO {bucket} SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true)"
+    prefix = f"run-{uuid.uuid4().hex[:8]}"
+    kcql = f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true)"
     wall, _, _ = run_measured([*_kbackup(), "backup", "--kcql", kcql], env=env)
-    manifest = latest_manifest(s3, bucket, "")
+    manifest = latest_manifest(s3, bucket, prefix)
     if manifest is None or manifest.record_count != records:
         held = manifest.record_count if manifest else "no manifest"
-        raise RuntimeError(f"backup of {topic} into {bucket}: {held} of {records} records")
+        raise RuntimeError(f"backup of {topic} into {bucket}:{prefix}: {held} of {records} records")
     parallel = min(CONCURRENCY, len(manifest.partitions)) or 1
     return wall, sum(p.seconds for p in manifest.partitions) / parallel
 
@@ -136,29 +145,41 @@ def main() -> int:
     empty = bench_topic_name(0, VALUE_SIZE)
     ensure_topic(empty, 0, VALUE_SIZE)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-fixed-") as work:
-        temporary_home, server_home = Path(work, "temporary-api"), Path(work, "server")
-        temporary_home.mkdir()
-        server_home.mkdir()
-        # The first run in a new PREFECT_HOME creates the temporary API's database (migrations).
-        wall, export = _backup(s3, topic, _environment(temporary_home, None), args.records)
-        rows.append(
-            ("none (temporary API), first run in a new PREFECT_HOME", f"{args.records:,}", 1, wall, export)
-        )
-        with prefect_server(server_home) as api_url:
-            for label, api in (
-                ("none (temporary API)", None),
-                ("configured (`prefect server start`)", api_url),
-            ):
-                env = _environment(temporary_home if api is None else server_home, api)
-                for data, records, name in (
-                    (f"{args.records:,}", args.records, topic),
-                    ("empty topic", 0, empty),
+    bucket = f"bench-fixed-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="bench-fixed-cost", Body=b"")  # its storage exists before the first run
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-fixed-") as work:
+            temporary_home, server_home = Path(work, "temporary-api"), Path(work, "server")
+            temporary_home.mkdir()
+            server_home.mkdir()
+            # The first run in a new PREFECT_HOME creates the temporary API's database (migrations).
+            wall, export = _backup(s3, bucket, topic, _environment(temporary_home, None), args.records)
+            rows.append(
+                (
+                    "none (temporary API), first run in a new PREFECT_HOME",
+                    f"{args.records:,}",
+                    1,
+                    wall,
+                    export,
+                )
+            )
+            with prefect_server(server_home) as api_url:
+                for label, api in (
+                    ("none (temporary API)", None),
+                    ("configured (`prefect server start`)", api_url),
                 ):
-                    runs = [_backup(s3, name, env, records) for _ in range(args.runs)]
-                    wall = statistics.median(w for w, _ in runs)
-                    export = statistics.median(e for _, e in runs)
-                    rows.append((label, data, args.runs, wall, export))
+                    env = _environment(temporary_home if api is None else server_home, api)
+                    for data, records, name in (
+                        (f"{args.records:,}", args.records, topic),
+                        ("empty topic", 0, empty),
+                    ):
+                        runs = [_backup(s3, bucket, name, env, records) for _ in range(args.runs)]
+                        wall = statistics.median(w for w, _ in runs)
+                        export = statistics.median(e for _, e in runs)
+                        rows.append((label, data, args.runs, wall, export))
+    finally:
+        drop_bucket(s3, bucket)
     table = [
         "| Prefect API | records | runs | wall s (median) | export s | fixed s (wall − export) |",
         "|---|---|---:|---:|---:|---:|",
@@ -170,7 +191,8 @@ def main() -> int:
     body = (
         f"Machine: {machine()}; {PARTITIONS} partitions of {VALUE_SIZE} B records, PARQUET envelope, the "
         f"installed `kbackup backup` script with its defaults (verification `sampled`, concurrency {CONCURRENCY}). "
-        "Wall time is the whole process, from exec to exit (its temporary API's start and stop included); "
+        "Each run backs up under a new prefix of one bucket. Wall time is the whole process, from exec to exit "
+        "(its temporary API's start included; its stop is not waited for); "
         "export is the manifest's partition seconds divided by the partitions exported at once. "
         "The README's *Fixed cost of a run* says where these seconds go.\n\n" + "\n".join(table)
     )
