@@ -29,13 +29,7 @@ from tasks.restore_plan import (
     plan_restore,
     plan_restore_task,
 )
-from tasks.restore_produce import (
-    CommittedProgress,
-    UnitResult,
-    committed_progress,
-    restore_unit,
-    restore_unit_task,
-)
+from tasks.restore_produce import UnitResult, restore_unit, restore_unit_task
 from tasks.restore_target import (
     GroupTranslation,
     PartitionCheck,
@@ -48,6 +42,7 @@ from tasks.restore_target import (
     translate_groups,
     translate_groups_task,
 )
+from tasks.restore_writer import CommittedProgress, committed_progress
 from tasks.run_dir import run_dir
 from tasks.shutdown import stop_tasks_when_terminated
 

@@ -18,13 +18,12 @@ import time
 import uuid
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from formats import RecordsDigest
 from kbackup.console import human_bytes, table
 from kbackup.settings import KafkaSettings
-from tasks.kafka_reader import consumed_headers
+from tasks.restore_target import read_restored
 from tasks.s3 import list_objects, s3_client
 
 BUCKET = "demo-backups"
@@ -62,42 +61,20 @@ def _produce_seed_data(config: dict[str, Any], sales: str, payments: str, count:
 
 
 def topic_digest(config: dict[str, Any], topic: str) -> tuple[int, dict[int, str]]:
-    """Records and per-partition digests of a whole topic."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": f"demo-digest-{uuid.uuid4()}",
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-    digests: dict[int, RecordsDigest] = {p: RecordsDigest() for p in partitions}
-    pending = set()
-    assignment = []
-    for p in partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        if high > low:
-            pending.add(p)
-            assignment.append(TopicPartition(topic, p, low))
-    consumer.assign(assignment)
+    """Records and per-partition digests of a whole topic, read as the restore's check reads."""
+    consumer = Consumer({**config, "group.id": f"demo-digest-{uuid.uuid4()}"})
+    try:
+        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        lows = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in partitions}
+    finally:
+        consumer.close()
     count = 0
-    while pending:
-        for m in consumer.consume(1000, timeout=0.2):
-            error = m.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(m.partition())
-                continue
-            partition = m.partition()
-            assert partition is not None, "a consumed record names its partition"
-            ts_type, ts = m.timestamp()
-            digests[partition].update(
-                m.key(), m.value(), consumed_headers(m), None if ts_type == 0 else ts, ts_type
-            )
-            count += 1
-    consumer.close()
-    return count, {p: d.hexdigest() for p, d in digests.items()}
+    digests = {}
+    for partition, low in lows.items():
+        records, digest, _, _ = read_restored(config, topic, partition, low, None)
+        count += records
+        digests[partition] = digest
+    return count, digests
 
 
 def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:

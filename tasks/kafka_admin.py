@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 
 from layout.manifest import CommittedOffset, GroupOffsets, Manifest, OffsetGap, TopicEntry
 from tasks.errors import BrokerUnavailableError, KafkaOperationError, TopicNotFoundError
+from tasks.kafka_calls import ADMIN_TIMEOUT_S
 from tasks.kafka_clients import last_connection_error, security_error
 
-TIMEOUT_S = 30
 # How long each metadata request of the connection check waits before the admin client is polled
 # for what librdkafka reported meanwhile (an authentication or TLS failure is raised from there).
 CONNECT_POLL_S = 1.0
@@ -63,7 +63,7 @@ def admin_client(config: dict[str, Any]) -> AdminClient:
     return admin
 
 
-def connect(admin: AdminClient, config: dict[str, Any], timeout: float = TIMEOUT_S) -> None:
+def connect(admin: AdminClient, config: dict[str, Any], timeout: float = ADMIN_TIMEOUT_S) -> None:
     """Wait until a broker answers a metadata request. An authentication or TLS failure is raised
     at once (from admin.poll(), which serves the client's error_cb); brokers that do not answer
     within `timeout` are reported unreachable, with the last connection error."""
@@ -102,7 +102,7 @@ def kafka_failure(operation: str, config: dict[str, Any], exc: BaseException) ->
 _T = TypeVar("_T")
 
 
-def admin_result(admin: AdminClient, future: Future[_T], timeout: float = TIMEOUT_S) -> _T:
+def admin_result(admin: AdminClient, future: Future[_T], timeout: float = ADMIN_TIMEOUT_S) -> _T:
     """A future's result, polling the admin client meanwhile: that serves its error_cb (raising
     what a retry cannot fix) and passes librdkafka's log lines on to Python logging."""
     deadline = time.monotonic() + timeout
@@ -115,7 +115,7 @@ def admin_result(admin: AdminClient, future: Future[_T], timeout: float = TIMEOU
 
 def cluster_metadata(admin: AdminClient, config: dict[str, Any]) -> Any:
     try:
-        metadata = admin.list_topics(timeout=TIMEOUT_S)
+        metadata = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
     except KafkaException as exc:
         admin.poll(0)
         raise kafka_failure("metadata request", config, exc) from exc
@@ -126,7 +126,7 @@ def cluster_metadata(admin: AdminClient, config: dict[str, Any]) -> Any:
 def _check_topic_access(admin: AdminClient, config: dict[str, Any], topic: str) -> None:
     """Raise why a topic is missing from the metadata: it does not exist, or (the broker hides
     topics a principal may not Describe) it is not ours to see."""
-    future = admin.describe_topics(TopicCollection([topic]), request_timeout=TIMEOUT_S)[topic]
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=ADMIN_TIMEOUT_S)[topic]
     try:
         admin_result(admin, future)
     except KafkaException as exc:
@@ -156,7 +156,7 @@ def describe_topics(admin: AdminClient, config: dict[str, Any], topics: Iterable
     resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in topics]
     entries = []
     try:
-        described = admin.describe_configs(resources, request_timeout=TIMEOUT_S) if resources else {}
+        described = admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S) if resources else {}
         for resource, topic in zip(resources, topics, strict=True):
             configs = admin_result(admin, described[resource])
             non_default = {
@@ -193,7 +193,7 @@ def _list_offsets(
         return {}
     try:
         futures = admin.list_offsets(
-            {tp: spec for tp in partitions}, isolation_level=level, request_timeout=TIMEOUT_S
+            {tp: spec for tp in partitions}, isolation_level=level, request_timeout=ADMIN_TIMEOUT_S
         )
         return {
             (tp.topic, tp.partition): admin_result(admin, future).offset for tp, future in futures.items()
@@ -244,12 +244,12 @@ def committed_group_offsets(
     wanted = set(topics)
     groups: list[GroupOffsets] = []
     try:
-        listing = admin_result(admin, admin.list_consumer_groups(request_timeout=TIMEOUT_S))
+        listing = admin_result(admin, admin.list_consumer_groups(request_timeout=ADMIN_TIMEOUT_S))
         for group in sorted(g.group_id for g in listing.valid):
             if group.startswith("kbackup-"):
                 continue  # our own export/restore bookkeeping
             future = admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT_S
+                [ConsumerGroupTopicPartitions(group)], request_timeout=ADMIN_TIMEOUT_S
             )[group]
             offsets = tuple(
                 CommittedOffset(
@@ -269,6 +269,6 @@ def committed_group_offsets(
 
 def cluster_id(admin: AdminClient, config: dict[str, Any]) -> str | None:
     try:
-        return admin_result(admin, admin.describe_cluster(request_timeout=TIMEOUT_S)).cluster_id
+        return admin_result(admin, admin.describe_cluster(request_timeout=ADMIN_TIMEOUT_S)).cluster_id
     except KafkaException as exc:
         raise kafka_failure("describe cluster", config, exc) from exc

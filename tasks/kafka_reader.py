@@ -51,6 +51,45 @@ def window_consumer(config: dict[str, Any], isolation_level: str, group: str) ->
     )
 
 
+def consumed_batches(
+    consumer: Consumer, config: dict[str, Any], operation: str, idle_limit_s: float = IDLE_LIMIT_S
+) -> Iterator[tuple[list[Message], bool]]:
+    """The assigned partition's records a consumed batch at a time, as (records, at_end):
+    `records` holds the batch's records in offset order (possibly none), `at_end` whether the
+    batch brought the end-of-partition event (enable.partition.eof). Checks for a stop request
+    between batches; raises naming `operation` on any other consume error, and retryably when
+    the broker sends nothing at all for `idle_limit_s`."""
+    last_data = time.monotonic()
+    while True:
+        raise_if_stopping()
+        try:
+            # A short timeout: consume() waits for a full batch until the timeout even after
+            # the end of the partition, so a long one costs that much per read.
+            messages = consumer.consume(BATCH, timeout=POLL_S)
+        except KafkaException as exc:
+            raise kafka_failure(operation, config, exc) from exc
+        if not messages:
+            if time.monotonic() - last_data > idle_limit_s:
+                raise KafkaOperationError(operation, f"no data for {idle_limit_s:.0f} s", retryable=True)
+            continue
+        last_data = time.monotonic()
+        # the common case: a batch of records only (an end-of-partition event comes last)
+        if messages[-1].error() is None and all(message.error() is None for message in messages):
+            yield messages, False
+            continue
+        records = []
+        at_end = False
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_end = True
+            else:
+                raise kafka_failure(operation, config, KafkaException(error))
+        yield records, at_end
+
+
 def read_window(
     config: dict[str, Any], topic: str, partition: int, start: int, end: int, isolation_level: str, group: str
 ) -> Iterator[list[Message]]:
@@ -65,59 +104,28 @@ def read_window(
     consumer = window_consumer(config, isolation_level, group)
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
-        last_data = time.monotonic()
-        while True:
-            raise_if_stopping()
-            try:
-                # A short timeout: consume() waits for a full batch until the timeout even after
-                # the end of the partition, so a long one costs that much per window.
-                messages = consumer.consume(BATCH, timeout=POLL_S)
-            except KafkaException as exc:
-                raise kafka_failure(f"consume {topic}/{partition}", config, exc) from exc
-            if not messages:
-                if time.monotonic() - last_data > IDLE_LIMIT_S:
-                    raise KafkaOperationError(
-                        f"consume {topic}/{partition}",
-                        f"no data for {IDLE_LIMIT_S} s before offset {end}",
-                        retryable=True,
-                    )
-                continue
-            last_data = time.monotonic()
-            batch, done = _in_window(messages, end, topic, partition, config)
+        for records, at_end in consumed_batches(consumer, config, f"consume {topic}/{partition}"):
+            batch, complete = _before(records, end)
             if batch:
                 yield batch
-            if done:
+            if complete or at_end:  # the window's last offset, or the log's end (at or past `end`)
                 return
     finally:
         with contextlib.suppress(Exception):
             consumer.close()
 
 
-def _in_window(
-    messages: list[Message], end: int, topic: str, partition: int, config: dict[str, Any]
-) -> tuple[list[Message], bool]:
-    """The messages before `end`, and whether the window is complete."""
-    last = messages[-1]
-    last_offset = last.offset()
-    # the common case: a batch in the middle of the window (errors, e.g. the end of the partition,
-    # come last)
-    if (
-        last.error() is None
-        and last_offset is not None
-        and last_offset < end - 1
-        and all(message.error() is None for message in messages)
-    ):
-        return messages, False
-    for index, message in enumerate(messages):
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                return messages[:index], True  # the log end is at or past `end`
-            raise kafka_failure(f"consume {topic}/{partition}", config, KafkaException(error))
+def _before(records: list[Message], end: int) -> tuple[list[Message], bool]:
+    """The records before `end`, and whether the window is complete (its last offset reached)."""
+    if not records:
+        return records, False
+    last = records[-1].offset()
+    assert last is not None, "a consumed record has an offset"
+    if last < end - 1:
+        return records, False
+    for index, message in enumerate(records):
         offset = message.offset()
         assert offset is not None, "a consumed record has an offset"
         if offset >= end:
-            return messages[:index], True
-        if offset == end - 1:
-            return messages[: index + 1], True
-    return messages, False
+            return records[:index], True
+    return records, True

@@ -23,12 +23,14 @@ from pydantic import BaseModel, Field
 from formats.columns import from_messages, records_digest_inputs, update_digest
 from tasks import shutdown
 from tasks.kafka_admin import admin_client, cluster_metadata, kafka_failure
+from tasks.kafka_calls import LOOKUP_TIMEOUT_S
+from tasks.kafka_reader import consumed_batches
 from tasks.restore_errors import RestoreCheckError, TargetNotEmptyError, TargetPartitionsError
 from tasks.restore_plan import RestorePlan
-from tasks.restore_produce import UnitResult, committed_progress
+from tasks.restore_produce import UnitResult
+from tasks.restore_writer import committed_progress
 from tasks.retry import RETRY_OPTIONS
 
-TIMEOUT_S = 60
 # Configs that describe the source cluster's topic, not data placement: never copied.
 _NOT_COPIED = {
     "min.insync.replicas",
@@ -92,7 +94,7 @@ def prepare_targets(
                     [NewTopic(target.name, partitions, replication, config=configs)], operation_timeout=30
                 )
                 try:
-                    futures[target.name].result(timeout=TIMEOUT_S)
+                    futures[target.name].result(timeout=LOOKUP_TIMEOUT_S)
                 except KafkaException as exc:
                     if "TOPIC_ALREADY_EXISTS" not in str(exc):
                         raise kafka_failure(f"create topic {target.name}", kafka_config, exc) from exc
@@ -121,7 +123,8 @@ def watermarks(
     consumer = Consumer({**kafka_config, "group.id": "kbackup-restore-watermarks", "log_level": 3})
     try:
         return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT_S) for p in partitions
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=LOOKUP_TIMEOUT_S)
+            for p in partitions
         }
     except KafkaException as exc:
         raise kafka_failure(f"watermarks of {topic}", kafka_config, exc) from exc
@@ -135,7 +138,7 @@ def refuse_foreign_records(
 ) -> None:
     """Raise TargetNotEmptyError when a partition this restore writes holds records it did not
     write. Its own (a rerun resuming after a kill) lie at or after where each unit began, which
-    the unit's group commits before its first record (tasks.restore_produce); anything below is
+    the unit's group commits before its first record (tasks.restore_writer); anything below is
     someone else's. Counted by offsets (transaction markers included)."""
     units = [u for u in plan.units if u.target_topic == topic]
     written = {
@@ -185,8 +188,8 @@ def _retention_ms(
         return int(value) if value is not None else 7 * 24 * 3600 * 1000
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
-        configs = admin.describe_configs([resource], request_timeout=TIMEOUT_S)[resource].result(
-            timeout=TIMEOUT_S
+        configs = admin.describe_configs([resource], request_timeout=LOOKUP_TIMEOUT_S)[resource].result(
+            timeout=LOOKUP_TIMEOUT_S
         )
     except KafkaException:
         return None
@@ -245,29 +248,8 @@ def read_restored(
         if high <= start or limit == 0:
             return 0, "sha256:" + digest.hexdigest(), offsets_at, start
         consumer.assign([TopicPartition(topic, partition, start)])
-        last_data = time.monotonic()
-        while limit is None or count < limit:
-            shutdown.raise_if_stopping()
-            # A short timeout: consume() waits out its whole timeout for a full batch.
-            messages = consumer.consume(10_000, timeout=0.05)
-            if not messages:
-                if time.monotonic() - last_data > 60:
-                    break
-                continue
-            last_data = time.monotonic()
-            eof = False
-            records: list[Any] = []
-            room = None if limit is None else limit - count
-            for message in messages:
-                if room is not None and len(records) >= room:
-                    break
-                error = message.error()
-                if error is not None:
-                    if error.code() == -191:  # _PARTITION_EOF
-                        eof = True
-                        continue
-                    raise kafka_failure(f"check {topic}/{partition}", kafka_config, KafkaException(error))
-                records.append(message)
+        for consumed, at_end in consumed_batches(consumer, kafka_config, f"check {topic}/{partition}"):
+            records = consumed if limit is None else consumed[: limit - count]
             if records:
                 batch = from_messages(records)
                 offsets = batch.column("offset").to_pylist()
@@ -281,7 +263,7 @@ def read_restored(
                 end = offsets[-1] + 1
                 if limit is not None and count >= limit:
                     break
-            if eof and _caught_up(consumer, topic, partition, high):
+            if at_end and _caught_up(consumer, topic, partition, high):
                 break
     except KafkaException as exc:
         raise kafka_failure(f"check {topic}/{partition}", kafka_config, exc) from exc
@@ -296,7 +278,7 @@ def _high_watermark(consumer: Consumer, topic: str, partition: int, at_least: in
     written: a partition created or added a moment ago can answer 0 at first."""
     deadline = time.monotonic() + 30
     while True:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=LOOKUP_TIMEOUT_S)
         if high >= at_least or time.monotonic() > deadline:
             return int(high)
         shutdown.sleep(0.2)
@@ -426,10 +408,10 @@ def translate_groups(
             )
         for group_name, partitions in by_group.items():
             future = admin.alter_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=TIMEOUT_S
+                [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=LOOKUP_TIMEOUT_S
             )[group_name]
             try:
-                future.result(timeout=TIMEOUT_S)
+                future.result(timeout=LOOKUP_TIMEOUT_S)
             except KafkaException as exc:
                 raise kafka_failure(f"commit offsets of group {group_name}", kafka_config, exc) from exc
     return translations

@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from kbackup.settings import S3Settings
-from tasks.restore_produce import RECOVERY_S, TXN_TIMEOUT_S, WATCHDOG_GRACE_S
+from tasks.kafka_calls import TXN_TIMEOUT_S, WATCHDOG_GRACE_S
+from tasks.restore_produce import RECOVERY_S
 from tasks.s3 import s3_client
 from tests.support.cli import kbackup_command, run_kbackup, user_environment
 from tests.support.kafka import consume_all, create_topic, high_watermarks, produce

@@ -264,7 +264,7 @@ def test_target_with_too_few_partitions_is_refused_before_producing(kafka_config
 
 
 def test_murmur2_into_another_partition_count(kafka_config, s3, admin, create_topic, bucket):
-    from tasks.restore_produce import murmur2_partition
+    from tasks.restore_routing import murmur2_partition
 
     source = create_topic("m2", partitions=3)
     produce(

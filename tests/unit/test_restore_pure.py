@@ -6,8 +6,8 @@ import pytest
 
 from layout.manifest import OffsetGap
 from tasks.restore_plan import RestoreObject, Window
-from tasks.restore_produce import murmur2, murmur2_partition, to_bytes
 from tasks.restore_records import _clusters, _in_gaps
+from tasks.restore_routing import murmur2, murmur2_partition
 
 
 @pytest.mark.parametrize(
@@ -55,16 +55,11 @@ def test_interleaved_objects_cluster_and_chains_do_not():
     assert [[o.key for o in group] for group in _clusters([a, b, c])] == [["a", "b"], ["c"]]
 
 
-def test_typed_values_become_compact_json():
-    assert to_bytes({"id": "1"}, "json") == b'{"id":"1"}'
-    assert to_bytes("text", "string") == b"text" and to_bytes(None) is None and to_bytes(b"\xff") == b"\xff"
-
-
 def test_bounded_call_returns_raises_and_gives_up_on_a_call_that_never_returns():
     import threading
     import time
 
-    from tasks.restore_produce import CallStalledError, bounded_call
+    from tasks.kafka_calls import CallStalledError, bounded_call
 
     assert bounded_call("answer", lambda: 42, 5) == 42
     with pytest.raises(ZeroDivisionError):
@@ -82,15 +77,15 @@ def test_a_stop_request_cuts_a_bounded_call_short(monkeypatch):
     import threading
     import time
 
-    from tasks import restore_produce, shutdown
+    from tasks import kafka_calls, shutdown
 
-    monkeypatch.setattr(restore_produce, "STOP_GRACE_S", 0.3)
+    monkeypatch.setattr(kafka_calls, "STOP_GRACE_S", 0.3)
     release = threading.Event()
     shutdown.request_stop("test")
     try:
         began = time.monotonic()
-        with pytest.raises(restore_produce.CallStalledError):
-            restore_produce.bounded_call("long", release.wait, 60)
+        with pytest.raises(kafka_calls.CallStalledError):
+            kafka_calls.bounded_call("long", release.wait, 60)
         assert time.monotonic() - began < 2
     finally:
         release.set()
