@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -173,6 +174,8 @@ def _transforms(text: str, props: dict[str, tuple[str, int]]) -> list[Transform]
             settings[field] = (
                 value.lower() if field in ("target_type", "unix_precision", "value_type") else value
             )
+            if field == "timezone" and not _known_zone(value):
+                raise _fail(text, key_line, "an IANA time zone such as UTC or Europe/Amsterdam", repr(value))
             if field in ("format_to_pattern", "format", "format_from_pattern"):
                 try:
                     pattern_parts(value)
@@ -190,3 +193,11 @@ def _transforms(text: str, props: dict[str, tuple[str, int]]) -> list[Transform]
         if key.startswith("transforms.") and key.split(".")[1] not in names:
             raise _fail(text, line, "a setting of a transform listed in 'transforms'", repr(key))
     return result
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

@@ -1,6 +1,6 @@
 """Object keys: how a backup names what it writes, and how a restore reads names back.
 
-Layouts (../shared/spec/storage.md, "Object keys"):
+Layouts:
 - default:     `<prefix>/<topic>/<partition>/<offset>.<ext>` (offset = last offset in the object,
                left-padded to 12 digits); Stream Reactor's `<offset>_<minTs>_<maxTs>.<ext>` is read too.
 - PARTITIONBY: `<prefix>/<v1>/<v2>/…/<topic>(<partition>_<offset>).<ext>`,

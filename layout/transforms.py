@@ -1,7 +1,8 @@
 """Running the connector config's Lenses SMTs: each yields headers computed from a record.
 
 The headers they produce feed PARTITIONBY only; they are not written into the envelope, so a
-backup stays a faithful copy of the topic.
+backup stays a faithful copy of the topic. Times are rendered in the transform's `timezone`
+(an IANA zone, UTC by default), and a date-time text without an offset is read in it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from formats.envelope import Header, Record
 from kcql import InsertWallclockTransform, TimestampConverterTransform, Transform
@@ -37,16 +39,19 @@ def _field_millis(transform: TimestampConverterTransform, record: Record) -> int
         return int(document * _PRECISION[transform.unix_precision])
     if isinstance(document, str) and transform.format_from_pattern is None:
         try:
-            return int(datetime.fromisoformat(document.replace("Z", "+00:00")).timestamp() * 1000)
+            moment = datetime.fromisoformat(document.replace("Z", "+00:00"))
         except ValueError:
             return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(transform.timezone))
+        return int(moment.timestamp() * 1000)
     return None
 
 
-def _render(millis: int, target_type: str, pattern: str | None) -> bytes:
+def _render(millis: int, target_type: str, pattern: str | None, timezone: str) -> bytes:
     if target_type == "unix":
         return str(millis).encode()
-    moment = datetime.fromtimestamp(millis / 1000, UTC)
+    moment = datetime.fromtimestamp(millis / 1000, UTC if timezone == "UTC" else ZoneInfo(timezone))
     if pattern:
         return java_date_formatter(pattern)(moment).encode()
     return moment.isoformat().encode()
@@ -63,7 +68,9 @@ def compile_transform(transform: Transform) -> HeaderTransform:
                 else [
                     (
                         transform.header_name,
-                        _render(millis, transform.target_type, transform.format_to_pattern),
+                        _render(
+                            millis, transform.target_type, transform.format_to_pattern, transform.timezone
+                        ),
                     )
                 ]
             )
@@ -76,7 +83,12 @@ def compile_transform(transform: Transform) -> HeaderTransform:
         return [
             (
                 transform.header_name,
-                _render(now, "unix" if transform.value_type == "epoch" else "string", transform.format),
+                _render(
+                    now,
+                    "unix" if transform.value_type == "epoch" else "string",
+                    transform.format,
+                    transform.timezone,
+                ),
             )
         ]
 
