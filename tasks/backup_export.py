@@ -1,4 +1,6 @@
-"""Export one partition's window: read, partition, encode, roll by the flush rules, upload.
+"""Export one partition's window: read (tasks.kafka_reader), group by PARTITIONBY
+(layout.grouping), encode and roll by the flush rules (layout.objects, formats), upload
+(tasks.upload_objects).
 
 `export_partition` is the plain function; `export_partition_task` its thin retryable task.
 A retried export resumes after the objects it already wrote (default layout: their names and
@@ -10,37 +12,28 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from formats import get_codec
-from formats.columns import from_messages, records_digest_inputs, to_records, update_digest
+from formats.columns import from_messages, records_digest_inputs, update_digest
 from kcql import BackupSpec, Transform
-from layout.keys import KeyNaming, parse_object_key
-from layout.manifest import GapCause, ObjectEntry, OffsetGap, PartitionEntry, join_key
+from layout.grouping import PartitionGrouping
+from layout.manifest import GapCause, OffsetGap, PartitionEntry
 from layout.objects import FinishedObject, ObjectRoller
-from layout.spec_bridge import codec_context, flush_rules, key_naming, partition_values_for
-from layout.transforms import compile_transforms
+from layout.spec_bridge import codec_context, flush_rules, key_naming
 from tasks.kafka_admin import PartitionWindow
 from tasks.kafka_reader import read_window
 from tasks.retry import RETRY_OPTIONS
-from tasks.s3 import head_object, list_objects, put_object_once
+from tasks.upload_objects import upload_finished, written_objects
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (records read so far, bytes written so far)."""
-
-_META_FIRST = "first-offset"
-_META_COUNT = "record-count"
-_META_MIN_TS = "min-timestamp"
-_META_MAX_TS = "max-timestamp"
-_META_DIGEST = "records-digest"
-_META_BACKUP = "backup-id"
 
 
 class ExportRequest(BaseModel):
@@ -50,75 +43,6 @@ class ExportRequest(BaseModel):
     window: PartitionWindow
     backup_id: str
     gap_cause: GapCause = "transaction-markers"
-
-
-def _object_metadata(obj: FinishedObject, backup_id: str) -> dict[str, str]:
-    return {
-        _META_FIRST: str(obj.first_offset),
-        _META_COUNT: str(obj.record_count),
-        _META_MIN_TS: "" if obj.min_timestamp is None else str(obj.min_timestamp),
-        _META_MAX_TS: "" if obj.max_timestamp is None else str(obj.max_timestamp),
-        _META_DIGEST: obj.records_digest,
-        _META_BACKUP: backup_id,
-    }
-
-
-def upload_finished(s3: Any, bucket: str, obj: FinishedObject, backup_id: str) -> ObjectEntry:
-    put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256)
-    return ObjectEntry(
-        key=obj.key,
-        first_offset=obj.first_offset,
-        last_offset=obj.last_offset,
-        record_count=obj.record_count,
-        min_timestamp=obj.min_timestamp,
-        max_timestamp=obj.max_timestamp,
-        size=len(obj.data),
-        sha256=obj.sha256,
-        records_digest=obj.records_digest,
-        partition_values=obj.partition_values,
-    )
-
-
-def _optional_int(text: str | None) -> int | None:
-    return int(text) if text else None
-
-
-def written_objects(s3: Any, bucket: str, naming: KeyNaming, window: PartitionWindow) -> list[ObjectEntry]:
-    """Objects a previous attempt of this export already wrote (default layout only): the chain of
-    non-overlapping objects from the window's start, read back from their keys and metadata."""
-    if naming.partitioned:
-        return []
-    folder = join_key(naming.prefix, window.topic, naming.padding.pad("partition", window.partition)) + "/"
-    candidates = []
-    for listed in list_objects(s3, bucket, folder):
-        parsed = parse_object_key(listed["Key"], naming.prefix)
-        if parsed.last_offset is not None and window.start <= parsed.last_offset < window.end:
-            candidates.append((parsed.last_offset, listed["Key"]))
-    chain: list[ObjectEntry] = []
-    next_free = window.start
-    for last_offset, key in sorted(candidates):
-        head = head_object(s3, bucket, key)
-        metadata = (head or {}).get("Metadata", {})
-        if not head or _META_FIRST not in metadata or "sha256" not in metadata:
-            break
-        first = int(metadata[_META_FIRST])
-        if first < next_free:
-            break  # overlaps the chain: an orphan of another window; resume before it
-        chain.append(
-            ObjectEntry(
-                key=key,
-                first_offset=first,
-                last_offset=last_offset,
-                record_count=int(metadata[_META_COUNT]),
-                min_timestamp=_optional_int(metadata.get(_META_MIN_TS)),
-                max_timestamp=_optional_int(metadata.get(_META_MAX_TS)),
-                size=int(head["ContentLength"]),
-                sha256=metadata["sha256"],
-                records_digest=metadata[_META_DIGEST],
-            )
-        )
-        next_free = last_offset + 1
-    return chain
 
 
 def export_partition(
@@ -137,7 +61,7 @@ def export_partition(
     roller = ObjectRoller(
         codec, codec_context(spec, window.topic, window.partition), naming, flush_rules(spec)
     )
-    grouping = _Grouping(spec, window, transforms)
+    grouping = PartitionGrouping(spec, window.topic, window.partition, transforms)
     objects = written_objects(s3, spec.bucket, naming, window)
     resume_after = objects[-1].last_offset if objects else window.start - 1
 
@@ -202,34 +126,6 @@ def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap
     for index in np.flatnonzero(np.diff(offsets) > 1):
         gaps.append(OffsetGap(first=int(offsets[index]) + 1, last=int(offsets[index + 1]) - 1, cause=cause))
     return gaps
-
-
-class _Grouping:
-    """PARTITIONBY: a batch split by its records' partition values (one group, (), without)."""
-
-    def __init__(self, spec: BackupSpec, window: PartitionWindow, transforms: tuple[Transform, ...]) -> None:
-        self.values = partition_values_for(spec)
-        self.header_transforms = compile_transforms(transforms)
-        self.topic, self.partition = window.topic, window.partition
-
-    def groups(
-        self, batch: pa.RecordBatch, inputs: pa.Array
-    ) -> Iterator[tuple[tuple[str | None, ...], pa.RecordBatch, pa.Array]]:
-        if batch.num_rows == 0:
-            return
-        if self.values is None:
-            yield (), batch, inputs
-            return
-        rows: dict[tuple[str | None, ...], list[int]] = {}
-        for index, record in enumerate(to_records(batch, self.topic, self.partition)):
-            extra = [header for transform in self.header_transforms for header in transform(record)]
-            rows.setdefault(self.values.of(record, extra), []).append(index)
-        if len(rows) == 1:
-            yield next(iter(rows)), batch, inputs
-            return
-        for values, indices in rows.items():
-            taken = pa.array(indices, pa.int64())
-            yield values, batch.take(taken), inputs.take(taken)
 
 
 @task(

@@ -1,6 +1,6 @@
 """Producing one restore unit, exactly once and resumably.
 
-A unit's records come decoded, a batch of columns at a time (tasks.restore_records). For each
+A unit's records come decoded, a batch of columns at a time (tasks.restore_decode). For each
 batch: the restore window as a mask, routing (tasks.restore_routing), the digests of what each
 target partition receives, then one tight `produce` loop through the unit's transactional writer
 (tasks.restore_writer), committing every `plan.batch` records together with the count restored
@@ -44,7 +44,7 @@ from tasks.restore_errors import (
     TransactionFatalError,
 )
 from tasks.restore_plan import RestorePlan, RestoreUnit, Window
-from tasks.restore_records import SegmentDigests, SourceBatch, hash_rows, unit_records
+from tasks.restore_decode import SegmentDigests, SourceBatch, hash_rows, unit_records
 from tasks.restore_routing import target_partitions_of
 from tasks.restore_writer import (
     TransactionalWriter,

@@ -18,11 +18,11 @@ from formats.columns import from_records
 from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
 from layout.manifest import OffsetGap
-from tasks import restore_records
+from tasks import restore_decode
 from tasks.restore_errors import OrderingViolationError
 from tasks.restore_plan import RestoreObject, RestoreUnit, Segment, Window
 from tasks.restore_produce import window_mask
-from tasks.restore_records import SegmentDigests, _in_gaps, unit_records
+from tasks.restore_decode import SegmentDigests, _in_gaps, unit_records
 
 
 def records(offsets: Sequence[int], topic: str = "t", partition: int = 0) -> list[Record]:
@@ -56,7 +56,7 @@ def objects(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[pa.RecordBatch]]:
     def decode(_s3: object, _plan: object, _unit: object, obj: RestoreObject) -> Iterator[pa.RecordBatch]:
         yield from data[obj.key]
 
-    monkeypatch.setattr(restore_records, "decode_object", decode)
+    monkeypatch.setattr(restore_decode, "decode_object", decode)
     return data
 
 
@@ -229,7 +229,7 @@ def reference(
     previous: tuple[int, str] | None = None
     expected = min((s.start_offset for s in restore_unit.segments), default=None)
     try:
-        for cluster in restore_records._clusters(restore_unit.objects):
+        for cluster in restore_decode._clusters(restore_unit.objects):
             streams = [stream(o) for o in cluster]
             merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: r[0])
             for offset, key in merged:

@@ -6,7 +6,7 @@ import pytest
 
 from layout.manifest import OffsetGap
 from tasks.restore_plan import RestoreObject, Window
-from tasks.restore_records import _clusters, _in_gaps
+from tasks.restore_decode import _clusters, _in_gaps
 from tasks.restore_routing import murmur2, murmur2_partition
 
 
