@@ -107,13 +107,21 @@ class Codec(ABC):
 TEXT_COMPRESSIONS = ("none", "gzip", "zstd")
 
 
+def _zstd() -> Any:
+    """Python 3.14's compression.zstd, or before it its backport (which fastavro's `zstandard`
+    extra installs for Avro's zstd codec): one zstd library for every format."""
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
 def compress(data: bytes, compression: str, level: int | None) -> bytes:
     if compression == "gzip":
         return gzip.compress(data, compresslevel=level if level is not None else 6)
     if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=level if level is not None else 1).compress(data)
+        return _zstd().compress(data, level=level if level is not None else 1)
     return data
 
 
@@ -123,9 +131,7 @@ def decompress(data: bytes, context: CodecContext) -> bytes:
         if data[:2] == b"\x1f\x8b":
             return gzip.decompress(data)
         if data[:4] == b"\x28\xb5\x2f\xfd":
-            import zstandard
-
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            return _zstd().decompress(data)
     except Exception as exc:  # noqa: BLE001
         raise CorruptObjectError(context.object_key, 0, f"cannot decompress: {exc}") from exc
     return data
