@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 a failed run, 2 bad input, 128 + the signal's number when SIGINT (130)
 or SIGTERM (143) stopped the run.
+
+An expected failure is a core.errors.KbackupError: it is said in one message on stderr, never with
+a traceback, and exits 2 when it is an InputError (nothing ran), else 1. Any other exception is a
+bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from core.errors import InputError, KbackupError
 from kbackup import __version__
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from kbackup.temporary_api import TemporaryApi
 
 EXIT_OK = 0
@@ -33,6 +40,26 @@ _FLOW_COMMANDS = ("backup", "restore", "verify")
 # After the first SIGINT/SIGTERM the run has this long to abort its transactions and stop its
 # tasks; then (or at a second signal) the process exits at once.
 STOP_GRACE_S = 20.0
+
+
+def exit_code_of(error: KbackupError) -> int:
+    """2 when the input was not valid (an InputError: nothing ran), else 1 (a failed run)."""
+    return EXIT_BAD_INPUT if isinstance(error, InputError) else EXIT_FAILED
+
+
+def report_error(command: str, error: KbackupError, what: str = "") -> int:
+    """Say an expected error on stderr as `kbackup COMMAND: WHAT<its message>`, never with a
+    traceback; returns its exit code."""
+    print(f"kbackup {command}: {what}{error}", file=sys.stderr)
+    return exit_code_of(error)
+
+
+def invalid_parameters(error: ValidationError) -> str:
+    """A run's parameters that pydantic refused, on one line: `field: reason; …`."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'parameters'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()
+    )
 
 
 def add_task_runner_argument(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     if args.command not in _FLOW_COMMANDS:
-        return int(args.handler(args))
+        return run_handler(args)
     flow = not getattr(args, "no_flow", False)
     # First of all, as its start takes seconds: a temporary Prefect API, unless one is configured.
     server = start_temporary_api() if flow else None
@@ -94,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if flow:
                 server = use_prefect_api(args.command, server)
             with server_settings(server):
-                code = EXIT_FAILED if stopped_by else int(args.handler(args))
+                code = EXIT_FAILED if stopped_by else run_handler(args)
     finally:
         # Nothing of the run's objects is needed any more: without this, the interpreter's last
         # garbage collection walks them all at exit (about 1 s after a flow run, measured).
@@ -103,6 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kbackup {args.command}: stopped by {stopped_by[0].name}", file=sys.stderr)
         return 128 + stopped_by[0]
     return code
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """The command's exit code; an expected error it did not report itself is reported here."""
+    try:
+        return int(args.handler(args))
+    except KbackupError as error:
+        return report_error(args.command, error)
 
 
 def start_temporary_api() -> TemporaryApi | None:

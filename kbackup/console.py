@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from core.errors import InputError
 from tasks import progress
 from tasks.run_dir import run_dir
 
@@ -82,12 +83,20 @@ def _redrawn(enabled: bool) -> Iterator[None]:
             sys.stderr.write("\r" + _progress_line() + "\n")
 
 
+class LocationError(InputError):
+    """A command's location argument is not `s3://bucket[/prefix]` (or `bucket:prefix`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"expected s3://bucket[/prefix], got {url!r}")
+
+
 def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/prefix` (or `bucket:prefix`) → (bucket, prefix)."""
+    """`s3://bucket/prefix` (or `bucket:prefix`) → (bucket, prefix); LocationError if neither."""
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://") :].partition("/")
     else:
         bucket, _, prefix = url.partition(":")
     if not bucket:
-        raise ValueError(f"expected s3://bucket[/prefix], got {url!r}")
+        raise LocationError(url)
     return bucket, prefix.strip("/")

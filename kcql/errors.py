@@ -1,13 +1,16 @@
 """The KCQL error family: every error knows its line, column, what was expected and found,
-and renders the statement with a caret under the column. Plain text, no colours."""
+and renders the statement with a caret under the column. Plain text, no colours. KcqlError is
+a core.errors.LanguageError (bad input: the command line exits 2), and so a ValueError."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
 
+from core.errors import LanguageError
 
-class KcqlError(ValueError):
+
+class KcqlError(LanguageError):
     """A KCQL text could not be parsed or validated."""
 
     def __init__(self, text: str, offset: int, expected: str, found: str, hint: str = "") -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from core.errors import LanguageError
+
 _FIELDS = {
     "yyyy": "%Y",
     "yy": "%y",
@@ -24,7 +26,10 @@ _FIELDS = {
 _LETTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-class JavaPatternError(ValueError):
+class JavaPatternError(LanguageError):
+    """A Java date pattern (PARTITIONBY, a transform's format) that cannot be used; the parser
+    turns it into a KcqlError at the pattern's position."""
+
     def __init__(self, pattern: str, index: int, reason: str) -> None:
         self.pattern = pattern
         self.index = index

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from core.errors import FormatError
 from formats.envelope import Header, Record
 
 FieldSource = Literal["key", "value", "header", "topic", "partition", "date"]
 _MISSING = object()
 
 
-class PartitionValueError(ValueError):
+class PartitionValueError(FormatError):
     """A record lacks a PARTITIONBY field (or it cannot be read); names the record."""
 
     def __init__(self, field_text: str, topic: str, partition: int, offset: int, reason: str) -> None:

@@ -1,35 +1,55 @@
-"""Errors of the tasks: each keeps what it is about as attributes and says it in its message.
-
-`Retryable` marks what a retry can fix (a broker that is down, a timeout, S3 throttling or 5xx);
-everything else (bad KCQL, a corrupt object, a missing bucket or permission) fails at once.
+"""Errors of the tasks' services — Kafka, S3 — and of a backup's own records (manifests, lock,
+verification): each keeps what it is about as attributes and says it in its message. Their layer
+bases and the root are core.errors'; `Retryable` marks what a retry can fix (a broker that is
+down, a timeout, S3 throttling or 5xx); everything else (a missing bucket or permission, a
+conflicting object) fails at once.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.errors import BackupError, KafkaError, KbackupError, Retryable, StorageError
+
 if TYPE_CHECKING:
     from datetime import datetime
 
     from layout.lock import LeaseRecord
 
+__all__ = [
+    "BackupError",
+    "BrokerUnavailableError",
+    "BucketNotFoundError",
+    "KafkaAuthenticationError",
+    "KafkaAuthorizationError",
+    "KafkaError",
+    "KafkaOperationError",
+    "KafkaSecurityError",
+    "KafkaTlsError",
+    "KbackupError",
+    "LockError",
+    "LockLostError",
+    "LockTimeoutError",
+    "ManifestError",
+    "ObjectConflictError",
+    "Retryable",
+    "StorageAccessError",
+    "StorageError",
+    "TopicNotFoundError",
+    "TransientStorageError",
+    "VerificationError",
+    "is_retryable",
+]
 
-class KbackupError(Exception):
-    """Base of the errors the tasks raise."""
 
-
-class Retryable:
-    """Mixin: a retry of the same task may succeed."""
-
-
-class BrokerUnavailableError(KbackupError, Retryable):
+class BrokerUnavailableError(KafkaError, Retryable):
     def __init__(self, bootstrap_servers: str, reason: str) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.reason = reason
         super().__init__(f"Kafka brokers at {bootstrap_servers} are unreachable: {reason}")
 
 
-class KafkaOperationError(KbackupError):
+class KafkaOperationError(KafkaError):
     def __init__(self, operation: str, reason: str, retryable: bool = False) -> None:
         self.operation = operation
         self.reason = reason
@@ -37,7 +57,7 @@ class KafkaOperationError(KbackupError):
         super().__init__(f"Kafka {operation} failed: {reason}")
 
 
-class KafkaSecurityError(KbackupError):
+class KafkaSecurityError(KafkaError):
     """Authentication, authorization or TLS: the cluster refused us, and a retry cannot fix that."""
 
 
@@ -71,21 +91,21 @@ class KafkaAuthorizationError(KafkaSecurityError):
         )
 
 
-class TopicNotFoundError(KbackupError):
+class TopicNotFoundError(KafkaError):
     def __init__(self, topic: str, bootstrap_servers: str) -> None:
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
         super().__init__(f"topic {topic!r} does not exist on the cluster at {bootstrap_servers}")
 
 
-class BucketNotFoundError(KbackupError):
+class BucketNotFoundError(StorageError):
     def __init__(self, bucket: str, endpoint: str) -> None:
         self.bucket = bucket
         self.endpoint = endpoint
         super().__init__(f"bucket {bucket!r} does not exist at {endpoint}")
 
 
-class StorageAccessError(KbackupError):
+class StorageAccessError(StorageError):
     def __init__(self, operation: str, bucket: str, key: str | None, endpoint: str, reason: str) -> None:
         self.operation = operation
         self.bucket = bucket
@@ -100,7 +120,7 @@ class TransientStorageError(StorageAccessError, Retryable):
     """Throttling, 5xx, a connection dropped: worth another try."""
 
 
-class ObjectConflictError(KbackupError):
+class ObjectConflictError(StorageError):
     def __init__(self, bucket: str, key: str, existing_sha256: str | None, new_sha256: str) -> None:
         self.bucket = bucket
         self.key = key
@@ -112,7 +132,7 @@ class ObjectConflictError(KbackupError):
         )
 
 
-class ManifestError(KbackupError):
+class ManifestError(BackupError):
     def __init__(self, bucket: str, key: str, reason: str) -> None:
         self.bucket = bucket
         self.key = key
@@ -120,7 +140,7 @@ class ManifestError(KbackupError):
         super().__init__(f"manifest s3://{bucket}/{key}: {reason}")
 
 
-class VerificationError(KbackupError):
+class VerificationError(BackupError):
     """The objects in the bucket do not match the manifest; lists every problem found."""
 
     def __init__(self, bucket: str, backup_id: str, problems: list[str]) -> None:
@@ -132,7 +152,7 @@ class VerificationError(KbackupError):
         super().__init__(f"backup {backup_id} in s3://{bucket} failed verification:\n  {listed}{more}")
 
 
-class LockError(KbackupError):
+class LockError(BackupError):
     """The lock that keeps two backups of one bucket/prefix apart (tasks.locks); `holder` is the
     lease record of whoever holds it, None when unknown."""
 

@@ -1,4 +1,6 @@
 """Errors of the restore side: each keeps what it is about as attributes and says it in its message.
+Their layer base, RestoreError, is core.errors'; a corrupt object is formats.errors'
+CorruptObjectError (one class for a codec's and a restore's findings), importable from here too.
 
 None of these is retryable: a missing manifest, a corrupt object or an ordering violation stays
 what it is however often the task runs again (the retryable ones are tasks.errors').
@@ -6,11 +8,25 @@ what it is however often the task runs again (the retryable ones are tasks.error
 
 from __future__ import annotations
 
-from tasks.errors import KbackupError
+from core.errors import RestoreError
+from formats.errors import CorruptObjectError
 
-
-class RestoreError(KbackupError):
-    """Base of the errors a restore raises."""
+__all__ = [
+    "BackupIncompleteError",
+    "CorruptObjectError",
+    "MissingObjectError",
+    "NothingToRestoreError",
+    "OrderingViolationError",
+    "PreflightError",
+    "RestoreCheckError",
+    "RestoreError",
+    "RestoreFilterError",
+    "RestoreStalledError",
+    "TargetNotEmptyError",
+    "TargetPartitionsError",
+    "TransactionFatalError",
+    "UnsupportedRestoreError",
+]
 
 
 class BackupIncompleteError(RestoreError):
@@ -43,16 +59,6 @@ class MissingObjectError(RestoreError):
         self.key = key
         self.backup_id = backup_id
         super().__init__(f"s3://{bucket}/{key} is listed in manifest {backup_id} but missing from the bucket")
-
-
-class CorruptObjectError(RestoreError):
-    """An object whose bytes or records are not what the manifest says (or cannot be decoded)."""
-
-    def __init__(self, bucket: str, key: str, reason: str) -> None:
-        self.bucket = bucket
-        self.key = key
-        self.reason = reason
-        super().__init__(f"s3://{bucket}/{key} is corrupt: {reason}")
 
 
 class OrderingViolationError(RestoreError):

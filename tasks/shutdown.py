@@ -16,8 +16,8 @@ from pathlib import Path
 
 from prefect.exceptions import TerminationSignal
 
+from core.errors import KbackupError
 from tasks import run_dir
-from tasks.errors import KbackupError
 
 STOP_FILE = "stop"
 STOP_POLL_S = 0.2

@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_task_runner_argument
+from core.errors import KbackupError
+from kbackup.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_task_runner_argument,
+    invalid_parameters,
+    report_error,
+)
 from kbackup.console import human_bytes, progress_bar, table
 
 
@@ -24,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from flows.backup import BackupParameters, backup_flow, specs_and_transforms
-    from kcql import KcqlError
 
     try:
         config_text = args.connector_config.read_text() if args.connector_config else None
@@ -37,16 +46,20 @@ def run(args: argparse.Namespace) -> int:
             task_runner=args.task_runner,
         )
         specs_and_transforms(params)  # bad input is reported here, before any flow runs
-    except (KcqlError, OSError, ValueError) as exc:
+    except OSError as exc:  # the connector config file
         print(f"kbackup backup: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:  # the parameters' own checks
+        print(f"kbackup backup: {invalid_parameters(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     with progress_bar():
         state = backup_flow(**params.model_dump(), return_state=True)
     if not state.is_completed():
         try:
-            state.result()
-        except Exception as exc:  # noqa: BLE001 - report whatever failed the run
-            print(f"kbackup backup: the backup failed: {exc}", file=sys.stderr)
+            state.result()  # raises what failed the run; anything but a KbackupError is a bug
+        except KbackupError as error:
+            return report_error("backup", error, "the backup failed: ")
+        print(f"kbackup backup: the backup ended {state.name}", file=sys.stderr)
         return EXIT_FAILED
     for result in state.result():
         manifest = result.manifest

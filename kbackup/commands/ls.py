@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from kbackup.cli import EXIT_OK
 from kbackup.console import human_bytes, parse_s3_url, table
 
 
@@ -17,22 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tasks.errors import KbackupError
     from tasks.manifest_store import read_chain
     from tasks.s3 import check_bucket, s3_client
 
-    try:
-        bucket, prefix = parse_s3_url(args.location)
-    except ValueError as exc:
-        print(f"kbackup ls: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    # A KbackupError (a bad location, a missing bucket, a bad manifest) is reported by kbackup.cli.
+    bucket, prefix = parse_s3_url(args.location)
     s3 = s3_client()
-    try:
-        check_bucket(s3, bucket)
-        manifests = read_chain(s3, bucket, prefix)
-    except KbackupError as exc:
-        print(f"kbackup ls: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    check_bucket(s3, bucket)
+    manifests = read_chain(s3, bucket, prefix)
     rows = []
     for m in manifests:
         windows = ", ".join(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from core.errors import KbackupError
+from kbackup.cli import EXIT_FAILED, EXIT_OK, report_error
 from kbackup.console import parse_s3_url, table
 
 
@@ -22,17 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from flows.verify import verify_flow
 
-    try:
-        bucket, prefix = parse_s3_url(args.location)
-    except ValueError as exc:
-        print(f"kbackup verify: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    bucket, prefix = parse_s3_url(args.location)  # a LocationError is reported by kbackup.cli
     state = verify_flow(bucket, prefix, args.deep, args.backup_id, return_state=True)
     if not state.is_completed():
         try:
-            state.result()
-        except Exception as exc:  # noqa: BLE001
-            print(f"kbackup verify: {exc}", file=sys.stderr)
+            state.result()  # raises what failed the run; anything but a KbackupError is a bug
+        except KbackupError as error:
+            return report_error("verify", error)
+        print(f"kbackup verify: the verification ended {state.name}", file=sys.stderr)
         return EXIT_FAILED
     reports = state.result()
     print(
