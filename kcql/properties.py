@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.errors import LanguageError
 from kcql.specs import Format, RestoreBound
 
 Value = str | int | bool
 
 
-class PropertyProblem(ValueError):
+class PropertyProblem(LanguageError):
     """A property's value is not valid; `expected` says what would be."""
 
     def __init__(self, expected: str) -> None:
