@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,36 +68,52 @@ def _char(value: Value) -> str:
     return value
 
 
-def _bound(value: Value) -> RestoreBound:
+# The selection grammar (restore.from / restore.to / restore.partitions / restore.filter): one
+# implementation for the statement's properties and for the overrides (kcql/selection.py).
+BOUND_EXPECTED = "an ISO-8601 time such as '2026-01-01T00:00:00Z', epoch milliseconds or 'offset:N'"
+PARTITIONS_EXPECTED = "a comma-separated list of partition numbers such as '0,2,5'"
+FILTER_EXPECTED = "name=value pairs such as 'region=EMEA,year=2023'"
+
+
+def restore_bound(value: Value) -> RestoreBound:
+    """`offset:N` → an offset; whole (epoch) milliseconds → a time; else an ISO-8601 time, UTC when
+    it names no zone."""
     text = str(value).strip()
     if text.lower().startswith("offset:"):
         return RestoreBound(offset=_int(0)(text.split(":", 1)[1]))
+    if re.fullmatch(r"-?\d+", text):
+        return RestoreBound(timestamp_ms=int(text))
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise PropertyProblem("an ISO-8601 time such as '2026-01-01T00:00:00Z' or 'offset:N'") from None
+        raise PropertyProblem(BOUND_EXPECTED) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return RestoreBound(timestamp_ms=int(moment.timestamp() * 1000))
 
 
-def _partitions(value: Value) -> tuple[int, ...]:
+def partition_list(value: Value) -> tuple[int, ...]:
     try:
         numbers = tuple(int(part) for part in str(value).split(",") if part.strip())
     except ValueError:
-        raise PropertyProblem("a comma-separated list of partition numbers such as '0,2,5'") from None
+        raise PropertyProblem(PARTITIONS_EXPECTED) from None
     if not numbers or min(numbers) < 0:
-        raise PropertyProblem("a comma-separated list of partition numbers such as '0,2,5'")
+        raise PropertyProblem(PARTITIONS_EXPECTED)
     return numbers
 
 
-def _filter(value: Value) -> tuple[tuple[str, str], ...]:
+def restore_filter(value: Value) -> tuple[tuple[str, str], ...]:
+    """`name=value` pairs separated by commas (empty parts, such as a trailing comma, skipped)."""
     pairs = []
     for part in str(value).split(","):
-        name, sep, wanted = part.strip().partition("=")
-        if not sep or not name:
-            raise PropertyProblem("name=value pairs such as 'region=EMEA,year=2023'")
+        if not part.strip():
+            continue
+        name, sep, wanted = part.partition("=")
+        if not sep or not name.strip():
+            raise PropertyProblem(FILTER_EXPECTED)
         pairs.append((name.strip(), wanted.strip()))
+    if not pairs:
+        raise PropertyProblem(FILTER_EXPECTED)
     return tuple(pairs)
 
 
@@ -132,10 +149,10 @@ _PROPERTIES = [
     Property("compression.level", "compression_level", _int(-10)),
     Property("isolation.level", "isolation_level", _choice("read_committed", "read_uncommitted")),
     Property("source.topic", "source_topic", _text, backup=False, restore=True),
-    Property("restore.from", "restore_from", _bound, backup=False, restore=True),
-    Property("restore.to", "restore_to", _bound, backup=False, restore=True),
-    Property("restore.partitions", "partitions", _partitions, backup=False, restore=True),
-    Property("restore.filter", "filter", _filter, backup=False, restore=True),
+    Property("restore.from", "restore_from", restore_bound, backup=False, restore=True),
+    Property("restore.to", "restore_to", restore_bound, backup=False, restore=True),
+    Property("restore.partitions", "partitions", partition_list, backup=False, restore=True),
+    Property("restore.filter", "filter", restore_filter, backup=False, restore=True),
     Property(
         "restore.partitioner", "partitioner", _choice("preserve", "murmur2"), backup=False, restore=True
     ),
