@@ -120,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_on_signals(on_exit=stop_server) as stopped_by:
             if flow:
                 server = use_prefect_api(args.command, server)
+                from kbackup.console import expected_errors_without_traceback
+
+                expected_errors_without_traceback()  # Prefect's logs of a failed run: one line, no traceback
             with server_settings(server):
                 code = EXIT_FAILED if stopped_by else run_handler(args)
     finally:
