@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from core.models import FrozenModel
 
 TIMESTAMP_CONVERTER = "io.lenses.connect.smt.header.TimestampConverter"
 INSERT_WALLCLOCK = "io.lenses.connect.smt.header.InsertWallclock"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TimestampConverterTransform(_Frozen):
+class TimestampConverterTransform(FrozenModel):
     """Reads a timestamp from `field` (`_timestamp` = the record's, `_key.a`, `_value.a` or `a`) and
     writes it, converted, into header `header_name`."""
 
@@ -29,7 +25,7 @@ class TimestampConverterTransform(_Frozen):
     timezone: str = "UTC"
 
 
-class InsertWallclockTransform(_Frozen):
+class InsertWallclockTransform(FrozenModel):
     """Writes the wall-clock time at export into header `header_name`."""
 
     type: Literal["InsertWallclock"] = "InsertWallclock"

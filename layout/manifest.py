@@ -10,7 +10,9 @@ import secrets
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from core.models import FrozenModel
 
 FORMAT_VERSION = 1
 MANIFESTS_FOLDER = "_manifests"
@@ -18,11 +20,7 @@ MANIFESTS_FOLDER = "_manifests"
 GapCause = Literal["compaction", "transaction-markers", "compaction-or-transaction-markers", "retention"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class OffsetGap(_Frozen):
+class OffsetGap(FrozenModel):
     """Offsets `first`..`last` (inclusive) that hold no backed-up record, and why."""
 
     first: int
@@ -30,7 +28,7 @@ class OffsetGap(_Frozen):
     cause: GapCause
 
 
-class ObjectEntry(_Frozen):
+class ObjectEntry(FrozenModel):
     key: str = Field(description="Object key inside the bucket.")
     first_offset: int
     last_offset: int
@@ -45,7 +43,7 @@ class ObjectEntry(_Frozen):
     )
 
 
-class PartitionEntry(_Frozen):
+class PartitionEntry(FrozenModel):
     topic: str
     partition: int
     start_offset: int = Field(description="First offset of the window (inclusive).")
@@ -60,26 +58,26 @@ class PartitionEntry(_Frozen):
     seconds: float = Field(default=0.0, description="Wall time of the export.")
 
 
-class TopicEntry(_Frozen):
+class TopicEntry(FrozenModel):
     name: str
     partition_count: int
     replication_factor: int
     configs: dict[str, str] = Field(default_factory=dict, description="Non-default topic configs.")
 
 
-class CommittedOffset(_Frozen):
+class CommittedOffset(FrozenModel):
     topic: str
     partition: int
     offset: int
     metadata: str = ""
 
 
-class GroupOffsets(_Frozen):
+class GroupOffsets(FrozenModel):
     group: str
     offsets: tuple[CommittedOffset, ...]
 
 
-class Manifest(_Frozen):
+class Manifest(FrozenModel):
     format_version: int = FORMAT_VERSION
     backup_id: str
     previous_backup_id: str | None
