@@ -53,3 +53,14 @@ class UnsupportedValueError(FormatError):
         self.offset = offset
         self.reason = reason
         super().__init__(f"record at offset {offset}: {reason}")
+
+
+def undecodable(bucket: str, key: str, error: Exception, records_before: int) -> CorruptObjectError:
+    """The error for an object of `bucket` that a codec could not decode: it names the object and
+    the record (the codec's record index when it gave one, else the first record not decoded)."""
+    if isinstance(error, CorruptObjectError):
+        index = error.record_index if error.record_index is not None else records_before
+        reason = error.reason
+    else:
+        index, reason = records_before, str(error) or type(error).__name__
+    return CorruptObjectError(bucket, key, f"cannot decode record {index}: {reason}")

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from formats import CodecContext, get_codec
 from formats.columns import DECODE_BATCH, DECODED, records_digest_inputs, update_digest
-from formats.errors import CorruptObjectError as FormatCorruptError
+from formats.errors import undecodable
 from layout.manifest import OffsetGap
 from tasks.restore_errors import CorruptObjectError, OrderingViolationError
 from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit
@@ -96,11 +96,8 @@ def decode_object(
             if batch.num_rows:
                 count += batch.num_rows
                 yield _conform(batch)
-    except (CorruptObjectError, OrderingViolationError):
-        raise
     except Exception as exc:  # noqa: BLE001 - any decoding failure: this object is corrupt
-        index = exc.record_index if isinstance(exc, FormatCorruptError) else count
-        raise CorruptObjectError(plan.bucket, obj.key, f"cannot decode record {index}: {exc}") from exc
+        raise undecodable(plan.bucket, obj.key, exc, count) from exc
     if obj.record_count is not None and count != obj.record_count:
         raise CorruptObjectError(
             plan.bucket, obj.key, f"decoded {count} records, the manifest says {obj.record_count}"
