@@ -23,9 +23,9 @@ PARTITIONS = 6
 
 
 def kafka_config() -> dict[str, Any]:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
 
-    return KafkaSettings().client_config()
+    return client_config()
 
 
 def bench_topic_name(records: int, value_size: int) -> str:

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kbackup.console import human_bytes, table
-from kbackup.settings import KafkaSettings
+from tasks.kafka_clients import client_config
 from tasks.restore_target import read_restored
 from tasks.s3 import list_objects, s3_client
 
@@ -65,7 +65,9 @@ def topic_digest(config: dict[str, Any], topic: str) -> tuple[int, dict[int, str
     consumer = Consumer({**config, "group.id": f"demo-digest-{uuid.uuid4()}"})
     try:
         partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        lows = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in partitions}
+        lows = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in partitions
+        }
     finally:
         consumer.close()
     count = 0
@@ -95,7 +97,7 @@ def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
 
 
 def run_demo() -> int:
-    config = KafkaSettings().client_config()
+    config = client_config()
     admin = AdminClient(config)
     s3 = s3_client()
     suffix = os.environ.get("KBACKUP_DEMO_SUFFIX", time.strftime("%H%M%S"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -23,6 +23,9 @@ from tasks.kafka_admin import (
 from tasks.manifest_store import latest_manifest
 from tasks.retry import RETRY_OPTIONS
 from tasks.s3 import check_bucket
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 class BackupPlan(BaseModel):
@@ -52,7 +55,7 @@ def gap_cause(topic: TopicEntry) -> GapCause:
 
 
 def plan_backup(
-    spec: BackupSpec, kafka_config: dict[str, Any], s3: Any, topics_override: tuple[str, ...] = ()
+    spec: BackupSpec, kafka_config: dict[str, Any], s3: S3Client, topics_override: tuple[str, ...] = ()
 ) -> BackupPlan:
     check_bucket(s3, spec.bucket)
     admin = admin_client(kafka_config)
@@ -75,7 +78,7 @@ def plan_backup(
 
 @task(name="snapshot-offsets", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def plan_backup_task(spec: BackupSpec, topics_override: tuple[str, ...] = ()) -> BackupPlan:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
     from tasks.s3 import s3_client
 
-    return plan_backup(spec, KafkaSettings().client_config(), s3_client(), topics_override)
+    return plan_backup(spec, client_config(), s3_client(), topics_override)

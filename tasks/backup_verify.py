@@ -13,7 +13,7 @@ import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -28,6 +28,9 @@ from tasks.errors import StorageAccessError, VerificationError
 from tasks.restore_errors import CorruptObjectError, MissingObjectError
 from tasks.retry import RETRY_OPTIONS
 from tasks.s3 import SHA256_METADATA, get_object_bytes, head_object, list_objects
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 Depth = Literal["quick", "sampled", "full"]
 SAMPLE_FRACTION = 0.1
@@ -56,7 +59,7 @@ class Listing:
     keys: frozenset[str]
 
 
-def list_prefix(s3: Any, bucket: str, prefix: str) -> Listing:
+def list_prefix(s3: S3Client, bucket: str, prefix: str) -> Listing:
     """List the prefix as restore does (tasks.restore_plan.plan_restore)."""
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
     keys = frozenset(o["Key"] for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"]))
@@ -80,7 +83,7 @@ def _not_listed(listing: Listing, manifest: Manifest, key: str) -> str:
 
 
 def _decode(
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     manifest: Manifest,
     entry: ObjectEntry,
@@ -112,7 +115,7 @@ def _digest_parts(record: Record) -> tuple[Any, ...]:
 
 
 def _check_object(
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     manifest: Manifest,
     partition: PartitionEntry,
@@ -140,7 +143,7 @@ def _check_object(
 
 
 def _check_partition_digest(
-    s3: Any, bucket: str, manifest: Manifest, partition: PartitionEntry, problems: list[str]
+    s3: S3Client, bucket: str, manifest: Manifest, partition: PartitionEntry, problems: list[str]
 ) -> int:
     """Recompute the partition's digest over all its objects' records in offset order."""
     streams = [_decode(s3, bucket, manifest, entry, partition, problems) for entry in partition.objects]
@@ -162,7 +165,7 @@ def _check_partition_digest(
 
 
 def verify_backup(
-    s3: Any, bucket: str, manifest: Manifest, depth: Depth, seed: int = 0, listing: Listing | None = None
+    s3: S3Client, bucket: str, manifest: Manifest, depth: Depth, seed: int = 0, listing: Listing | None = None
 ) -> VerifyReport:
     """Check the manifest's objects: each in `listing` (a listing of the backup's prefix, made here
     when not given), its size and stored sha256; `sampled`/`full` decode and recompute digests."""

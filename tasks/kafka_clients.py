@@ -1,7 +1,8 @@
 """What every confluent-kafka client shares: its error callback and its logger.
 
-`KafkaSettings.client_config()` adds `client_callbacks(config)` to the configuration it returns,
-so every Consumer, Producer and AdminClient built from it gets both:
+`client_config()` is the configuration every Consumer, Producer and AdminClient is built from:
+the connection settings (`core.connections.KafkaSettings`) plus `client_callbacks(config)`, so
+every client gets both:
 
 - `error_cb`: authentication, TLS and authorization failures are raised at once (from the
   poll, consume or flush that serves the callback) as `KafkaSecurityError`s naming the broker and
@@ -27,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from core.connections import KafkaSettings
 from tasks.errors import (
     KafkaAuthenticationError,
     KafkaAuthorizationError,
@@ -190,3 +192,11 @@ LIBRDKAFKA_LOG = LibrdkafkaLog(LOGGER)
 def client_callbacks(config: dict[str, Any]) -> dict[str, Any]:
     """The `error_cb` and `logger` settings for clients built from `config`."""
     return {"error_cb": ClientErrors(config), "logger": LIBRDKAFKA_LOG}
+
+
+def client_config(settings: KafkaSettings | None = None) -> dict[str, Any]:
+    """librdkafka configuration for a client: the connection settings (from the environment unless
+    given) plus the error callback and the logger every client shares: authentication,
+    authorization and TLS failures are raised at once, librdkafka's lines go through Python logging."""
+    config = (settings or KafkaSettings()).librdkafka_config()
+    return {**config, **client_callbacks(config)}

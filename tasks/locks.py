@@ -23,12 +23,12 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, ValidationError
@@ -38,6 +38,10 @@ from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
 from tasks import shutdown
 from tasks.errors import KbackupError, LockLostError, LockTimeoutError
 from tasks.s3 import storage_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ListObjectsV2RequestTypeDef, PutObjectRequestTypeDef
 
 # S3 times have one-second resolution (LastModified and Date are both truncated): a lease counts
 # as expired only this long after its last write plus its lease time.
@@ -71,7 +75,7 @@ class LockSettings(BaseSettings):
 class Lease:
     """A lease this process holds. Renewed by a LeaseKeeper thread; `check()` before a commit."""
 
-    s3: Any
+    s3: S3Client
     record: LeaseRecord
     valid_until: float  # time.monotonic() until which no other run can take it over
     lost: LockLostError | None = None
@@ -124,7 +128,7 @@ class LockState:
 # --- S3 -----------------------------------------------------------------------------------------
 
 
-def _server_time(response: dict[str, Any]) -> datetime | None:
+def _server_time(response: Mapping[str, Any]) -> datetime | None:
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     try:
         return parsedate_to_datetime(date).astimezone(UTC) if date else None
@@ -133,13 +137,13 @@ def _server_time(response: dict[str, Any]) -> datetime | None:
 
 
 def _list_epochs(
-    s3: Any, bucket: str, folder: str, start_after: str = ""
+    s3: S3Client, bucket: str, folder: str, start_after: str = ""
 ) -> tuple[list[tuple[int, str, datetime]], datetime]:
     """(epoch, key, LastModified) of the lease objects in `folder` (after `start_after`), ascending,
     and the server's time of the listing."""
     found: list[tuple[int, str, datetime]] = []
     server_now: datetime | None = None
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": folder}
+    kwargs: ListObjectsV2RequestTypeDef = {"Bucket": bucket, "Prefix": folder}
     if start_after:
         kwargs["StartAfter"] = start_after
     while True:
@@ -158,7 +162,7 @@ def _list_epochs(
     return sorted(found), server_now or datetime.now(UTC)
 
 
-def _read_record(s3: Any, bucket: str, key: str) -> LeaseRecord | None:
+def _read_record(s3: S3Client, bucket: str, key: str) -> LeaseRecord | None:
     """The lease at `key`; None when its body is not a lease. Raises FileNotFoundError when gone."""
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -174,18 +178,19 @@ def _read_record(s3: Any, bucket: str, key: str) -> LeaseRecord | None:
         return None
 
 
-def _put_record(s3: Any, record: LeaseRecord, *, create: bool) -> bool:
+def _put_record(s3: S3Client, record: LeaseRecord, *, create: bool) -> bool:
     """Write a lease object; with `create`, only if it does not exist yet (False when it did)."""
     key = lease_key(record.prefix, record.kind, record.epoch)
-    extra = {"IfNoneMatch": "*"} if create else {}
+    request: PutObjectRequestTypeDef = {
+        "Bucket": record.bucket,
+        "Key": key,
+        "Body": record.model_dump_json(indent=2).encode(),
+        "ContentType": "application/json",
+    }
+    if create:
+        request["IfNoneMatch"] = "*"
     try:
-        s3.put_object(
-            Bucket=record.bucket,
-            Key=key,
-            Body=record.model_dump_json(indent=2).encode(),
-            ContentType="application/json",
-            **extra,
-        )
+        s3.put_object(**request)
     except ClientError as exc:
         if create and str(exc.response.get("Error", {}).get("Code", "")) in _PRECONDITION_CODES:
             return False
@@ -195,7 +200,7 @@ def _put_record(s3: Any, record: LeaseRecord, *, create: bool) -> bool:
     return True
 
 
-def read_lock(s3: Any, bucket: str, prefix: str, kind: str) -> LockState | None:
+def read_lock(s3: S3Client, bucket: str, prefix: str, kind: str) -> LockState | None:
     """The lock's state now; None when the current lease vanished while being read (look again)."""
     folder = lock_folder(prefix, kind)
     listed, server_now = _list_epochs(s3, bucket, folder)
@@ -236,7 +241,7 @@ def _flow_run() -> tuple[str | None, str | None]:
 
 
 def _create_lease(
-    s3: Any,
+    s3: S3Client,
     kind: str,
     bucket: str,
     prefix: str,
@@ -275,7 +280,7 @@ def _create_lease(
     return None if _newer_lease(lease) else lease
 
 
-def _prune(s3: Any, bucket: str, epochs: tuple[tuple[int, str], ...], keep_from: int) -> None:
+def _prune(s3: S3Client, bucket: str, epochs: tuple[tuple[int, str], ...], keep_from: int) -> None:
     """Delete lease objects below `keep_from` (best effort: a leftover is harmless)."""
     for epoch, key in epochs:
         if epoch < keep_from:
@@ -293,7 +298,7 @@ def waiting_message(kind: str, where: str, state: LockState, default_lease_secon
 
 
 def acquire_lease(
-    s3: Any,
+    s3: S3Client,
     kind: str,
     bucket: str,
     prefix: str,
@@ -485,7 +490,7 @@ def exclusive(
     *,
     lease_seconds: float | None = None,
     timeout_seconds: float | None = None,
-    s3: Any = None,
+    s3: S3Client | None = None,
 ) -> Iterator[Lease]:
     """Hold the `kind` lock of bucket/prefix for the duration of the block; call the yielded
     lease's `check()` just before committing. Defaults: LockSettings (KBACKUP_LOCK_*)."""

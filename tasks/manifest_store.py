@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -10,8 +10,11 @@ from layout.manifest import Manifest, manifest_key, manifests_prefix
 from tasks.errors import ManifestError
 from tasks.s3 import get_object_bytes, list_objects, put_json_once
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
-def list_backup_ids(s3: Any, bucket: str, prefix: str) -> list[str]:
+
+def list_backup_ids(s3: S3Client, bucket: str, prefix: str) -> list[str]:
     """Backup ids under the prefix, oldest first (ids sort by time)."""
     folder = manifests_prefix(prefix)
     ids = []
@@ -22,7 +25,7 @@ def list_backup_ids(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(ids)
 
 
-def read_manifest(s3: Any, bucket: str, prefix: str, backup_id: str) -> Manifest:
+def read_manifest(s3: S3Client, bucket: str, prefix: str, backup_id: str) -> Manifest:
     key = manifest_key(prefix, backup_id)
     data = get_object_bytes(s3, bucket, key)
     try:
@@ -33,17 +36,17 @@ def read_manifest(s3: Any, bucket: str, prefix: str, backup_id: str) -> Manifest
         ) from exc
 
 
-def latest_manifest(s3: Any, bucket: str, prefix: str) -> Manifest | None:
+def latest_manifest(s3: S3Client, bucket: str, prefix: str) -> Manifest | None:
     ids = list_backup_ids(s3, bucket, prefix)
     return read_manifest(s3, bucket, prefix, ids[-1]) if ids else None
 
 
-def read_chain(s3: Any, bucket: str, prefix: str) -> list[Manifest]:
+def read_chain(s3: S3Client, bucket: str, prefix: str) -> list[Manifest]:
     """Every manifest under the prefix, oldest first."""
     return [read_manifest(s3, bucket, prefix, backup_id) for backup_id in list_backup_ids(s3, bucket, prefix)]
 
 
-def write_manifest(s3: Any, bucket: str, prefix: str, manifest: Manifest) -> str:
+def write_manifest(s3: S3Client, bucket: str, prefix: str, manifest: Manifest) -> str:
     key = manifest_key(prefix, manifest.backup_id)
     put_json_once(s3, bucket, key, manifest.model_dump_json(indent=2))
     return key

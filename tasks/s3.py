@@ -8,14 +8,14 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kbackup.settings import S3Settings
+from core.connections import S3Settings
 from tasks.errors import (
     BucketNotFoundError,
     ObjectConflictError,
@@ -23,8 +23,11 @@ from tasks.errors import (
     TransientStorageError,
 )
 
+if TYPE_CHECKING:  # boto3-stubs[s3], a dev dependency: the types alone, never needed at run time
+    from mypy_boto3_s3 import S3Client
 
-def s3_client(settings: S3Settings | None = None) -> Any:
+
+def s3_client(settings: S3Settings | None = None) -> S3Client:
     """A boto3 S3 client for the configured endpoint, with adaptive retries for throttling and 5xx."""
     settings = settings or S3Settings()
     # The setting is a free string: botocore's Config checks it and raises
@@ -57,11 +60,13 @@ _TRANSIENT_CODES = {
 SHA256_METADATA = "sha256"
 
 
-def endpoint_of(client: Any) -> str:
+def endpoint_of(client: S3Client) -> str:
     return str(client.meta.endpoint_url)
 
 
-def storage_error(client: Any, operation: str, bucket: str, key: str | None, exc: Exception) -> Exception:
+def storage_error(
+    client: S3Client, operation: str, bucket: str, key: str | None, exc: Exception
+) -> Exception:
     """Turn a botocore error into one that says which bucket/key at which endpoint, and whether
     a retry may help."""
     endpoint = endpoint_of(client)
@@ -76,14 +81,14 @@ def storage_error(client: Any, operation: str, bucket: str, key: str | None, exc
     return TransientStorageError(operation, bucket, key, endpoint, str(exc))
 
 
-def check_bucket(client: Any, bucket: str) -> None:
+def check_bucket(client: S3Client, bucket: str) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(client, "HeadBucket", bucket, None, exc) from exc
 
 
-def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+def head_object(client: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return dict(client.head_object(Bucket=bucket, Key=key))
     except ClientError as exc:
@@ -95,7 +100,7 @@ def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
 
 
 def put_object_once(
-    client: Any, bucket: str, key: str, data: bytes, metadata: dict[str, str], sha256: str | None = None
+    client: S3Client, bucket: str, key: str, data: bytes, metadata: dict[str, str], sha256: str | None = None
 ) -> bool:
     """Write `data` at `key` unless an object is there already.
 
@@ -126,22 +131,23 @@ def put_object_once(
     return False
 
 
-def put_json_once(client: Any, bucket: str, key: str, text: str) -> None:
+def put_json_once(client: S3Client, bucket: str, key: str, text: str) -> None:
     put_object_once(client, bucket, key, text.encode(), {})
 
 
-def get_object_bytes(client: Any, bucket: str, key: str) -> bytes:
+def get_object_bytes(client: S3Client, bucket: str, key: str) -> bytes:
     try:
         return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(client, "GetObject", bucket, key, exc) from exc
 
 
-def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+def list_objects(client: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
     """Every object under `prefix`, in key order (S3 lists lexicographically)."""
     paginator = client.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            yield from page.get("Contents", [])
+            # Plain dicts for the callers (Key, Size, LastModified, ...), not the stubs' TypedDict.
+            yield from cast(list[dict[str, Any]], page.get("Contents", []))
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(client, "ListObjectsV2", bucket, prefix, exc) from exc

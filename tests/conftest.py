@@ -60,9 +60,9 @@ def stack_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def kafka_config(stack_env: dict[str, str]) -> dict[str, Any]:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
 
-    return KafkaSettings().client_config()
+    return client_config()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ import pytest
 
 from flows.backup import backup_flow
 from flows.restore import RestoreFailed, RestoreParameters, restore_flow
-from kbackup.settings import KafkaSettings
 from tasks.errors import (
     BrokerUnavailableError,
     KafkaAuthenticationError,
@@ -27,6 +26,7 @@ from tasks.errors import (
     is_retryable,
 )
 from tasks.kafka_admin import connect
+from tasks.kafka_clients import client_config
 from tests.support.kafka import consume_all, create_topic, delete_topics, produce
 from tests.support.secure import BACKUP_ACLS, RESTORE_ACLS, SecureStack
 from tests.support.stack import free_port
@@ -227,7 +227,7 @@ def test_unreachable_broker_is_still_retried_and_says_unreachable(
 
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     use_env({**secure.kafka_env("anyone", "anything"), "KBACKUP_KAFKA_BOOTSTRAP_SERVERS": address})
-    config = KafkaSettings().client_config()
+    config = client_config()
     with pytest.raises(BrokerUnavailableError) as caught:
         connect(AdminClient({**config, "log_level": 3}), config, timeout=3)
     assert is_retryable(caught.value)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from kbackup.settings import KafkaSettings
+from core.connections import KafkaSettings
 from tasks.errors import (
     BrokerUnavailableError,
     KafkaAuthenticationError,
@@ -21,7 +21,7 @@ from tasks.errors import (
     is_retryable,
 )
 from tasks.kafka_admin import kafka_failure
-from tasks.kafka_clients import LIBRDKAFKA_LOG, ClientErrors, DuplicateFilter, client_callbacks
+from tasks.kafka_clients import LIBRDKAFKA_LOG, ClientErrors, DuplicateFilter, client_callbacks, client_config
 
 SASL_CONFIG = {
     "bootstrap.servers": "127.0.0.1:19094",
@@ -143,7 +143,7 @@ def test_settings_keep_the_sasl_password_secret(monkeypatch: Any, tmp_path: Any)
     monkeypatch.setenv("KBACKUP_KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM", "https")
     settings = KafkaSettings()
     assert "from-dotenv-secret" not in repr(settings) and "from-dotenv-secret" not in str(settings.redacted())
-    config = settings.client_config()
+    config = client_config(settings)
     assert config["sasl.password"] == "from-dotenv-secret"  # read from .env, handed to librdkafka
     assert config["security.protocol"] == "SASL_SSL" and config["sasl.username"] == "backup"
     assert config["ssl.endpoint.identification.algorithm"] == "https"

@@ -1,0 +1,113 @@
+"""Connection settings: how to reach the Kafka cluster and the object store.
+
+Read from the environment (and `.env`) with pydantic-settings; `tasks/` builds its clients from
+them (`tasks.kafka_clients.client_config`, `tasks.s3.s3_client`) and the command line uses the
+same classes, so nothing below the CLI depends on it. Plain settings only: no client library is
+imported here.
+
+Secrets never become flow parameters and are never logged: `SecretStr` hides them in reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_ENV_PREFIX = "KBACKUP_KAFKA_"
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the Kafka cluster.
+
+    Every other `KBACKUP_KAFKA_*` variable is passed to librdkafka with the prefix removed,
+    lower-cased and `_` turned into `.`: `KBACKUP_KAFKA_SASL_MECHANISMS=PLAIN` becomes
+    `sasl.mechanisms=PLAIN`, `KBACKUP_KAFKA_SECURITY_PROTOCOL=SASL_SSL` becomes `security.protocol`.
+    The fields below can also come from `.env`; the password is a `SecretStr`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=KAFKA_ENV_PREFIX, env_file=".env", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        description="Comma-separated host:port list of brokers (librdkafka bootstrap.servers).",
+    )
+    security_protocol: str | None = Field(
+        default=None, description="PLAINTEXT (librdkafka's default), SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanisms: str | None = Field(
+        default=None, description="SCRAM-SHA-512, SCRAM-SHA-256, PLAIN, ... (librdkafka sasl.mechanisms)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password, never logged.")
+    ssl_ca_location: str | None = Field(
+        default=None, description="PEM file of the CA that signed the brokers' certificates."
+    )
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The settings alone: bootstrap servers, the fields above and every pass-through setting.
+        A client also needs the shared callbacks: `tasks.kafka_clients.client_config` adds them."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        declared = {f"{KAFKA_ENV_PREFIX}{name.upper()}" for name in type(self).model_fields}
+        for name, value in os.environ.items():
+            if name.startswith(KAFKA_ENV_PREFIX) and name not in declared:
+                config[name[len(KAFKA_ENV_PREFIX) :].lower().replace("_", ".")] = value
+        for name in ("security_protocol", "sasl_mechanisms", "sasl_username", "ssl_ca_location"):
+            value = getattr(self, name)
+            if value:
+                config[name.replace("_", ".")] = value
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        return config
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings with anything secret-looking masked, for logs and errors."""
+        return {
+            key: ("***" if any(word in key for word in ("password", "secret", "key")) else value)
+            for key, value in self.librdkafka_config().items()
+        }
+
+
+class S3Settings(BaseSettings):
+    """How to reach the object store. Credentials follow boto3's usual chain (AWS_* variables,
+    profiles, instance roles); they are read here only to be handed to boto3, never logged."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    endpoint_url: str | None = Field(
+        default=None,
+        validation_alias="KBACKUP_S3_ENDPOINT_URL",
+        description="S3-compatible endpoint such as http://127.0.0.1:18333; empty for AWS S3.",
+    )
+    region: str | None = Field(default=None, validation_alias="AWS_REGION", description="AWS region.")
+    access_key_id: str | None = Field(
+        default=None, validation_alias="AWS_ACCESS_KEY_ID", description="Access key (or use a profile/role)."
+    )
+    secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY", description="Secret key, never logged."
+    )
+    addressing_style: str = Field(
+        default="auto",
+        validation_alias="KBACKUP_S3_ADDRESSING_STYLE",
+        description="'path', 'virtual' or 'auto'; path style is used automatically with a custom endpoint.",
+    )
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """boto3.client's connection arguments: endpoint, region and, when both are set, the keys."""
+        kwargs: dict[str, Any] = {}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.region:
+            kwargs["region_name"] = self.region
+        if self.access_key_id and self.secret_access_key:
+            kwargs["aws_access_key_id"] = self.access_key_id
+            kwargs["aws_secret_access_key"] = self.secret_access_key.get_secret_value()
+        return kwargs
+
+    def effective_addressing_style(self) -> str:
+        """The addressing style to use: 'auto' means path style with a custom endpoint."""
+        if self.addressing_style == "auto" and self.endpoint_url:
+            return "path"
+        return self.addressing_style
