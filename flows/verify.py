@@ -1,31 +1,14 @@
-"""The verify flow: check every backup of a prefix (or one) against its manifest."""
+"""The verify flow: check every backup of a prefix (or one) against its manifest.
+
+Composition only: the tasks are in tasks/verify_tasks.py and tasks/backup_verify.py."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
-from layout.manifest import Manifest
-from tasks.backup_verify import Depth, Listing, VerifyReport, list_prefix_task, verify_backup
+from tasks.backup_verify import Depth, VerifyReport, list_prefix_task
 from tasks.errors import VerificationError
-from tasks.manifest_store import read_chain
-from tasks.retry import RETRY_OPTIONS
-
-
-@task(name="read-manifests", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def read_manifests_task(bucket: str, prefix: str) -> list[Manifest]:
-    from tasks.s3 import check_bucket, s3_client
-
-    s3 = s3_client()
-    check_bucket(s3, bucket)
-    return read_chain(s3, bucket, prefix)
-
-
-@task(name="verify-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def check_backup_task(bucket: str, manifest: Manifest, depth: Depth, listing: Listing) -> VerifyReport:
-    from tasks.s3 import s3_client
-
-    return verify_backup(s3_client(), bucket, manifest, depth, listing=listing)
+from tasks.verify_tasks import check_backup_task, read_manifests_task
 
 
 @flow(name="verify")

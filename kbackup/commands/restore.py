@@ -6,9 +6,21 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
-from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, add_task_runner_argument
-from kbackup.console import human_bytes, progress_bar, table
+from core.errors import KbackupError
+from kbackup.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_task_runner_argument,
+    invalid_parameters,
+    report_error,
+)
+from kbackup.console import progress_bar, table
+
+if TYPE_CHECKING:
+    from tasks.restore_report import RestoreReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,59 +39,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true", help="plan and report only")
     parser.add_argument("--concurrency", type=int, default=4, help="partitions restored at once (default 4)")
     add_task_runner_argument(parser)
-    parser.add_argument(
-        "--no-flow", action="store_true", help="run the steps as plain functions, without a Prefect flow run"
-    )
     parser.set_defaults(handler=run)
 
 
-def _print_report(report: object) -> None:
-    from flows.restore import RestoreReport
-
-    assert isinstance(report, RestoreReport)
-    rows = [
-        {
-            "unit": u.unit,
-            "source": u.source,
-            "target": u.target,
-            "status": u.status,
-            "records": u.records,
-            "resumed": u.resumed_after,
-            "objects": u.objects,
-            "bytes": human_bytes(u.bytes),
-            "MB/s": u.mb_per_s if u.mb_per_s is not None else "",
-            "error": u.error or "",
-        }
-        for u in report.units
-    ]
-    print(
-        f"restore {report.restore_id}{' (dry run)' if report.dry_run else ''} from s3://{report.bucket}/{report.prefix}"
-    )
-    print(table(rows))
-    checked = [c for c in report.checks if c.ok]
-    print(
-        f"{report.records} records, {human_bytes(report.bytes)} in {report.seconds:.1f} s; "
-        f"checked {len(checked)}/{len(report.checks)} partitions"
-    )
-    for group in report.groups:
-        print(
-            f"group {group.group}: {group.topic}/{group.partition} {group.source_offset} → {group.target_offset}"
-        )
-    print(f"pre-flight: {report.preflight}")
-    for note in report.notes:
-        print(f"note: {note}")
+# The overrides' flags, as errors in their values name them.
+FLAGS = {"target": "--target", "restore_from": "--from", "restore_to": "--to", "filter": "--filter"}
 
 
-def _print_failure(report: object, cause: BaseException) -> None:
-    """The report, then what is committed where and the exact command that resumes."""
-    from flows.restore import RestoreReport
+def _print_report(report: RestoreReport) -> None:
+    """The report as the flow's artifacts have it: the unit table, then the summary."""
+    from tasks.restore_report import summary, unit_rows
 
-    assert isinstance(report, RestoreReport)
+    print(table(unit_rows(report)))
+    print(summary(report))
+
+
+def _print_failure(report: RestoreReport, cause: BaseException) -> None:
+    """The report (with what is committed where), then the cause and the exact command that resumes."""
     _print_report(report)
-    if report.progress:
-        print("committed in the target:")
-        for progress in report.progress:
-            print(f"  {progress.describe()}")
     print(f"kbackup restore: the restore failed: {cause}", file=sys.stderr)
     if report.resume:
         print(f"kbackup restore: {report.resume}", file=sys.stderr)
@@ -87,8 +64,11 @@ def _print_failure(report: object, cause: BaseException) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.restore import RestoreFailed, RestoreParameters, restore_flow, run_restore, selection_of
-    from kcql import KcqlError
+    from pydantic import ValidationError
+
+    from flows.restore import RestoreFailed, RestoreParameters, restore_flow, selection_of
+    from kcql.properties import partition_list
+    from kcql.selection import parse_override
 
     try:
         params = RestoreParameters(
@@ -96,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
             target=args.target,
             restore_from=args.restore_from,
             restore_to=args.restore_to,
-            partitions=[int(p) for p in args.partitions.split(",") if p.strip()] if args.partitions else None,
+            partitions=list(parse_override("--partitions", args.partitions, partition_list))
+            if args.partitions
+            else None,
             filter=args.filter,
             group_prefix=args.group_prefix,
             translate_groups=not args.no_groups,
@@ -105,31 +87,24 @@ def run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             task_runner=args.task_runner,
         )
-        selection_of(params)  # bad input is reported here, before any flow runs
-    except (KcqlError, ValueError) as exc:
+        selection_of(params, FLAGS)  # bad input is reported here, before any flow runs
+    except ValidationError as exc:  # the parameters' own checks
+        print(f"kbackup restore: {invalid_parameters(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # the statement or an override (KcqlError), or several statements
         print(f"kbackup restore: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.no_flow:
-        try:
-            with progress_bar():
-                report = run_restore(params)
-        except RestoreFailed as failed:
-            _print_failure(failed.report, failed.cause)
-            return EXIT_FAILED
-        except Exception as exc:  # noqa: BLE001 - report whatever failed the run
-            print(f"kbackup restore: the restore failed: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        _print_report(report)
-        return EXIT_OK
     with progress_bar():
         state = restore_flow(params, return_state=True)
     if not state.is_completed():
         try:
-            state.result()
+            state.result()  # raises what failed the run; anything but a KbackupError is a bug
         except RestoreFailed as failed:
             _print_failure(failed.report, failed.cause)
-        except Exception as exc:  # noqa: BLE001 - report whatever failed the run
-            print(f"kbackup restore: the restore failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KbackupError as error:
+            return report_error("restore", error, "the restore failed: ")
+        print(f"kbackup restore: the restore ended {state.name}", file=sys.stderr)
         return EXIT_FAILED
     _print_report(state.result())
     return EXIT_OK

@@ -29,9 +29,7 @@ def test_killed_restore_resumes_exactly_once(
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:k LIMIT 500"
     env = user_environment(tmp_path, stack_env)
     try:
-        process = subprocess.Popen(
-            kbackup_command("restore", "--kcql", kcql, "--no-flow"), env=env, cwd=tmp_path
-        )
+        process = subprocess.Popen(kbackup_command("restore", "--kcql", kcql), env=env, cwd=tmp_path)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill once some records are in, before the end
             time.sleep(0.1)
@@ -45,7 +43,7 @@ def test_killed_restore_resumes_exactly_once(
         process.wait(30)
         assert process.returncode == -signal.SIGKILL
         assert sum(high for _, high in high_watermarks(kafka_config, target, 2)) < RECORDS
-        rerun = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=stack_env)
+        rerun = run_kbackup("restore", "--kcql", kcql, cwd=tmp_path, env=stack_env)
         assert rerun.returncode == 0, rerun.stderr
         restored = consume_all(kafka_config, target, 2)
         source_messages = consume_all(kafka_config, source, 2)

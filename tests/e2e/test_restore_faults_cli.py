@@ -59,7 +59,7 @@ def test_broker_restarted_mid_restore_carries_on_or_fails_clearly_and_a_rerun_is
     log = tmp_path / "restore.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            kbackup_command("restore", "--kcql", kcql, "--no-flow"),
+            kbackup_command("restore", "--kcql", kcql),
             env=user_environment(tmp_path, env),
             cwd=tmp_path,
             stdout=output,
@@ -94,7 +94,7 @@ def test_broker_restarted_mid_restore_carries_on_or_fails_clearly_and_a_rerun_is
     assert elapsed < BOUND_S, output_text
     if returncode != 0:  # failing is allowed, but clearly: naming the target and how to resume
         assert target in output_text and "resume" in output_text, output_text
-    rerun = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=env, timeout=BOUND_S)
+    rerun = run_kbackup("restore", "--kcql", kcql, cwd=tmp_path, env=env, timeout=BOUND_S)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
         consume_all(kafka_config, source, 2)
@@ -122,7 +122,7 @@ def test_failed_restore_prints_what_is_committed_and_the_command_that_resumes(
     target = unique_name("dst")
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:c LIMIT 5 PROPERTIES('restore.preflight'='none')"
     try:
-        failed = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=stack_env)
+        failed = run_kbackup("restore", "--kcql", kcql, cwd=tmp_path, env=stack_env)
         assert failed.returncode == 1, failed.stdout + failed.stderr
         assert f"{target}/0: complete (40 of 40 records committed)" in failed.stdout
         assert f"{target}/1: partial (20 of 40 records committed)" in failed.stdout
@@ -130,13 +130,11 @@ def test_failed_restore_prints_what_is_committed_and_the_command_that_resumes(
         assert "exactly once" in failed.stderr
         assert "resume with: kbackup restore --kcql" in failed.stderr and target in failed.stderr
 
-        full = run_kbackup(
-            "restore", "--kcql", kcql.replace("'none'", "'full'"), "--no-flow", cwd=tmp_path, env=stack_env
-        )
+        full = run_kbackup("restore", "--kcql", kcql.replace("'none'", "'full'"), cwd=tmp_path, env=stack_env)
         assert full.returncode == 1 and "pre-flight (full)" in full.stderr and bad in full.stderr
 
         s3.put_object(Bucket=bucket, Key=bad, Body=data)
-        rerun = run_kbackup("restore", "--kcql", kcql, "--no-flow", cwd=tmp_path, env=stack_env)
+        rerun = run_kbackup("restore", "--kcql", kcql, cwd=tmp_path, env=stack_env)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
             consume_all(kafka_config, source, 2)

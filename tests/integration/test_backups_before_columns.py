@@ -72,7 +72,7 @@ def test_fixture_is_complete():
 def test_backup_made_before_columns_verifies_and_restores(
     name, prefect_harness, kafka_config, s3, admin, bucket, unique_name
 ):
-    from flows.restore import RestoreParameters, run_restore
+    from flows.restore import RestoreParameters, restore_flow
     from flows.verify import verify_flow
 
     expected = EXPECTED["backups"][name]
@@ -91,7 +91,7 @@ def test_backup_made_before_columns_verifies_and_restores(
 
     target = unique_name("restored")
     try:
-        report = run_restore(
+        report = restore_flow(
             RestoreParameters(
                 kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:{name} "
                 "PROPERTIES('restore.preflight'='full')"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flows.backup import backup_flow
-from flows.restore import RestoreParameters, run_restore
+from flows.restore import RestoreParameters, restore_flow
 from flows.verify import verify_flow
 from layout.keys import parse_object_key
 from layout.manifest import MANIFESTS_FOLDER
@@ -105,13 +105,13 @@ def test_nasty_partition_values_back_up_verify_and_restore(
 
     everything, filtered = unique_name("all"), unique_name("one")
     try:
-        restored = run_restore(
+        restored = restore_flow(
             RestoreParameters(kcql=f"INSERT INTO `{everything}` SELECT * FROM {bucket}:esc")
         )
         assert restored.ok and restored.records == len(source)
         assert topic_digests(consume_all(kafka_config, everything, 2)) == topic_digests(source)
 
-        selected = run_restore(
+        selected = restore_flow(
             RestoreParameters(
                 kcql=f"INSERT INTO `{filtered}` SELECT * FROM {bucket}:esc "
                 f"PROPERTIES('restore.filter'='v={wanted}')"

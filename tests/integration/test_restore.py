@@ -1,5 +1,5 @@
 """Restore against the real stack: backups built by tests/support/restore_backups.py (the same
-shape the backup flow writes), restored with run_restore (the plain pipeline the flow runs)."""
+shape the backup flow writes), restored by the restore flow."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flows.restore import RestoreFailed, RestoreParameters, run_restore
+from flows.restore import RestoreFailed, RestoreParameters, restore_flow
 from tasks.restore_errors import (
     BackupIncompleteError,
     CorruptObjectError,
@@ -21,11 +21,13 @@ from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.restore_backups import build_backup, group_at
 from tests.support.topics import NOW_MS, OLD_MS, topic_digests, tricky_messages
 
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # tests/fixtures (see its README)
 
 
 def _restore(kcql: str, **kwargs: Any) -> Any:
-    return run_restore(RestoreParameters(kcql=kcql, **kwargs))
+    return restore_flow(RestoreParameters(kcql=kcql, **kwargs))
 
 
 @pytest.mark.parametrize("fmt", ["AVRO", "PARQUET", "JSON"])
@@ -172,7 +174,7 @@ def test_consumer_group_resumes_at_the_restored_record(
         create = __import__("tests.support.kafka", fromlist=["create_topic"]).create_topic
         create(admin, target, 1, {})
         produce(kafka_config, target, [{"key": b"other", "value": b"already here"}])
-        report = run_restore(
+        report = restore_flow(
             RestoreParameters(
                 kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:g LIMIT 5 "
                 "PROPERTIES('restore.target.nonempty'='append')",

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flows.restore import RestoreFailed, RestoreParameters, run_restore
+from flows.restore import RestoreFailed, RestoreParameters, restore_flow
 from tasks import shutdown
 from tasks.restore_errors import (
     CorruptObjectError,
@@ -25,9 +25,11 @@ from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.kafka import create_topic as create_plain_topic
 from tests.support.restore_backups import build_backup
 
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
 
 def _restore(kcql: str, **kwargs: Any) -> Any:
-    return run_restore(RestoreParameters(kcql=kcql, **kwargs))
+    return restore_flow(RestoreParameters(kcql=kcql, **kwargs))
 
 
 def _topic_exists(admin: Any, topic: str) -> bool:

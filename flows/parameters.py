@@ -1,0 +1,150 @@
+"""What a backup or a restore run is asked to do: the flows' parameters (pydantic models the
+Prefect UI renders as forms) and their parsing into what the tasks take — the backup's specs, the
+restore's Selection (kcql/selection.py parses the statement and the overrides)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from flows.runners import TASK_RUNNERS, check_task_runner
+from kcql import BackupSpec, parse_backup, parse_connector_config
+from kcql.selection import restore_selection
+from tasks.restore_plan import DEFAULT_BATCH, Selection, Window
+
+# The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
+# edit in the UI reaches the next run without a redeploy) unless the run names its own KCQL.
+KCQL_VARIABLE = "kbackup_backup_kcql"
+
+
+class BackupParameters(BaseModel):
+    """What one backup run does; rendered as a form in the Prefect UI."""
+
+    kcql: str | None = Field(
+        default=None,
+        description="KCQL statements, e.g. INSERT INTO bucket:prefix SELECT * FROM topic STOREAS AVRO "
+        f"PROPERTIES('store.envelope'=true). Empty: the Prefect Variable {KCQL_VARIABLE}, read when the run starts.",
+    )
+    connector_config: str | None = Field(
+        default=None,
+        description="Alternatively, a Kafka Connect S3 sink .properties text (connect.s3.kcql=…).",
+    )
+    verify: Literal["quick", "sampled", "full"] = Field(
+        default="sampled",
+        description="quick: sizes and checksums; sampled: also decode a sample of objects; full: decode everything "
+        "and recompute every partition's records digest.",
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Partitions exported at the same time: the task runner's workers."
+    )
+    task_runner: str = Field(
+        default="auto",
+        description=f"Where the exports run: {', '.join(TASK_RUNNERS)} (see the README).",
+    )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _known_runner(cls, value: str) -> str:
+        return check_task_runner(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BackupParameters:
+        if bool(self.kcql) == bool(self.connector_config):
+            raise ValueError("give exactly one of kcql and connector_config")
+        return self
+
+
+def specs_and_transforms(params: BackupParameters) -> tuple[list[BackupSpec], tuple, tuple[str, ...]]:
+    """The statements to run, the connector config's transforms, and its `topics` list."""
+    if params.kcql:
+        return parse_backup(params.kcql), (), ()
+    assert params.connector_config is not None
+    config = parse_connector_config(params.connector_config)
+    return list(config.specs), tuple(config.transforms), tuple(config.topics)
+
+
+class RestoreParameters(BaseModel):
+    """What one restore does; rendered as a form in the Prefect UI. Fields other than `kcql`
+    override the statement's properties when set."""
+
+    kcql: str = Field(
+        description="INSERT INTO target SELECT * FROM bucket:prefix [STOREAS …] [LIMIT n] [PROPERTIES(…)]; "
+        "INSERT INTO * restores every topic to its original name.",
+    )
+    target: str | None = Field(default=None, description="Target topic, instead of the statement's.")
+    restore_from: str | None = Field(
+        default=None, description="Start of the window (inclusive): ISO-8601 time or offset:N (restore.from)."
+    )
+    restore_to: str | None = Field(
+        default=None, description="End of the window (exclusive): ISO-8601 time or offset:N (restore.to)."
+    )
+    partitions: list[int] | None = Field(
+        default=None, description="Source partitions to restore (all when empty)."
+    )
+    filter: str | None = Field(default=None, description="Partition-key values, e.g. region=EMEA,year=2023.")
+    group_prefix: str = Field(default="", description="Prefix for the translated consumer-group names.")
+    translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")
+    dry_run: bool = Field(default=False, description="Plan and report only: create nothing, produce nothing.")
+    check: bool = Field(default=True, description="Consume what was restored and compare digests.")
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Partitions restored at the same time: the task runner's workers."
+    )
+    task_runner: str = Field(
+        default="auto",
+        description=f"Where the restores run: {', '.join(TASK_RUNNERS)} (see the README).",
+    )
+
+    @field_validator("task_runner")
+    @classmethod
+    def _known_runner(cls, value: str) -> str:
+        return check_task_runner(value)
+
+    @field_validator("kcql")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a KCQL statement is required")
+        return value
+
+
+def selection_of(params: RestoreParameters, names: Mapping[str, str] | None = None) -> Selection:
+    """The statement plus the parameters' overrides; raises KcqlError (an OverrideError names the
+    override, by `names` when given: the command line's flags) or ValueError on bad input."""
+    spec = restore_selection(
+        params.kcql,
+        target=params.target,
+        restore_from=params.restore_from,
+        restore_to=params.restore_to,
+        partitions=params.partitions,
+        filter=params.filter,
+        names=names,
+    )
+    start, end = spec.restore_from, spec.restore_to
+    envelope = spec.envelope
+    return Selection(
+        target_topic=spec.target_topic,
+        bucket=spec.bucket,
+        prefix=spec.prefix or "",
+        format=spec.format.value if spec.format is not None else None,
+        envelope=envelope.enabled,
+        envelope_parts=(envelope.key, envelope.value, envelope.headers, envelope.metadata),
+        key_converter=spec.key_converter or "bytes",
+        value_converter=spec.value_converter or "bytes",
+        source_topic=spec.source_topic,
+        window=Window(
+            from_timestamp=start.timestamp_ms if start else None,
+            to_timestamp=end.timestamp_ms if end else None,
+            from_offset=start.offset if start else None,
+            to_offset=end.offset if end else None,
+        ),
+        preflight=spec.preflight or "quick",
+        target_nonempty=spec.target_nonempty or "refuse",
+        partitions=spec.partitions or None,
+        filter=spec.filter,
+        partitioner=spec.partitioner or "preserve",
+        batch=spec.batch_limit or DEFAULT_BATCH,
+        group_prefix=params.group_prefix or str(spec.properties.get("restore.group.prefix", "") or ""),
+        translate_groups=params.translate_groups,
+    )

@@ -1,0 +1,138 @@
+"""The restore's check split (digest where one unit wrote a partition, count where several did)
+and the failed restore's report, without services."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tasks.restore_check import split_by_writers
+from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit, Window
+from tasks.restore_produce import PartitionOutcome, UnitResult
+from tasks.restore_report import restore_report, summary, target_progress, unit_reports, unit_rows
+from tasks.restore_target import TargetInfo
+from tasks.restore_writer import CommittedProgress
+
+
+def _result(unit_id: str, topic: str, partitions: dict[int, int], start: int = 0) -> UnitResult:
+    records = sum(partitions.values())
+    return UnitResult(
+        unit_id=unit_id,
+        source_topic="src",
+        source_partition=0,
+        target_topic=topic,
+        routing="murmur2",
+        selected=records,
+        produced=records,
+        resumed_after=0,
+        decoded=records,
+        bytes=100 * records,
+        objects=1,
+        seconds=1.0,
+        partitions={p: PartitionOutcome(start_offset=start, records=n) for p, n in partitions.items()},
+        timestamps_kept=True,
+    )
+
+
+def test_units_sharing_a_target_partition_are_checked_by_count():
+    a = _result("src.0", "t", {0: 5, 1: 3})
+    b = _result("src.1", "t", {1: 4, 2: 6}, start=2)
+    c = _result("src.2", "t", {3: 7})
+    d = _result("other.0", "u", {1: 2})
+    alone, shared = split_by_writers([a, b, c, d])
+    assert [r.unit_id for r in alone] == ["src.2", "other.0"]
+    assert {where: [u.unit_id for u in units] for where, units in shared.items()} == {
+        ("t", 1): ["src.0", "src.1"]
+    }
+
+
+def _unit(unit_id: str, partition: int, counts: list[int | None]) -> RestoreUnit:
+    return RestoreUnit(
+        unit_id=unit_id,
+        source_topic="src",
+        source_partition=partition,
+        target_topic="dst",
+        target_partition=partition,
+        routing="preserve",
+        objects=tuple(RestoreObject(key=f"k{partition}/{i}", record_count=n) for i, n in enumerate(counts)),
+        offsets_known=True,
+        check_gaps=True,
+        compare_segments=True,
+    )
+
+
+def _plan(units: list[RestoreUnit], window: Window | None = None) -> RestorePlan:
+    return RestorePlan(
+        restore_id="r1",
+        bucket="b",
+        prefix="p",
+        format="AVRO",
+        envelope=True,
+        lossless=True,
+        manifest_format=True,
+        backup_ids=("b1",),
+        codec_spec={},
+        batch=500,
+        window=window or Window(),
+        partitioner="preserve",
+        targets=(),
+        units=tuple(units),
+        notes=("a note",),
+    )
+
+
+def test_a_failed_restore_reports_per_target_partition_and_renders_once():
+    units = [
+        _unit("src.0", 0, [10, 10]),
+        _unit("src.1", 1, [10, 10]),
+        _unit("src.2", 2, [5]),
+        _unit("src.3", 3, [None]),
+    ]
+    plan = _plan(units)
+    outcomes = [
+        _result("src.0", "dst", {0: 20}),
+        RuntimeError("boom"),
+        RuntimeError("boom"),
+        RuntimeError("x"),
+    ]
+    committed = {"src.1": CommittedProgress(records=12, starts={1: 0}), "src.2": CommittedProgress(0, {})}
+    rows, resume = target_progress(plan, outcomes, committed)
+    assert [r.describe() for r in rows] == [
+        "dst/0: complete (20 of 20 records committed)",
+        "dst/1: partial (12 of 20 records committed)",
+        "dst/2: not started (0 records committed)",
+        "dst/3: unknown (the committed progress could not be read)",
+    ]
+    assert resume.startswith("1 complete, 1 partial, 1 not started, 1 unknown (of 4)")
+    assert "exactly once" in resume
+    unread, _ = target_progress(plan, outcomes, None)  # the progress could not be read at all
+    assert [r.status for r in unread] == ["complete", "unknown", "unknown", "unknown"]
+
+    report = restore_report(
+        plan,
+        [TargetInfo(name="dst", partitions=4, created=True, warnings=["retention"])],
+        unit_reports(plan, outcomes),
+        dry_run=False,
+        started_at=datetime.now(UTC),
+        seconds=1.23456,
+        notes=["last"],
+        progress=rows,
+        resume=resume,
+    )
+    assert not report.ok and report.records == 20 and report.seconds == 1.235
+    assert report.notes == ["a note", "retention", "last"]
+    assert [u.error for u in report.units] == [
+        None,
+        "RuntimeError: boom",
+        "RuntimeError: boom",
+        "RuntimeError: x",
+    ]
+    text = summary(report)
+    assert text.startswith("# Restore r1\n- from: `s3://b/p` backups b1")
+    assert "- dst/1: partial (12 of 20 records committed)" in text and "## Resume\n1 complete" in text
+    assert [row["status"] for row in unit_rows(report)] == ["done", "failed", "failed", "failed"]
+
+
+def test_with_a_window_the_expected_count_is_unknown():
+    plan = _plan([_unit("src.0", 0, [10])], window=Window(from_offset=3))
+    [row], _ = target_progress(plan, [RuntimeError("x")], {"src.0": CommittedProgress(4, {0: 0})})
+    assert row.describe() == "dst/0: partial (4 records committed)"
