@@ -13,6 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.kafka_clients import client_config
 from tasks.restore_plan import RestorePlan, RestoreUnit
 from tasks.restore_produce import UnitResult
 from tasks.restore_target import PartitionCheck, read_restored
@@ -65,15 +66,11 @@ def check_shared(kafka_config: dict[str, Any], shared: Shared) -> list[Partition
 
 @task(name="check-shared-partitions", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def check_shared_task(shared: Shared) -> list[PartitionCheck]:
-    from kbackup.settings import KafkaSettings
-
-    return check_shared(KafkaSettings().client_config(), shared)
+    return check_shared(client_config(), shared)
 
 
 # Not retried: it runs after a failure, and the cluster may be what failed; the report then says
 # "unknown" at once instead of after the retries' back-off.
 @task(name="read-committed-progress", cache_policy=NO_CACHE)
 def committed_progress_task(plan: RestorePlan, units: Sequence[RestoreUnit]) -> dict[str, CommittedProgress]:
-    from kbackup.settings import KafkaSettings
-
-    return committed_progress(KafkaSettings().client_config(), plan, units)
+    return committed_progress(client_config(), plan, units)
