@@ -20,9 +20,6 @@ from core import errors as core
 from kbackup.cli import EXIT_BAD_INPUT, EXIT_FAILED, exit_code_of, main, report_error, run_handler
 
 PACKAGES = ("core", "kcql", "formats", "layout", "tasks", "flows", "kbackup")
-# Exception classes still outside the family, each with the base it is to get: RestoreFailed is
-# the restore's outcome (report + cause), which flows/restore.py's rewrite gives a base.
-NOT_YET = {"flows.restore.RestoreFailed"}
 
 
 def _modules() -> list[str]:
@@ -54,13 +51,13 @@ def test_every_exception_class_derives_from_the_one_root() -> None:
     classes = _exception_classes()
     assert "tasks.errors.StorageAccessError" in classes and "kcql.errors.KcqlError" in classes
     outside = sorted(name for name, cls in classes.items() if not issubclass(cls, core.KbackupError))
-    assert [name for name in outside if name not in NOT_YET] == []
+    assert outside == []
 
 
 def test_every_error_has_exactly_one_layer_or_is_a_run_outcome() -> None:
     layers = (core.LanguageError, core.FormatError, core.StorageError, core.KafkaError, core.BackupError)
     for name, cls in _exception_classes().items():
-        if name in NOT_YET or name.startswith("core.") or cls.__name__ in ("RunInterrupted", "LocationError"):
+        if name.startswith("core.") or cls.__name__ in ("RunInterrupted", "LocationError"):
             continue
         own = [layer.__name__ for layer in (*layers, core.RestoreError) if issubclass(cls, layer)]
         # A corrupt object is both: a codec finds it (format) and a restore refuses it (restore).
