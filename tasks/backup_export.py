@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prefect import task
@@ -32,6 +32,9 @@ from tasks.kafka_reader import read_window
 from tasks.retry import RETRY_OPTIONS
 from tasks.upload_objects import upload_finished, written_objects
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 ProgressCallback = Callable[[int, int], None]
 """Called with (records read so far, bytes written so far)."""
 
@@ -48,7 +51,7 @@ class ExportRequest(BaseModel):
 def export_partition(
     request: ExportRequest,
     kafka_config: dict[str, Any],
-    s3: Any,
+    s3: S3Client,
     transforms: tuple[Transform, ...] = (),
     on_progress: ProgressCallback | None = None,
 ) -> PartitionEntry:
@@ -135,7 +138,7 @@ def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap
     **RETRY_OPTIONS,
 )
 def export_partition_task(request: ExportRequest, transforms: tuple[Transform, ...] = ()) -> PartitionEntry:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
     from tasks.progress import report_progress
     from tasks.s3 import s3_client
 
@@ -148,4 +151,4 @@ def export_partition_task(request: ExportRequest, transforms: tuple[Transform, .
             written,
         )
 
-    return export_partition(request, KafkaSettings().client_config(), s3_client(), transforms, on_progress)
+    return export_partition(request, client_config(), s3_client(), transforms, on_progress)

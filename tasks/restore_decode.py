@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,9 @@ from layout.manifest import OffsetGap
 from tasks.restore_errors import CorruptObjectError, OrderingViolationError
 from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.s3 import get_object_bytes
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ def codec_context(plan: RestorePlan, topic: str, partition: int, object_key: str
     )
 
 
-def fetch_object(s3: Any, bucket: str, obj: RestoreObject) -> bytes:
+def fetch_object(s3: S3Client, bucket: str, obj: RestoreObject) -> bytes:
     data = get_object_bytes(s3, bucket, obj.key)
     if obj.size is not None and len(data) != obj.size:
         raise CorruptObjectError(bucket, obj.key, f"{len(data)} bytes, the manifest says {obj.size}")
@@ -83,7 +86,7 @@ def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def decode_object(
-    s3: Any, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
+    s3: S3Client, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
 ) -> Iterator[pa.RecordBatch]:
     """The object's records as DECODED batches, decoded lazily; a decoding failure names the
     object, and the record count is checked against the manifest once the object is read."""
@@ -168,7 +171,7 @@ def object_violation(obj: RestoreObject, offsets: np.ndarray, previous: int | No
 
 
 def _object_batches(
-    s3: Any, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
+    s3: S3Client, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
 ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     """An object's batches with their source offsets, checked against the object's bounds."""
     previous: int | None = None
@@ -186,7 +189,7 @@ def _object_batches(
         yield batch, offsets
 
 
-def _value_only_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def _value_only_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Objects without offsets (value-only): records in object order, numbered by position.
     With a manifest, an object whose offsets are contiguous gets its real offsets."""
     position = 0
@@ -205,7 +208,7 @@ def _value_only_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterat
             position += rows
 
 
-def _metadata_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def _metadata_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Envelopes without a manifest: objects in key order; offsets must increase per source partition."""
     last: dict[tuple[str, int], tuple[int, str]] = {}
     for obj in unit.objects:
@@ -308,7 +311,7 @@ class _Order:
 
 
 def _merged(
-    s3: Any, plan: RestorePlan, unit: RestoreUnit, cluster: Sequence[RestoreObject], order: _Order
+    s3: S3Client, plan: RestorePlan, unit: RestoreUnit, cluster: Sequence[RestoreObject], order: _Order
 ) -> Iterator[SourceBatch]:
     """The records of interleaved objects (PARTITIONBY) merged by offset and checked. Each object
     is decoded whole and cut at its first bad record; the error that a record-by-record k-way
@@ -377,7 +380,7 @@ def _offsets_table(table: pa.Table) -> np.ndarray:
     return table.column("offset").to_numpy().astype(np.int64, copy=False)
 
 
-def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def _manifest_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """One source partition's records in offset order across its objects (merged where PARTITIONBY
     interleaves them), with every ordering rule checked."""
     by_values: dict[str, RestoreObject] = {}
@@ -429,7 +432,7 @@ def _manifest_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator
             )
 
 
-def unit_records(s3: Any, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def unit_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Every record of the unit's objects (before the window), in restore order, as batches."""
     if unit.routing == "metadata" or (not plan.manifest_format and plan.envelope):
         return _metadata_records(s3, plan, unit)

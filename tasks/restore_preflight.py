@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,11 +24,14 @@ from tasks.restore_errors import CorruptObjectError, MissingObjectError, Preflig
 from tasks.restore_plan import RestoreObject, RestorePlan
 from tasks.s3 import storage_error
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 HASH_WORKERS = 8
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
-def object_sha256(s3: Any, bucket: str, key: str) -> str:
+def object_sha256(s3: S3Client, bucket: str, key: str) -> str:
     """The sha256 of an object's bytes, streamed (never the whole object in memory)."""
     digest = hashlib.sha256()
     try:
@@ -49,7 +52,7 @@ def _objects(plan: RestorePlan) -> list[RestoreObject]:
     return list(seen.values())
 
 
-def preflight(s3: Any, plan: RestorePlan, listed: dict[str, dict[str, Any]], mode: str) -> str:
+def preflight(s3: S3Client, plan: RestorePlan, listed: dict[str, dict[str, Any]], mode: str) -> str:
     """Check the plan's objects as `mode` says; raise PreflightError naming every object that is
     missing or not as the manifest says. Returns what was checked, for the report."""
     if mode == "none":

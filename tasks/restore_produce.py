@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,7 @@ from formats.columns import header_lists, records_digest_inputs
 from formats.envelope import TimestampType
 from tasks import shutdown
 from tasks.errors import KbackupError, is_retryable
+from tasks.restore_decode import SegmentDigests, SourceBatch, hash_rows, unit_records
 from tasks.restore_errors import (
     CorruptObjectError,
     RestoreStalledError,
@@ -44,7 +45,6 @@ from tasks.restore_errors import (
     TransactionFatalError,
 )
 from tasks.restore_plan import RestorePlan, RestoreUnit, Window
-from tasks.restore_decode import SegmentDigests, SourceBatch, hash_rows, unit_records
 from tasks.restore_routing import target_partitions_of
 from tasks.restore_writer import (
     TransactionalWriter,
@@ -54,6 +54,9 @@ from tasks.restore_writer import (
     unit_names,
 )
 from tasks.retry import RETRY_OPTIONS
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 ProgressCallback = Callable[[int, int], None]
 RECOVERY_S = 120  # how long a unit retries without progress (a commit or a delivered record)
@@ -98,7 +101,7 @@ def restore_unit(
     plan: RestorePlan,
     unit: RestoreUnit,
     kafka_config: dict[str, Any],
-    s3: Any,
+    s3: S3Client,
     target_partitions: int,
     on_progress: ProgressCallback | None = None,
     grow_target: bool = False,
@@ -143,7 +146,7 @@ def _attempt(
     plan: RestorePlan,
     unit: RestoreUnit,
     kafka_config: dict[str, Any],
-    s3: Any,
+    s3: S3Client,
     target_partitions: int,
     on_progress: ProgressCallback | None,
     grow_target: bool,
@@ -442,7 +445,7 @@ class _UnitRun:
 def restore_unit_task(
     plan: RestorePlan, unit: RestoreUnit, target_partitions: int, grow_target: bool = False
 ) -> UnitResult:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
     from tasks.progress import report_progress
     from tasks.s3 import s3_client
 
@@ -451,6 +454,4 @@ def restore_unit_task(
     def on_progress(records: int, written: int) -> None:
         report_progress(unit.target_topic, unit.source_partition or 0, records, max(total, records), written)
 
-    return restore_unit(
-        plan, unit, KafkaSettings().client_config(), s3_client(), target_partitions, on_progress, grow_target
-    )
+    return restore_unit(plan, unit, client_config(), s3_client(), target_partitions, on_progress, grow_target)

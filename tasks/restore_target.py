@@ -422,9 +422,9 @@ def translate_groups(
 
 @task(name="prepare-target", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def prepare_targets_task(plan: RestorePlan, dry_run: bool = False) -> list[TargetInfo]:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
 
-    return prepare_targets(plan, KafkaSettings().client_config(), dry_run)
+    return prepare_targets(plan, client_config(), dry_run)
 
 
 @task(
@@ -434,15 +434,15 @@ def prepare_targets_task(plan: RestorePlan, dry_run: bool = False) -> list[Targe
     **RETRY_OPTIONS,
 )
 def check_unit_task(result: UnitResult) -> list[PartitionCheck]:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
 
-    return check_unit(KafkaSettings().client_config(), result)
+    return check_unit(client_config(), result)
 
 
 @task(name="translate-consumer-groups", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def translate_groups_task(
     plan: RestorePlan, results: list[UnitResult], checks: list[PartitionCheck], dry_run: bool = False
 ) -> list[GroupTranslation]:
-    from kbackup.settings import KafkaSettings
+    from tasks.kafka_clients import client_config
 
-    return translate_groups(plan, results, checks, KafkaSettings().client_config(), dry_run)
+    return translate_groups(plan, results, checks, client_config(), dry_run)

@@ -7,13 +7,16 @@ the default layout can resume after the chain of objects it already wrote.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from layout.keys import KeyNaming, parse_object_key
 from layout.manifest import ObjectEntry, join_key
 from layout.objects import FinishedObject
 from tasks.kafka_admin import PartitionWindow
 from tasks.s3 import head_object, list_objects, put_object_once
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 _META_FIRST = "first-offset"
 _META_COUNT = "record-count"
@@ -34,7 +37,7 @@ def _object_metadata(obj: FinishedObject, backup_id: str) -> dict[str, str]:
     }
 
 
-def upload_finished(s3: Any, bucket: str, obj: FinishedObject, backup_id: str) -> ObjectEntry:
+def upload_finished(s3: S3Client, bucket: str, obj: FinishedObject, backup_id: str) -> ObjectEntry:
     put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256)
     return ObjectEntry(
         key=obj.key,
@@ -54,7 +57,9 @@ def _optional_int(text: str | None) -> int | None:
     return int(text) if text else None
 
 
-def written_objects(s3: Any, bucket: str, naming: KeyNaming, window: PartitionWindow) -> list[ObjectEntry]:
+def written_objects(
+    s3: S3Client, bucket: str, naming: KeyNaming, window: PartitionWindow
+) -> list[ObjectEntry]:
     """Objects a previous attempt of this export already wrote (default layout only): the chain of
     non-overlapping objects from the window's start, read back from their keys and metadata."""
     if naming.partitioned:
