@@ -19,10 +19,10 @@ from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
 from layout.manifest import OffsetGap
 from tasks import restore_decode
+from tasks.restore_decode import SegmentDigests, _in_gaps, unit_records
 from tasks.restore_errors import OrderingViolationError
 from tasks.restore_plan import RestoreObject, RestoreUnit, Segment, Window
 from tasks.restore_produce import window_mask
-from tasks.restore_decode import SegmentDigests, _in_gaps, unit_records
 
 
 def records(offsets: Sequence[int], topic: str = "t", partition: int = 0) -> list[Record]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from layout.manifest import OffsetGap
-from tasks.restore_plan import RestoreObject, Window
 from tasks.restore_decode import _clusters, _in_gaps
+from tasks.restore_plan import RestoreObject, Window
 from tasks.restore_routing import murmur2, murmur2_partition
 
 
