@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from enum import Enum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from core.models import FrozenModel
+
+if TYPE_CHECKING:
+    from formats.codec import CodecSpec
 
 Converter = Literal["bytes", "string", "json", "avro"]
 
 
 class Format(str, Enum):  # noqa: UP042 - str() of a member stays "Format.X" as callers expect
+    """STOREAS names. Each format's facts (extension, compressions) are its codec's, in
+    formats.registry: asked for when needed, so parsing KCQL does not import the codecs."""
+
     AVRO = "AVRO"
     PARQUET = "PARQUET"
     JSON = "JSON"
@@ -20,35 +29,37 @@ class Format(str, Enum):  # noqa: UP042 - str() of a member stays "Format.X" as 
     BYTES = "BYTES"
 
     @property
+    def codec_spec(self) -> CodecSpec:
+        from formats.registry import CODECS
+
+        return CODECS[self.value].spec
+
+    @property
     def extension(self) -> str:
-        return _EXTENSIONS[self]
+        return self.codec_spec.extension
+
+    @property
+    def compressions(self) -> tuple[str, ...]:
+        return self.codec_spec.compressions
 
 
-_EXTENSIONS = {
-    Format.AVRO: "avro",
-    Format.PARQUET: "parquet",
-    Format.JSON: "json",
-    Format.CSV: "csv",
-    Format.CSV_WITHHEADERS: "csv",
-    Format.TEXT: "text",
-    Format.BYTES: "bytes",
-}
+class _Compressions(Mapping[Format, tuple[str, ...]]):
+    """Format -> the compressions its codec accepts (Format.compressions, read through)."""
 
-COMPRESSIONS: dict[Format, tuple[str, ...]] = {
-    Format.AVRO: ("null", "deflate", "snappy", "zstd"),
-    Format.PARQUET: ("snappy", "zstd", "gzip", "lz4", "none"),
-    **{
-        f: ("none", "gzip", "zstd")
-        for f in (Format.JSON, Format.CSV, Format.CSV_WITHHEADERS, Format.TEXT, Format.BYTES)
-    },
-}
+    def __getitem__(self, fmt: Format) -> tuple[str, ...]:
+        return Format(fmt).compressions
+
+    def __iter__(self) -> Iterator[Format]:
+        return iter(Format)
+
+    def __len__(self) -> int:
+        return len(Format)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+COMPRESSIONS: Mapping[Format, tuple[str, ...]] = _Compressions()
 
 
-class PartitionField(_Frozen):
+class PartitionField(FrozenModel):
     source: Literal["key", "value", "header", "topic", "partition", "date"]
     path: tuple[str, ...] = ()
     pattern: str | None = None
@@ -72,7 +83,7 @@ class PartitionField(_Frozen):
         return ".".join((f"_{self.source}", *self.path))
 
 
-class EnvelopeOptions(_Frozen):
+class EnvelopeOptions(FrozenModel):
     enabled: bool = False
     key: bool = True
     value: bool = True
@@ -80,13 +91,13 @@ class EnvelopeOptions(_Frozen):
     metadata: bool = True
 
 
-class PaddingOptions(_Frozen):
+class PaddingOptions(FrozenModel):
     type: Literal["LeftPad", "RightPad", "NoOp"] = "LeftPad"
     char: str = Field(default="0", min_length=1, max_length=1)
     lengths: tuple[tuple[str, int], ...] = (("offset", 12),)
 
 
-class RestoreBound(_Frozen):
+class RestoreBound(FrozenModel):
     timestamp_ms: int | None = None
     offset: int | None = None
 
@@ -94,7 +105,7 @@ class RestoreBound(_Frozen):
 PropertyValue = str | int | bool
 
 
-class BackupSpec(_Frozen):
+class BackupSpec(FrozenModel):
     bucket: str
     prefix: str = ""
     topics: tuple[str, ...]
@@ -116,7 +127,7 @@ class BackupSpec(_Frozen):
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
 
 
-class RestoreSpec(_Frozen):
+class RestoreSpec(FrozenModel):
     target_topic: str
     bucket: str
     prefix: str = ""
