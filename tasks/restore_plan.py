@@ -1,10 +1,14 @@
-"""Discovery: what a restore reads, in which order, and where each record goes.
+"""What a restore reads, in which order, and where each record goes: the plan, and
+`plan_restore`, which reads the prefix and hands it to discovery.
 
-From the manifest chain under the prefix (the normal case), or — for data written by Lenses
-Stream Reactor, which writes no manifest — by listing the prefix and reading keys as its source
-connector does. Objects that no manifest commits are never restored silently.
+Discovery is by stage: from the manifest chain under the prefix (the normal case,
+tasks.discover_manifests), or — for data written by Lenses Stream Reactor, which writes no
+manifest — from the listing of the prefix, read as its source connector reads it
+(tasks.discover_listing). Both build their units with tasks.restore_units. Objects that no
+manifest commits are never restored silently.
 
-`plan_restore` is the plain function; `plan_restore_task` its thin retryable task.
+`plan_restore` is the plain function (the S3 reads, then pure discovery, then the pre-flight);
+`plan_restore_task` its thin retryable task.
 """
 
 from __future__ import annotations
@@ -12,48 +16,30 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from layout.keys import is_manifest_key, parse_object_key
-from layout.manifest import GroupOffsets, Manifest, OffsetGap, TopicEntry, join_key
+from core.models import FrozenModel
+from layout.keys import is_manifest_key
+from layout.manifest import GroupOffsets, OffsetGap, join_key
 from tasks.manifest_store import read_chain
-from tasks.restore_errors import (
-    BackupIncompleteError,
-    NothingToRestoreError,
-    RestoreFilterError,
-    UnsupportedRestoreError,
-)
+from tasks.restore_errors import NothingToRestoreError
 from tasks.retry import RETRY_OPTIONS
-from tasks.s3 import check_bucket, head_object, list_objects
+from tasks.s3 import check_bucket, list_objects
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 Routing = Literal["preserve", "murmur2", "metadata", "round-robin"]
 Preflight = Literal["quick", "full", "none"]
 TargetNonEmpty = Literal["refuse", "append"]
 DEFAULT_BATCH = 10_000
-# Object metadata our backup writes on every object: its presence means "kbackup wrote this".
-_KBACKUP_OBJECT_METADATA = "backup-id"
-_EXTENSIONS = {
-    "avro": "AVRO",
-    "parquet": "PARQUET",
-    "json": "JSON",
-    "jsonl": "JSON",
-    "csv": "CSV",
-    "txt": "TEXT",
-    "text": "TEXT",
-    "bytes": "BYTES",
-    "bin": "BYTES",
-}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class Window(_Frozen):
+class Window(FrozenModel):
     """Which records of a source partition are selected: [from, to) by timestamp and/or offset."""
 
     from_timestamp: int | None = None
@@ -97,7 +83,7 @@ class Window(_Frozen):
         return True
 
 
-class RestoreObject(_Frozen):
+class RestoreObject(FrozenModel):
     key: str
     first_offset: int | None = None
     last_offset: int | None = None
@@ -110,7 +96,7 @@ class RestoreObject(_Frozen):
     backup_id: str | None = None
 
 
-class Segment(_Frozen):
+class Segment(FrozenModel):
     """One manifest's part of a source partition: its digest proves the decoded records."""
 
     backup_id: str
@@ -120,7 +106,7 @@ class Segment(_Frozen):
     records_digest: str
 
 
-class RestoreUnit(_Frozen):
+class RestoreUnit(FrozenModel):
     """One task's work: a source partition (or, without a manifest, one stream of objects in key
     order), produced by one transactional producer."""
 
@@ -141,7 +127,7 @@ class RestoreUnit(_Frozen):
     )
 
 
-class TargetTopic(_Frozen):
+class TargetTopic(FrozenModel):
     name: str
     partitions_needed: int = Field(description="With preserve: the highest source partition + 1.")
     partition_count: int = Field(description="Partition count to create the topic with.")
@@ -150,7 +136,7 @@ class TargetTopic(_Frozen):
     oldest_timestamp: int | None = None
 
 
-class RestorePlan(_Frozen):
+class RestorePlan(FrozenModel):
     restore_id: str = Field(
         description="Stable hash of what is restored where: names the restore's "
         "transactional ids and consumer groups, so that a rerun resumes."
@@ -187,7 +173,7 @@ class RestorePlan(_Frozen):
         return sum(o.record_count or 0 for u in self.units for o in u.objects)
 
 
-class Selection(_Frozen):
+class Selection(FrozenModel):
     """The restore's choices, taken from the RestoreSpec (and flow parameters)."""
 
     target_topic: str
@@ -226,367 +212,13 @@ def restore_id(selection: Selection, backup_ids: Sequence[str]) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def _target_name(selection: Selection, source_topic: str) -> str:
-    return source_topic if selection.target_topic in ("*", "`*`") else selection.target_topic
-
-
-def _filter_objects(
-    objects: list[RestoreObject], selection: Selection, available_keys: set[str]
-) -> list[RestoreObject]:
-    for name, _ in selection.filter:
-        if name not in available_keys:
-            raise RestoreFilterError(name, tuple(sorted(available_keys)))
-    wanted = dict(selection.filter)
-    return [
-        o
-        for o in objects
-        if all(o.partition_values.get(name) == value for name, value in wanted.items())
-        and selection.window.may_hold(o.first_offset, o.last_offset, o.min_timestamp, o.max_timestamp)
-    ]
-
-
-def _manifest_envelope(manifest: Manifest) -> bool:
-    envelope = manifest.spec.get("envelope")
-    enabled = bool(envelope.get("enabled")) if isinstance(envelope, dict) else manifest.lossless
-    return enabled and manifest.format.upper() in ("AVRO", "PARQUET", "JSON")
-
-
-# --- from manifests --------------------------------------------------------------------------
-
-
-def _plan_from_manifests(
-    s3: Any, selection: Selection, chain: list[Manifest], listed: dict[str, dict[str, Any]]
-) -> RestorePlan:
-    bucket, prefix = selection.bucket, selection.prefix
-    last = chain[-1]
-    formats = {m.format for m in chain}
-    if len(formats) > 1:
-        raise UnsupportedRestoreError(
-            f"the backups under s3://{bucket}/{prefix} mix formats {sorted(formats)}"
-        )
-    if selection.format and selection.format.upper() != last.format.upper():
-        raise UnsupportedRestoreError(
-            f"STOREAS {selection.format} but the manifests under s3://{bucket}/{prefix} say {last.format}"
-        )
-    topics_in_chain = {p.topic for m in chain for p in m.partitions}
-    if selection.source_topic:
-        if selection.source_topic not in topics_in_chain:
-            orphans = tuple(k for k in listed if parse_object_key(k, prefix).topic == selection.source_topic)
-            if orphans:
-                raise BackupIncompleteError(
-                    bucket,
-                    prefix,
-                    f"objects of topic {selection.source_topic!r} are not in any manifest",
-                    orphans,
-                )
-            raise NothingToRestoreError(
-                bucket,
-                prefix,
-                f"no backup of topic {selection.source_topic!r} (backed up: {sorted(topics_in_chain)})",
-            )
-        topics = [selection.source_topic]
-    else:
-        topics = sorted(topics_in_chain)
-        if len(topics) > 1 and selection.target_topic not in ("*", "`*`"):
-            raise UnsupportedRestoreError(
-                f"s3://{bucket}/{prefix} holds topics {topics}; restore them with INSERT INTO * or pick one "
-                "with 'source.topic'"
-            )
-    lossless = all(m.lossless for m in chain)
-    record_filter = selection.window.active or bool(selection.filter)
-    available_keys = {k for m in chain for p in m.partitions for o in p.objects for k in o.partition_values}
-    topic_entries: dict[str, TopicEntry] = {t.name: t for m in chain for t in m.topics}
-    ids = [m.backup_id for m in chain]
-    units: list[RestoreUnit] = []
-    targets: dict[str, TargetTopic] = {}
-    for topic in topics:
-        partitions = sorted({p.partition for m in chain for p in m.partitions if p.topic == topic})
-        if selection.partitions is not None:
-            partitions = [p for p in partitions if p in selection.partitions]
-        target = _target_name(selection, topic)
-        oldest: int | None = None
-        for partition in partitions:
-            entries = [(m, m.partition(topic, partition)) for m in chain]
-            entries = [(m, e) for m, e in entries if e is not None]
-            objects: list[RestoreObject] = []
-            gaps: list[OffsetGap] = []
-            segments: list[Segment] = []
-            for manifest, entry in entries:
-                assert entry is not None
-                gaps.extend(entry.gaps)
-                segments.append(
-                    Segment(
-                        backup_id=manifest.backup_id,
-                        start_offset=entry.start_offset,
-                        end_offset=entry.end_offset,
-                        record_count=entry.record_count,
-                        records_digest=entry.records_digest,
-                    )
-                )
-                for o in entry.objects:  # whether each is in the bucket: see tasks.restore_preflight
-                    objects.append(
-                        RestoreObject(
-                            **o.model_dump(exclude={"records_digest"}), backup_id=manifest.backup_id
-                        )
-                    )
-            # a hole between one manifest's end and the next one's start is a recorded gap too
-            for (_, before), (_, after) in zip(entries, entries[1:], strict=False):
-                assert before is not None and after is not None
-                if after.start_offset > before.end_offset:
-                    gaps.append(
-                        OffsetGap(first=before.end_offset, last=after.start_offset - 1, cause="retention")
-                    )
-            objects = _filter_objects(objects, selection, available_keys)
-            objects.sort(key=lambda o: (o.first_offset or 0, o.key))
-            for restore_object in objects:
-                min_ts = restore_object.min_timestamp
-                if min_ts is not None and (oldest is None or min_ts < oldest):
-                    oldest = min_ts
-            translate = sorted(
-                {
-                    c.offset
-                    for m in chain
-                    for g in m.consumer_groups
-                    for c in g.offsets
-                    if c.topic == topic and c.partition == partition
-                }
-            )
-            preserve = selection.partitioner == "preserve"
-            units.append(
-                RestoreUnit(
-                    unit_id=f"{topic}.{partition}",
-                    source_topic=topic,
-                    source_partition=partition,
-                    target_topic=target,
-                    target_partition=partition if preserve else None,
-                    routing="preserve" if preserve else "murmur2",
-                    objects=tuple(objects),
-                    segments=tuple(segments),
-                    gaps=tuple(gaps),
-                    offsets_known=True,
-                    check_gaps=not record_filter,
-                    compare_segments=not record_filter and lossless,
-                    translate_offsets=tuple(translate) if preserve and selection.translate_groups else (),
-                )
-            )
-        entry_t = topic_entries.get(topic)
-        all_partitions = sorted({p.partition for m in chain for p in m.partitions if p.topic == topic})
-        count = entry_t.partition_count if entry_t else (max(all_partitions) + 1 if all_partitions else 1)
-        needed = max(partitions) + 1 if partitions else 1
-        previous = targets.get(target)
-        targets[target] = TargetTopic(
-            name=target,
-            partitions_needed=max(needed, previous.partitions_needed if previous else 0),
-            partition_count=max(count, previous.partition_count if previous else 0),
-            replication_factor=entry_t.replication_factor if entry_t else None,
-            configs=dict(entry_t.configs) if entry_t else {},
-            oldest_timestamp=oldest,
-        )
-    notes = []
-    if not lossless:
-        notes.append(
-            "the backup is not lossless (value only, or envelope parts or converters dropped): "
-            "what it did not keep (keys, headers, timestamps) is new in the target"
-        )
-    if selection.partitioner != "preserve" and any(m.consumer_groups for m in chain):
-        notes.append("consumer-group offsets are not translated with restore.partitioner=murmur2")
-    groups = tuple(g for m in chain[-1:] for g in m.consumer_groups) if selection.translate_groups else ()
-    return RestorePlan(
-        restore_id=restore_id(selection, ids),
-        bucket=bucket,
-        prefix=prefix,
-        format=last.format,
-        envelope=_manifest_envelope(last),
-        lossless=lossless,
-        manifest_format=True,
-        backup_ids=tuple(ids),
-        codec_spec=dict(last.spec),
-        batch=selection.batch,
-        window=selection.window,
-        partitioner=selection.partitioner,
-        targets=tuple(targets.values()),
-        units=tuple(units),
-        consumer_groups=groups,
-        group_prefix=selection.group_prefix,
-        target_nonempty=selection.target_nonempty,
-        notes=tuple(notes),
-    )
-
-
-# --- without a manifest: Stream Reactor's data ------------------------------------------------
-
-
-def _format_of(selection: Selection, keys: Sequence[str]) -> str | None:
-    if selection.format:
-        return selection.format.upper()
-    extensions = {k.rsplit(".", 1)[-1].lower() for k in keys if "." in k.rsplit("/", 1)[-1]}
-    found = {_EXTENSIONS[e] for e in extensions if e in _EXTENSIONS}
-    return found.pop() if len(found) == 1 else None
-
-
-def _plan_from_listing(s3: Any, selection: Selection, listed: dict[str, dict[str, Any]]) -> RestorePlan:
-    bucket, prefix = selection.bucket, selection.prefix
-    keys = sorted(listed)
-    # Our own backup writes metadata on every object: such objects without a manifest are a
-    # backup that never committed, never Stream Reactor data.
-    for key in keys[:3]:
-        head = head_object(s3, bucket, key) or {}
-        if _KBACKUP_OBJECT_METADATA in head.get("Metadata", {}):
-            raise BackupIncompleteError(bucket, prefix, "no manifest", tuple(keys))
-    fmt = _format_of(selection, keys)
-    if fmt is None:
-        raise BackupIncompleteError(
-            bucket,
-            prefix,
-            "no manifest, and no STOREAS to read the objects as Stream Reactor data",
-            tuple(keys),
-        )
-    envelope = bool(selection.envelope) and fmt in ("AVRO", "PARQUET", "JSON")
-    parsed = [parse_object_key(k, prefix) for k in keys]
-    available_keys = {name for p in parsed for name in p.partition_values}
-    notes: list[str] = []
-    units: list[RestoreUnit] = []
-    targets: dict[str, TargetTopic] = {}
-    window = selection.window
-    if envelope:
-        # Source topic/partition/offset come from each record's metadata: one stream in key order.
-        objects = [
-            RestoreObject(key=p.key, partition_values=p.partition_values, size=listed[p.key].get("Size"))
-            for p in parsed
-        ]
-        objects = _filter_objects(objects, selection, available_keys)
-        if selection.target_topic in ("*", "`*`"):
-            raise UnsupportedRestoreError("INSERT INTO * needs a manifest; name the target topic")
-        preserve = selection.partitioner == "preserve"
-        units.append(
-            RestoreUnit(
-                unit_id="listing",
-                source_topic=None,
-                source_partition=None,
-                target_topic=selection.target_topic,
-                target_partition=None,
-                routing="metadata" if preserve else "murmur2",
-                objects=tuple(objects),
-                offsets_known=True,
-                check_gaps=False,
-                compare_segments=False,
-            )
-        )
-        targets[selection.target_topic] = TargetTopic(
-            name=selection.target_topic, partitions_needed=1, partition_count=1
-        )
-        notes.append(
-            "Stream Reactor envelope without a manifest: partitions come from each record's metadata"
-        )
-    else:
-        shaped = [p for p in parsed if p.topic is not None and p.partition is not None]
-        by_partition: dict[tuple[str, int], list[RestoreObject]] = {}
-        rest: list[RestoreObject] = []
-        for p in parsed:
-            obj = RestoreObject(
-                key=p.key, partition_values=p.partition_values, size=listed[p.key].get("Size")
-            )
-            if p.topic is not None and p.partition is not None:
-                if selection.source_topic and p.topic != selection.source_topic:
-                    continue
-                if selection.partitions is not None and p.partition not in selection.partitions:
-                    continue
-                by_partition.setdefault((p.topic, p.partition), []).append(obj)
-            else:
-                rest.append(obj)
-        last_offsets = {p.key: p.last_offset for p in shaped}
-        if by_partition:
-            topics = sorted({t for t, _ in by_partition})
-            if len(topics) > 1 and selection.target_topic not in ("*", "`*`"):
-                raise UnsupportedRestoreError(
-                    f"s3://{bucket}/{prefix} holds topics {topics}; pick one with 'source.topic'"
-                )
-            preserve = selection.partitioner == "preserve"
-            for (topic, partition), objects in sorted(by_partition.items()):
-                objects = _filter_objects(objects, selection, available_keys)
-                objects.sort(key=lambda o: (last_offsets.get(o.key) or 0, o.key))
-                target = _target_name(selection, topic)
-                units.append(
-                    RestoreUnit(
-                        unit_id=f"{topic}.{partition}",
-                        source_topic=topic,
-                        source_partition=partition,
-                        target_topic=target,
-                        target_partition=partition if preserve else None,
-                        routing="preserve" if preserve else "round-robin",
-                        objects=tuple(objects),
-                        offsets_known=False,
-                        check_gaps=False,
-                        compare_segments=False,
-                    )
-                )
-                previous = targets.get(target)
-                needed = max(partition + 1, previous.partitions_needed if previous else 0)
-                targets[target] = TargetTopic(name=target, partitions_needed=needed, partition_count=needed)
-        elif rest:
-            if selection.target_topic in ("*", "`*`"):
-                raise UnsupportedRestoreError("INSERT INTO * needs a manifest or topic/partition keys")
-            objects = _filter_objects(rest, selection, available_keys)
-            units.append(
-                RestoreUnit(
-                    unit_id="listing",
-                    source_topic=None,
-                    source_partition=None,
-                    target_topic=selection.target_topic,
-                    target_partition=None,
-                    routing="round-robin",
-                    objects=tuple(objects),
-                    offsets_known=False,
-                    check_gaps=False,
-                    compare_segments=False,
-                )
-            )
-            targets[selection.target_topic] = TargetTopic(
-                name=selection.target_topic, partitions_needed=1, partition_count=1
-            )
-        if window.from_offset is not None or window.to_offset is not None:
-            notes.append("value-only objects carry no offsets: the offset window counts records in key order")
-        notes.append(
-            "value-only data: keys, headers and timestamps are not in the backup; the target gets "
-            "null keys, no headers and new timestamps"
-        )
-    codec_spec = {
-        "envelope": {
-            "enabled": envelope,
-            "key": selection.envelope_parts[0],
-            "value": selection.envelope_parts[1],
-            "headers": selection.envelope_parts[2],
-            "metadata": selection.envelope_parts[3],
-        },
-        "key_converter": selection.key_converter,
-        "value_converter": selection.value_converter,
-    }
-    return RestorePlan(
-        restore_id=restore_id(selection, [f"listing:{len(keys)}:{keys[-1]}"]),
-        bucket=bucket,
-        prefix=prefix,
-        format=fmt,
-        envelope=envelope,
-        lossless=False,
-        manifest_format=False,
-        backup_ids=(),
-        codec_spec=codec_spec,
-        batch=selection.batch,
-        window=window,
-        partitioner=selection.partitioner,
-        targets=tuple(targets.values()),
-        units=tuple(u for u in units if u.objects),
-        consumer_groups=(),
-        group_prefix=selection.group_prefix,
-        target_nonempty=selection.target_nonempty,
-        notes=tuple(notes),
-    )
-
-
-def plan_restore(s3: Any, selection: Selection) -> RestorePlan:
+def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:
     """Find what to restore under s3://bucket/prefix and run the pre-flight; raise before anything
     is produced when the backup is incomplete, an object is missing or not as the manifest says
     (PreflightError, naming every such object), or a filter names an unknown key."""
+    # discovery builds this module's models: imported here, once they are defined
+    from tasks.discover_listing import plan_from_listing, refuse_uncommitted_backup
+    from tasks.discover_manifests import plan_from_manifests
     from tasks.restore_preflight import preflight
 
     bucket, prefix = selection.bucket, selection.prefix
@@ -595,9 +227,10 @@ def plan_restore(s3: Any, selection: Selection) -> RestorePlan:
     listed = {o["Key"]: o for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"])}
     chain = read_chain(s3, bucket, prefix)
     if chain:
-        plan = _plan_from_manifests(s3, selection, chain, listed)
+        plan = plan_from_manifests(selection, chain, listed)
     elif listed:
-        plan = _plan_from_listing(s3, selection, listed)
+        refuse_uncommitted_backup(s3, bucket, prefix, listed)
+        plan = plan_from_listing(selection, listed)
     else:
         raise NothingToRestoreError(bucket, prefix, "no objects and no manifest under the prefix")
     if not plan.units:
