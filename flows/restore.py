@@ -17,8 +17,15 @@ from prefect import flow, get_run_logger
 
 from flows.parameters import RestoreParameters, selection_of
 from flows.runners import run_tasks
-from tasks.restore_check import check_shared_task, committed_progress_task, split_by_writers
+from tasks.restore_check import (
+    PartitionCheck,
+    check_shared_task,
+    check_unit_task,
+    committed_progress_task,
+    split_by_writers,
+)
 from tasks.restore_errors import RestoreCheckError, RestoreError
+from tasks.restore_groups import translate_groups_task
 from tasks.restore_plan import plan_restore_task
 from tasks.restore_produce import UnitResult, restore_unit_task
 from tasks.restore_report import (
@@ -30,7 +37,7 @@ from tasks.restore_report import (
     target_progress,
     unit_reports,
 )
-from tasks.restore_target import PartitionCheck, check_unit_task, prepare_targets_task, translate_groups_task
+from tasks.restore_target import prepare_targets_task
 from tasks.run_dir import run_dir
 from tasks.shutdown import stop_tasks_when_terminated
 

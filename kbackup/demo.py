@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kbackup.console import human_bytes, table
 from tasks.kafka_clients import client_config
-from tasks.restore_target import read_restored
+from tasks.restore_check import read_restored
 from tasks.s3 import list_objects, s3_client
 
 BUCKET = "demo-backups"

@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tasks.restore_check import PartitionCheck
+from tasks.restore_groups import GroupTranslation
 from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.restore_produce import UnitResult
-from tasks.restore_target import GroupTranslation, PartitionCheck, TargetInfo
+from tasks.restore_target import TargetInfo
 from tasks.restore_writer import CommittedProgress
 
 UnitOutcome = UnitResult | BaseException

@@ -1,5 +1,7 @@
-"""The target side of a restore: create or check the target topics before anything is produced,
-check what was restored afterwards, and translate consumer-group offsets onto the new offsets.
+"""The target side of a restore, before anything is produced: create the target topics (with the
+backed-up partition count and configs) or check the existing ones, and refuse records that are
+not this restore's own. The check afterwards is tasks.restore_check; consumer-group
+translation, tasks.restore_groups.
 
 Plain functions with thin retryable tasks at the bottom.
 """
@@ -7,27 +9,21 @@ Plain functions with thin retryable tasks at the bottom.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from formats.columns import from_messages, records_digest_inputs, update_digest
 from tasks import shutdown
 from tasks.kafka_admin import admin_client, cluster_metadata, kafka_failure
 from tasks.kafka_calls import LOOKUP_TIMEOUT_S
-from tasks.kafka_reader import consumed_batches
-from tasks.restore_errors import RestoreCheckError, TargetNotEmptyError, TargetPartitionsError
+from tasks.restore_errors import TargetNotEmptyError, TargetPartitionsError
 from tasks.restore_plan import RestorePlan
-from tasks.restore_produce import UnitResult
 from tasks.restore_writer import committed_progress
 from tasks.retry import RETRY_OPTIONS
 
@@ -200,223 +196,6 @@ def _retention_ms(
     return int(entry.value) if entry is not None and entry.value is not None else None
 
 
-# --- check -----------------------------------------------------------------------------------
-
-
-class PartitionCheck(BaseModel):
-    topic: str
-    partition: int
-    expected_records: int
-    records: int
-    digest_compared: bool
-    ok: bool
-    target_offsets: dict[int, int] = Field(default_factory=dict, description="Record index -> target offset.")
-    end_offset: int = Field(default=0, description="The target offset after the last restored record.")
-    problem: str | None = None
-
-
-def read_restored(
-    kafka_config: dict[str, Any],
-    topic: str,
-    partition: int,
-    start: int,
-    limit: int | None,
-    indexes: Sequence[int] = (),
-    with_timestamps: bool = True,
-) -> tuple[int, str, dict[int, int], int]:
-    """Consume (read_committed) from `start`: up to `limit` records, or to the end when None.
-    Returns (records, digest, {index: offset}, offset after the last record read)."""
-    consumer = Consumer(
-        {
-            **kafka_config,
-            "group.id": "kbackup-restore-check",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "fetch.message.max.bytes": 16 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "log_level": 3,
-        }
-    )
-    digest = hashlib.sha256()
-    wanted = set(indexes)
-    offsets_at: dict[int, int] = {}
-    count = 0
-    end = start
-    try:
-        high = _high_watermark(consumer, topic, partition, start + (limit or 0))
-        if high <= start or limit == 0:
-            return 0, "sha256:" + digest.hexdigest(), offsets_at, start
-        consumer.assign([TopicPartition(topic, partition, start)])
-        for consumed, at_end in consumed_batches(consumer, kafka_config, f"check {topic}/{partition}"):
-            records = consumed if limit is None else consumed[: limit - count]
-            if records:
-                batch = from_messages(records)
-                offsets = batch.column("offset").to_pylist()
-                for index in wanted.intersection(range(count, count + len(records))):
-                    offsets_at[index] = offsets[index - count]
-                if not with_timestamps:  # compared without timestamps: none, type 0
-                    batch = batch.set_column(1, "timestamp", pa.nulls(batch.num_rows, pa.int64()))
-                    batch = batch.set_column(2, "timestamp_type", pa.array(np.zeros(batch.num_rows, np.int8)))
-                update_digest(digest, records_digest_inputs(batch))
-                count += len(records)
-                end = offsets[-1] + 1
-                if limit is not None and count >= limit:
-                    break
-            if at_end and _caught_up(consumer, topic, partition, high):
-                break
-    except KafkaException as exc:
-        raise kafka_failure(f"check {topic}/{partition}", kafka_config, exc) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            consumer.close()
-    return count, "sha256:" + digest.hexdigest(), offsets_at, end
-
-
-def _high_watermark(consumer: Consumer, topic: str, partition: int, at_least: int) -> int:
-    """The partition's high watermark, asked again for a while when it is below what was just
-    written: a partition created or added a moment ago can answer 0 at first."""
-    deadline = time.monotonic() + 30
-    while True:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=LOOKUP_TIMEOUT_S)
-        if high >= at_least or time.monotonic() > deadline:
-            return int(high)
-        shutdown.sleep(0.2)
-
-
-def _caught_up(consumer: Consumer, topic: str, partition: int, high: int) -> bool:
-    """Whether an end-of-partition event means the end: read_committed stops at the last stable
-    offset, which trails the high watermark until the transaction's commit markers are written."""
-    [position] = consumer.position([TopicPartition(topic, partition)])
-    return position.offset >= high
-
-
-def check_unit(kafka_config: dict[str, Any], result: UnitResult) -> list[PartitionCheck]:
-    """Consume what the unit restored and compare it, record for record (by digest), with what
-    was selected from the backup. Only a partition that one unit alone writes is compared by
-    digest; see check_shared for the others."""
-    checks = []
-    for partition, outcome in sorted(result.partitions.items()):
-        indexes = sorted(set(result.translate_points.values())) if result.routing == "preserve" else []
-        count, digest, offsets, end = read_restored(
-            kafka_config,
-            result.target_topic,
-            partition,
-            outcome.start_offset,
-            outcome.records,
-            indexes,
-            with_timestamps=result.timestamps_kept,
-        )
-        expected_digest = outcome.digest
-        if not result.timestamps_kept:
-            expected_digest = ""  # new timestamps: compare counts and order of keys/values only below
-        problem = None
-        if count != outcome.records:
-            problem = f"{count} records restored, {outcome.records} expected"
-        elif expected_digest and digest != expected_digest:
-            problem = f"records digest {digest} differs from the backup's selection {expected_digest}"
-        checks.append(
-            PartitionCheck(
-                topic=result.target_topic,
-                partition=partition,
-                expected_records=outcome.records,
-                records=count,
-                digest_compared=bool(expected_digest),
-                ok=problem is None,
-                target_offsets=offsets,
-                end_offset=end,
-                problem=problem,
-            )
-        )
-    return checks
-
-
-def raise_on_failed(checks: Sequence[PartitionCheck]) -> None:
-    for check in checks:
-        if not check.ok:
-            raise RestoreCheckError(check.topic, check.partition, check.problem or "mismatch")
-
-
-# --- consumer groups -------------------------------------------------------------------------
-
-
-class GroupTranslation(BaseModel):
-    group: str
-    topic: str
-    partition: int
-    source_offset: int
-    target_offset: int
-
-
-def translate_groups(
-    plan: RestorePlan,
-    results: Sequence[UnitResult],
-    checks: Sequence[PartitionCheck],
-    kafka_config: dict[str, Any],
-    dry_run: bool = False,
-) -> list[GroupTranslation]:
-    """Commit each backed-up group's offsets onto the restored records: a group that had
-    committed source offset N resumes at the restored record that was N."""
-    by_unit = {(r.source_topic, r.source_partition): r for r in results if r.routing == "preserve"}
-    check_of = {(c.topic, c.partition): c for c in checks}
-    translations: list[GroupTranslation] = []
-    for group in plan.consumer_groups:
-        new_group = f"{plan.group_prefix}{group.group}"
-        for committed in group.offsets:
-            result = by_unit.get((committed.topic, committed.partition))
-            if result is None or committed.offset not in result.translate_points:
-                continue
-            partition = next(iter(result.partitions), committed.partition)
-            check = check_of.get((result.target_topic, partition))
-            if check is None:
-                continue
-            index = result.translate_points[committed.offset]
-            target_offset = check.target_offsets.get(index, check.end_offset)
-            translations.append(
-                GroupTranslation(
-                    group=new_group,
-                    topic=result.target_topic,
-                    partition=partition,
-                    source_offset=committed.offset,
-                    target_offset=target_offset,
-                )
-            )
-    if translations and not dry_run:
-        admin = admin_client(kafka_config)
-        by_group: dict[str, list[TopicPartition]] = {}
-        # keyed by source topic; a unit without one (None) finds no committed metadata
-        metadata_of: dict[tuple[str, str | None, int], str] = {
-            (f"{plan.group_prefix}{g.group}", c.topic, c.partition): c.metadata
-            for g in plan.consumer_groups
-            for c in g.offsets
-        }
-        for t in translations:
-            source_topic = next(
-                (
-                    r.source_topic
-                    for r in results
-                    if r.target_topic == t.topic and t.partition in r.partitions
-                ),
-                t.topic,
-            )
-            meta = metadata_of.get((t.group, source_topic, t.partition), "")
-            by_group.setdefault(t.group, []).append(
-                # confluent-kafka refuses metadata=None: leave it out when the group had none
-                TopicPartition(t.topic, t.partition, t.target_offset, metadata=meta)
-                if meta
-                else TopicPartition(t.topic, t.partition, t.target_offset)
-            )
-        for group_name, partitions in by_group.items():
-            future = admin.alter_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=LOOKUP_TIMEOUT_S
-            )[group_name]
-            try:
-                future.result(timeout=LOOKUP_TIMEOUT_S)
-            except KafkaException as exc:
-                raise kafka_failure(f"commit offsets of group {group_name}", kafka_config, exc) from exc
-    return translations
-
-
 # --- tasks -----------------------------------------------------------------------------------
 
 
@@ -425,24 +204,3 @@ def prepare_targets_task(plan: RestorePlan, dry_run: bool = False) -> list[Targe
     from tasks.kafka_clients import client_config
 
     return prepare_targets(plan, client_config(), dry_run)
-
-
-@task(
-    name="check-restored",
-    cache_policy=NO_CACHE,
-    task_run_name="check {result.unit_id} → {result.target_topic}",
-    **RETRY_OPTIONS,
-)
-def check_unit_task(result: UnitResult) -> list[PartitionCheck]:
-    from tasks.kafka_clients import client_config
-
-    return check_unit(client_config(), result)
-
-
-@task(name="translate-consumer-groups", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def translate_groups_task(
-    plan: RestorePlan, results: list[UnitResult], checks: list[PartitionCheck], dry_run: bool = False
-) -> list[GroupTranslation]:
-    from tasks.kafka_clients import client_config
-
-    return translate_groups(plan, results, checks, client_config(), dry_run)

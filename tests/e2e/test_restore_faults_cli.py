@@ -9,7 +9,7 @@ import subprocess
 import time
 from typing import Any
 
-from kbackup.settings import S3Settings
+from core.connections import S3Settings
 from tasks.kafka_calls import TXN_TIMEOUT_S, WATCHDOG_GRACE_S
 from tasks.restore_produce import RECOVERY_S
 from tasks.s3 import s3_client

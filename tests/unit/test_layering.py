@@ -21,17 +21,6 @@ PURE = ("kcql", "formats", "core")
 SERVICE_CLIENTS = ("prefect", "boto3", "botocore", "confluent_kafka")
 PROJECT = ("kbackup", "tasks", "flows", "layout", "kcql", "formats", "core")
 
-# Modules that still import kbackup.settings, which re-exports the connection settings until they
-# move to core.connections / tasks.kafka_clients.client_config. Only that module is let through.
-PENDING_SETTINGS_IMPORT = frozenset(
-    {
-        "tasks/backup_export.py",
-        "tasks/restore_check.py",
-        "tasks/restore_produce.py",
-        "tasks/restore_target.py",
-    }
-)
-
 
 def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
     """(line, dotted module name) of every import in the file; relative imports resolved."""
@@ -83,11 +72,8 @@ def lazy():
 @pytest.mark.parametrize("path", sources(BELOW_CLI), ids=lambda p: str(p.relative_to(ROOT)))
 def test_nothing_below_the_cli_imports_it(path: Path) -> None:
     relative = path.relative_to(ROOT).as_posix()
-    allowed = {"kbackup.settings"} if relative in PENDING_SETTINGS_IMPORT else set()
     found = [
-        f"{relative}:{line} imports {name}"
-        for line, name in imported_modules(path)
-        if top(name) == "kbackup" and name not in allowed
+        f"{relative}:{line} imports {name}" for line, name in imported_modules(path) if top(name) == "kbackup"
     ]
     assert not found, "\n".join(found)
 

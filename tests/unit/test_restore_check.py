@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tasks.restore_check import split_by_writers
+from tasks.restore_check import compare, split_by_writers
 from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit, Window
 from tasks.restore_produce import PartitionOutcome, UnitResult
 from tasks.restore_report import restore_report, summary, target_progress, unit_reports, unit_rows
@@ -136,3 +136,30 @@ def test_with_a_window_the_expected_count_is_unknown():
     plan = _plan([_unit("src.0", 0, [10])], window=Window(from_offset=3))
     [row], _ = target_progress(plan, [RuntimeError("x")], {"src.0": CommittedProgress(4, {0: 0})})
     assert row.describe() == "dst/0: partial (4 records committed)"
+
+
+def test_a_partition_matches_when_count_and_digest_do():
+    outcome = PartitionOutcome(start_offset=4, records=3, digest="sha256:aa")
+    check = compare("t", 1, outcome, 3, "sha256:aa", True, {0: 4}, 7)
+    assert check.ok and check.digest_compared and check.problem is None
+    assert (check.target_offsets, check.end_offset) == ({0: 4}, 7)
+
+
+def test_a_short_partition_is_named_by_its_counts_before_its_digest():
+    check = compare("t", 1, PartitionOutcome(start_offset=0, records=3, digest="sha256:aa"), 2, "sha256:bb")
+    assert not check.ok and check.problem == "2 records restored, 3 expected"
+
+
+def test_a_different_digest_names_both():
+    check = compare("t", 1, PartitionOutcome(start_offset=0, records=3, digest="sha256:aa"), 3, "sha256:bb")
+    assert (
+        not check.ok
+        and check.problem == "records digest sha256:bb differs from the backup's selection sha256:aa"
+    )
+
+
+def test_records_with_new_timestamps_are_compared_by_count_only():
+    check = compare(
+        "t", 1, PartitionOutcome(start_offset=0, records=3, digest="sha256:aa"), 3, "sha256:bb", False
+    )
+    assert check.ok and not check.digest_compared
