@@ -14,7 +14,6 @@ from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
 from flows.parameters import KCQL_VARIABLE, BackupParameters, specs_and_transforms
-from flows.runners import run_tasks
 from formats import get_codec
 from kcql import BackupSpec
 from layout.manifest import PartitionEntry
@@ -26,6 +25,7 @@ from tasks.backup_verify import verify_backup_task
 from tasks.locks import Lease, exclusive
 from tasks.run_dir import run_dir
 from tasks.shutdown import stop_tasks_when_terminated
+from tasks.task_runners import run_tasks
 
 __all__ = ["KCQL_VARIABLE", "BackupParameters", "BackupResult", "backup_flow", "specs_and_transforms"]
 

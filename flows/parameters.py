@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from flows.runners import TASK_RUNNERS, check_task_runner
 from kcql import BackupSpec, parse_backup, parse_connector_config
 from kcql.selection import restore_selection
 from tasks.restore_plan import DEFAULT_BATCH, Selection, Window
+from tasks.task_runners import TASK_RUNNERS, check_task_runner
 
 # The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
 # edit in the UI reaches the next run without a redeploy) unless the run names its own KCQL.

@@ -16,7 +16,6 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.parameters import RestoreParameters, selection_of
-from flows.runners import run_tasks
 from tasks.restore_check import (
     PartitionCheck,
     check_shared_task,
@@ -40,6 +39,7 @@ from tasks.restore_report import (
 from tasks.restore_target import prepare_targets_task
 from tasks.run_dir import run_dir
 from tasks.shutdown import stop_tasks_when_terminated
+from tasks.task_runners import run_tasks
 
 __all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
 

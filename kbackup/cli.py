@@ -63,7 +63,7 @@ def invalid_parameters(error: ValidationError) -> str:
 
 
 def add_task_runner_argument(parser: argparse.ArgumentParser) -> None:
-    """`--task-runner`: where the per-partition tasks run (flows/runners.py; checked with the
+    """`--task-runner`: where the per-partition tasks run (tasks/task_runners.py; checked with the
     other parameters, so that building the parser imports nothing heavy)."""
     parser.add_argument(
         "--task-runner",

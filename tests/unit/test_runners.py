@@ -8,21 +8,21 @@ from types import SimpleNamespace
 import pytest
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from flows import runners
+from tasks import task_runners
 
 
 def test_auto_runs_small_work_on_threads_and_large_work_on_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runners.os, "cpu_count", lambda: 2)
-    large = runners.AUTO_PROCESSES_MIN_RECORDS
-    assert runners.resolve("auto", 4, large - 1, 6) == ("threads", None)
-    assert runners.resolve("auto", 4, large, 1) == ("threads", None)
-    assert runners.resolve("auto", 1, large, 6) == ("threads", None)
-    assert runners.resolve("auto", 4, large, 6) == ("processes", None)
-    monkeypatch.setattr(runners.os, "cpu_count", lambda: 1)
-    assert runners.resolve("auto", 4, large, 6) == ("threads", None)
-    assert runners.resolve("processes", 4, 10, 1) == ("processes", None)
-    assert runners.resolve("dask", 4, 10, 1) == ("dask", None)
-    assert runners.resolve("dask=tcp://10.0.0.1:8786", 4, 10, 1) == ("dask", "tcp://10.0.0.1:8786")
+    monkeypatch.setattr(task_runners.os, "cpu_count", lambda: 2)
+    large = task_runners.AUTO_PROCESSES_MIN_RECORDS
+    assert task_runners.resolve("auto", 4, large - 1, 6) == ("threads", None)
+    assert task_runners.resolve("auto", 4, large, 1) == ("threads", None)
+    assert task_runners.resolve("auto", 1, large, 6) == ("threads", None)
+    assert task_runners.resolve("auto", 4, large, 6) == ("processes", None)
+    monkeypatch.setattr(task_runners.os, "cpu_count", lambda: 1)
+    assert task_runners.resolve("auto", 4, large, 6) == ("threads", None)
+    assert task_runners.resolve("processes", 4, 10, 1) == ("processes", None)
+    assert task_runners.resolve("dask", 4, 10, 1) == ("dask", None)
+    assert task_runners.resolve("dask=tcp://10.0.0.1:8786", 4, 10, 1) == ("dask", "tcp://10.0.0.1:8786")
 
 
 def test_worker_processes_are_sent_to_the_ephemeral_api_of_this_process(
@@ -36,7 +36,7 @@ def test_worker_processes_are_sent_to_the_ephemeral_api_of_this_process(
     )
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         assert not get_current_settings().api.url
-        with runners._workers_use_this_api():
+        with task_runners._workers_use_this_api():
             settings = get_current_settings()
             assert settings.api.url == server.api_url
             assert settings.to_environment_variables(exclude_unset=True)["PREFECT_API_URL"] == server.api_url
@@ -50,6 +50,6 @@ def test_a_configured_api_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None
     )
     with (
         temporary_settings(updates={PREFECT_API_URL: "http://prefect.example:4200/api"}),
-        runners._workers_use_this_api(),
+        task_runners._workers_use_this_api(),
     ):
         assert get_current_settings().api.url == "http://prefect.example:4200/api"
