@@ -176,6 +176,4 @@ def valid_names(kind: str) -> list[str]:
 
 
 def compression_allowed(fmt: Format) -> tuple[str, ...]:
-    from kcql.specs import COMPRESSIONS
-
-    return COMPRESSIONS[fmt]
+    return fmt.compressions

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Literal
 
@@ -41,22 +40,6 @@ class Format(str, Enum):  # noqa: UP042 - str() of a member stays "Format.X" as 
     @property
     def compressions(self) -> tuple[str, ...]:
         return self.codec_spec.compressions
-
-
-class _Compressions(Mapping[Format, tuple[str, ...]]):
-    """Format -> the compressions its codec accepts (Format.compressions, read through)."""
-
-    def __getitem__(self, fmt: Format) -> tuple[str, ...]:
-        return Format(fmt).compressions
-
-    def __iter__(self) -> Iterator[Format]:
-        return iter(Format)
-
-    def __len__(self) -> int:
-        return len(Format)
-
-
-COMPRESSIONS: Mapping[Format, tuple[str, ...]] = _Compressions()
 
 
 class PartitionField(FrozenModel):

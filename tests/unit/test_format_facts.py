@@ -8,7 +8,6 @@ import pytest
 from formats.registry import CODECS, EXTENSIONS, format_of_extension, supports_envelope
 from kcql import Format, parse_backup
 from kcql.properties import compression_allowed
-from kcql.specs import COMPRESSIONS
 
 
 def test_the_kcql_format_names_are_the_codecs():
@@ -20,11 +19,7 @@ def test_kcql_reads_extension_and_compressions_from_the_codec(fmt):
     spec = CODECS[fmt.value].spec
     assert fmt.codec_spec is spec
     assert (fmt.extension, fmt.compressions) == (spec.extension, spec.compressions)
-    assert COMPRESSIONS[fmt] == compression_allowed(fmt) == spec.compressions
-
-
-def test_the_compressions_mapping_covers_every_format():
-    assert dict(COMPRESSIONS) == {f: CODECS[f.value].spec.compressions for f in Format}
+    assert compression_allowed(fmt) == spec.compressions
 
 
 def test_a_compression_the_codec_does_not_have_is_a_kcql_error_listing_the_codecs():
