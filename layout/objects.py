@@ -1,4 +1,4 @@
-"""Grouping one partition's records into objects by the flush rules, a column batch at a time.
+"""Rolling one partition's records into objects by the flush rules, a column batch at a time.
 
 `ObjectRoller` is pure: column batches (formats.columns.COLUMNS) in, finished objects (bytes + what
 the manifest says of them) out. An object rolls when it reaches `flush.count` records, when its

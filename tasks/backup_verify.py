@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from formats import RecordsDigest, get_codec
 from formats.envelope import Record
+from formats.errors import undecodable
 from layout.keys import is_manifest_key
 from layout.manifest import Manifest, ObjectEntry, PartitionEntry, join_key
 from layout.spec_bridge import codec_context_from_manifest, spec_of
@@ -104,10 +105,13 @@ def _decode(
         )
     codec = get_codec(manifest.format)
     context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
+    decoded = 0
     try:
-        yield from codec.reader(data, context)
+        for record in codec.reader(data, context):
+            yield record
+            decoded += 1
     except Exception as exc:  # noqa: BLE001 - any decoding failure is a verification problem
-        problems.append(_corrupt(bucket, entry.key, str(exc)))
+        problems.append(str(undecodable(bucket, entry.key, exc, decoded)))
 
 
 def _digest_parts(record: Record) -> tuple[Any, ...]:
