@@ -23,7 +23,9 @@ from formats.codec import (
     ObjectWriter,
     as_bytes,
     compact_json,
+    envelope_record,
     stream_reactor_record,
+    undecodable_record,
     value_only_record,
 )
 from formats.columns import DECODE_BATCH, DECODED, HEADER, decoded_batches
@@ -208,7 +210,7 @@ class AvroCodec(Codec):
         except CorruptObjectError:
             raise
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for bad input
-            raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+            raise undecodable_record(context, index, exc) from exc
 
     def read_columns(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[pa.RecordBatch]:
         """Our envelopes: fastavro reads the blocks (container, codec, sync markers) and
@@ -219,7 +221,7 @@ class AvroCodec(Codec):
         try:
             reader, shape = _open(raw)
         except Exception as exc:  # noqa: BLE001
-            raise CorruptObjectError(context.object_key, 0, f"{type(exc).__name__}: {exc}") from exc
+            raise undecodable_record(context, 0, exc) from exc
         if shape != "ours":
             yield from decoded_batches(self.reader(raw, context))
             return
@@ -265,9 +267,7 @@ def _envelope_batches(reader: Any, context: CodecContext, skip: int) -> Iterator
     except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for bad input
         if rows:  # a row read before the bad one may be refused first
             _checked_columns(rows, context, index)
-        raise CorruptObjectError(
-            context.object_key, index + len(rows), f"{type(exc).__name__}: {exc}"
-        ) from exc
+        raise undecodable_record(context, index + len(rows), exc) from exc
 
 
 def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
@@ -299,9 +299,8 @@ def _checked_columns(rows: list[Any], context: CodecContext, start: int) -> pa.R
             try:
                 _record(row, "ours", context, start + i)
             except Exception as row_exc:  # noqa: BLE001
-                reason = f"{type(row_exc).__name__}: {row_exc}"
-                raise CorruptObjectError(context.object_key, start + i, reason) from row_exc
-        raise CorruptObjectError(context.object_key, start, f"{type(exc).__name__}: {exc}") from exc
+                raise undecodable_record(context, start + i, row_exc) from row_exc
+        raise undecodable_record(context, start, exc) from exc
 
 
 _LABEL_TYPES = {TimestampType(t).label: t for t in range(3)}
@@ -364,18 +363,14 @@ def _record(row: AvroMessage, shape: str, context: CodecContext, index: int) -> 
         # the other shapes come from record schemas, whose rows fastavro reads as dicts
         raise TypeError(f"a {shape} row is a {type(row).__name__}, not a record")
     if shape == "ours":
-        metadata = row["metadata"] or {}
-        return Record(
+        metadata = row["metadata"]  # read first, as before: the first missing field is named
+        return envelope_record(
             row["key"],
             row["value"],
             tuple((h["key"], h["value"]) for h in row["headers"]),
-            metadata.get("topic", context.topic),
-            metadata.get("partition", context.partition),
-            metadata.get("offset", index),
-            metadata.get("timestamp"),
-            TimestampType.from_label(metadata["timestamp_type"])
-            if metadata
-            else TimestampType.NO_TIMESTAMP_TYPE,
+            metadata,
+            context,
+            index,
         )
     if shape == "stream-reactor":
         return stream_reactor_record(row, context)

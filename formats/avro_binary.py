@@ -9,7 +9,7 @@ A unit test checks these bytes against `fastavro.schemaless_writer` for arbitrar
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -248,26 +248,38 @@ def _gather(body: bytes, starts: list[int], lengths: list[int], kind: pa.DataTyp
     )
 
 
-def _positions(buf: bytes, count: int) -> tuple[list[Any], ...]:
+class _Positions(NamedTuple):
+    """Where each bytes or string part of a block's records lies in its body (`*_s` its start,
+    `*_l` its length, -1 for null: keys, values, header names `hn` and values `hv`, topics `t`,
+    timestamp type labels `l`), and the numbers; one entry a record (a header, for `hn`/`hv`)."""
+
+    keys_s: list[int]
+    keys_l: list[int]
+    vals_s: list[int]
+    vals_l: list[int]
+    hcounts: list[int]
+    """headers per record"""
+    hn_s: list[int]
+    hn_l: list[int]
+    hv_s: list[int]
+    hv_l: list[int]
+    meta: list[bool]
+    """whether the record has metadata; without, its entries below are 0 and None"""
+    t_s: list[int]
+    t_l: list[int]
+    parts: list[int]
+    offs: list[int]
+    stamps: list[int | None]
+    l_s: list[int]
+    l_l: list[int]
+
+
+def _positions(buf: bytes, count: int) -> _Positions:
     """Walk `count` io.kbackup.KafkaRecord bodies; where each bytes or string lies, and the numbers.
     Raises IndexError or ValueError for a body that does not hold exactly `count` records."""
-    keys_s: list[Any] = []
-    keys_l: list[Any] = []
-    vals_s: list[Any] = []
-    vals_l: list[Any] = []
-    hcounts: list[Any] = []
-    hn_s: list[Any] = []
-    hn_l: list[Any] = []
-    hv_s: list[Any] = []
-    hv_l: list[Any] = []
-    meta: list[Any] = []
-    t_s: list[Any] = []
-    t_l: list[Any] = []
-    parts: list[Any] = []
-    offs: list[Any] = []
-    stamps: list[Any] = []
-    l_s: list[Any] = []
-    l_l: list[Any] = []
+    positions = _Positions(*([] for _ in _Positions._fields))
+    keys_s, keys_l, vals_s, vals_l, hcounts, hn_s, hn_l, hv_s, hv_l = positions[:9]
+    meta, t_s, t_l, parts, offs, stamps, l_s, l_l = positions[9:]
     p = 0
 
     def varint(p: int) -> tuple[int, int]:
@@ -372,25 +384,7 @@ def _positions(buf: bytes, count: int) -> tuple[list[Any], ...]:
         p += ln
     if p != len(buf):
         raise ValueError("the block body is longer than its records")
-    return (
-        keys_s,
-        keys_l,
-        vals_s,
-        vals_l,
-        hcounts,
-        hn_s,
-        hn_l,
-        hv_s,
-        hv_l,
-        meta,
-        t_s,
-        t_l,
-        parts,
-        offs,
-        stamps,
-        l_s,
-        l_l,
-    )
+    return positions
 
 
 def decode_envelopes(body: bytes, count: int, topic: str, partition: int, start: int) -> pa.RecordBatch:
@@ -399,47 +393,28 @@ def decode_envelopes(body: bytes, count: int, topic: str, partition: int, start:
     `partition`, offset = start + its index in the block and no timestamp. Raises (IndexError,
     ValueError, pyarrow's errors) for any body that is not exactly `count` valid records; the
     caller then decodes with fastavro to name the record."""
-    (
-        keys_s,
-        keys_l,
-        vals_s,
-        vals_l,
-        hcounts,
-        hn_s,
-        hn_l,
-        hv_s,
-        hv_l,
-        meta,
-        t_s,
-        t_l,
-        parts,
-        offs,
-        stamps,
-        l_s,
-        l_l,
-    ) = _positions(body, count)
-    buf = body
-    names = _gather(buf, hn_s, hn_l, pa.large_string())
-    topics = _gather(buf, t_s, t_l, pa.large_string())
-    labels = _gather(buf, l_s, l_l, pa.large_string())
+    pos = _positions(body, count)
+    names = _gather(body, pos.hn_s, pos.hn_l, pa.large_string())
+    topics = _gather(body, pos.t_s, pos.t_l, pa.large_string())
+    labels = _gather(body, pos.l_s, pos.l_l, pa.large_string())
     for text in (names, topics, labels):
         text.validate(full=True)
     list_offsets = np.zeros(count + 1, dtype=np.int32)
-    np.cumsum(np.asarray(hcounts, dtype=np.int64), out=list_offsets[1:])
+    np.cumsum(np.asarray(pos.hcounts, dtype=np.int64), out=list_offsets[1:])
     headers = pa.ListArray.from_arrays(
         pa.array(list_offsets),
         pa.StructArray.from_arrays(
-            [names.cast(pa.string()), _gather(buf, hv_s, hv_l, pa.large_binary()).cast(pa.binary())],
+            [names.cast(pa.string()), _gather(body, pos.hv_s, pos.hv_l, pa.large_binary()).cast(pa.binary())],
             fields=list(HEADER),
         ),
     )
     types = pc.index_in(labels, value_set=_LABEL_TEXT)
-    offsets = pa.array(offs, pa.int64())
-    timestamps = pa.array(stamps, pa.int64())
+    offsets = pa.array(pos.offs, pa.int64())
+    timestamps = pa.array(pos.stamps, pa.int64())
     topics = topics.cast(pa.string())
-    partitions = pa.array(parts, pa.int32())
-    if not all(meta):
-        present = pa.array(meta, pa.bool_())
+    partitions = pa.array(pos.parts, pa.int32())
+    if not all(pos.meta):
+        present = pa.array(pos.meta, pa.bool_())
         indexes = pa.array(np.arange(start, start + count, dtype=np.int64))
         offsets = pc.if_else(present, offsets, indexes)
         types = pc.if_else(present, types, pa.scalar(0, types.type))
@@ -452,8 +427,8 @@ def decode_envelopes(body: bytes, count: int, topic: str, partition: int, start:
             offsets,
             timestamps,
             types.cast(pa.int8()),
-            _gather(buf, keys_s, keys_l, pa.large_binary()).cast(pa.binary()),
-            _gather(buf, vals_s, vals_l, pa.large_binary()).cast(pa.binary()),
+            _gather(body, pos.keys_s, pos.keys_l, pa.large_binary()).cast(pa.binary()),
+            _gather(body, pos.vals_s, pos.vals_l, pa.large_binary()).cast(pa.binary()),
             headers,
             topics,
             partitions,

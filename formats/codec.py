@@ -125,8 +125,9 @@ def compress(data: bytes, compression: str, level: int | None) -> bytes:
     return data
 
 
-def decompress(data: bytes, context: CodecContext) -> bytes:
+def decompress(data: bytes | BinaryIO, context: CodecContext) -> bytes:
     """Whole-object decompression for the text formats, recognised by magic bytes."""
+    data = as_bytes(data)
     try:
         if data[:2] == b"\x1f\x8b":
             return gzip.decompress(data)
@@ -141,6 +142,25 @@ def as_bytes(data: bytes | BinaryIO) -> bytes:
     return data if isinstance(data, (bytes, bytearray)) else data.read()
 
 
+def text_lines(data: bytes | BinaryIO, context: CodecContext, complete: bool = False) -> list[bytes]:
+    """The lines of a line-per-record object (decompressed whole), without the newline after the
+    last one. With `complete`, a last line that has no newline is a truncated object."""
+    text = decompress(data, context)
+    lines = text.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    elif complete:
+        raise CorruptObjectError(
+            context.object_key, len(lines) - 1, "the last line is incomplete (truncated object)"
+        )
+    return lines
+
+
+def undecodable_record(context: CodecContext, index: int, exc: Exception) -> CorruptObjectError:
+    """A codec's error for the record at `index` that it could not decode because of `exc`."""
+    return CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}")
+
+
 def compact_json(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -148,6 +168,29 @@ def compact_json(document: Any) -> bytes:
 def value_only_record(value: bytes | None, context: CodecContext, index: int) -> Record:
     return Record(
         None, value, (), context.topic, context.partition, index, None, TimestampType.NO_TIMESTAMP_TYPE
+    )
+
+
+def envelope_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: tuple[tuple[str, bytes | None], ...],
+    metadata: dict[str, Any] | None,
+    context: CodecContext,
+    index: int,
+) -> Record:
+    """A record from our envelope's parts. Without metadata (a backup that left it out) it has
+    the context's topic and partition, its index in the object as offset and no timestamp."""
+    metadata = metadata or {}
+    return Record(
+        key,
+        value,
+        headers,
+        metadata.get("topic", context.topic),
+        metadata.get("partition", context.partition),
+        metadata.get("offset", index),
+        metadata.get("timestamp"),
+        TimestampType.from_label(metadata["timestamp_type"]) if metadata else TimestampType.NO_TIMESTAMP_TYPE,
     )
 
 
@@ -198,6 +241,11 @@ class BufferWriter(ObjectWriter):
     @property
     def size_estimate(self) -> int:
         return self.buffer.tell()
+
+    def write_lines(self, lines: list[str]) -> None:
+        """One record a line, each line ended by a newline."""
+        self.buffer.write(("\n".join(lines) + "\n").encode())
+        self.record_count += len(lines)
 
     def finish(self) -> bytes:
         return compress(self.buffer.getvalue(), self.compression, self.context.compression_level)

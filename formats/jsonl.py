@@ -20,10 +20,11 @@ from formats.codec import (
     CodecContext,
     CodecSpec,
     ObjectWriter,
-    as_bytes,
     compact_json,
-    decompress,
+    envelope_record,
     stream_reactor_record,
+    text_lines,
+    undecodable_record,
     value_only_record,
 )
 from formats.columns import header_lists
@@ -62,7 +63,7 @@ class _JsonWriter(BufferWriter):
             lines = [self._envelope_line(record) for record in records]
         else:
             lines = [_value_line(record.value) for record in records]
-        self._write_lines(lines)
+        self.write_lines(lines)
 
     def write_columns(self, batch: pa.RecordBatch) -> None:
         """The lines from the columns (a list per column, no Record per row): the same text as
@@ -72,7 +73,7 @@ class _JsonWriter(BufferWriter):
             return
         ctx = self.context
         if not ctx.envelope:
-            self._write_lines([_value_line(value) for value in batch.column("value").to_pylist()])
+            self.write_lines([_value_line(value) for value in batch.column("value").to_pylist()])
             return
         none = [None] * count
         keys = batch.column("key").to_pylist() if ctx.envelope_key else none
@@ -93,7 +94,7 @@ class _JsonWriter(BufferWriter):
             ]
         else:
             metadata = ["null"] * count
-        self._write_lines(
+        self.write_lines(
             [
                 _envelope_text(key, value, record_headers, record_metadata)
                 for key, value, record_headers, record_metadata in zip(
@@ -101,10 +102,6 @@ class _JsonWriter(BufferWriter):
                 )
             ]
         )
-
-    def _write_lines(self, lines: list[str]) -> None:
-        self.buffer.write(("\n".join(lines) + "\n").encode())
-        self.record_count += len(lines)
 
     def _envelope_line(self, record: Record) -> str:
         """One envelope object, spelled out field by field: the same text json.dumps gives for
@@ -149,22 +146,14 @@ class JsonCodec(Codec):
         return _JsonWriter(context, self.compression(context))
 
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
-        text = decompress(as_bytes(data), context)
-        lines = text.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        elif lines and text:
-            raise CorruptObjectError(
-                context.object_key, len(lines) - 1, "the last line is incomplete (truncated object)"
-            )
-        for index, line in enumerate(lines):
+        for index, line in enumerate(text_lines(data, context, complete=True)):
             try:
                 row = json.loads(line)
                 yield _record(row, context, index)
             except CorruptObjectError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+                raise undecodable_record(context, index, exc) from exc
 
 
 def _record(row: Any, context: CodecContext, index: int) -> Record:
@@ -172,17 +161,13 @@ def _record(row: Any, context: CodecContext, index: int) -> Record:
         metadata = row.get("metadata") or {}
         if isinstance(row.get("headers"), dict) or (metadata and "timestamp_type" not in metadata):
             return stream_reactor_record(row, context)
-        return Record(
+        return envelope_record(
             decode_bytes(row["key"]),
             decode_bytes(row["value"]),
             tuple((h["key"], decode_bytes(h["value"])) for h in row["headers"]),
-            metadata.get("topic", context.topic),
-            metadata.get("partition", context.partition),
-            metadata.get("offset", index),
-            metadata.get("timestamp"),
-            TimestampType.from_label(metadata["timestamp_type"])
-            if metadata
-            else TimestampType.NO_TIMESTAMP_TYPE,
+            metadata,
+            context,
+            index,
         )
     if isinstance(row, str):
         return value_only_record(row.encode(), context, index)

@@ -19,7 +19,9 @@ from formats.codec import (
     ObjectWriter,
     as_bytes,
     compact_json,
+    envelope_record,
     stream_reactor_record,
+    undecodable_record,
     value_only_record,
 )
 from formats.columns import DECODE_BATCH, DECODED, decoded_batches
@@ -156,7 +158,7 @@ class ParquetCodec(Codec):
             parquet = pq.ParquetFile(io.BytesIO(as_bytes(data)))
             tag = (parquet.schema_arrow.metadata or {}).get(b"kbackup")
         except Exception as exc:  # noqa: BLE001
-            raise CorruptObjectError(context.object_key, 0, f"{type(exc).__name__}: {exc}") from exc
+            raise undecodable_record(context, 0, exc) from exc
         if tag not in (b"envelope", b"value"):
             yield from decoded_batches(self._records(parquet, context))
             return
@@ -171,13 +173,13 @@ class ParquetCodec(Codec):
         except CorruptObjectError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+            raise undecodable_record(context, index, exc) from exc
 
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
         try:
             parquet = pq.ParquetFile(io.BytesIO(as_bytes(data)))
         except Exception as exc:  # noqa: BLE001
-            raise CorruptObjectError(context.object_key, 0, f"{type(exc).__name__}: {exc}") from exc
+            raise undecodable_record(context, 0, exc) from exc
         yield from self._records(parquet, context)
 
     def _records(self, parquet: pq.ParquetFile, context: CodecContext) -> Iterator[Record]:
@@ -198,7 +200,7 @@ class ParquetCodec(Codec):
         except CorruptObjectError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise CorruptObjectError(context.object_key, index, f"{type(exc).__name__}: {exc}") from exc
+            raise undecodable_record(context, index, exc) from exc
 
 
 def _indexes(start: int, count: int) -> pa.Array:
@@ -306,18 +308,14 @@ def _record(
     row: dict[str, Any], tag: bytes | None, names: set[str], context: CodecContext, index: int
 ) -> Record:
     if tag == b"envelope":
-        metadata = row["metadata"]
-        return Record(
+        metadata = row["metadata"]  # read first, as before: the first missing field is named
+        return envelope_record(
             row["key"],
             row["value"],
             tuple((h["key"], h["value"]) for h in row["headers"] or ()),
-            metadata["topic"] if metadata else context.topic,
-            metadata["partition"] if metadata else context.partition,
-            metadata["offset"] if metadata else index,
-            metadata["timestamp"] if metadata else None,
-            TimestampType.from_label(metadata["timestamp_type"])
-            if metadata
-            else TimestampType.NO_TIMESTAMP_TYPE,
+            metadata,
+            context,
+            index,
         )
     if tag == b"value":
         return value_only_record(row["value"], context, index)

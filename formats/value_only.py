@@ -16,9 +16,9 @@ from formats.codec import (
     CodecContext,
     CodecSpec,
     ObjectWriter,
-    as_bytes,
     compact_json,
     decompress,
+    text_lines,
     value_only_record,
 )
 from formats.envelope import Record
@@ -93,7 +93,7 @@ class CsvCodec(Codec):
         return _CsvWriter(context, self.compression(context), self.headers)
 
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
-        text = decompress(as_bytes(data), context).decode("utf-8", errors="strict")
+        text = decompress(data, context).decode("utf-8", errors="strict")
         rows = csv.reader(io.StringIO(text, newline=""))
         columns: list[str] | None = next(rows, None) if self.headers else None
         for index, row in enumerate(rows):
@@ -122,8 +122,7 @@ class _TextWriter(BufferWriter):
                     "a TEXT value cannot contain a line break (it would split into two records)",
                 )
             lines.append(text)
-        self.buffer.write(("\n".join(lines) + "\n").encode())
-        self.record_count += len(records)
+        self.write_lines(lines)
 
 
 class TextCodec(Codec):
@@ -133,11 +132,7 @@ class TextCodec(Codec):
         return _TextWriter(context, self.compression(context))
 
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
-        text = decompress(as_bytes(data), context)
-        lines = text.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        for index, line in enumerate(lines):
+        for index, line in enumerate(text_lines(data, context)):
             yield value_only_record(line, context, index)
 
 
@@ -159,7 +154,7 @@ class BytesCodec(Codec):
         return _BytesWriter(context, self.compression(context))
 
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
-        blob = decompress(as_bytes(data), context)
+        blob = decompress(data, context)
         position = index = 0
         while position < len(blob):
             if position + _LENGTH.size > len(blob):
