@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from formats import RecordsDigest, get_codec
+from formats.columns import records_digest_inputs, update_digest
 from formats.envelope import Record
 from formats.errors import undecodable
 from layout.keys import is_manifest_key
@@ -83,6 +86,26 @@ def _not_listed(listing: Listing, manifest: Manifest, key: str) -> str:
     )
 
 
+def _fetch(
+    s3: S3Client, bucket: str, manifest: Manifest, entry: ObjectEntry, problems: list[str]
+) -> bytes | None:
+    """The object's bytes (None, noted as missing, when it was deleted since it was checked); a
+    sha256 other than the manifest's is noted and the bytes are still decoded."""
+    try:
+        data = get_object_bytes(s3, bucket, entry.key)
+    except StorageAccessError:
+        if head_object(s3, bucket, entry.key) is not None:
+            raise
+        problems.append(_missing(bucket, manifest, entry.key))  # deleted since it was checked
+        return None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != entry.sha256:
+        problems.append(
+            _corrupt(bucket, entry.key, f"sha256 {actual} differs from the manifest's {entry.sha256}")
+        )
+    return data
+
+
 def _decode(
     s3: S3Client,
     bucket: str,
@@ -91,18 +114,10 @@ def _decode(
     partition: PartitionEntry,
     problems: list[str],
 ) -> Iterator[Record]:
-    try:
-        data = get_object_bytes(s3, bucket, entry.key)
-    except StorageAccessError:
-        if head_object(s3, bucket, entry.key) is not None:
-            raise
-        problems.append(_missing(bucket, manifest, entry.key))  # deleted since it was checked
+    """The object's records one by one (for merging interleaved objects by offset)."""
+    data = _fetch(s3, bucket, manifest, entry, problems)
+    if data is None:
         return
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != entry.sha256:
-        problems.append(
-            _corrupt(bucket, entry.key, f"sha256 {actual} differs from the manifest's {entry.sha256}")
-        )
     codec = get_codec(manifest.format)
     context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
     decoded = 0
@@ -112,6 +127,45 @@ def _decode(
             decoded += 1
     except Exception as exc:  # noqa: BLE001 - any decoding failure is a verification problem
         problems.append(str(undecodable(bucket, entry.key, exc, decoded)))
+
+
+def _decode_columns(
+    s3: S3Client,
+    bucket: str,
+    manifest: Manifest,
+    entry: ObjectEntry,
+    partition: PartitionEntry,
+    problems: list[str],
+) -> Iterator[pa.RecordBatch]:
+    """The object's records as column batches (formats.columns), as a restore decodes them."""
+    data = _fetch(s3, bucket, manifest, entry, problems)
+    if data is None:
+        return
+    codec = get_codec(manifest.format)
+    context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
+    decoded = 0
+    try:
+        for batch in codec.read_columns(data, context):
+            yield batch
+            decoded += batch.num_rows
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a verification problem
+        problems.append(str(undecodable(bucket, entry.key, exc, decoded)))
+
+
+def _digest_batches(batches: Iterator[pa.RecordBatch], with_digest: bool) -> tuple[int, str]:
+    """(records, records digest) of column batches: one sha256 update per batch."""
+    digest = hashlib.sha256()
+    count = 0
+    for batch in batches:
+        count += batch.num_rows
+        if with_digest and batch.num_rows:
+            update_digest(digest, records_digest_inputs(batch))
+    return count, "sha256:" + digest.hexdigest()
+
+
+def _in_offset_order(objects: Sequence[ObjectEntry]) -> bool:
+    """Whether the objects follow each other without overlapping (the default layout's chain)."""
+    return all(a.last_offset < b.first_offset for a, b in itertools.pairwise(objects))
 
 
 def _digest_parts(record: Record) -> tuple[Any, ...]:
@@ -126,21 +180,19 @@ def _check_object(
     entry: ObjectEntry,
     problems: list[str],
 ) -> int:
-    digest = RecordsDigest()
-    count = 0
-    for record in _decode(s3, bucket, manifest, entry, partition, problems):
-        count += 1
-        digest.update(*_digest_parts(record))
+    count, digest = _digest_batches(
+        _decode_columns(s3, bucket, manifest, entry, partition, problems), manifest.lossless
+    )
     if count != entry.record_count:
         problems.append(
             _corrupt(bucket, entry.key, f"decoded {count} records, the manifest says {entry.record_count}")
         )
-    elif manifest.lossless and digest.hexdigest() != entry.records_digest:
+    elif manifest.lossless and digest != entry.records_digest:
         problems.append(
             _corrupt(
                 bucket,
                 entry.key,
-                f"records digest {digest.hexdigest()} differs from the manifest's {entry.records_digest}",
+                f"records digest {digest} differs from the manifest's {entry.records_digest}",
             )
         )
     return count
@@ -149,20 +201,32 @@ def _check_object(
 def _check_partition_digest(
     s3: S3Client, bucket: str, manifest: Manifest, partition: PartitionEntry, problems: list[str]
 ) -> int:
-    """Recompute the partition's digest over all its objects' records in offset order."""
-    streams = [_decode(s3, bucket, manifest, entry, partition, problems) for entry in partition.objects]
-    digest = RecordsDigest()
-    count = 0
-    for record in heapq.merge(*streams, key=lambda r: r.offset):
-        count += 1
-        digest.update(*_digest_parts(record))
+    """Recompute the partition's digest over all its objects' records in offset order: column
+    batches object after object for a chain, a merge record by record where objects interleave
+    (PARTITIONBY layouts)."""
+    objects = sorted(partition.objects, key=lambda o: (o.first_offset, o.last_offset))
+    if _in_offset_order(objects):
+        batches = (
+            batch
+            for entry in objects
+            for batch in _decode_columns(s3, bucket, manifest, entry, partition, problems)
+        )
+        count, hexdigest = _digest_batches(batches, manifest.lossless)
+    else:
+        streams = [_decode(s3, bucket, manifest, entry, partition, problems) for entry in objects]
+        records_digest = RecordsDigest()
+        count = 0
+        for record in heapq.merge(*streams, key=lambda r: r.offset):
+            count += 1
+            records_digest.update(*_digest_parts(record))
+        hexdigest = records_digest.hexdigest()
     if count != partition.record_count:
         problems.append(
             f"{partition.topic}/{partition.partition}: decoded {count} records, the manifest says {partition.record_count}"
         )
-    elif manifest.lossless and digest.hexdigest() != partition.records_digest:
+    elif manifest.lossless and hexdigest != partition.records_digest:
         problems.append(
-            f"{partition.topic}/{partition.partition}: records digest {digest.hexdigest()} differs from the manifest's "
+            f"{partition.topic}/{partition.partition}: records digest {hexdigest} differs from the manifest's "
             f"{partition.records_digest} (read from Kafka)"
         )
     return count
