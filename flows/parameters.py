@@ -1,22 +1,35 @@
 """What a backup or a restore run is asked to do: the flows' parameters (pydantic models the
 Prefect UI renders as forms) and their parsing into what the tasks take — the backup's specs, the
-restore's Selection (kcql/selection.py parses the statement and the overrides)."""
+restore's Selection (kcql/selection.py parses the statement and applies the overrides)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from kcql import BackupSpec, parse_backup, parse_connector_config
-from kcql.selection import restore_selection
-from tasks.restore_plan import DEFAULT_BATCH, Selection, Window
+from kcql.selection import Selection, restore_selection
 from tasks.task_runners import TASK_RUNNERS, check_task_runner
 
 # The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
 # edit in the UI reaches the next run without a redeploy) unless the run names its own KCQL.
 KCQL_VARIABLE = "kbackup_backup_kcql"
+
+TaskRunnerChoice = Annotated[str, AfterValidator(check_task_runner)]
+
+
+def concurrency_field(work: str) -> Any:
+    return Field(
+        default=4, ge=1, le=64, description=f"Partitions {work} at the same time: the task runner's workers."
+    )
+
+
+def task_runner_field(work: str) -> Any:
+    return Field(
+        default="auto", description=f"Where the {work} run: {', '.join(TASK_RUNNERS)} (see the README)."
+    )
 
 
 class BackupParameters(BaseModel):
@@ -36,18 +49,8 @@ class BackupParameters(BaseModel):
         description="quick: sizes and checksums; sampled: also decode a sample of objects; full: decode everything "
         "and recompute every partition's records digest.",
     )
-    concurrency: int = Field(
-        default=4, ge=1, le=64, description="Partitions exported at the same time: the task runner's workers."
-    )
-    task_runner: str = Field(
-        default="auto",
-        description=f"Where the exports run: {', '.join(TASK_RUNNERS)} (see the README).",
-    )
-
-    @field_validator("task_runner")
-    @classmethod
-    def _known_runner(cls, value: str) -> str:
-        return check_task_runner(value)
+    concurrency: int = concurrency_field("exported")
+    task_runner: TaskRunnerChoice = task_runner_field("exports")
 
     @model_validator(mode="after")
     def _one_source(self) -> BackupParameters:
@@ -88,18 +91,8 @@ class RestoreParameters(BaseModel):
     translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")
     dry_run: bool = Field(default=False, description="Plan and report only: create nothing, produce nothing.")
     check: bool = Field(default=True, description="Consume what was restored and compare digests.")
-    concurrency: int = Field(
-        default=4, ge=1, le=64, description="Partitions restored at the same time: the task runner's workers."
-    )
-    task_runner: str = Field(
-        default="auto",
-        description=f"Where the restores run: {', '.join(TASK_RUNNERS)} (see the README).",
-    )
-
-    @field_validator("task_runner")
-    @classmethod
-    def _known_runner(cls, value: str) -> str:
-        return check_task_runner(value)
+    concurrency: int = concurrency_field("restored")
+    task_runner: TaskRunnerChoice = task_runner_field("restores")
 
     @field_validator("kcql")
     @classmethod
@@ -110,41 +103,17 @@ class RestoreParameters(BaseModel):
 
 
 def selection_of(params: RestoreParameters, names: Mapping[str, str] | None = None) -> Selection:
-    """The statement plus the parameters' overrides; raises KcqlError (an OverrideError names the
-    override, by `names` when given: the command line's flags) or ValueError on bad input."""
-    spec = restore_selection(
+    """The statement plus the parameters' overrides (kcql.selection); raises KcqlError (an
+    OverrideError names the override, by `names` when given: the command line's flags) or
+    ValueError on bad input."""
+    return restore_selection(
         params.kcql,
         target=params.target,
         restore_from=params.restore_from,
         restore_to=params.restore_to,
         partitions=params.partitions,
         filter=params.filter,
-        names=names,
-    )
-    start, end = spec.restore_from, spec.restore_to
-    envelope = spec.envelope
-    return Selection(
-        target_topic=spec.target_topic,
-        bucket=spec.bucket,
-        prefix=spec.prefix or "",
-        format=spec.format.value if spec.format is not None else None,
-        envelope=envelope.enabled,
-        envelope_parts=(envelope.key, envelope.value, envelope.headers, envelope.metadata),
-        key_converter=spec.key_converter or "bytes",
-        value_converter=spec.value_converter or "bytes",
-        source_topic=spec.source_topic,
-        window=Window(
-            from_timestamp=start.timestamp_ms if start else None,
-            to_timestamp=end.timestamp_ms if end else None,
-            from_offset=start.offset if start else None,
-            to_offset=end.offset if end else None,
-        ),
-        preflight=spec.preflight or "quick",
-        target_nonempty=spec.target_nonempty or "refuse",
-        partitions=spec.partitions or None,
-        filter=spec.filter,
-        partitioner=spec.partitioner or "preserve",
-        batch=spec.batch_limit or DEFAULT_BATCH,
-        group_prefix=params.group_prefix or str(spec.properties.get("restore.group.prefix", "") or ""),
+        group_prefix=params.group_prefix,
         translate_groups=params.translate_groups,
+        names=names,
     )

@@ -1,5 +1,6 @@
 """Selection: what a restore reads and where it writes — its one statement plus the overrides a
-run gives (the command line's flags, the restore flow's parameters), parsed once.
+run gives (the command line's flags, the restore flow's parameters), parsed once and built here
+into the `Selection` that discovery and the restore take.
 
 The overrides follow the grammar of the properties they override (kcql/properties.py:
 `restore_bound`, `partition_list`, `restore_filter` — one implementation for both): an error in
@@ -10,14 +11,99 @@ parameter it came from (OverrideError). Pure: imports neither Prefect nor any se
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from core.models import FrozenModel
 from kcql.errors import KcqlValueError
 from kcql.parser import parse_restore
 from kcql.properties import PropertyProblem, partition_list, restore_bound, restore_filter
-from kcql.specs import RestoreSpec
+from kcql.specs import RestoreBound, RestoreSpec
 
 T = TypeVar("T")
+Preflight = Literal["quick", "full", "none"]
+TargetNonEmpty = Literal["refuse", "append"]
+DEFAULT_BATCH = 10_000
+
+
+class Window(FrozenModel):
+    """Which records of a source partition are selected: [from, to) by timestamp and/or offset."""
+
+    from_timestamp: int | None = None
+    to_timestamp: int | None = None
+    from_offset: int | None = None
+    to_offset: int | None = None
+
+    @classmethod
+    def between(cls, start: RestoreBound | None, end: RestoreBound | None) -> Window:
+        """The window from `restore.from` (inclusive) to `restore.to` (exclusive)."""
+        return cls(
+            from_timestamp=start.timestamp_ms if start else None,
+            to_timestamp=end.timestamp_ms if end else None,
+            from_offset=start.offset if start else None,
+            to_offset=end.offset if end else None,
+        )
+
+    @property
+    def active(self) -> bool:
+        return any(
+            v is not None for v in (self.from_timestamp, self.to_timestamp, self.from_offset, self.to_offset)
+        )
+
+    def admits(self, offset: int | None, timestamp: int | None) -> bool:
+        if offset is not None:
+            if self.from_offset is not None and offset < self.from_offset:
+                return False
+            if self.to_offset is not None and offset >= self.to_offset:
+                return False
+        if self.from_timestamp is not None or self.to_timestamp is not None:
+            if timestamp is None:
+                return False
+            if self.from_timestamp is not None and timestamp < self.from_timestamp:
+                return False
+            if self.to_timestamp is not None and timestamp >= self.to_timestamp:
+                return False
+        return True
+
+    def may_hold(self, first: int | None, last: int | None, min_ts: int | None, max_ts: int | None) -> bool:
+        """Can an object with these bounds hold a selected record? (False skips it unread.)"""
+        if first is not None and last is not None:
+            if self.from_offset is not None and last < self.from_offset:
+                return False
+            if self.to_offset is not None and first >= self.to_offset:
+                return False
+        if min_ts is not None and max_ts is not None:
+            if self.from_timestamp is not None and max_ts < self.from_timestamp:
+                return False
+            if self.to_timestamp is not None and min_ts >= self.to_timestamp:
+                return False
+        return True
+
+
+class Selection(FrozenModel):
+    """The restore's choices: its statement's spec with the run's overrides applied.
+
+    Its fields (but batch, preflight and target_nonempty) are hashed into the restore's id
+    (tasks.restore_plan.restore_id), which names its transactional ids: renaming or adding a
+    field changes the id of every restore, and a rerun would no longer resume."""
+
+    target_topic: str
+    bucket: str
+    prefix: str
+    format: str | None = None
+    envelope: bool | None = None
+    envelope_parts: tuple[bool, bool, bool, bool] = (True, True, True, True)
+    key_converter: str = "bytes"
+    value_converter: str = "bytes"
+    source_topic: str | None = None
+    window: Window = Window()
+    partitions: tuple[int, ...] | None = None
+    filter: tuple[tuple[str, str], ...] = ()
+    partitioner: str = "preserve"
+    batch: int = DEFAULT_BATCH
+    group_prefix: str = ""
+    translate_groups: bool = True
+    preflight: Preflight = "quick"
+    target_nonempty: TargetNonEmpty = "refuse"
 
 
 class OverrideError(KcqlValueError):
@@ -49,9 +135,11 @@ def restore_selection(
     restore_to: str | None = None,
     partitions: str | Sequence[int] | None = None,
     filter: str | None = None,  # noqa: A002 - the property's name
+    group_prefix: str | None = None,
+    translate_groups: bool = True,
     names: Mapping[str, str] | None = None,
-) -> RestoreSpec:
-    """The statement's spec with the overrides that are set (not None, not empty) applied.
+) -> Selection:
+    """The statement's selection with the overrides that are set (not None, not empty) applied.
     `names` maps an override (`restore_from`, …) to what the user calls it (`--from`) for errors;
     without it, errors use the keyword's own name."""
     specs = parse_restore(kcql)
@@ -75,4 +163,32 @@ def restore_selection(
         update["partitions"] = tuple(partitions)
     if filter:
         update["filter"] = parse_override(named("filter"), filter, restore_filter)
-    return spec.model_copy(update=update) if update else spec
+    return _selection(
+        spec.model_copy(update=update) if update else spec,
+        group_prefix=group_prefix or str(spec.properties.get("restore.group.prefix", "") or ""),
+        translate_groups=translate_groups,
+    )
+
+
+def _selection(spec: RestoreSpec, *, group_prefix: str, translate_groups: bool) -> Selection:
+    envelope = spec.envelope
+    return Selection(
+        target_topic=spec.target_topic,
+        bucket=spec.bucket,
+        prefix=spec.prefix or "",
+        format=spec.format.value if spec.format is not None else None,
+        envelope=envelope.enabled,
+        envelope_parts=(envelope.key, envelope.value, envelope.headers, envelope.metadata),
+        key_converter=spec.key_converter or "bytes",
+        value_converter=spec.value_converter or "bytes",
+        source_topic=spec.source_topic,
+        window=Window.between(spec.restore_from, spec.restore_to),
+        preflight=spec.preflight or "quick",
+        target_nonempty=spec.target_nonempty or "refuse",
+        partitions=spec.partitions or None,
+        filter=spec.filter,
+        partitioner=spec.partitioner or "preserve",
+        batch=spec.batch_limit or DEFAULT_BATCH,
+        group_prefix=group_prefix,
+        translate_groups=translate_groups,
+    )

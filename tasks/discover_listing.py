@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from formats.registry import format_of_extension, supports_envelope
+from kcql.selection import Selection
 from layout.keys import ParsedKey, parse_object_key
 from tasks.restore_errors import BackupIncompleteError
-from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit, Selection, TargetTopic, restore_id
+from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit, Routing, TargetTopic, plan_of
 from tasks.restore_units import (
     add_target,
     named_target,
@@ -77,78 +78,70 @@ def plan_from_listing(selection: Selection, listed: Listing) -> RestorePlan:
         )
     envelope = bool(selection.envelope) and supports_envelope(fmt)
     parsed = [parse_object_key(k, prefix) for k in keys]
+    objects = [
+        RestoreObject(key=p.key, partition_values=p.partition_values, size=listed[p.key].get("Size"))
+        for p in parsed
+    ]
     available_keys = {name for p in parsed for name in p.partition_values}
-    targets: dict[str, TargetTopic] = {}
     if envelope:
-        units = _envelope_stream(selection, parsed, listed, available_keys, targets)
+        units = [_envelope_stream(selection, objects, available_keys)]
         notes = [ENVELOPE_NOTE]
     else:
-        units = _value_only_units(selection, parsed, listed, available_keys, targets)
+        units = _value_only_units(selection, parsed, objects, available_keys)
         window = selection.window
         notes = [OFFSET_WINDOW_NOTE] if window.from_offset is not None or window.to_offset is not None else []
         notes.append(VALUE_ONLY_NOTE)
-    return RestorePlan(
-        restore_id=restore_id(selection, [f"listing:{len(keys)}:{keys[-1]}"]),
-        bucket=bucket,
-        prefix=prefix,
+    targets: dict[str, TargetTopic] = {}
+    for unit in units:  # a stream needs one partition, a source partition's unit its own
+        needed = (unit.source_partition or 0) + 1
+        add_target(
+            targets, TargetTopic(name=unit.target_topic, partitions_needed=needed, partition_count=needed)
+        )
+    return plan_of(
+        selection,
+        [f"listing:{len(keys)}:{keys[-1]}"],
         format=fmt,
         envelope=envelope,
         lossless=False,
         manifest_format=False,
         backup_ids=(),
         codec_spec=_codec_spec(selection, envelope),
-        batch=selection.batch,
-        window=selection.window,
-        partitioner=selection.partitioner,
         targets=tuple(targets.values()),
         units=tuple(u for u in units if u.objects),
         consumer_groups=(),
-        group_prefix=selection.group_prefix,
-        target_nonempty=selection.target_nonempty,
         notes=tuple(notes),
     )
 
 
-def _listed_object(parsed: ParsedKey, listed: Listing) -> RestoreObject:
-    return RestoreObject(
-        key=parsed.key, partition_values=parsed.partition_values, size=listed[parsed.key].get("Size")
-    )
-
-
 def _envelope_stream(
-    selection: Selection,
-    parsed: Sequence[ParsedKey],
-    listed: Listing,
-    available_keys: set[str],
-    targets: dict[str, TargetTopic],
-) -> list[RestoreUnit]:
+    selection: Selection, objects: Sequence[RestoreObject], available_keys: set[str]
+) -> RestoreUnit:
     """Envelope objects: each record's metadata names its source topic, partition and offset, so
     every object is one stream in key order."""
-    objects = selected_objects((_listed_object(p, listed) for p in parsed), selection, available_keys)
+    selected = selected_objects(objects, selection, available_keys)
     target = named_target(selection, "a manifest; name the target topic")
-    preserve = selection.partitioner == "preserve"
-    add_target(targets, TargetTopic(name=target, partitions_needed=1, partition_count=1))
-    return [stream_unit(target, objects, routing="metadata" if preserve else "murmur2", offsets_known=True)]
+    routing: Routing = "metadata" if selection.partitioner == "preserve" else "murmur2"
+    return stream_unit(target, selected, routing=routing, offsets_known=True)
 
 
 def _value_only_units(
     selection: Selection,
     parsed: Sequence[ParsedKey],
-    listed: Listing,
+    objects: Sequence[RestoreObject],
     available_keys: set[str],
-    targets: dict[str, TargetTopic],
 ) -> list[RestoreUnit]:
-    """Value-only objects: one unit per source partition the keys name, in last-offset order; or,
-    when no key names one, every object as one stream in key order."""
+    """Value-only objects (`objects`, in the order of their `parsed` keys): one unit per source
+    partition the keys name, in last-offset order; or, when no key names one, every object as one
+    stream in key order."""
     by_partition: dict[tuple[str, int], list[RestoreObject]] = {}
     rest: list[RestoreObject] = []
-    for p in parsed:
+    for p, o in zip(parsed, objects, strict=True):
         if p.topic is None or p.partition is None:
-            rest.append(_listed_object(p, listed))
+            rest.append(o)
         elif (not selection.source_topic or p.topic == selection.source_topic) and (
             selection.partitions is None or p.partition in selection.partitions
         ):
-            by_partition.setdefault((p.topic, p.partition), []).append(_listed_object(p, listed))
+            by_partition.setdefault((p.topic, p.partition), []).append(o)
     if by_partition:
         last_offsets = {p.key: p.last_offset for p in parsed}
         topics = sorted({t for t, _ in by_partition})
@@ -157,24 +150,18 @@ def _value_only_units(
         )
         units = []
         for (topic, partition), listed_objects in sorted(by_partition.items()):
-            objects = selected_objects(listed_objects, selection, available_keys)
-            objects.sort(key=lambda o: (last_offsets.get(o.key) or 0, o.key))
-            unit = partition_unit(
-                selection, topic, partition, objects, other_routing="round-robin", offsets_known=False
-            )
-            units.append(unit)
-            add_target(
-                targets,
-                TargetTopic(
-                    name=unit.target_topic, partitions_needed=partition + 1, partition_count=partition + 1
-                ),
+            selected = selected_objects(listed_objects, selection, available_keys)
+            selected.sort(key=lambda o: (last_offsets.get(o.key) or 0, o.key))
+            units.append(
+                partition_unit(
+                    selection, topic, partition, selected, other_routing="round-robin", offsets_known=False
+                )
             )
         return units
     if rest:
         target = named_target(selection, "a manifest or topic/partition keys")
-        objects = selected_objects(rest, selection, available_keys)
-        add_target(targets, TargetTopic(name=target, partitions_needed=1, partition_count=1))
-        return [stream_unit(target, objects, routing="round-robin", offsets_known=False)]
+        selected = selected_objects(rest, selection, available_keys)
+        return [stream_unit(target, selected, routing="round-robin", offsets_known=False)]
     return []
 
 

@@ -12,18 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from formats.registry import supports_envelope
+from kcql.selection import Selection
 from layout.keys import parse_object_key
 from layout.manifest import Manifest, OffsetGap, TopicEntry
 from tasks.restore_errors import BackupIncompleteError, NothingToRestoreError, UnsupportedRestoreError
-from tasks.restore_plan import (
-    RestoreObject,
-    RestorePlan,
-    RestoreUnit,
-    Segment,
-    Selection,
-    TargetTopic,
-    restore_id,
-)
+from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit, Segment, TargetTopic, plan_of
 from tasks.restore_units import (
     add_target,
     one_topic_or_every_topic,
@@ -44,7 +37,6 @@ def plan_from_manifests(
 ) -> RestorePlan:
     """The plan for the chain (oldest first, not empty); `listed` is the prefix's objects by key,
     used here only to tell an unbacked topic from one whose objects no manifest commits."""
-    bucket, prefix = selection.bucket, selection.prefix
     last = chain[-1]
     _check_format(selection, chain)
     topics = _source_topics(selection, chain, listed)
@@ -99,24 +91,18 @@ def plan_from_manifests(
     if selection.partitioner != "preserve" and any(m.consumer_groups for m in chain):
         notes.append(GROUPS_NOT_TRANSLATED)
     ids = [m.backup_id for m in chain]
-    return RestorePlan(
-        restore_id=restore_id(selection, ids),
-        bucket=bucket,
-        prefix=prefix,
+    return plan_of(
+        selection,
+        ids,
         format=last.format,
         envelope=manifest_envelope(last),
         lossless=lossless,
         manifest_format=True,
         backup_ids=tuple(ids),
         codec_spec=dict(last.spec),
-        batch=selection.batch,
-        window=selection.window,
-        partitioner=selection.partitioner,
         targets=tuple(targets.values()),
         units=tuple(units),
         consumer_groups=tuple(last.consumer_groups) if selection.translate_groups else (),
-        group_prefix=selection.group_prefix,
-        target_nonempty=selection.target_nonempty,
         notes=tuple(notes),
     )
 

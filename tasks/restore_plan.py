@@ -1,5 +1,6 @@
 """What a restore reads, in which order, and where each record goes: the plan, and
-`plan_restore`, which reads the prefix and hands it to discovery.
+`plan_restore`, which reads the prefix and hands it to discovery with the restore's Selection
+(built from its statement and overrides in kcql/selection.py).
 
 Discovery is by stage: from the manifest chain under the prefix (the normal case,
 tasks.discover_manifests), or — for data written by Lenses Stream Reactor, which writes no
@@ -23,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from core.models import FrozenModel
+from kcql.selection import Selection, TargetNonEmpty, Window
 from layout.keys import is_manifest_key
 from layout.manifest import GroupOffsets, OffsetGap, join_key
 from tasks.manifest_store import read_chain
@@ -34,53 +36,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 Routing = Literal["preserve", "murmur2", "metadata", "round-robin"]
-Preflight = Literal["quick", "full", "none"]
-TargetNonEmpty = Literal["refuse", "append"]
-DEFAULT_BATCH = 10_000
-
-
-class Window(FrozenModel):
-    """Which records of a source partition are selected: [from, to) by timestamp and/or offset."""
-
-    from_timestamp: int | None = None
-    to_timestamp: int | None = None
-    from_offset: int | None = None
-    to_offset: int | None = None
-
-    @property
-    def active(self) -> bool:
-        return any(
-            v is not None for v in (self.from_timestamp, self.to_timestamp, self.from_offset, self.to_offset)
-        )
-
-    def admits(self, offset: int | None, timestamp: int | None) -> bool:
-        if offset is not None:
-            if self.from_offset is not None and offset < self.from_offset:
-                return False
-            if self.to_offset is not None and offset >= self.to_offset:
-                return False
-        if self.from_timestamp is not None or self.to_timestamp is not None:
-            if timestamp is None:
-                return False
-            if self.from_timestamp is not None and timestamp < self.from_timestamp:
-                return False
-            if self.to_timestamp is not None and timestamp >= self.to_timestamp:
-                return False
-        return True
-
-    def may_hold(self, first: int | None, last: int | None, min_ts: int | None, max_ts: int | None) -> bool:
-        """Can an object with these bounds hold a selected record? (False skips it unread.)"""
-        if first is not None and last is not None:
-            if self.from_offset is not None and last < self.from_offset:
-                return False
-            if self.to_offset is not None and first >= self.to_offset:
-                return False
-        if min_ts is not None and max_ts is not None:
-            if self.from_timestamp is not None and max_ts < self.from_timestamp:
-                return False
-            if self.to_timestamp is not None and min_ts >= self.to_timestamp:
-                return False
-        return True
 
 
 class RestoreObject(FrozenModel):
@@ -173,29 +128,6 @@ class RestorePlan(FrozenModel):
         return sum(o.record_count or 0 for u in self.units for o in u.objects)
 
 
-class Selection(FrozenModel):
-    """The restore's choices, taken from the RestoreSpec (and flow parameters)."""
-
-    target_topic: str
-    bucket: str
-    prefix: str
-    format: str | None = None
-    envelope: bool | None = None
-    envelope_parts: tuple[bool, bool, bool, bool] = (True, True, True, True)
-    key_converter: str = "bytes"
-    value_converter: str = "bytes"
-    source_topic: str | None = None
-    window: Window = Window()
-    partitions: tuple[int, ...] | None = None
-    filter: tuple[tuple[str, str], ...] = ()
-    partitioner: str = "preserve"
-    batch: int = DEFAULT_BATCH
-    group_prefix: str = ""
-    translate_groups: bool = True
-    preflight: Preflight = "quick"
-    target_nonempty: TargetNonEmpty = "refuse"
-
-
 # Choices that do not change what is restored where: a rerun that sets them differently (say,
 # 'restore.preflight'='none' after a long full pre-flight) is still the same restore and resumes.
 _NOT_IN_RESTORE_ID = {"batch", "preflight", "target_nonempty"}
@@ -210,6 +142,22 @@ def restore_id(selection: Selection, backup_ids: Sequence[str]) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def plan_of(selection: Selection, identity: Sequence[str], **found: Any) -> RestorePlan:
+    """A discovered plan: what it takes from the selection (where, how, and its restore_id, of the
+    selection and `identity`, the backups restored) plus the fields discovery `found`."""
+    return RestorePlan(
+        restore_id=restore_id(selection, identity),
+        bucket=selection.bucket,
+        prefix=selection.prefix,
+        batch=selection.batch,
+        window=selection.window,
+        partitioner=selection.partitioner,
+        group_prefix=selection.group_prefix,
+        target_nonempty=selection.target_nonempty,
+        **found,
+    )
 
 
 def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:

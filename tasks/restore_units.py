@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from kcql.selection import Selection
 from layout.manifest import OffsetGap
 from tasks.restore_errors import RestoreFilterError, UnsupportedRestoreError
-from tasks.restore_plan import RestoreObject, RestoreUnit, Routing, Segment, Selection, TargetTopic
+from tasks.restore_plan import RestoreObject, RestoreUnit, Routing, Segment, TargetTopic
 
 EVERY_TOPIC = ("*", "`*`")  # INSERT INTO *: each source topic into a topic of its own name
 LISTING_UNIT = "listing"

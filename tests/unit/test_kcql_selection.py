@@ -1,12 +1,13 @@
 """The selection: one grammar for restore.from / restore.to / restore.partitions / restore.filter,
-in the statement and in the overrides; errors name where the bad value came from."""
+in the statement and in the overrides; errors name where the bad value came from; the Selection
+built from the statement's spec."""
 
 from __future__ import annotations
 
 import pytest
 
 from kcql import KcqlError
-from kcql.selection import OverrideError, restore_selection
+from kcql.selection import DEFAULT_BATCH, OverrideError, Selection, Window, restore_selection
 
 STATEMENT = "INSERT INTO t SELECT * FROM bkt:p"
 NEW_YEAR_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -28,10 +29,10 @@ def test_a_bound_means_the_same_in_the_statement_and_as_an_override(text, timest
         f"{STATEMENT} PROPERTIES('restore.from'='{text}', 'restore.to'='{text}')"
     )
     overridden = restore_selection(STATEMENT, restore_from=text, restore_to=text)
-    for spec in (in_statement, overridden):
-        assert spec.restore_from is not None and spec.restore_to is not None
-        assert (spec.restore_from.timestamp_ms, spec.restore_from.offset) == (timestamp_ms, offset)
-        assert spec.restore_to == spec.restore_from
+    for selection in (in_statement, overridden):
+        assert selection.window == Window(
+            from_timestamp=timestamp_ms, to_timestamp=timestamp_ms, from_offset=offset, to_offset=offset
+        )
 
 
 @pytest.mark.parametrize(
@@ -58,8 +59,7 @@ def test_overrides_replace_the_statements_values_and_unset_ones_keep_them():
     assert (kept.target_topic, kept.partitions, kept.filter) == ("t", (0, 1), (("a", "1"),))
     changed = restore_selection(statement, target="u", restore_to="offset:9", partitions="2,5", filter="b=2")
     assert changed.target_topic == "u"
-    assert changed.restore_from is not None and changed.restore_from.offset == 1
-    assert changed.restore_to is not None and changed.restore_to.offset == 9
+    assert changed.window == Window(from_offset=1, to_offset=9)
     assert (changed.partitions, changed.filter) == ((2, 5), (("b", "2"),))
     assert restore_selection(statement, partitions=[3]).partitions == (3,)
 
@@ -114,3 +114,39 @@ def test_a_bad_value_in_the_statement_names_its_line_and_column(name, value, exp
 def test_one_statement_only():
     with pytest.raises(ValueError, match="exactly one statement, got 2"):
         restore_selection(f"{STATEMENT}; {STATEMENT}")
+
+
+def test_the_selection_takes_the_statements_choices_and_defaults():
+    plain = restore_selection(STATEMENT)
+    assert plain == Selection(target_topic="t", bucket="bkt", prefix="p", envelope=False)
+    assert (plain.batch, plain.preflight, plain.target_nonempty) == (DEFAULT_BATCH, "quick", "refuse")
+    chosen = restore_selection(
+        "INSERT INTO t SELECT * FROM bkt:a/b STOREAS PARQUET LIMIT 7 PROPERTIES('store.envelope'=true, "
+        "'store.envelope.key'=false, 'key.converter'='string', 'source.topic'='src', "
+        "'restore.partitioner'='murmur2', 'restore.group.prefix'='g-', 'restore.preflight'='none', "
+        "'restore.target.nonempty'='append')",
+        translate_groups=False,
+    )
+    assert chosen == Selection(
+        target_topic="t",
+        bucket="bkt",
+        prefix="a/b",
+        format="PARQUET",
+        envelope=True,
+        envelope_parts=(False, True, True, True),
+        key_converter="string",
+        source_topic="src",
+        partitioner="murmur2",
+        batch=7,
+        group_prefix="g-",
+        translate_groups=False,
+        preflight="none",
+        target_nonempty="append",
+    )
+
+
+def test_a_group_prefix_override_replaces_the_statements():
+    statement = f"{STATEMENT} PROPERTIES('restore.group.prefix'='g-')"
+    assert restore_selection(statement).group_prefix == "g-"
+    assert restore_selection(statement, group_prefix="").group_prefix == "g-"  # empty: not set
+    assert restore_selection(statement, group_prefix="h-").group_prefix == "h-"

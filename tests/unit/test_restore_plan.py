@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kcql.selection import Selection, Window, restore_selection
 from layout.keys import KeyNaming
 from layout.manifest import (
     CommittedOffset,
@@ -37,7 +38,7 @@ from tasks.restore_errors import (
     RestoreFilterError,
     UnsupportedRestoreError,
 )
-from tasks.restore_plan import RestorePlan, Selection, Window, restore_id
+from tasks.restore_plan import RestorePlan, restore_id
 from tasks.restore_preflight import preflight
 
 BUCKET, PREFIX = "bkt", "nightly"
@@ -159,6 +160,32 @@ def a_chain() -> list[Manifest]:
 
 def keys_of(plan: RestorePlan, unit_id: str) -> list[str]:
     return [o.key for o in next(u for u in plan.units if u.unit_id == unit_id).objects]
+
+
+# --- the restore's id ---------------------------------------------------------------------------
+
+RICH_STATEMENT = (
+    "INSERT INTO copy SELECT * FROM bkt:nightly STOREAS AVRO LIMIT 500 PROPERTIES("
+    "'store.envelope'=true, 'store.envelope.headers'=false, 'value.converter'='string', "
+    "'source.topic'='orders', 'restore.from'='2026-01-01T00:00:00Z', 'restore.to'='offset:900', "
+    "'restore.partitions'='0,2', 'restore.filter'='region=EMEA,year=2023', "
+    "'restore.partitioner'='murmur2', 'restore.group.prefix'='r-', 'restore.preflight'='full', "
+    "'restore.target.nonempty'='append')"
+)
+
+
+@pytest.mark.parametrize(
+    ("statement", "overrides", "backups", "expected"),
+    [
+        ("INSERT INTO copy SELECT * FROM bkt:nightly/p", {}, ["b1", "b2"], "007d359f8fef94a0"),
+        ("INSERT INTO copy SELECT * FROM bkt:nightly/p", {}, ["listing:6:k"], "4691ea3bbcde75e9"),
+        (RICH_STATEMENT, {"translate_groups": False}, ["b1", "b2"], "9216666b7cbd605f"),
+    ],
+)
+def test_the_restore_id_of_a_statement_never_changes(statement, overrides, backups, expected):
+    """A restore resumes by its id (it names the transactional ids and consumer groups): the ids
+    here were computed before the Selection moved to kcql/, and must stay byte for byte."""
+    assert restore_id(restore_selection(statement, **overrides), backups) == expected
 
 
 # --- from manifests ----------------------------------------------------------------------------
