@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, write_section  # noqa: E402
+from bench.common import bench_records, machine, write_section  # noqa: E402
 from bench.formats import BATCH, OBJECT_RECORDS, REGIONS, make_records  # noqa: E402
-from formats import CodecContext, Record, TimestampType, get_codec  # noqa: E402
+from formats import CodecContext, Record, get_codec  # noqa: E402
 
 CASES = [  # (codec, compression.level; None = the codec has no level)
     ("null", None),
@@ -65,18 +65,7 @@ def order_value(index: int, rng: random.Random) -> bytes:
 
 
 def make_order_records(count: int) -> tuple[list[Record], int]:
-    rng = random.Random(200)
-    records = []
-    data_bytes = 0
-    for i in range(count):
-        key = f"key-{i:012d}".encode()
-        value = order_value(i, rng)
-        headers = (("trace", rng.randbytes(8).hex().encode()), ("source", b"bench"), ("seq", str(i).encode()))
-        records.append(
-            Record(key, value, headers, "bench", 0, i, 1_790_000_000_000 + i, TimestampType.CREATE_TIME)
-        )
-        data_bytes += len(key) + len(value) + sum(len(n) + len(v) for n, v in headers)
-    return records, data_bytes
+    return bench_records(count, random.Random(200), order_value)
 
 
 def encode(records: list[Record], compression: str, level: int | None) -> list[bytes]:

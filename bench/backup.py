@@ -13,50 +13,32 @@ from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     PARTITIONS,
+    VALUE_SIZE,
     bench_topic_name,
-    drop_bucket,
     ensure_topic,
     machine,
+    measured_backup,
     run_measured,
+    scratch_bucket,
     write_section,
 )
 
-VALUE_SIZE = 1024
 
-
-def _backup(s3: object, topic: str, fmt: str, runner: str, workers: int) -> tuple[float, int, int]:
-    """One backup in its own process: (wall seconds, peak tree RSS, records in its manifest)."""
-    from tasks.manifest_store import latest_manifest
-
-    bucket = f"bench-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-    kcql = f"INSERT INTO {bucket} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"
-    wall, rss, _ = run_measured(
-        [
-            sys.executable,
-            "-m",
-            "kbackup.cli",
-            "backup",
-            "--kcql",
-            kcql,
-            "--verify",
-            "quick",
-            "--task-runner",
-            runner,
-            "--concurrency",
-            str(workers),
-        ]
-    )
-    manifest = latest_manifest(s3, bucket, "")
-    drop_bucket(s3, bucket)
-    return wall, rss, manifest.record_count if manifest else 0
+def _backup(s3: object, topic: str, fmt: str, runner: str, workers: int, records: int) -> tuple[float, int]:
+    """One backup in its own process into a bucket of its own: (wall seconds, peak tree RSS).
+    Raises unless its manifest holds all `records` records."""
+    options = ["--verify", "quick", "--task-runner", runner, "--concurrency", str(workers)]
+    with scratch_bucket(s3) as bucket:
+        wall, rss, _ = measured_backup(
+            s3, [sys.executable, "-m", "kbackup.cli"], bucket, "", topic, fmt, records, options
+        )
+    return wall, rss
 
 
 def main() -> int:
@@ -86,11 +68,7 @@ def main() -> int:
         rows.append((data, "raw consume (ceiling)", "1", wall, ceiling, data_bytes / wall / 1e6, rss, 1.0))
         for fmt in plan_formats:
             for count in workers:
-                wall, rss, backed_up = _backup(s3, topic, fmt, args.task_runner, count)
-                if backed_up != records:
-                    raise RuntimeError(
-                        f"backup {fmt} of {topic}: its manifest holds {backed_up} of {records} records"
-                    )
+                wall, rss = _backup(s3, topic, fmt, args.task_runner, count, records)
                 rate = records / wall
                 rows.append(
                     (

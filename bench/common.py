@@ -1,8 +1,10 @@
-"""Shared pieces of the benchmarks: a benchmark topic, the raw consume ceiling, peak RSS of a
-child process, and writing a section of bench/README.md."""
+"""Shared pieces of the benchmarks: a benchmark topic, benchmark records, a scratch bucket and a
+measured backup into it, the raw consume ceiling, peak RSS of a child process, and writing a
+section of bench/README.md."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -11,15 +13,23 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+if TYPE_CHECKING:
+    from formats import Record
+    from layout.manifest import Manifest
+
 README = Path(__file__).with_name("README.md")
 PARTITIONS = 6
+VALUE_SIZE = 1024
+"""The value size of the topics the service benchmarks (backup, restore, fixed cost) read."""
 
 
 def kafka_config() -> dict[str, Any]:
@@ -76,6 +86,27 @@ def ensure_topic(name: str, records: int, value_size: int, headers: int = 3) -> 
             producer.poll(0)
     producer.flush(120)
     return records * per_record
+
+
+def bench_records(
+    count: int, rng: random.Random, make_value: Callable[[int, random.Random], bytes]
+) -> tuple[list[Record], int]:
+    """`count` records of topic `bench`, partition 0, each with a 16 B key, the value
+    `make_value(index, rng)` and 3 headers (the codec benchmarks' data); and their bytes (keys,
+    values, header names and values)."""
+    from formats import Record, TimestampType  # here: the service benchmarks' children start fast
+
+    records = []
+    data_bytes = 0
+    for i in range(count):
+        key = f"key-{i:012d}".encode()
+        value = make_value(i, rng)
+        headers = (("trace", rng.randbytes(8).hex().encode()), ("source", b"bench"), ("seq", str(i).encode()))
+        records.append(
+            Record(key, value, headers, "bench", 0, i, 1_790_000_000_000 + i, TimestampType.CREATE_TIME)
+        )
+        data_bytes += len(key) + len(value) + sum(len(n) + len(v) for n, v in headers)
+    return records, data_bytes
 
 
 def records_in(config: dict[str, Any], topic: str) -> int:
@@ -189,6 +220,43 @@ def drop_topic(name: str) -> None:
     admin = AdminClient(kafka_config())
     for future in admin.delete_topics([name]).values():
         future.result(60)
+
+
+@contextlib.contextmanager
+def scratch_bucket(s3: Any, stem: str = "bench") -> Iterator[str]:
+    """A new bucket `<stem>-<random>` for a benchmark's backups; deleted with its objects afterwards."""
+    bucket = f"{stem}-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    try:
+        yield bucket
+    finally:
+        drop_bucket(s3, bucket)
+
+
+def measured_backup(
+    s3: Any,
+    command: Sequence[str],
+    bucket: str,
+    prefix: str,
+    topic: str,
+    fmt: str,
+    records: int,
+    options: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> tuple[float, int, Manifest]:
+    """`<command> backup` of `topic` into `bucket:prefix` (STOREAS `fmt`, envelope) in its own
+    process: (wall seconds, peak RSS of its process tree, its manifest). Raises unless the
+    manifest holds all `records` records."""
+    from tasks.manifest_store import latest_manifest
+
+    target = f"{bucket}:{prefix}" if prefix else bucket
+    kcql = f"INSERT INTO {target} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"
+    wall, rss, _ = run_measured([*command, "backup", "--kcql", kcql, *options], env=env)
+    manifest = latest_manifest(s3, bucket, prefix)
+    if manifest is None or manifest.record_count != records:
+        held = manifest.record_count if manifest else "no manifest"
+        raise RuntimeError(f"backup of {topic} into {target}: {held} of {records} records")
+    return wall, rss, manifest
 
 
 def drop_bucket(s3: Any, bucket: str) -> None:

@@ -34,15 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     PARTITIONS,
+    VALUE_SIZE,
     bench_topic_name,
-    drop_bucket,
     ensure_topic,
     machine,
-    run_measured,
+    measured_backup,
+    scratch_bucket,
     write_section,
 )
 
-VALUE_SIZE = 1024
 CONCURRENCY = 4  # kbackup backup's default --concurrency
 
 
@@ -118,15 +118,8 @@ def prefect_server(home: Path) -> Iterator[str]:
 def _backup(s3: Any, bucket: str, topic: str, env: dict[str, str], records: int) -> tuple[float, float]:
     """One backup in its own process under a new prefix of `bucket`: (wall seconds, export
     seconds). Raises unless its manifest holds all `records` records of the topic."""
-    from tasks.manifest_store import latest_manifest
-
     prefix = f"run-{uuid.uuid4().hex[:8]}"
-    kcql = f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true)"
-    wall, _, _ = run_measured([*_kbackup(), "backup", "--kcql", kcql], env=env)
-    manifest = latest_manifest(s3, bucket, prefix)
-    if manifest is None or manifest.record_count != records:
-        held = manifest.record_count if manifest else "no manifest"
-        raise RuntimeError(f"backup of {topic} into {bucket}:{prefix}: {held} of {records} records")
+    wall, _, manifest = measured_backup(s3, _kbackup(), bucket, prefix, topic, "PARQUET", records, env=env)
     parallel = min(CONCURRENCY, len(manifest.partitions)) or 1
     return wall, sum(p.seconds for p in manifest.partitions) / parallel
 
@@ -145,10 +138,9 @@ def main() -> int:
     empty = bench_topic_name(0, VALUE_SIZE)
     ensure_topic(empty, 0, VALUE_SIZE)
     rows = []
-    bucket = f"bench-fixed-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="bench-fixed-cost", Body=b"")  # its storage exists before the first run
-    try:
+    with scratch_bucket(s3, "bench-fixed") as bucket:
+        # an object first: the bucket's storage exists before the first measured run
+        s3.put_object(Bucket=bucket, Key="bench-fixed-cost", Body=b"")
         with tempfile.TemporaryDirectory(prefix="bench-fixed-") as work:
             temporary_home, server_home = Path(work, "temporary-api"), Path(work, "server")
             temporary_home.mkdir()
@@ -178,8 +170,6 @@ def main() -> int:
                         wall = statistics.median(w for w, _ in runs)
                         export = statistics.median(e for _, e in runs)
                         rows.append((label, data, args.runs, wall, export))
-    finally:
-        drop_bucket(s3, bucket)
     table = [
         "| Prefect API | records | runs | wall s (median) | export s | fixed s (wall − export) |",
         "|---|---|---:|---:|---:|---:|",

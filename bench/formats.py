@@ -21,8 +21,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, write_section  # noqa: E402
-from formats import CodecContext, Record, TimestampType, get_codec  # noqa: E402
+from bench.common import bench_records, machine, write_section  # noqa: E402
+from formats import CodecContext, Record, get_codec  # noqa: E402
 from formats.columns import from_records  # noqa: E402
 
 BATCH = 10_000
@@ -58,17 +58,7 @@ def make_batches(count: int, value_size: int) -> tuple[list[pa.RecordBatch], int
 
 def make_records(count: int, value_size: int) -> tuple[list[Record], int]:
     rng = random.Random(value_size)
-    records = []
-    data_bytes = 0
-    for i in range(count):
-        key = f"key-{i:012d}".encode()
-        value = json_value(i, value_size, rng)
-        headers = (("trace", rng.randbytes(8).hex().encode()), ("source", b"bench"), ("seq", str(i).encode()))
-        records.append(
-            Record(key, value, headers, "bench", 0, i, 1_790_000_000_000 + i, TimestampType.CREATE_TIME)
-        )
-        data_bytes += len(key) + len(value) + sum(len(n) + len(v) for n, v in headers)
-    return records, data_bytes
+    return bench_records(count, rng, lambda index, rng: json_value(index, value_size, rng))
 
 
 def encode(name: str, envelope: bool, compression: str | None, batches: list[pa.RecordBatch]) -> list[bytes]:

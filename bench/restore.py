@@ -22,16 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     PARTITIONS,
+    VALUE_SIZE,
     bench_topic_name,
     drop_topic,
     ensure_topic,
     machine,
+    measured_backup,
     raw_consume,
     run_measured,
     write_section,
 )
-
-VALUE_SIZE = 1024
 
 _CEILING = """
 import os, sys, time
@@ -65,15 +65,16 @@ assert producer.flush(120) == 0
 """
 
 
-def _ensure_backup(s3: object, bucket: str, prefix: str, topic: str, fmt: str) -> None:
+def _ensure_backup(s3: object, bucket: str, prefix: str, topic: str, fmt: str, records: int) -> None:
     from tasks.manifest_store import list_backup_ids
 
     with contextlib.suppress(Exception):  # it exists
         s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
     if list_backup_ids(s3, bucket, prefix):
         return
-    kcql = f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"
-    run_measured([sys.executable, "-m", "kbackup.cli", "backup", "--kcql", kcql, "--verify", "quick"])
+    measured_backup(
+        s3, [sys.executable, "-m", "kbackup.cli"], bucket, prefix, topic, fmt, records, ["--verify", "quick"]
+    )
 
 
 def main() -> int:
@@ -91,7 +92,7 @@ def main() -> int:
     topic = bench_topic_name(records, VALUE_SIZE)
     data_bytes = ensure_topic(topic, records, VALUE_SIZE)
     bucket, prefix = "kbackup-bench", f"restore/{topic}/{args.format.lower()}"
-    _ensure_backup(s3, bucket, prefix, topic, args.format)
+    _ensure_backup(s3, bucket, prefix, topic, args.format, records)
 
     ceiling_topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     ceiling_wall, _, _ = run_measured(
