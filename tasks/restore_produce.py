@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from formats.columns import header_lists, records_digest_inputs
 from formats.envelope import TimestampType
+from kcql.selection import Window
 from tasks import shutdown
 from tasks.errors import KbackupError, is_retryable
 from tasks.restore_decode import SegmentDigests, SourceBatch, hash_rows, unit_records
@@ -44,7 +45,7 @@ from tasks.restore_errors import (
     TargetPartitionsError,
     TransactionFatalError,
 )
-from tasks.restore_plan import RestorePlan, RestoreUnit, Window
+from tasks.restore_plan import RestorePlan, RestoreUnit
 from tasks.restore_routing import target_partitions_of
 from tasks.restore_writer import (
     TransactionalWriter,

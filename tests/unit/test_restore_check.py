@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from kcql.selection import Window
 from tasks.restore_check import compare, split_by_writers
-from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit, Window
+from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.restore_produce import PartitionOutcome, UnitResult
 from tasks.restore_report import restore_report, summary, target_progress, unit_reports, unit_rows
 from tasks.restore_target import TargetInfo

@@ -17,11 +17,12 @@ import pytest
 from formats.columns import from_records
 from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
+from kcql.selection import Window
 from layout.manifest import OffsetGap
 from tasks import restore_decode
 from tasks.restore_decode import SegmentDigests, _in_gaps, unit_records
 from tasks.restore_errors import OrderingViolationError
-from tasks.restore_plan import RestoreObject, RestoreUnit, Segment, Window
+from tasks.restore_plan import RestoreObject, RestoreUnit, Segment
 from tasks.restore_produce import window_mask
 
 

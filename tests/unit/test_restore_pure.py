@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from kcql.selection import Window
 from layout.manifest import OffsetGap
 from tasks.restore_decode import _clusters, _in_gaps
-from tasks.restore_plan import RestoreObject, Window
+from tasks.restore_plan import RestoreObject
 from tasks.restore_routing import murmur2, murmur2_partition
 
 
