@@ -25,6 +25,7 @@ from core.errors import InputError, KbackupError
 from kbackup import __version__
 
 if TYPE_CHECKING:
+    from prefect import State
     from pydantic import ValidationError
 
     from kbackup.temporary_api import TemporaryApi
@@ -35,7 +36,7 @@ EXIT_BAD_INPUT = 2
 
 # Explicit list of subcommand modules, in the order `--help` shows them.
 _COMMAND_MODULES = ("backup", "restore", "verify", "ls", "kcql", "alerts")
-# The commands that run a Prefect flow (and so need a Prefect API, unless --no-flow).
+# The commands that run a Prefect flow (and so need a Prefect API).
 _FLOW_COMMANDS = ("backup", "restore", "verify")
 # After the first SIGINT/SIGTERM the run has this long to abort its transactions and stop its
 # tasks; then (or at a second signal) the process exits at once.
@@ -52,6 +53,19 @@ def report_error(command: str, error: KbackupError, what: str = "") -> int:
     traceback; returns its exit code."""
     print(f"kbackup {command}: {what}{error}", file=sys.stderr)
     return exit_code_of(error)
+
+
+def failed_run(command: str, state: State[Any], what: str, failed: str = "") -> int:
+    """The exit code of a flow run that did not complete: the expected error that failed it (a
+    KbackupError) said in one line as `kbackup COMMAND: FAILED<its message>`; any other exception
+    is a bug and is raised, with its traceback. A run that ended without one (cancelled, crashed)
+    is said as `kbackup COMMAND: WHAT ended <its state>`."""
+    try:
+        state.result()  # raises what failed the run
+    except KbackupError as error:
+        return report_error(command, error, failed)
+    print(f"kbackup {command}: {what} ended {state.name}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def invalid_parameters(error: ValidationError) -> str:
@@ -106,9 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     if args.command not in _FLOW_COMMANDS:
         return run_handler(args)
-    flow = not getattr(args, "no_flow", False)
     # First of all, as its start takes seconds: a temporary Prefect API, unless one is configured.
-    server = start_temporary_api() if flow else None
+    server = start_temporary_api()
 
     def stop_server() -> None:
         if server is not None:
@@ -118,11 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The signals are taken before the flow's modules are imported: threads that native
         # libraries start (pyarrow's jemalloc) must inherit their blocking.
         with stop_on_signals(on_exit=stop_server) as stopped_by:
-            if flow:
-                server = use_prefect_api(args.command, server)
-                from kbackup.console import expected_errors_without_traceback
+            server = use_prefect_api(args.command, server)
+            from tasks.log_format import expected_errors_without_traceback
 
-                expected_errors_without_traceback()  # Prefect's logs of a failed run: one line, no traceback
+            expected_errors_without_traceback()  # Prefect's logs of a failed run: one line, no traceback
             with server_settings(server):
                 code = EXIT_FAILED if stopped_by else run_handler(args)
     finally:

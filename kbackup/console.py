@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from core.errors import InputError, KbackupError
+from core.errors import InputError
 from tasks import progress
+
+# The terminal log formatter moved to tasks.log_format (worker processes install it too); its old
+# name stays here only until tests/unit/test_errors.py imports it from there.
+from tasks.log_format import ExpectedErrorsWithoutTraceback as _ExpectedErrorsWithoutTraceback  # noqa: F401
 from tasks.run_dir import run_dir
 
 
@@ -37,43 +40,6 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) 
         for r in cells
     ]
     return "\n".join(lines)
-
-
-class _ExpectedErrorsWithoutTraceback(logging.Formatter):
-    """A terminal handler's formatter, except that a record of an expected error (a KbackupError:
-    Prefect's "Encountered exception during execution" and "Task run failed" lines) keeps its
-    message but loses its traceback. Other handlers (the Prefect API's) still get the traceback."""
-
-    def __init__(self, inner: logging.Formatter) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def format(self, record: logging.LogRecord) -> str:
-        if not (record.exc_info and isinstance(record.exc_info[1], KbackupError)):
-            return self.inner.format(record)
-        saved = record.exc_info, record.exc_text
-        record.exc_info, record.exc_text = None, None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text = saved
-
-
-def expected_errors_without_traceback() -> None:
-    """On this process's terminal log handlers (Prefect's console handler, once Prefect is
-    imported): an expected error is logged in one line, never with a traceback; a bug keeps its."""
-    loggers = [
-        logging.getLogger(),
-        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
-    ]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler.formatter, _ExpectedErrorsWithoutTraceback
-            ):
-                handler.setFormatter(
-                    _ExpectedErrorsWithoutTraceback(handler.formatter or logging.Formatter())
-                )
 
 
 def _progress_line() -> str:

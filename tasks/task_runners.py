@@ -32,6 +32,7 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from tasks import progress, run_dir, shutdown
+from tasks.log_format import expected_errors_without_traceback
 
 TASK_RUNNERS = ("auto", "threads", "processes", "dask", "dask=ADDRESS")
 AUTO_PROCESSES_MIN_RECORDS = 100_000
@@ -65,10 +66,22 @@ def resolve(choice: str, concurrency: int, records: int, tasks: int) -> tuple[Ki
 
 def _worker_start() -> None:
     """In each worker process: stop only through the run's stop file (a Ctrl-C reaches the whole
-    terminal's process group, and kbackup decides), and die with the process that started it."""
+    terminal's process group, and kbackup decides), die with the process that started it, and log
+    expected errors as kbackup's own process does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    _expected_errors_in_one_line()
+
+
+def _expected_errors_in_one_line() -> None:
+    """In a worker process, which prints its own Prefect logs: a task failing with an expected
+    error (a KbackupError) is logged on the terminal without its traceback (tasks.log_format), as
+    in the process that started the run."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()  # the terminal handlers to format: Prefect's, set up on its import
+    expected_errors_without_traceback()
 
 
 class StoppableProcessPool(ProcessPoolTaskRunner):
@@ -163,11 +176,16 @@ def build(kind: Kind, address: str | None, concurrency: int) -> TaskRunner[Any]:
 
 @contextlib.contextmanager
 def _dask_workers_see(runner: TaskRunner[Any]) -> Iterator[None]:
-    """Point the Dask workers at the run's directory (a local cluster inherits it; an existing
+    """Set up the Dask workers as the process pool's initializer does its workers: expected errors
+    logged in one line, and the run's directory (a local cluster inherits it; an existing
     scheduler's workers are told, and find it only if they share this disk)."""
     directory = run_dir.current()
     client = getattr(runner, "client", None)
-    if directory is None or client is None:
+    if client is None:
+        yield
+        return
+    client.run(_expected_errors_in_one_line)
+    if directory is None:
         yield
         return
     client.run(_set_run_dir, str(directory))

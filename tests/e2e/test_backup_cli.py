@@ -65,3 +65,27 @@ def test_missing_bucket_exits_1_naming_it(create_topic: Any, unique_name: Any, k
     result = kbackup("backup", "--kcql", f"INSERT INTO {missing} SELECT * FROM `{topic}`")
     assert result.returncode == 1
     assert f"bucket {missing!r} does not exist at http://127.0.0.1" in result.stderr
+
+
+def test_an_expected_error_in_a_worker_process_shows_no_traceback(
+    kafka_config: dict, create_topic: Any, bucket: str, kbackup: Kbackup
+) -> None:
+    """A task failing on a process pool with an expected error (a record lacking its PARTITIONBY
+    header) is said in one line, with no traceback from kbackup's process or the workers'. (Prefect
+    logs a failure that is not retried without its traceback anyway; the workers' formatter, which
+    drops it when a retryable error runs out of retries, is tested in tests/unit/test_log_format.py.)"""
+    topic = create_topic("noheader", partitions=2)
+    produce(kafka_config, topic, ({"key": b"k", "value": b"v", "partition": i % 2} for i in range(10)))
+
+    result = kbackup(
+        "backup",
+        "--task-runner",
+        "processes",
+        "--concurrency",
+        "2",
+        "--kcql",
+        f"INSERT INTO {bucket}:nohdr SELECT * FROM `{topic}` PARTITIONBY _header.region STOREAS JSON",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the backup failed: PARTITIONBY _header.region: no header 'region'" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
