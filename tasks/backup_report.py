@@ -1,5 +1,5 @@
-"""The backup's result and its report: the per-partition table and the summary, rendered once for
-the flow run's artifacts."""
+"""The backup's result and its report: the per-partition table and the summary, rendered once —
+the same rows and text for the flow run's artifacts and the command line's output."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def retention_gaps(plan: BackupPlan) -> list[str]:
 
 
 def partition_rows(result: BackupResult) -> list[dict[str, Any]]:
-    """The per-partition table: the `backup-partitions` artifact."""
+    """The per-partition table: the `backup-partitions` artifact and the command line's table."""
     return [
         {
             "topic": p.topic,
@@ -40,14 +40,15 @@ def partition_rows(result: BackupResult) -> list[dict[str, Any]]:
             "objects": len(p.objects),
             "gaps": len(p.gaps),
             "seconds": p.seconds,
-            "MB/s": round(p.byte_count / 1e6 / p.seconds, 2) if p.seconds else None,
+            "MB/s": round(p.byte_count / 1e6 / p.seconds, 2) if p.seconds else "",
         }
         for p in result.manifest.partitions
     ]
 
 
 def summary(result: BackupResult) -> str:
-    """The summary in markdown: the `backup-summary` artifact."""
+    """The summary in markdown (plain enough for a terminal): the `backup-summary` artifact and the
+    command line's output."""
     manifest, verification = result.manifest, result.verification
     gaps = [
         f"- {p.topic}/{p.partition}: offsets {g.first}–{g.last} ({g.cause})"
@@ -59,8 +60,8 @@ def summary(result: BackupResult) -> str:
             f"# Backup {manifest.backup_id}",
             f"- manifest: `{result.manifest_key}` (previous: {manifest.previous_backup_id or 'none'})",
             f"- format: {manifest.format}, lossless: {manifest.lossless}",
-            f"- records: {manifest.record_count}, bytes: {manifest.byte_count}, "
-            f"objects: {sum(len(p.objects) for p in manifest.partitions)}",
+            f"- {manifest.record_count} records, {manifest.byte_count} bytes, "
+            f"{sum(len(p.objects) for p in manifest.partitions)} objects",
             f"- verification ({verification.depth}): {verification.objects_checked} objects checked, "
             f"{verification.objects_decoded} decoded",
             *(["", "## Offset gaps", *gaps] if gaps else []),

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.errors import KbackupError
-from kbackup.cli import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_OK,
-    add_task_runner_argument,
-    invalid_parameters,
-    report_error,
-)
-from kbackup.console import human_bytes, progress_bar, table
+from kbackup.cli import EXIT_BAD_INPUT, EXIT_OK, add_task_runner_argument, failed_run, invalid_parameters
+from kbackup.console import progress_bar, table
+
+if TYPE_CHECKING:
+    from tasks.backup_report import BackupResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,30 +52,18 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar():
         state = backup_flow(**params.model_dump(), return_state=True)
     if not state.is_completed():
-        try:
-            state.result()  # raises what failed the run; anything but a KbackupError is a bug
-        except KbackupError as error:
-            return report_error("backup", error, "the backup failed: ")
-        print(f"kbackup backup: the backup ended {state.name}", file=sys.stderr)
-        return EXIT_FAILED
-    for result in state.result():
-        manifest = result.manifest
-        print(f"backup {manifest.backup_id} → {result.manifest_key}")
-        rows = [
-            {
-                "topic": p.topic,
-                "partition": p.partition,
-                "offsets": f"{p.start_offset}-{p.end_offset}",
-                "records": p.record_count,
-                "objects": len(p.objects),
-                "bytes": human_bytes(p.byte_count),
-                "gaps": len(p.gaps),
-            }
-            for p in manifest.partitions
-        ]
-        print(table(rows))
-        print(
-            f"{manifest.record_count} records, {human_bytes(manifest.byte_count)}, verified ({result.verification.depth}); "
-            f"previous backup: {manifest.previous_backup_id or 'none'}"
-        )
+        return failed_run("backup", state, "the backup", "the backup failed: ")
+    print_results(state.result())
     return EXIT_OK
+
+
+def print_results(results: Sequence[BackupResult]) -> None:
+    """Each statement's backup as the flow run's artifacts have it: the partition table, then the
+    summary."""
+    from tasks.backup_report import partition_rows, summary
+
+    for number, result in enumerate(results):
+        if number:
+            print()
+        print(table(partition_rows(result)))
+        print(summary(result))

@@ -8,14 +8,13 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
-from core.errors import KbackupError
 from kbackup.cli import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
     add_task_runner_argument,
+    failed_run,
     invalid_parameters,
-    report_error,
 )
 from kbackup.console import progress_bar, table
 
@@ -97,14 +96,10 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar():
         state = restore_flow(params, return_state=True)
     if not state.is_completed():
-        try:
-            state.result()  # raises what failed the run; anything but a KbackupError is a bug
-        except RestoreFailed as failed:
-            _print_failure(failed.report, failed.cause)
+        failure = state.result(raise_on_failure=False)
+        if isinstance(failure, RestoreFailed):  # with its report: what is committed, how to resume
+            _print_failure(failure.report, failure.cause)
             return EXIT_FAILED
-        except KbackupError as error:
-            return report_error("restore", error, "the restore failed: ")
-        print(f"kbackup restore: the restore ended {state.name}", file=sys.stderr)
-        return EXIT_FAILED
+        return failed_run("restore", state, "the restore", "the restore failed: ")
     _print_report(state.result())
     return EXIT_OK

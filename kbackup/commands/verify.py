@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from core.errors import KbackupError
-from kbackup.cli import EXIT_FAILED, EXIT_OK, report_error
+from kbackup.cli import EXIT_OK, failed_run
 from kbackup.console import parse_s3_url, table
 
 
@@ -26,12 +24,7 @@ def run(args: argparse.Namespace) -> int:
     bucket, prefix = parse_s3_url(args.location)  # a LocationError is reported by kbackup.cli
     state = verify_flow(bucket, prefix, args.deep, args.backup_id, return_state=True)
     if not state.is_completed():
-        try:
-            state.result()  # raises what failed the run; anything but a KbackupError is a bug
-        except KbackupError as error:
-            return report_error("verify", error)
-        print(f"kbackup verify: the verification ended {state.name}", file=sys.stderr)
-        return EXIT_FAILED
+        return failed_run("verify", state, "the verification")
     reports = state.result()
     print(
         table(
