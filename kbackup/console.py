@@ -13,7 +13,6 @@ from tasks import progress
 
 # The terminal log formatter moved to tasks.log_format (worker processes install it too); its old
 # name stays here only until tests/unit/test_errors.py imports it from there.
-from tasks.log_format import ExpectedErrorsWithoutTraceback as _ExpectedErrorsWithoutTraceback  # noqa: F401
 from tasks.run_dir import run_dir
 
 

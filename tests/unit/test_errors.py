@@ -227,29 +227,3 @@ def test_the_installed_command_says_bad_input_without_a_traceback(tmp_path: Path
     bad = _installed("ls", ":prefix", cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr == "kbackup ls: expected s3://bucket[/prefix], got ':prefix'\n"
-
-
-def test_prefect_logs_of_an_expected_error_lose_only_the_traceback() -> None:
-    """What the command line puts on the terminal handlers (kbackup.console): Prefect's log line of a
-    failed run keeps its message; the traceback goes, for a KbackupError only."""
-    import logging
-
-    from kbackup.console import _ExpectedErrorsWithoutTraceback
-    from tasks.errors import BucketNotFoundError
-
-    formatter = _ExpectedErrorsWithoutTraceback(logging.Formatter("%(levelname)s %(message)s"))
-
-    def record(error: BaseException) -> logging.LogRecord:
-        try:
-            raise error
-        except BaseException:  # noqa: BLE001 - a record of whatever was raised
-            return logging.LogRecord(
-                "prefect.flow_runs", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
-            )
-
-    expected = record(BucketNotFoundError("bkt", "http://s3"))
-    assert formatter.format(expected) == "ERROR failed"
-    assert expected.exc_info is not None  # other handlers (the Prefect API's) still get the traceback
-    assert "Traceback (most recent call last)" in logging.Formatter().format(expected)
-    bug = formatter.format(record(KeyError("a bug")))
-    assert bug.startswith("ERROR failed\nTraceback (most recent call last)") and "KeyError" in bug
