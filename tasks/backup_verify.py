@@ -12,16 +12,16 @@ import hashlib
 import heapq
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from formats import RecordsDigest, get_codec
+from formats import Codec, CodecContext, RecordsDigest, get_codec
 from formats.columns import records_digest_inputs, update_digest
 from formats.envelope import Record
 from formats.errors import undecodable
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 Depth = Literal["quick", "sampled", "full"]
+T = TypeVar("T")
 SAMPLE_FRACTION = 0.1
 
 
@@ -106,6 +107,20 @@ def _fetch(
     return data
 
 
+@dataclass(frozen=True)
+class _Reading(Generic[T]):
+    """How an object is decoded: into records one by one, or into column batches."""
+
+    read: Callable[[Codec, bytes, CodecContext], Iterator[T]]
+    records_in: Callable[[T], int]
+
+
+RECORDS: _Reading[Record] = _Reading(lambda codec, data, context: codec.reader(data, context), lambda _: 1)
+COLUMNS: _Reading[pa.RecordBatch] = _Reading(
+    lambda codec, data, context: codec.read_columns(data, context), lambda batch: batch.num_rows
+)
+
+
 def _decode(
     s3: S3Client,
     bucket: str,
@@ -113,8 +128,11 @@ def _decode(
     entry: ObjectEntry,
     partition: PartitionEntry,
     problems: list[str],
-) -> Iterator[Record]:
-    """The object's records one by one (for merging interleaved objects by offset)."""
+    reading: _Reading[T],
+) -> Iterator[T]:
+    """The object decoded as `reading` says (records for merging interleaved objects by offset,
+    column batches otherwise); a decoding failure is noted, naming the object and the first record
+    not decoded."""
     data = _fetch(s3, bucket, manifest, entry, problems)
     if data is None:
         return
@@ -122,32 +140,9 @@ def _decode(
     context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
     decoded = 0
     try:
-        for record in codec.reader(data, context):
-            yield record
-            decoded += 1
-    except Exception as exc:  # noqa: BLE001 - any decoding failure is a verification problem
-        problems.append(str(undecodable(bucket, entry.key, exc, decoded)))
-
-
-def _decode_columns(
-    s3: S3Client,
-    bucket: str,
-    manifest: Manifest,
-    entry: ObjectEntry,
-    partition: PartitionEntry,
-    problems: list[str],
-) -> Iterator[pa.RecordBatch]:
-    """The object's records as column batches (formats.columns), as a restore decodes them."""
-    data = _fetch(s3, bucket, manifest, entry, problems)
-    if data is None:
-        return
-    codec = get_codec(manifest.format)
-    context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
-    decoded = 0
-    try:
-        for batch in codec.read_columns(data, context):
-            yield batch
-            decoded += batch.num_rows
+        for item in reading.read(codec, data, context):
+            yield item
+            decoded += reading.records_in(item)
     except Exception as exc:  # noqa: BLE001 - any decoding failure is a verification problem
         problems.append(str(undecodable(bucket, entry.key, exc, decoded)))
 
@@ -181,7 +176,7 @@ def _check_object(
     problems: list[str],
 ) -> int:
     count, digest = _digest_batches(
-        _decode_columns(s3, bucket, manifest, entry, partition, problems), manifest.lossless
+        _decode(s3, bucket, manifest, entry, partition, problems, COLUMNS), manifest.lossless
     )
     if count != entry.record_count:
         problems.append(
@@ -209,11 +204,11 @@ def _check_partition_digest(
         batches = (
             batch
             for entry in objects
-            for batch in _decode_columns(s3, bucket, manifest, entry, partition, problems)
+            for batch in _decode(s3, bucket, manifest, entry, partition, problems, COLUMNS)
         )
         count, hexdigest = _digest_batches(batches, manifest.lossless)
     else:
-        streams = [_decode(s3, bucket, manifest, entry, partition, problems) for entry in objects]
+        streams = [_decode(s3, bucket, manifest, entry, partition, problems, RECORDS) for entry in objects]
         records_digest = RecordsDigest()
         count = 0
         for record in heapq.merge(*streams, key=lambda r: r.offset):
