@@ -6,17 +6,28 @@ same classes, so nothing below the CLI depends on it. Plain settings only: no cl
 imported here.
 
 Secrets never become flow parameters and are never logged: `SecretStr` hides them in reprs.
+
+The credentials can also live in Prefect blocks, named (never held) here: `S3Settings.credentials_block`
+(a prefect-aws AwsCredentials block) and `KafkaSettings.password_block` (a Secret block), from
+`KBACKUP_S3_CREDENTIALS_BLOCK` / `KBACKUP_KAFKA_PASSWORD_BLOCK` or, for one run, from the flows'
+parameters of the same meaning (`credential_blocks`). The clients load them where they are built.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import InputError
+
 KAFKA_ENV_PREFIX = "KBACKUP_KAFKA_"
+S3_CREDENTIALS_BLOCK_ENV = "KBACKUP_S3_CREDENTIALS_BLOCK"
+KAFKA_PASSWORD_BLOCK_ENV = f"{KAFKA_ENV_PREFIX}PASSWORD_BLOCK"
 
 
 class KafkaSettings(BaseSettings):
@@ -44,6 +55,11 @@ class KafkaSettings(BaseSettings):
     sasl_password: SecretStr | None = Field(default=None, description="SASL password, never logged.")
     ssl_ca_location: str | None = Field(
         default=None, description="PEM file of the CA that signed the brokers' certificates."
+    )
+    password_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the SASL password (or, as a JSON object, "
+        "librdkafka settings); its value overrides the settings above. Not passed to librdkafka.",
     )
 
     def librdkafka_config(self) -> dict[str, Any]:
@@ -93,6 +109,12 @@ class S3Settings(BaseSettings):
         validation_alias="KBACKUP_S3_ADDRESSING_STYLE",
         description="'path', 'virtual' or 'auto'; path style is used automatically with a custom endpoint.",
     )
+    credentials_block: str | None = Field(
+        default=None,
+        validation_alias=S3_CREDENTIALS_BLOCK_ENV,
+        description="Name of a prefect-aws AwsCredentials block: its credentials (and its endpoint and "
+        "region, when it sets them) are used instead of the AWS_* variables.",
+    )
 
     def client_kwargs(self) -> dict[str, Any]:
         """boto3.client's connection arguments: endpoint, region and, when both are set, the keys."""
@@ -111,3 +133,34 @@ class S3Settings(BaseSettings):
         if self.addressing_style == "auto" and self.endpoint_url:
             return "path"
         return self.addressing_style
+
+
+class CredentialsBlockError(InputError):
+    """A Prefect block named as a credentials source is missing or unusable. The message names the
+    block and the problem, never the block's values."""
+
+    def __init__(self, block_type: str, name: str, problem: str) -> None:
+        self.block_type = block_type
+        self.name = name
+        self.problem = problem
+        super().__init__(f"Prefect {block_type} block {name!r}: {problem}")
+
+
+@contextlib.contextmanager
+def credential_blocks(s3: str | None = None, kafka: str | None = None) -> Iterator[None]:
+    """For the body: the S3 and Kafka clients take their credentials from the Prefect blocks of
+    these names (None: as configured before). Set in the environment, as the run's directory is
+    (tasks.run_dir), so that worker processes see the names too; the previous values come back after."""
+    names = {S3_CREDENTIALS_BLOCK_ENV: s3, KAFKA_PASSWORD_BLOCK_ENV: kafka}
+    previous = {env: os.environ.get(env) for env, name in names.items() if name}
+    for env, name in names.items():
+        if name:
+            os.environ[env] = name
+    try:
+        yield
+    finally:
+        for env, value in previous.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value

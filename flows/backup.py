@@ -13,6 +13,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
+from core.connections import credential_blocks
 from flows.parameters import KCQL_VARIABLE, BackupParameters, specs_and_transforms
 from formats import get_codec
 from kcql import BackupSpec
@@ -58,9 +59,12 @@ def backup_flow(
     verify: Literal["quick", "sampled", "full"] = "sampled",
     concurrency: int = 4,
     task_runner: str = "auto",
+    s3_credentials_block: str | None = None,
+    kafka_password_block: str | None = None,
 ) -> list[BackupResult]:
     """Back up Kafka topics to S3 as the KCQL (or connector config) says; with neither, as the
-    Prefect Variable `kbackup_backup_kcql` says when the run starts."""
+    Prefect Variable `kbackup_backup_kcql` says when the run starts. The two blocks, when named,
+    are an AwsCredentials block for S3 and a Secret block for the Kafka SASL password."""
     if not kcql and not connector_config:
         kcql = kcql_from_variable()
     params = BackupParameters(
@@ -69,10 +73,13 @@ def backup_flow(
         verify=verify,
         concurrency=concurrency,
         task_runner=task_runner,
+        s3_credentials_block=s3_credentials_block,
+        kafka_password_block=kafka_password_block,
     )
     specs, transforms, topics = specs_and_transforms(params)
     results = []
-    with run_dir(), stop_tasks_when_terminated():
+    blocks = credential_blocks(params.s3_credentials_block, params.kafka_password_block)
+    with run_dir(), stop_tasks_when_terminated(), blocks:
         for spec in specs:
             with exclusive("backup", spec.bucket, spec.prefix) as lease:
                 results.append(_backup_one(spec, transforms, topics, params, lease))

@@ -26,6 +26,22 @@ def concurrency_field(work: str) -> Any:
     )
 
 
+def s3_credentials_block_field() -> Any:
+    return Field(
+        default=None,
+        description="Name of a prefect-aws AwsCredentials block for S3 (the block's name, never a secret). "
+        "Empty: the worker's AWS_* variables, profile or role.",
+    )
+
+
+def kafka_password_block_field() -> Any:
+    return Field(
+        default=None,
+        description="Name of a Prefect Secret block holding the Kafka SASL password, or a JSON object of "
+        "librdkafka settings (the block's name, never a secret). Empty: KBACKUP_KAFKA_SASL_PASSWORD.",
+    )
+
+
 def task_runner_field(work: str) -> Any:
     return Field(
         default="auto", description=f"Where the {work} run: {', '.join(TASK_RUNNERS)} (see the README)."
@@ -51,6 +67,8 @@ class BackupParameters(BaseModel):
     )
     concurrency: int = concurrency_field("exported")
     task_runner: TaskRunnerChoice = task_runner_field("exports")
+    s3_credentials_block: str | None = s3_credentials_block_field()
+    kafka_password_block: str | None = kafka_password_block_field()
 
     @model_validator(mode="after")
     def _one_source(self) -> BackupParameters:
@@ -93,6 +111,8 @@ class RestoreParameters(BaseModel):
     check: bool = Field(default=True, description="Consume what was restored and compare digests.")
     concurrency: int = concurrency_field("restored")
     task_runner: TaskRunnerChoice = task_runner_field("restores")
+    s3_credentials_block: str | None = s3_credentials_block_field()
+    kafka_password_block: str | None = kafka_password_block_field()
 
     @field_validator("kcql")
     @classmethod

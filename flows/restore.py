@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from core.connections import credential_blocks
 from flows.parameters import RestoreParameters, selection_of
 from tasks.restore_check import (
     PartitionCheck,
@@ -59,7 +60,8 @@ def restore_flow(params: RestoreParameters) -> RestoreReport:
     """Restore Kafka topics from an S3 backup as the KCQL says, exactly once and resumable."""
     logger = get_run_logger()
     try:
-        with run_dir(), stop_tasks_when_terminated():
+        blocks = credential_blocks(params.s3_credentials_block, params.kafka_password_block)
+        with run_dir(), stop_tasks_when_terminated(), blocks:
             report = _restore(params)
     except RestoreFailed as failed:
         publish(failed.report)

@@ -24,11 +24,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import KafkaError
+from pydantic import ValidationError
 
-from core.connections import KafkaSettings
+from core.connections import CredentialsBlockError, KafkaSettings
 from tasks.errors import (
     KafkaAuthenticationError,
     KafkaAuthorizationError,
@@ -196,7 +197,37 @@ def client_callbacks(config: dict[str, Any]) -> dict[str, Any]:
 
 def client_config(settings: KafkaSettings | None = None) -> dict[str, Any]:
     """librdkafka configuration for a client: the connection settings (from the environment unless
-    given) plus the error callback and the logger every client shares: authentication,
-    authorization and TLS failures are raised at once, librdkafka's lines go through Python logging."""
-    config = (settings or KafkaSettings()).librdkafka_config()
+    given), with the Secret block `settings.password_block` names loaded over them (from the
+    Prefect API this process is configured with), plus the error callback and the logger every
+    client shares: authentication, authorization and TLS failures are raised at once,
+    librdkafka's lines go through Python logging."""
+    settings = settings or KafkaSettings()
+    config = settings.librdkafka_config()
+    if settings.password_block:
+        config.update(settings_from_secret(settings.password_block, load_secret(settings.password_block)))
     return {**config, **client_callbacks(config)}
+
+
+def load_secret(name: str) -> Any:
+    """The value of the Prefect Secret block `name`, or CredentialsBlockError."""
+    from prefect.blocks.system import Secret
+
+    try:
+        block = cast(Secret[Any], Secret.load(name, _sync=True))  # type: ignore[call-arg]  # async_dispatch's flag
+    except ValidationError:  # its message would quote the values
+        raise CredentialsBlockError("Secret", name, "its values are not valid for this block type") from None
+    except ValueError as exc:  # Prefect: "Unable to find block document named ..."
+        raise CredentialsBlockError("Secret", name, f"not found ({exc})") from None
+    return block.get()
+
+
+def settings_from_secret(name: str, value: Any) -> dict[str, Any]:
+    """librdkafka settings from a Secret block's value: a string is the SASL password; a JSON
+    object is librdkafka settings as they are (e.g. `sasl.username` and `sasl.password`)."""
+    if isinstance(value, str):
+        return {"sasl.password": value}
+    if isinstance(value, dict):
+        return {str(key): item for key, item in value.items()}
+    raise CredentialsBlockError(
+        "Secret", name, "its value must be a string or a JSON object of librdkafka settings"
+    )

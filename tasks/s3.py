@@ -14,8 +14,9 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
-from core.connections import S3Settings
+from core.connections import CredentialsBlockError, S3Settings
 from tasks.errors import (
     BucketNotFoundError,
     ObjectConflictError,
@@ -25,20 +26,65 @@ from tasks.errors import (
 
 if TYPE_CHECKING:  # boto3-stubs[s3], a dev dependency: the types alone, never needed at run time
     from mypy_boto3_s3 import S3Client
+    from prefect_aws import AwsCredentials
 
 
 def s3_client(settings: S3Settings | None = None) -> S3Client:
-    """A boto3 S3 client for the configured endpoint, with adaptive retries for throttling and 5xx."""
+    """A boto3 S3 client for the configured endpoint, with adaptive retries for throttling and 5xx;
+    with `settings.credentials_block`, on that AwsCredentials block's credentials (loaded here,
+    from the Prefect API this process is configured with)."""
     settings = settings or S3Settings()
+    if settings.credentials_block:
+        return client_from_block(load_aws_credentials(settings.credentials_block), settings)
+    return boto3.client("s3", config=_config(settings), **settings.client_kwargs())
+
+
+def _config(settings: S3Settings) -> Config:
     # The setting is a free string: botocore's Config checks it and raises
     # InvalidS3AddressingStyleError for anything but these three.
     addressing_style = cast(Literal["auto", "virtual", "path"], settings.effective_addressing_style())
-    config = Config(
+    return Config(
         retries={"max_attempts": 5, "mode": "adaptive"},
         s3={"addressing_style": addressing_style},
         max_pool_connections=32,
     )
-    return boto3.client("s3", config=config, **settings.client_kwargs())
+
+
+def load_aws_credentials(name: str) -> AwsCredentials:
+    """The prefect-aws AwsCredentials block `name`, or CredentialsBlockError."""
+    from prefect_aws import AwsCredentials
+
+    try:
+        block = AwsCredentials.load(name, _sync=True)  # type: ignore[call-arg]  # async_dispatch's flag
+    except ValidationError:  # its message would quote the values
+        raise CredentialsBlockError(
+            "AwsCredentials", name, "its values are not valid for this block type"
+        ) from None
+    except ValueError as exc:  # Prefect: "Unable to find block document named ..."
+        raise CredentialsBlockError("AwsCredentials", name, f"not found ({exc})") from None
+    return cast("AwsCredentials", block)
+
+
+def client_from_block(block: AwsCredentials, settings: S3Settings | None = None) -> S3Client:
+    """An S3 client on the block's credentials (keys, session token, profile or assumed role:
+    prefect-aws's boto3 session) and region; the endpoint is the block's `aws_client_parameters`
+    endpoint_url when set, else the settings' (KBACKUP_S3_ENDPOINT_URL). The AWS_* variables are
+    not used."""
+    settings = settings or S3Settings()
+    parameters = block.aws_client_parameters
+    endpoint = parameters.endpoint_url or settings.endpoint_url
+    effective = settings.model_copy(update={"endpoint_url": endpoint})
+    kwargs: dict[str, Any] = {"use_ssl": parameters.use_ssl}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    if parameters.verify_cert_path:
+        kwargs["verify"] = str(parameters.verify_cert_path)
+    elif parameters.verify is not None:
+        kwargs["verify"] = parameters.verify
+    session = block.get_boto3_session()
+    if session.region_name is None and settings.region:
+        kwargs["region_name"] = settings.region
+    return session.client("s3", config=_config(effective), **kwargs)
 
 
 # --- object operations ---------------------------------------------------------------------

@@ -38,6 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true", help="plan and report only")
     parser.add_argument("--concurrency", type=int, default=4, help="partitions restored at once (default 4)")
     add_task_runner_argument(parser)
+    parser.add_argument(
+        "--s3-credentials-block",
+        metavar="NAME",
+        help="name of a prefect-aws AwsCredentials block for S3 (instead of AWS_*)",
+    )
+    parser.add_argument(
+        "--kafka-password-block",
+        metavar="NAME",
+        help="name of a Prefect Secret block: the Kafka SASL password, or librdkafka settings as JSON",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -85,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             check=not args.no_check,
             concurrency=args.concurrency,
             task_runner=args.task_runner,
+            s3_credentials_block=args.s3_credentials_block,
+            kafka_password_block=args.kafka_password_block,
         )
         selection_of(params, FLAGS)  # bad input is reported here, before any flow runs
     except ValidationError as exc:  # the parameters' own checks
