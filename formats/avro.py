@@ -1,4 +1,6 @@
-"""AVRO: an Avro object container file (fastavro), envelope or value-only."""
+"""AVRO: an Avro object container file (fastavro), envelope or value-only. Value-only objects
+with `value.converter=json` hold the documents' fields as typed fields, their Avro schema derived
+from the Arrow schema pyarrow's JSON reader inferred (formats/json_columns.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import fastavro
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.write import Writer
 
@@ -31,6 +34,15 @@ from formats.codec import (
 from formats.columns import DECODE_BATCH, DECODED, HEADER, decoded_batches
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
+from formats.json_columns import (
+    AVRO_NAME,
+    AVRO_NAMESPACE,
+    Untypable,
+    avro_schema,
+    json_bytes,
+    row_document,
+    typed_table,
+)
 
 if TYPE_CHECKING:
     from fastavro.types import AvroMessage
@@ -194,10 +206,71 @@ class _AvroWriter(ObjectWriter):
         return self.buffer.getvalue()
 
 
+class _TypedAvroWriter(_AvroWriter):
+    """Value-only objects with `value.converter=json`: the values are kept until finish(), which
+    writes them as records of the object's inferred schema, or as io.kbackup.KafkaValue when they
+    cannot be typed (formats/json_columns.py). The size rule counts the values' bytes."""
+
+    def __init__(self, context: CodecContext, codec: str) -> None:
+        super().__init__(context, codec)
+        self.values: list[pa.Array] = []
+        self.size = 0
+        self.first_offset: int | None = None
+        self.fallback: str | None = None
+        """Why the last finish() wrote io.kbackup.KafkaValue instead of typed fields (None: typed)."""
+
+    @property
+    def size_estimate(self) -> int:
+        return self.size
+
+    def _add(self, values: pa.Array, first_offset: int | None) -> None:
+        if not self.values:
+            self.first_offset = first_offset
+        self.values.append(values)
+        self.size += int(pc.sum(pc.binary_length(values)).as_py() or 0)
+        self.record_count += len(values)
+
+    def write(self, records: Sequence[Record]) -> None:
+        if records:
+            self._add(pa.array([json_bytes(r.value) for r in records], pa.binary()), records[0].offset)
+
+    def write_columns(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._add(batch.column("value"), batch.column("offset")[0].as_py())
+
+    def finish(self) -> bytes:
+        values = pa.chunked_array(self.values, pa.binary())
+        try:
+            table = typed_table(values)
+            self.fallback = None
+            return self._container(fastavro.parse_schema(avro_schema(table.schema)), table.to_pylist())
+        except (
+            Untypable,
+            pa.ArrowException,
+            fastavro.schema.SchemaParseException,
+            ValueError,
+            TypeError,
+        ) as exc:
+            self.fallback = str(exc)  # fastavro's errors for a schema or row it cannot write
+        return self._container(VALUE_SCHEMA, [{"value": value} for value in values.to_pylist()])
+
+    def _container(self, schema: Any, rows: list[dict[str, Any]]) -> bytes:
+        self.schema = schema
+        self.buffer = io.BytesIO()
+        self._writer = None
+        writer = self._open(self.first_offset)
+        for row in rows:
+            writer.write(row)
+        writer.flush()
+        return self.buffer.getvalue()
+
+
 class AvroCodec(Codec):
     spec = CodecSpec("AVRO", "avro", True, True, ("null", "deflate", "snappy", "zstd"), "zstd")
 
     def writer(self, context: CodecContext) -> ObjectWriter:
+        if not context.envelope and context.value_converter == "json":
+            return _TypedAvroWriter(context, self.compression(context))
         return _AvroWriter(context, self.compression(context))
 
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
@@ -271,7 +344,8 @@ def _envelope_batches(reader: Any, context: CodecContext, skip: int) -> Iterator
 
 
 def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
-    """fastavro's reader and the shape of its rows: ours, value, stream-reactor or row."""
+    """fastavro's reader and the shape of its rows: ours, value, json (typed fields),
+    stream-reactor or row."""
     reader = fastavro.reader(io.BytesIO(as_bytes(data)))
     schema = reader.writer_schema
     if not isinstance(schema, dict):
@@ -281,6 +355,8 @@ def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
     shape = (
         "ours"
         if ours
+        else "json"
+        if schema.get("name") in (f"{AVRO_NAMESPACE}.{AVRO_NAME}", AVRO_NAME)
         else "stream-reactor"
         if {"value", "metadata"} <= fields
         else ("value" if schema.get("name") in ("io.kbackup.KafkaValue", "KafkaValue") else "row")
@@ -374,4 +450,7 @@ def _record(row: AvroMessage, shape: str, context: CodecContext, index: int) -> 
         )
     if shape == "stream-reactor":
         return stream_reactor_record(row, context)
+    if shape == "json":
+        document = row_document(row)
+        return value_only_record(None if document is None else compact_json(document), context, index)
     return value_only_record(row["value"], context, index)

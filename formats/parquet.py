@@ -1,5 +1,6 @@
 """PARQUET: one row per record (pyarrow), envelope as columns with `metadata` a struct and
-headers a list of structs; batches are converted column-wise."""
+headers a list of structs; batches are converted column-wise. Value-only objects with
+`value.converter=json` hold the documents' fields as typed columns (formats/json_columns.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from formats.codec import (
 from formats.columns import DECODE_BATCH, DECODED, decoded_batches
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
+from formats.json_columns import TAG as JSON_TAG
+from formats.json_columns import Untypable, batch_values, fallback_values, json_bytes, row_values, typed_table
 
 HEADER = pa.struct([("key", pa.string()), ("value", pa.binary())])
 METADATA = pa.struct(
@@ -145,10 +148,70 @@ class _ParquetWriter(ObjectWriter):
         return self.buffer.getvalue()
 
 
+class _TypedParquetWriter(ObjectWriter):
+    """Value-only objects with `value.converter=json`: the values are kept until finish(), which
+    infers the object's schema and writes typed columns, or the `value` column when the values
+    cannot be typed (formats/json_columns.py). The size rule counts the values' bytes."""
+
+    def __init__(self, context: CodecContext, compression: str) -> None:
+        super().__init__(context)
+        self.compression = compression
+        self.values: list[pa.Array] = []
+        self.size = 0
+        self.fallback: str | None = None
+        """Why the last finish() wrote the values' bytes instead of typed columns (None: typed)."""
+
+    @property
+    def size_estimate(self) -> int:
+        return self.size
+
+    def _add(self, values: pa.Array) -> None:
+        self.values.append(values)
+        self.size += int(pc.sum(pc.binary_length(values)).as_py() or 0)
+        self.record_count += len(values)
+
+    def write(self, records: Sequence[Record]) -> None:
+        if records:
+            self._add(pa.array([json_bytes(r.value) for r in records], pa.binary()))
+
+    def write_columns(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._add(batch.column("value"))
+
+    def finish(self) -> bytes:
+        level = self.context.compression_level
+        try:
+            table = typed_table(pa.chunked_array(self.values, pa.binary()))
+            buffer = io.BytesIO()
+            pq.write_table(
+                table.replace_schema_metadata({b"kbackup": JSON_TAG}),
+                buffer,
+                compression=self.compression,
+                compression_level=level,
+            )
+            self.fallback = None
+            return buffer.getvalue()
+        except (Untypable, pa.ArrowException) as exc:
+            self.fallback = str(exc)
+        values = fallback_values(self.values)
+        buffer = io.BytesIO()
+        pq.write_table(
+            pa.table([values], schema=pa.schema([("value", values.type)], metadata={b"kbackup": b"value"})),
+            buffer,
+            compression=self.compression,
+            compression_level=level,
+            use_dictionary=False,
+            write_statistics=False,
+        )
+        return buffer.getvalue()
+
+
 class ParquetCodec(Codec):
     spec = CodecSpec("PARQUET", "parquet", True, True, ("snappy", "zstd", "gzip", "lz4", "none"), "zstd")
 
     def writer(self, context: CodecContext) -> ObjectWriter:
+        if not context.envelope and context.value_converter == "json":
+            return _TypedParquetWriter(context, self.compression(context))
         return _ParquetWriter(context, self.compression(context))
 
     def read_columns(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[pa.RecordBatch]:
@@ -159,7 +222,7 @@ class ParquetCodec(Codec):
             tag = (parquet.schema_arrow.metadata or {}).get(b"kbackup")
         except Exception as exc:  # noqa: BLE001
             raise undecodable_record(context, 0, exc) from exc
-        if tag not in (b"envelope", b"value"):
+        if tag not in (b"envelope", b"value", JSON_TAG):
             yield from decoded_batches(self._records(parquet, context))
             return
         index = 0
@@ -167,6 +230,8 @@ class ParquetCodec(Codec):
             for batch in parquet.iter_batches(batch_size=DECODE_BATCH):
                 if tag == b"envelope":
                     yield _envelope_columns(batch, context, index)
+                elif tag == JSON_TAG:
+                    yield _value_columns(batch_values(batch), context, index)
                 else:
                     yield _value_columns(batch.column("value"), context, index)
                 index += batch.num_rows
@@ -192,6 +257,11 @@ class ParquetCodec(Codec):
                 if tag == b"envelope" and batch.column("metadata").null_count == 0:
                     for record in _envelope_records(batch):
                         yield record
+                        index += 1
+                    continue
+                if tag == JSON_TAG:
+                    for value in row_values(batch.to_pylist()):
+                        yield value_only_record(value, context, index)
                         index += 1
                     continue
                 for row in batch.to_pylist():
@@ -318,7 +388,8 @@ def _record(
             index,
         )
     if tag == b"value":
-        return value_only_record(row["value"], context, index)
+        value = row["value"]  # a string column: the values of a JSON object that fell back
+        return value_only_record(value.encode() if isinstance(value, str) else value, context, index)
     if {"value", "metadata"} <= names:
         return stream_reactor_record(row, context)
     return value_only_record(compact_json(row), context, index)
