@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,36 @@ def create_topic(admin: Any, unique_name: Callable[[str], str]) -> Iterator[Call
 
     yield make
     delete_topics(admin, created)
+
+
+@pytest.fixture
+def filled_topic(create_topic: Callable[..., str], kafka_config: dict[str, Any]) -> Callable[..., str]:
+    """filled_topic(stem, partitions, messages) -> a fresh topic holding `messages` (dicts of
+    Producer.produce keyword arguments, e.g. tests.support.kafka.numbered_messages); deleted afterwards."""
+    from tests.support.kafka import produce
+
+    def make(stem: str, partitions: int, messages: Iterable[dict[str, Any]]) -> str:
+        name = create_topic(stem, partitions=partitions)
+        produce(kafka_config, name, messages)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def target_topic(admin: Any, unique_name: Callable[[str], str]) -> Iterator[Callable[..., str]]:
+    """target_topic(stem="dst") -> a fresh name for a topic the code under test creates (a restore's
+    target); deleted after the test, whether or not it was created."""
+    from tests.support.kafka import delete_topics
+
+    named: list[str] = []
+
+    def make(stem: str = "dst") -> str:
+        named.append(unique_name(stem))
+        return named[-1]
+
+    yield make
+    delete_topics(admin, named)
 
 
 @pytest.fixture

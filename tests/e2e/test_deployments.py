@@ -20,7 +20,7 @@ import pytest
 
 from tasks.manifest_store import read_chain
 from tests.e2e.conftest import FINAL_STATES, ServedPrefect, wait_for, wait_for_final_state
-from tests.support.kafka import consume_all, delete_topics, high_watermarks, produce
+from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.restore_backups import build_backup
 from tests.support.topics import topic_digests, tricky_messages
 
@@ -266,103 +266,87 @@ def test_restore_from_the_ui_custom_run(
     served_api: ServedPrefect,
     kafka_config: dict[str, Any],
     s3: Any,
-    admin: Any,
-    create_topic: Any,
+    filled_topic: Any,
     bucket: str,
-    unique_name: Any,
+    target_topic: Any,
     tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
     from prefect.client.orchestration import get_client
 
-    source = create_topic("ui", partitions=2)
     # Tricky records, stamped now: a restored record from 2000 would soon be deleted by retention.
-    produce(
-        kafka_config,
-        source,
-        (
-            {k: v for k, v in m.items() if k != "timestamp"}
-            for m in tricky_messages(partitions=2, random_per_partition=40)
-        ),
-    )
+    tricky = tricky_messages(partitions=2, random_per_partition=40)
+    source = filled_topic("ui", 2, ({k: v for k, v in m.items() if k != "timestamp"} for m in tricky))
     build_backup(s3, kafka_config, source, 2, bucket, "ui", fmt="AVRO", per_object=25)
-    target = unique_name("restored")
+    target = target_topic("restored")
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:ui PROPERTIES('store.envelope'=true)"
     form_shot, run_shot = tmp_path / "restore-custom-run-form.png", tmp_path / "restore-custom-run.png"
 
-    try:
-        with sync_playwright() as playwright, get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name("restore/restore")
-            browser = playwright.chromium.launch(executable_path=CHROMIUM)
-            events: list[str] = []
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.on(
-                    "console", lambda m: events.append(f"{time.monotonic():.1f} console {m.type}: {m.text}")
-                )
-                page.on(
-                    "response",
-                    lambda r: events.append(f"{time.monotonic():.1f} {r.status} {r.request.method} {r.url}"),
-                )
-                page.set_default_timeout(90_000)
-                page.goto(served_api.ui_url)
-                page.get_by_role("link", name="Deployments", exact=True).click()
-                page.get_by_role("link", name="restore", exact=True).first.click()
-                page.wait_for_url(re.compile(r"/deployments/deployment/"))
-                page.get_by_role("button", name="Run", exact=True).click()
-                page.get_by_role("menuitem", name="Custom run").click()
-                kcql_field = page.get_by_label("Kcql", exact=True)
-                kcql_field.fill(kcql)
-                expect(kcql_field).to_have_value(kcql)
-                page.screenshot(path=form_shot)
-                submit = page.get_by_role("button", name="Submit", exact=True)
-                submit.click()
-                # The UI confirms with a toast whose "View run" button lives 5 s; the run the form
-                # created is found through the API instead and opened by its URL. Prefect's V2 form
-                # was seen (once in five full runs) to let a click on Submit go without creating a
-                # run: then the form is submitted once more, with a screenshot of what it showed.
-                created = wait_for(
-                    lambda: _runs_with_kcql(client, deployment.id, kcql),
-                    timeout=30,
-                    what="the flow run the Custom run form creates",
-                    details=lambda: served_api.logs() + "\n" + "\n".join(events[-80:]),
-                    fail=False,
-                )
-                if not created:
-                    page.screenshot(path=tmp_path / "after-first-submit.png")
-                    print(f"no run 30 s after Submit; screenshot {tmp_path / 'after-first-submit.png'}")
-                    submit.click()
-                    created = wait_for(
-                        lambda: _runs_with_kcql(client, deployment.id, kcql),
-                        timeout=90,
-                        what="the flow run the Custom run form creates (second Submit)",
-                        details=lambda: served_api.logs() + "\n" + "\n".join(events[-80:]),
-                    )
-                assert len(created) == 1, created
-                page.goto(f"{served_api.ui_url}/runs/flow-run/{created[0].id}")
-                run = wait_for_final_state(client, created[0].id, served_api)
-                page.reload()
-                expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
-                page.screenshot(path=run_shot)
-                print(f"screenshots: {form_shot} {run_shot}")
-            except BaseException:
-                page.screenshot(path=tmp_path / "failure.png")
-                print(f"screenshot: {tmp_path / 'failure.png'}\n" + "\n".join(events[-80:]))
-                raise
-            finally:
-                browser.close()
+    with sync_playwright() as playwright, get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("restore/restore")
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        events: list[str] = []
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("console", lambda m: events.append(f"{time.monotonic():.1f} console {m.type}: {m.text}"))
+            page.on(
+                "response",
+                lambda r: events.append(f"{time.monotonic():.1f} {r.status} {r.request.method} {r.url}"),
+            )
+            page.set_default_timeout(90_000)
+            page.goto(served_api.ui_url)
+            page.get_by_role("link", name="Deployments", exact=True).click()
+            page.get_by_role("link", name="restore", exact=True).first.click()
+            page.wait_for_url(re.compile(r"/deployments/deployment/"))
+            page.get_by_role("button", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Custom run").click()
+            kcql_field = page.get_by_label("Kcql", exact=True)
+            kcql_field.fill(kcql)
+            expect(kcql_field).to_have_value(kcql)
+            page.screenshot(path=form_shot)
+            submit = page.get_by_role("button", name="Submit", exact=True)
 
-        assert run.state.is_completed(), f"{run.state!r}\n{served_api.logs()}"
-        assert run.deployment_id == deployment.id
-        assert run.parameters["params"]["kcql"] == kcql
-        source_messages = consume_all(kafka_config, source, 2)
-        restored = wait_for(
-            lambda: consume_all(kafka_config, target, 2), timeout=60, what=f"records in {target}"
-        )
-        assert len(restored) == len(source_messages) == 13 + 2 * 40
-        assert topic_digests(restored) == topic_digests(source_messages)
-    finally:
-        delete_topics(admin, [target])
+            def created_run(timeout: float, after: str, fail: bool = True) -> list[Any]:
+                return wait_for(
+                    lambda: _runs_with_kcql(client, deployment.id, kcql),
+                    timeout=timeout,
+                    what=f"the flow run the Custom run form creates{after}",
+                    details=lambda: served_api.logs() + "\n" + "\n".join(events[-80:]),
+                    fail=fail,
+                )
+
+            submit.click()
+            # The UI confirms with a toast whose "View run" button lives 5 s; the run the form
+            # created is found through the API instead and opened by its URL. Prefect's V2 form
+            # was seen (once in five full runs) to let a click on Submit go without creating a
+            # run: then the form is submitted once more, with a screenshot of what it showed.
+            created = created_run(30, "", fail=False)
+            if not created:
+                page.screenshot(path=tmp_path / "after-first-submit.png")
+                print(f"no run 30 s after Submit; screenshot {tmp_path / 'after-first-submit.png'}")
+                submit.click()
+                created = created_run(90, " (second Submit)")
+            assert len(created) == 1, created
+            page.goto(f"{served_api.ui_url}/runs/flow-run/{created[0].id}")
+            run = wait_for_final_state(client, created[0].id, served_api)
+            page.reload()
+            expect(page.get_by_text("Completed", exact=True).first).to_be_visible()
+            page.screenshot(path=run_shot)
+            print(f"screenshots: {form_shot} {run_shot}")
+        except BaseException:
+            page.screenshot(path=tmp_path / "failure.png")
+            print(f"screenshot: {tmp_path / 'failure.png'}\n" + "\n".join(events[-80:]))
+            raise
+        finally:
+            browser.close()
+
+    assert run.state.is_completed(), f"{run.state!r}\n{served_api.logs()}"
+    assert run.deployment_id == deployment.id
+    assert run.parameters["params"]["kcql"] == kcql
+    source_messages = consume_all(kafka_config, source, 2)
+    restored = wait_for(lambda: consume_all(kafka_config, target, 2), timeout=60, what=f"records in {target}")
+    assert len(restored) == len(source_messages) == 13 + 2 * 40
+    assert topic_digests(restored) == topic_digests(source_messages)
 
 
 def _flow_run_pids(flow_run_id: UUID) -> list[int]:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import assert_clean_success, run_kbackup
-from tests.support.kafka import consume_all, delete_topics, produce
+from tests.support.kafka import consume_all
 from tests.support.topics import topic_digests, tricky_messages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,34 +46,29 @@ def wheel_kbackup(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_installed_wheel_backs_up_verifies_and_restores(
     wheel_kbackup: Path,
     kafka_config: dict[str, Any],
-    admin: Any,
-    create_topic: Any,
+    filled_topic: Any,
     bucket: str,
-    unique_name: Any,
+    target_topic: Any,
     tmp_path: Path,
 ) -> None:
-    source = create_topic("wheel", partitions=3)
-    produce(kafka_config, source, tricky_messages(partitions=3, random_per_partition=30))
-    target = unique_name("restored")
+    source = filled_topic("wheel", 3, tricky_messages(partitions=3, random_per_partition=30))
+    target = target_topic("restored")
 
     def kbackup(*args: str) -> subprocess.CompletedProcess[str]:
         # No PREFECT_API_URL: each run starts Prefect's temporary server, as on a user's laptop.
         return run_kbackup(*args, cwd=tmp_path, script=wheel_kbackup)
 
-    try:
-        backup = kbackup(
-            "backup",
-            "--kcql",
-            f"INSERT INTO {bucket}:wheel SELECT * FROM `{source}` STOREAS AVRO PROPERTIES('store.envelope'=true)",
-        )
-        assert_clean_success(backup)
-        assert f"{13 + 3 * 30} records" in backup.stdout
-        assert_clean_success(kbackup("verify", f"s3://{bucket}/wheel", "--deep"))
-        restore = kbackup("restore", "--kcql", f"INSERT INTO `{target}` SELECT * FROM {bucket}:wheel")
-        assert_clean_success(restore)
-        restored = consume_all(kafka_config, target, 3)
-        source_messages = consume_all(kafka_config, source, 3)
-        assert len(restored) == len(source_messages) == 13 + 3 * 30
-        assert topic_digests(restored) == topic_digests(source_messages)
-    finally:
-        delete_topics(admin, [target])
+    backup = kbackup(
+        "backup",
+        "--kcql",
+        f"INSERT INTO {bucket}:wheel SELECT * FROM `{source}` STOREAS AVRO PROPERTIES('store.envelope'=true)",
+    )
+    assert_clean_success(backup)
+    assert f"{13 + 3 * 30} records" in backup.stdout
+    assert_clean_success(kbackup("verify", f"s3://{bucket}/wheel", "--deep"))
+    restore = kbackup("restore", "--kcql", f"INSERT INTO `{target}` SELECT * FROM {bucket}:wheel")
+    assert_clean_success(restore)
+    restored = consume_all(kafka_config, target, 3)
+    source_messages = consume_all(kafka_config, source, 3)
+    assert len(restored) == len(source_messages) == 13 + 3 * 30
+    assert topic_digests(restored) == topic_digests(source_messages)

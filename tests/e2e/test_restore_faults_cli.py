@@ -4,30 +4,28 @@ half-way printing what is committed per target partition and the command that re
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from typing import Any
 
 from core.connections import S3Settings
 from tasks.kafka_calls import TXN_TIMEOUT_S, WATCHDOG_GRACE_S
 from tasks.restore_produce import RECOVERY_S
 from tasks.s3 import s3_client
 from tests.support.cli import kbackup_command, run_kbackup, user_environment
-from tests.support.kafka import consume_all, create_topic, high_watermarks, produce
+from tests.support.kafka import (
+    by_partition,
+    consume_all,
+    create_topic,
+    numbered_messages,
+    produce,
+    wait_for_records,
+)
 from tests.support.restore_backups import build_backup
 
 RECORDS = 100_000
 # A wedged call is given up after TXN_TIMEOUT_S + WATCHDOG_GRACE_S; a unit that cannot go on fails
 # after RECOVERY_S without progress. Past that plus a margin, the restore hangs.
 BOUND_S = TXN_TIMEOUT_S + WATCHDOG_GRACE_S + RECOVERY_S + 60
-
-
-def _by_partition(messages: list[Any]) -> dict[int, list[tuple[bytes, bytes]]]:
-    result: dict[int, list[tuple[bytes, bytes]]] = {}
-    for m in messages:
-        result.setdefault(m.partition(), []).append((m.key(), m.value()))
-    return result
 
 
 def test_broker_restarted_mid_restore_carries_on_or_fails_clearly_and_a_rerun_is_exactly_once(
@@ -48,11 +46,7 @@ def test_broker_restarted_mid_restore_carries_on_or_fails_clearly_and_a_rerun_is
     )
     source, target, bucket = unique_name("src"), unique_name("dst"), unique_name("bkt")
     create_topic(admin, source, 2, {})
-    produce(
-        kafka_config,
-        source,
-        ({"partition": i % 2, "key": f"k{i:06d}".encode(), "value": os.urandom(100)} for i in range(RECORDS)),
-    )
+    produce(kafka_config, source, numbered_messages(RECORDS, 2, key="k{i:06d}", value=100))
     s3.create_bucket(Bucket=bucket)
     build_backup(s3, kafka_config, source, 2, bucket, "b", per_object=2_000)
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:b LIMIT 500"
@@ -66,16 +60,9 @@ def test_broker_restarted_mid_restore_carries_on_or_fails_clearly_and_a_rerun_is
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + 120
-            restored = 0
-            while time.monotonic() < deadline and process.poll() is None:
-                time.sleep(0.1)
-                try:
-                    restored = sum(high for _, high in high_watermarks(kafka_config, target, 2))
-                except Exception:  # noqa: BLE001 - the topic may not exist yet
-                    continue
-                if restored > 10_000:
-                    break
+            restored = wait_for_records(
+                kafka_config, target, 2, more_than=10_000, timeout=120, running=lambda: process.poll() is None
+            )
             assert process.poll() is None, (
                 f"the restore ended before the broker was killed:\n{log.read_text()}"
             )
@@ -96,7 +83,7 @@ def test_broker_restarted_mid_restore_carries_on_or_fails_clearly_and_a_rerun_is
         assert target in output_text and "resume" in output_text, output_text
     rerun = run_kbackup("restore", "--kcql", kcql, cwd=tmp_path, env=env, timeout=BOUND_S)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
+    assert by_partition(consume_all(kafka_config, target, 2)) == by_partition(
         consume_all(kafka_config, source, 2)
     )
 
@@ -107,14 +94,9 @@ def _same_size_other_bytes(data: bytes) -> bytes:
 
 
 def test_failed_restore_prints_what_is_committed_and_the_command_that_resumes(
-    kafka_config, s3, admin, create_topic, bucket, unique_name, stack_env, tmp_path
+    kafka_config, s3, admin, filled_topic, bucket, unique_name, stack_env, tmp_path
 ):
-    source = create_topic("src", partitions=2)
-    produce(
-        kafka_config,
-        source,
-        ({"partition": i % 2, "key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(80)),
-    )
+    source = filled_topic("src", 2, numbered_messages(80, 2))
     manifest = build_backup(s3, kafka_config, source, 2, bucket, "c", per_object=10)
     bad = manifest.partitions[1].objects[2].key
     data = s3.get_object(Bucket=bucket, Key=bad)["Body"].read()
@@ -136,7 +118,7 @@ def test_failed_restore_prints_what_is_committed_and_the_command_that_resumes(
         s3.put_object(Bucket=bucket, Key=bad, Body=data)
         rerun = run_kbackup("restore", "--kcql", kcql, cwd=tmp_path, env=stack_env)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
+        assert by_partition(consume_all(kafka_config, target, 2)) == by_partition(
             consume_all(kafka_config, source, 2)
         )
     finally:

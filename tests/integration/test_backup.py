@@ -10,7 +10,7 @@ import pytest
 from flows.backup import backup_flow
 from layout.manifest import Manifest
 from tasks.manifest_store import read_chain
-from tests.support.kafka import consume_all, produce
+from tests.support.kafka import consume_all, numbered_messages, produce
 from tests.support.topics import NOW_MS, topic_digests, tricky_messages
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -46,15 +46,8 @@ def test_envelope_backup_keeps_every_record(
         ]
 
 
-def test_seed_payments_statement_default_layout(
-    kafka_config: dict, create_topic: Any, bucket: str, s3: Any
-) -> None:
-    topic = create_topic("payments", partitions=3)
-    produce(
-        kafka_config,
-        topic,
-        ({"key": f"p{i}".encode(), "value": b"{}", "partition": i % 3} for i in range(300)),
-    )
+def test_seed_payments_statement_default_layout(filled_topic: Any, bucket: str, s3: Any) -> None:
+    topic = filled_topic("payments", 3, numbered_messages(300, 3, key="p{i}", value=b"{}"))
     kcql = f"INSERT INTO {bucket}\nSELECT * FROM `{topic}`\nSTOREAS AVRO\nPROPERTIES (\n ‘store.envelope’=true\n);"
     [result] = backup_flow(kcql=kcql)
     assert _keys(s3, bucket, topic) == [f"{topic}/{p}/000000000099.avro" for p in range(3)]

@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -29,7 +29,8 @@ from tasks.locks import (
     renew_lease,
 )
 from tasks.manifest_store import list_backup_ids
-from tests.support.kafka import produce
+from tests.support.kafka import numbered_messages
+from tests.support.locks import lease_record
 
 LOG = logging.getLogger("tests.locks")
 
@@ -152,14 +153,9 @@ def test_a_stop_request_ends_the_wait_at_once(s3: Any, bucket: str) -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_backup_whose_lock_was_taken_over_writes_no_manifest(
-    kafka_config: dict, create_topic: Any, bucket: str, s3: Any
+    filled_topic: Any, bucket: str, s3: Any
 ) -> None:
-    topic = create_topic("fenced", partitions=2)
-    produce(
-        kafka_config,
-        topic,
-        ({"partition": i % 2, "key": f"k{i}".encode(), "value": os.urandom(200)} for i in range(20_000)),
-    )
+    topic = filled_topic("fenced", 2, numbered_messages(20_000, 2, value=200))
     intruder: dict[str, LeaseRecord] = {}
 
     def take_over() -> None:
@@ -168,18 +164,14 @@ def test_a_backup_whose_lock_was_taken_over_writes_no_manifest(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not _lease_objects(s3, bucket):
             time.sleep(0.02)
-        now = datetime.now(UTC)
-        record = LeaseRecord(
-            kind="backup",
+        record = lease_record(
             bucket=bucket,
             prefix="p",
             epoch=2,
+            at=datetime.now(UTC),
+            lease_seconds=600,
             host="elsewhere",
             pid=1,
-            lease_seconds=600,
-            acquired_at=now,
-            renewed_at=now,
-            expires_at=now + timedelta(seconds=600),
         )
         key = lease_key("p", "backup", 2)
         s3.put_object(Bucket=bucket, Key=key, Body=record.model_dump_json().encode(), IfNoneMatch="*")

@@ -17,7 +17,7 @@ from tasks.restore_errors import (
     PreflightError,
     TargetPartitionsError,
 )
-from tests.support.kafka import consume_all, high_watermarks, produce
+from tests.support.kafka import consume_all, high_watermarks, numbered_messages, produce
 from tests.support.restore_backups import build_backup, group_at
 from tests.support.topics import NOW_MS, OLD_MS, topic_digests, tricky_messages
 
@@ -32,10 +32,9 @@ def _restore(kcql: str, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize("fmt", ["AVRO", "PARQUET", "JSON"])
 def test_tricky_topic_restores_byte_identically(
-    fmt, kafka_config, s3, admin, create_topic, bucket, unique_name
+    fmt, kafka_config, s3, admin, filled_topic, bucket, unique_name
 ):
-    source = create_topic("src", partitions=4)
-    produce(kafka_config, source, tricky_messages(partitions=4, random_per_partition=25))
+    source = filled_topic("src", 4, tricky_messages(partitions=4, random_per_partition=25))
     manifest = build_backup(s3, kafka_config, source, 4, bucket, "bk", fmt=fmt, per_object=10)
     target = unique_name("dst")
     try:
@@ -151,12 +150,11 @@ def test_hive_filter_restores_only_emea(kafka_config, s3, admin, create_topic, b
 
 @pytest.mark.parametrize("metadata", ["m", ""], ids=["with-metadata", "no-metadata"])
 def test_consumer_group_resumes_at_the_restored_record(
-    metadata, kafka_config, s3, admin, create_topic, bucket, unique_name
+    metadata, kafka_config, s3, admin, filled_topic, bucket, unique_name
 ):
     from confluent_kafka import Consumer, TopicPartition
 
-    source = create_topic("grp", partitions=1)
-    produce(kafka_config, source, ({"key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(50)))
+    source = filled_topic("grp", 1, numbered_messages(50))
     group = unique_name("app")
     build_backup(
         s3,
@@ -203,9 +201,8 @@ def test_consumer_group_resumes_at_the_restored_record(
         admin.delete_topics([target])
 
 
-def test_missing_manifest_is_refused(kafka_config, s3, create_topic, bucket, unique_name):
-    source = create_topic("nomani", partitions=1)
-    produce(kafka_config, source, ({"key": b"k", "value": f"v{i}".encode()} for i in range(10)))
+def test_missing_manifest_is_refused(kafka_config, s3, filled_topic, bucket, unique_name):
+    source = filled_topic("nomani", 1, numbered_messages(10, key=b"k"))
     build_backup(s3, kafka_config, source, 1, bucket, "half", per_object=4, write_manifest=False)
     with pytest.raises(BackupIncompleteError) as caught:
         _restore(f"INSERT INTO `{unique_name('dst')}` SELECT * FROM {bucket}:half")
@@ -213,9 +210,8 @@ def test_missing_manifest_is_refused(kafka_config, s3, create_topic, bucket, uni
     assert "no manifest" in str(caught.value)
 
 
-def test_object_missing_from_the_bucket(kafka_config, s3, create_topic, bucket, unique_name):
-    source = create_topic("gone", partitions=1)
-    produce(kafka_config, source, ({"key": b"k", "value": f"v{i}".encode()} for i in range(10)))
+def test_object_missing_from_the_bucket(kafka_config, s3, filled_topic, bucket, unique_name):
+    source = filled_topic("gone", 1, numbered_messages(10, key=b"k"))
     manifest = build_backup(s3, kafka_config, source, 1, bucket, "gone", per_object=4)
     key = manifest.partitions[0].objects[1].key
     s3.delete_object(Bucket=bucket, Key=key)
@@ -227,14 +223,9 @@ def test_object_missing_from_the_bucket(kafka_config, s3, create_topic, bucket, 
 
 
 def test_truncated_object_fails_its_partition_only(
-    kafka_config, s3, admin, create_topic, bucket, unique_name
+    kafka_config, s3, admin, filled_topic, bucket, unique_name
 ):
-    source = create_topic("trunc", partitions=2)
-    produce(
-        kafka_config,
-        source,
-        ({"partition": i % 2, "key": b"k", "value": f"v{i}".encode()} for i in range(40)),
-    )
+    source = filled_topic("trunc", 2, numbered_messages(40, 2, key=b"k"))
     manifest = build_backup(s3, kafka_config, source, 2, bucket, "tr", per_object=5)
     bad = manifest.partitions[1].objects[2].key
     data = s3.get_object(Bucket=bucket, Key=bad)["Body"].read()
@@ -254,9 +245,10 @@ def test_truncated_object_fails_its_partition_only(
         admin.delete_topics([target])
 
 
-def test_target_with_too_few_partitions_is_refused_before_producing(kafka_config, s3, create_topic, bucket):
-    source = create_topic("wide", partitions=3)
-    produce(kafka_config, source, ({"partition": i % 3, "key": b"k", "value": b"v"} for i in range(9)))
+def test_target_with_too_few_partitions_is_refused_before_producing(
+    kafka_config, s3, create_topic, filled_topic, bucket
+):
+    source = filled_topic("wide", 3, numbered_messages(9, 3, key=b"k", value=b"v"))
     build_backup(s3, kafka_config, source, 3, bucket, "w", per_object=5)
     target = create_topic("narrow", partitions=2)
     with pytest.raises(TargetPartitionsError) as caught:
@@ -265,15 +257,10 @@ def test_target_with_too_few_partitions_is_refused_before_producing(kafka_config
     assert high_watermarks(kafka_config, target, 2) == [(0, 0), (0, 0)]
 
 
-def test_murmur2_into_another_partition_count(kafka_config, s3, admin, create_topic, bucket):
+def test_murmur2_into_another_partition_count(kafka_config, s3, admin, create_topic, filled_topic, bucket):
     from tasks.restore_routing import murmur2_partition
 
-    source = create_topic("m2", partitions=3)
-    produce(
-        kafka_config,
-        source,
-        ({"partition": i % 3, "key": f"key{i}".encode(), "value": b"v"} for i in range(30)),
-    )
+    source = filled_topic("m2", 3, numbered_messages(30, 3, key="key{i}", value=b"v"))
     build_backup(s3, kafka_config, source, 3, bucket, "m", per_object=5)
     target = create_topic("m2dst", partitions=5)
     report = _restore(
@@ -367,11 +354,7 @@ def test_log_append_time_source_keeps_its_timestamps(
     from flows.backup import backup_flow
 
     source = create_topic("appendtime", partitions=2, config={"message.timestamp.type": "LogAppendTime"})
-    produce(
-        kafka_config,
-        source,
-        ({"key": f"k{i}".encode(), "value": b"v", "partition": i % 2} for i in range(40)),
-    )
+    produce(kafka_config, source, numbered_messages(40, 2, value=b"v"))
     source_records = consume_all(kafka_config, source, 2)
     assert {m.timestamp()[0] for m in source_records} == {2}  # LogAppendTime, stamped by the broker
     backup_flow(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -63,126 +64,125 @@ def use_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     return apply
 
 
+@dataclass(frozen=True)
+class Secured:
+    """A topic of tricky records on the secured stack (`expected`: its records digest per
+    partition), and backups and restores of it as the users this test connects as."""
+
+    stack: SecureStack
+    topic: str
+    expected: dict[int, str]
+    use_env: Callable[..., None]
+    name: Callable[[str], str]
+
+    def connect(self, user: str, password: str, s3_identity: str, ca_file: str | None = None) -> None:
+        self.use_env(self.stack.kafka_env(user, password, ca_file=ca_file), self.stack.s3_env(s3_identity))
+
+    def backup_user(self, s3_identity: str = "backup") -> tuple[str, str]:
+        """A new user holding the backup ACLs on the topic, connected with that S3 identity."""
+        user, password = self.stack.create_user(BACKUP_ACLS, topic=self.topic)
+        self.connect(user, password, s3_identity)
+        return user, password
+
+    def backup(self, prefix: str | None = None, bucket: str | None = None) -> list[Any]:
+        kcql = (
+            f"INSERT INTO {bucket or self.stack.bucket}:{prefix or self.name('bk')} SELECT * FROM "
+            f"`{self.topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+        )
+        return backup_flow(kcql=kcql)
+
+    def backed_up(self, prefix: str) -> None:
+        """A backup under `prefix`, made as a least-privilege user."""
+        self.backup_user()
+        self.backup(prefix)
+
+    def restore(self, target: str, prefix: str) -> Any:
+        kcql = f"INSERT INTO `{target}` SELECT * FROM {self.stack.bucket}:{prefix}"
+        return restore_flow(RestoreParameters(kcql=kcql))
+
+
 @pytest.fixture
-def source(secure: SecureStack, unique_name: Callable[[str], str]) -> Iterator[tuple[str, dict[int, str]]]:
-    """A topic with tricky records on the secured stack: (name, records digest per partition)."""
+def secured(
+    secure: SecureStack, use_env: Callable[..., None], unique_name: Callable[[str], str]
+) -> Iterator[Secured]:
     admin = secure.admin()
     topic = unique_name("sec")
     create_topic(admin, topic, PARTITIONS, {})
     produce(secure.plaintext, topic, tricky_messages(partitions=PARTITIONS, random_per_partition=20))
-    yield topic, topic_digests(consume_all(secure.plaintext, topic, PARTITIONS))
+    expected = topic_digests(consume_all(secure.plaintext, topic, PARTITIONS))
+    yield Secured(secure, topic, expected, use_env, unique_name)
     delete_topics(admin, [topic])
 
 
-def _backup_kcql(bucket: str, prefix: str, topic: str) -> str:
-    return f"INSERT INTO {bucket}:{prefix} SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+def test_backup_and_restore_with_least_privilege_users(secured: Secured) -> None:
+    prefix, target = secured.name("bk"), secured.name("dst")
 
+    secured.backup_user()
+    [result] = secured.backup(prefix)
+    assert {p.partition: p.records_digest for p in result.manifest.partitions} == secured.expected
 
-def _backed_up(secure: SecureStack, use_env: Callable[..., None], topic: str, prefix: str) -> None:
-    """A backup of `topic` under `prefix`, made as a least-privilege user."""
-    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
-    use_env(secure.kafka_env(user, password), secure.s3_env("backup"))
-    backup_flow(kcql=_backup_kcql(secure.bucket, prefix, topic))
-
-
-def test_backup_and_restore_with_least_privilege_users(
-    secure: SecureStack,
-    use_env: Callable[..., None],
-    source: tuple[str, dict[int, str]],
-    unique_name: Callable[[str], str],
-) -> None:
-    topic, expected = source
-    prefix, target = unique_name("bk"), unique_name("dst")
-
-    backup_user, backup_password = secure.create_user(BACKUP_ACLS, topic=topic)
-    use_env(secure.kafka_env(backup_user, backup_password), secure.s3_env("backup"))
-    [result] = backup_flow(kcql=_backup_kcql(secure.bucket, prefix, topic))
-    assert {p.partition: p.records_digest for p in result.manifest.partitions} == expected
-
-    restore_user, restore_password = secure.create_user(RESTORE_ACLS, target=target)
-    use_env(secure.kafka_env(restore_user, restore_password), secure.s3_env("restore"))
+    restore_user, restore_password = secured.stack.create_user(RESTORE_ACLS, target=target)
+    secured.connect(restore_user, restore_password, "restore")
     try:
-        report = restore_flow(
-            RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {secure.bucket}:{prefix}")
-        )
+        report = secured.restore(target, prefix)
         assert report.ok and report.records == result.manifest.record_count
-        assert topic_digests(consume_all(secure.plaintext, target, PARTITIONS)) == expected
+        assert topic_digests(consume_all(secured.stack.plaintext, target, PARTITIONS)) == secured.expected
     finally:
-        delete_topics(secure.admin(), [target])
+        delete_topics(secured.stack.admin(), [target])
 
 
-def test_wrong_password_fails_within_seconds_naming_authentication(
-    secure: SecureStack,
-    use_env: Callable[..., None],
-    source: tuple[str, dict[int, str]],
-    unique_name: Callable[[str], str],
-) -> None:
-    topic, _ = source
-    user, _password = secure.create_user(BACKUP_ACLS, topic=topic)
-    use_env(secure.kafka_env(user, "not-the-password"), secure.s3_env("backup"))
+def test_wrong_password_fails_within_seconds_naming_authentication(secured: Secured) -> None:
+    user, _password = secured.stack.create_user(BACKUP_ACLS, topic=secured.topic)
+    secured.connect(user, "not-the-password", "backup")
     started = time.monotonic()
     with pytest.raises(KafkaAuthenticationError) as caught:
-        backup_flow(kcql=_backup_kcql(secure.bucket, unique_name("bk"), topic))
+        secured.backup()
     assert time.monotonic() - started < AT_ONCE_S
     error = caught.value
-    assert error.username == user and error.broker == secure.env["KBACKUP_STACK_SASL_BOOTSTRAP"]
+    assert error.username == user and error.broker == secured.stack.env["KBACKUP_STACK_SASL_BOOTSTRAP"]
     assert str(error).startswith(f"SASL authentication failed for user {user!r} at {error.broker}: ")
     assert "invalid credentials" in error.reason and not is_retryable(error)
 
 
-def test_user_without_acls_fails_at_once_naming_authorization(
-    secure: SecureStack,
-    use_env: Callable[..., None],
-    source: tuple[str, dict[int, str]],
-    unique_name: Callable[[str], str],
-) -> None:
-    topic, _ = source
-    prefix, target = unique_name("bk"), unique_name("dst")
-    nobody, password = secure.create_user()
+def test_user_without_acls_fails_at_once_naming_authorization(secured: Secured) -> None:
+    prefix, target = secured.name("bk"), secured.name("dst")
+    nobody, password = secured.stack.create_user()
 
-    use_env(secure.kafka_env(nobody, password), secure.s3_env("backup"))
+    secured.connect(nobody, password, "backup")
     started = time.monotonic()
     with pytest.raises(KafkaAuthorizationError) as backup_denied:
-        backup_flow(kcql=_backup_kcql(secure.bucket, prefix, topic))
+        secured.backup(prefix)
     assert time.monotonic() - started < AT_ONCE_S
-    assert backup_denied.value.operation == f"describe topic {topic!r}"
+    assert backup_denied.value.operation == f"describe topic {secured.topic!r}"
     assert backup_denied.value.code == "TOPIC_AUTHORIZATION_FAILED"
     assert f"user {nobody!r} is not authorized" in str(backup_denied.value)
 
-    _backed_up(secure, use_env, topic, prefix)
-    use_env(secure.kafka_env(nobody, password), secure.s3_env("restore"))
+    secured.backed_up(prefix)
+    secured.connect(nobody, password, "restore")
     started = time.monotonic()
     with pytest.raises(KafkaAuthorizationError) as restore_denied:
-        restore_flow(RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {secure.bucket}:{prefix}"))
+        secured.restore(target, prefix)
     assert time.monotonic() - started < AT_ONCE_S
     assert restore_denied.value.operation == f"create topic {target}"
     assert not is_retryable(restore_denied.value)
 
 
-def test_restore_user_without_its_group_acl_fails_at_once_naming_authorization(
-    secure: SecureStack,
-    use_env: Callable[..., None],
-    source: tuple[str, dict[int, str]],
-    unique_name: Callable[[str], str],
-) -> None:
+def test_restore_user_without_its_group_acl_fails_at_once_naming_authorization(secured: Secured) -> None:
     """Every restore ACL but Read on the restore's bookkeeping groups: the restore reads its
     progress through the admin API, which reports the missing ACL at once (a consumer's
     committed() only waited out its timeout, and the failure looked like an outage)."""
-    topic, _ = source
-    prefix, target = unique_name("bk"), unique_name("dst")
-    _backed_up(secure, use_env, topic, prefix)
+    prefix, target = secured.name("bk"), secured.name("dst")
+    secured.backed_up(prefix)
     without_group = tuple(
         acl for acl in RESTORE_ACLS if acl[1] != "kbackup-restore-" or acl[0].name != "GROUP"
     )
     assert len(without_group) == len(RESTORE_ACLS) - 1
-    user, password = secure.create_user(without_group, target=target)
-    use_env(secure.kafka_env(user, password), secure.s3_env("restore"))
+    user, password = secured.stack.create_user(without_group, target=target)
+    secured.connect(user, password, "restore")
     started = time.monotonic()
     try:
         with pytest.raises(RestoreFailed) as failed:
-            restore_flow(
-                RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {secure.bucket}:{prefix}")
-            )
+            secured.restore(target, prefix)
         assert time.monotonic() - started < AT_ONCE_S
         denied = failed.value.cause
         assert isinstance(denied, KafkaAuthorizationError)
@@ -191,27 +191,21 @@ def test_restore_user_without_its_group_acl_fails_at_once_naming_authorization(
         assert f"user {user!r} is not authorized" in str(failed.value)
         assert not is_retryable(denied)
     finally:
-        delete_topics(secure.admin(), [target])
+        delete_topics(secured.stack.admin(), [target])
 
 
 def test_untrusted_broker_certificate_fails_naming_tls(
-    secure: SecureStack,
-    use_env: Callable[..., None],
-    source: tuple[str, dict[int, str]],
-    unique_name: Callable[[str], str],
-    caplog: pytest.LogCaptureFixture,
-    capfd: pytest.CaptureFixture[str],
+    secured: Secured, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     import certifi  # public CAs: none of them signed the stack's broker certificate
 
-    topic, _ = source
-    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
-    use_env(secure.kafka_env(user, password, ca_file=certifi.where()), secure.s3_env("backup"))
+    user, password = secured.stack.create_user(BACKUP_ACLS, topic=secured.topic)
+    secured.connect(user, password, "backup", ca_file=certifi.where())
     started = time.monotonic()
     with caplog.at_level("WARNING", logger="kbackup.librdkafka"), pytest.raises(KafkaTlsError) as caught:
-        backup_flow(kcql=_backup_kcql(secure.bucket, unique_name("bk"), topic))
+        secured.backup()
     assert time.monotonic() - started < AT_ONCE_S
-    assert caught.value.broker == secure.env["KBACKUP_STACK_SASL_BOOTSTRAP"]
+    assert caught.value.broker == secured.stack.env["KBACKUP_STACK_SASL_BOOTSTRAP"]
     assert "certificate verify failed" in str(caught.value) and not is_retryable(caught.value)
     # librdkafka's own lines went through Python logging, not straight to stderr ("%3|<time>|FAIL|…").
     assert any(
@@ -235,36 +229,22 @@ def test_unreachable_broker_is_still_retried_and_says_unreachable(
     assert "Connection refused" in str(caught.value)
 
 
-def test_read_only_s3_identity_restores_but_cannot_back_up(
-    secure: SecureStack,
-    use_env: Callable[..., None],
-    source: tuple[str, dict[int, str]],
-    unique_name: Callable[[str], str],
-) -> None:
-    topic, _ = source
-    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
-    use_env(secure.kafka_env(user, password), secure.s3_env("restore"))
+def test_read_only_s3_identity_restores_but_cannot_back_up(secured: Secured) -> None:
+    secured.backup_user("restore")
     started = time.monotonic()
     with pytest.raises(StorageAccessError) as caught:
-        backup_flow(kcql=_backup_kcql(secure.bucket, unique_name("bk"), topic))
+        secured.backup()
     assert time.monotonic() - started < AT_ONCE_S  # not retried
     error = caught.value
-    assert (error.bucket, error.operation) == (secure.bucket, "PutObject")
+    assert (error.bucket, error.operation) == (secured.stack.bucket, "PutObject")
     assert "AccessDenied" in error.reason and not is_retryable(error)
-    assert f"s3://{secure.bucket}/" in str(error)
+    assert f"s3://{secured.stack.bucket}/" in str(error)
 
 
-def test_backup_s3_identity_is_limited_to_its_bucket(
-    secure: SecureStack,
-    use_env: Callable[..., None],
-    source: tuple[str, dict[int, str]],
-    unique_name: Callable[[str], str],
-) -> None:
-    topic, _ = source
-    other = unique_name("other")
-    secure.s3().create_bucket(Bucket=other)
-    user, password = secure.create_user(BACKUP_ACLS, topic=topic)
-    use_env(secure.kafka_env(user, password), secure.s3_env("backup"))
+def test_backup_s3_identity_is_limited_to_its_bucket(secured: Secured) -> None:
+    other = secured.name("other")
+    secured.stack.s3().create_bucket(Bucket=other)
+    secured.backup_user()
     with pytest.raises(StorageAccessError) as caught:
-        backup_flow(kcql=_backup_kcql(other, "bk", topic))
+        secured.backup("bk", bucket=other)
     assert caught.value.bucket == other and "AccessDenied" in caught.value.reason

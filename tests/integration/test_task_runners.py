@@ -11,7 +11,7 @@ import pytest
 
 from flows.backup import backup_flow
 from flows.restore import RestoreParameters, restore_flow
-from tests.support.kafka import consume_all, produce
+from tests.support.kafka import consume_all
 from tests.support.topics import topic_digests, tricky_messages
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -25,16 +25,19 @@ def dask_scheduler() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-def _backup_and_restore(
-    task_runner: str,
+@pytest.mark.parametrize(
+    "runner", ["dask", "processes"], ids=["on-an-existing-dask-cluster", "on-a-process-pool"]
+)
+def test_backup_and_restore(
+    runner: str,
+    request: pytest.FixtureRequest,
     kafka_config: dict[str, Any],
-    create_topic: Any,
+    filled_topic: Any,
     bucket: str,
-    unique_name: Any,
-    admin: Any,
+    target_topic: Any,
 ) -> None:
-    source = create_topic("src", partitions=4)
-    produce(kafka_config, source, tricky_messages(partitions=4, random_per_partition=50))
+    task_runner = f"dask={request.getfixturevalue('dask_scheduler')}" if runner == "dask" else runner
+    source = filled_topic("src", 4, tricky_messages(partitions=4, random_per_partition=50))
     expected = topic_digests(consume_all(kafka_config, source, 4))
 
     [backup] = backup_flow(
@@ -45,37 +48,17 @@ def _backup_and_restore(
     )
     assert {p.partition: p.records_digest for p in backup.manifest.partitions} == expected
 
-    target = unique_name("dst")
-    try:
-        report = restore_flow(
-            RestoreParameters(
-                kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:bk",
-                concurrency=2,
-                task_runner=task_runner,
-            )
+    target = target_topic()
+    report = restore_flow(
+        RestoreParameters(
+            kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:bk",
+            concurrency=2,
+            task_runner=task_runner,
         )
-        assert report.ok and report.records == backup.manifest.record_count
-        assert all(c.digest_compared for c in report.checks)
-        assert topic_digests(consume_all(kafka_config, target, 4)) == expected
-    finally:
-        admin.delete_topics([target])
-
-
-def test_backup_and_restore_on_an_existing_dask_cluster(
-    dask_scheduler: str,
-    kafka_config: dict[str, Any],
-    create_topic: Any,
-    bucket: str,
-    unique_name: Any,
-    admin: Any,
-) -> None:
-    _backup_and_restore(f"dask={dask_scheduler}", kafka_config, create_topic, bucket, unique_name, admin)
-
-
-def test_backup_and_restore_on_a_process_pool(
-    kafka_config: dict[str, Any], create_topic: Any, bucket: str, unique_name: Any, admin: Any
-) -> None:
-    _backup_and_restore("processes", kafka_config, create_topic, bucket, unique_name, admin)
+    )
+    assert report.ok and report.records == backup.manifest.record_count
+    assert all(c.digest_compared for c in report.checks)
+    assert topic_digests(consume_all(kafka_config, target, 4)) == expected
 
 
 def test_an_unknown_task_runner_is_refused_with_the_valid_names() -> None:

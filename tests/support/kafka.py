@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -48,6 +50,31 @@ def produce(config: dict[str, Any], topic: str, messages: Iterable[dict[str, Any
     return count
 
 
+def numbered_messages(
+    count: int, partitions: int | None = None, key: str | bytes = "k{i}", value: str | bytes | int = "v{i}"
+) -> Iterator[dict[str, Any]]:
+    """`count` messages, the i-th keyed `key.format(i=i)` and valued `value.format(i=i)` (bytes as
+    they are; a number: that many random bytes), round-robin over `partitions` when given (else the
+    producer's partitioner chooses)."""
+
+    def render(spec: str | bytes | int, i: int) -> bytes:
+        if isinstance(spec, bytes):
+            return spec
+        return os.urandom(spec) if isinstance(spec, int) else spec.format(i=i).encode()
+
+    for i in range(count):
+        message = {"key": render(key, i), "value": render(value, i)}
+        yield message if partitions is None else {"partition": i % partitions, **message}
+
+
+def by_partition(messages: Iterable[Any]) -> dict[int, list[tuple[bytes, bytes]]]:
+    """(key, value) of consumed messages per partition, in the order read."""
+    result: dict[int, list[tuple[bytes, bytes]]] = {}
+    for m in messages:
+        result.setdefault(m.partition(), []).append((m.key(), m.value()))
+    return result
+
+
 def high_watermarks(config: dict[str, Any], topic: str, partitions: int) -> list[tuple[int, int]]:
     consumer = Consumer({**config, "group.id": "kbackup-tests-watermarks", "enable.auto.commit": False})
     try:
@@ -56,6 +83,29 @@ def high_watermarks(config: dict[str, Any], topic: str, partitions: int) -> list
         ]
     finally:
         consumer.close()
+
+
+def wait_for_records(
+    config: dict[str, Any],
+    topic: str,
+    partitions: int,
+    more_than: int,
+    timeout: float,
+    running: Callable[[], bool] = lambda: True,
+) -> int:
+    """Poll the topic's high watermarks (it may not exist yet) until they add up to more than
+    `more_than`, `timeout` seconds pass or `running()` turns false; returns the last sum read (0 if none)."""
+    deadline = time.monotonic() + timeout
+    produced = 0
+    while time.monotonic() < deadline and running():
+        time.sleep(0.1)
+        try:
+            produced = sum(high for _, high in high_watermarks(config, topic, partitions))
+        except Exception:  # noqa: BLE001 - the topic may not exist yet
+            continue
+        if produced > more_than:
+            break
+    return produced
 
 
 def consume_all(

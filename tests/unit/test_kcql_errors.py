@@ -55,7 +55,7 @@ CASES = [
     ),
     (B + " PROPERTIES('flush.count'=1, 'flush.count'=2)", 1, 61, "each property at most once"),
     (B + " STOREAS AVRO PROPERTIES('compression'='gzip')", 1, 71, "a AVRO compression"),
-    (B + " PROPERTIES('store.envelope'=true", 1, 65, "',' or ')'"),
+    (B + " PROPERTIES('store.envelope'=true 'flush.count'=1)", 1, 66, "',' or ')'"),
     (B + " PROPERTIES('x'='unterminated)", 1, 48, "a closing quote"),
     (B + " LIMIT 5 extra", 1, 41, "end of statement"),
     (B + "; INSERT", 1, 40, "INTO"),

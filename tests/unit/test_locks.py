@@ -10,24 +10,21 @@ from layout.keys import is_manifest_key, parse_object_key
 from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
 from tasks.errors import LockLostError, LockTimeoutError
 from tasks.locks import CLOCK_MARGIN_SECONDS, LockState, waiting_message
+from tests.support.locks import lease_record
 
 T0 = datetime(2026, 11, 28, 2, 52, 41, tzinfo=UTC)
 
 
-def _record(epoch: int = 7, released: bool = False, run: bool = True) -> LeaseRecord:
-    return LeaseRecord(
-        kind="backup",
+def _record(released: bool = False, run: bool = True) -> LeaseRecord:
+    return lease_record(
         bucket="b",
         prefix="nightly",
-        epoch=epoch,
-        flow_run_id="0d1e2f" if run else None,
-        flow_run_name="nightly-fox" if run else None,
+        epoch=7,
+        at=T0,
+        lease_seconds=60,
         host="host-1",
         pid=4242,
-        lease_seconds=60,
-        acquired_at=T0,
-        renewed_at=T0,
-        expires_at=T0 + timedelta(seconds=60),
+        flow_run=("0d1e2f", "nightly-fox") if run else None,
         released=released,
     )
 
