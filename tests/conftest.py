@@ -173,3 +173,14 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def secure(own_stack: Any) -> Any:
+    """The session's own stack with its secured listener (SASL_SSL, SCRAM users and ACLs) and the
+    S3 identities of tests/support/secure.py, its bucket made."""
+    from tests.support.secure import SecureStack
+
+    stack = SecureStack(own_stack.env)
+    stack.ensure_bucket()
+    return stack

@@ -29,13 +29,6 @@ Kbackup = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def secure(own_stack: Any) -> SecureStack:
-    stack = SecureStack(own_stack.env)
-    stack.ensure_bucket()
-    return stack
-
-
-@pytest.fixture
 def kbackup(tmp_path: Path) -> Kbackup:
     """The installed `kbackup`, run from a temporary folder against the test's Prefect API, logging
     as much as it can: Prefect at DEBUG, our own loggers (librdkafka's lines) into the run logs."""

@@ -36,13 +36,6 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 PARTITIONS = 2
 
 
-@pytest.fixture(scope="module")
-def secure(own_stack: Any) -> SecureStack:
-    stack = SecureStack(own_stack.env)
-    stack.ensure_bucket()
-    return stack
-
-
 def _no_credentials_in_the_environment(monkeypatch: pytest.MonkeyPatch, kafka: dict[str, str]) -> None:
     """Only how to reach the brokers and who logs in: no AWS_* (boto3's files and the instance
     metadata are ruled out too), no KBACKUP_S3_*, no SASL password."""

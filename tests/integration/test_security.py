@@ -40,13 +40,6 @@ PARTITIONS = 2
 AT_ONCE_S = 15
 
 
-@pytest.fixture(scope="module")
-def secure(own_stack: Any) -> SecureStack:
-    stack = SecureStack(own_stack.env)
-    stack.ensure_bucket()
-    return stack
-
-
 @pytest.fixture
 def use_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """use_env(env, ...): these connection variables (and no other KBACKUP_KAFKA_*) for this test."""
