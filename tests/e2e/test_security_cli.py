@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.cli import assert_clean_success, run_kbackup
 from tests.support.kafka import consume_all, create_topic, delete_topics, produce
+from tests.support.prefect_records import prefect_records
 from tests.support.secure import BACKUP_ACLS, RESTORE_ACLS, SecureStack
 from tests.support.topics import topic_digests, tricky_messages
 
@@ -54,49 +55,6 @@ def source(secure: SecureStack, unique_name: Callable[[str], str]) -> Iterator[t
     produce(secure.plaintext, topic, tricky_messages(partitions=2, random_per_partition=20))
     yield topic, topic_digests(consume_all(secure.plaintext, topic, 2))
     delete_topics(admin, [topic])
-
-
-def _all(read: Callable[..., list[Any]], **kwargs: Any) -> list[Any]:
-    """Every row a Prefect read_* call returns, page by page."""
-    rows: list[Any] = []
-    while page := read(**kwargs, limit=200, offset=len(rows)):
-        rows.extend(page)
-    return rows
-
-
-def _prefect_records(since: datetime) -> dict[str, str]:
-    """Everything the Prefect API holds about the runs started since `since`, as JSON text per kind."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        FlowRunFilter,
-        FlowRunFilterId,
-        FlowRunFilterStartTime,
-        LogFilter,
-        LogFilterFlowRunId,
-    )
-
-    with get_client(sync_client=True) as client:
-        runs = _all(
-            client.read_flow_runs,
-            flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime.model_validate({"after_": since})
-            ),
-        )
-        ids = [run.id for run in runs]
-        task_runs = _all(client.read_task_runs, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-        logs = _all(client.read_logs, log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
-        artifacts = _all(
-            client.read_artifacts,
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)),
-        )
-    return {
-        "flow runs (parameters, states)": "\n".join(r.model_dump_json() for r in runs),
-        "task runs": "\n".join(r.model_dump_json() for r in task_runs),
-        "run logs": "\n".join(log.model_dump_json() for log in logs),
-        "artifacts": "\n".join(a.model_dump_json() for a in artifacts),
-    }
 
 
 def test_secrets_appear_in_no_output_log_parameter_or_artifact(
@@ -149,7 +107,7 @@ def test_secrets_appear_in_no_output_log_parameter_or_artifact(
 
     places = {f"{name} stdout": run.stdout for name, run in runs.items()}
     places |= {f"{name} stderr": run.stderr for name, run in runs.items()}
-    places |= _prefect_records(started)
+    places |= prefect_records(started)
     log_files = [p for p in tmp_path.rglob("*") if p.is_file()]
     log_files += [p for p in (Path(own_stack.stack_dir) / "logs").rglob("*") if p.is_file()]
     places |= {str(p): p.read_text(errors="replace") for p in log_files}

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -28,6 +27,7 @@ from core.connections import CredentialsBlockError
 from flows.backup import backup_flow
 from flows.restore import RestoreParameters, restore_flow
 from tests.support.kafka import consume_all, create_topic, delete_topics, produce
+from tests.support.prefect_records import prefect_records
 from tests.support.secure import BACKUP_ACLS, RESTORE_ACLS, SecureStack
 from tests.support.topics import topic_digests, tricky_messages
 
@@ -47,50 +47,6 @@ def _no_credentials_in_the_environment(monkeypatch: pytest.MonkeyPatch, kafka: d
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     for name, value in kafka.items():
         monkeypatch.setenv(name, value)
-
-
-def _all(read: Callable[..., list[Any]], **kwargs: Any) -> list[Any]:
-    """Every row a Prefect read_* call returns, page by page."""
-    rows: list[Any] = []
-    while page := read(**kwargs, limit=200, offset=len(rows)):
-        rows.extend(page)
-    return rows
-
-
-def _prefect_records(since: datetime) -> dict[str, str]:
-    """Everything the Prefect API holds about the runs started since `since`, as JSON text per kind
-    (as tests/e2e/test_security_cli.py reads it)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        FlowRunFilter,
-        FlowRunFilterId,
-        FlowRunFilterStartTime,
-        LogFilter,
-        LogFilterFlowRunId,
-    )
-
-    with get_client(sync_client=True) as client:
-        runs = _all(
-            client.read_flow_runs,
-            flow_run_filter=FlowRunFilter(
-                start_time=FlowRunFilterStartTime.model_validate({"after_": since})
-            ),
-        )
-        ids = [run.id for run in runs]
-        task_runs = _all(client.read_task_runs, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-        logs = _all(client.read_logs, log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
-        artifacts = _all(
-            client.read_artifacts,
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)),
-        )
-    return {
-        "flow runs (parameters, states)": "\n".join(r.model_dump_json() for r in runs),
-        "task runs (parameters, names)": "\n".join(r.model_dump_json() for r in task_runs),
-        "run logs": "\n".join(log.model_dump_json() for log in logs),
-        "artifacts": "\n".join(a.model_dump_json() for a in artifacts),
-    }
 
 
 def test_backup_and_restore_with_credentials_from_prefect_blocks(
@@ -158,7 +114,7 @@ def test_backup_and_restore_with_credentials_from_prefect_blocks(
         assert "KBACKUP_S3_CREDENTIALS_BLOCK" not in os.environ  # the names were the runs' only
         assert "KBACKUP_KAFKA_PASSWORD_BLOCK" not in os.environ
 
-        records = _prefect_records(started)
+        records = prefect_records(started)
         parameters = records["flow runs (parameters, states)"]
         assert blocks["s3-backup"] in parameters and blocks["kafka-restore"] in parameters  # the names are
         assert "tasks on processes" in records["run logs"]
