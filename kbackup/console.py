@@ -1,19 +1,42 @@
-"""Terminal output for the commands: a progress line, tables, sizes. Plain text, no colours."""
+"""Terminal output for the commands, through rich: per-partition progress, tables, sizes. No colours.
+
+Progress goes to stderr: on a terminal a live display (a total row and one row per partition with
+its bar, records/total, rate, bytes and ETA); elsewhere (a pipe, a log file, a CI job) a plain line
+per partition that moved, every PLAIN_EVERY_S. Tables are rich tables rendered to plain text at
+their natural width (never wrapped, whatever the terminal's width), so what the commands print is
+the same on a terminal and in a log.
+"""
 
 from __future__ import annotations
 
+import io
+import logging
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from core.errors import InputError
 from tasks import progress
-
-# The terminal log formatter moved to tasks.log_format (worker processes install it too); its old
-# name stays here only until tests/unit/test_errors.py imports it from there.
+from tasks.progress import PartitionProgress
 from tasks.run_dir import run_dir
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import ProgressColumn, TaskID
+
+# rich is imported where it is used: building the command line's parser imports this module
+# before kbackup starts its temporary Prefect API, and that start should not wait.
+
+PLAIN_EVERY_S = 10.0  # a plain progress line per moving partition this often
+POLL_S = 0.5  # how often the run's directory is read
+LIVE_ROWS = 12  # with more partitions than this, the live display hides the finished ones
+
+Key = tuple[str, int]
 
 
 def human_bytes(count: float) -> str:
@@ -24,66 +47,236 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+def _is_number(text: str) -> bool:
+    return text.replace(".", "").isdigit()
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """`rows` as a rich table in plain text: a header, a rule, one line a row; numbers right-aligned."""
+    from rich.box import Box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     if not rows:
         return "(nothing)"
+    header_rule = Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)  # ASCII, no other lines
     columns = list(columns or rows[0].keys())
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += [
-        "  ".join(
-            v.rjust(w) if v.replace(".", "").isdigit() else v.ljust(w) for v, w in zip(r, widths, strict=True)
-        )
-        for r in cells
+    grid = Table(box=header_rule, show_edge=False, pad_edge=False, header_style="", highlight=False)
+    for name in columns:
+        grid.add_column(name, no_wrap=True)
+    for row in rows:
+        cells = [str(row.get(c, "")) for c in columns]
+        grid.add_row(*(Text(v, justify="right" if _is_number(v) else "left") for v in cells))
+    buffer = io.StringIO()
+    Console(file=buffer, width=100_000, color_system=None, highlight=False, emoji=False).print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Display(Protocol):
+    def update(self, parts: Mapping[Key, PartitionProgress], final: bool = False) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class PlainLines:
+    """Progress for a log: every `every` seconds, one line per partition that moved since its last
+    line — records/total, rate over that time, bytes, ETA; a finished partition once more, as done."""
+
+    def __init__(
+        self, stream: IO[str], every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.stream = stream
+        self.every = every
+        self.clock = clock
+        self.started = clock()
+        self.next_at = self.started + every
+        self.last: dict[Key, tuple[float, int]] = {}
+
+    def update(self, parts: Mapping[Key, PartitionProgress], final: bool = False) -> None:
+        now = self.clock()
+        if final or now < self.next_at:
+            return  # at the end the command's report says it all
+        self.next_at = now + self.every
+        stamp = datetime.now().strftime("%H:%M:%S")
+        for key, part in sorted(parts.items()):
+            since, before = self.last.get(key, (self.started, 0))
+            if part.records == before and key in self.last:
+                continue
+            self.last[key] = (now, part.records)
+            rate = (part.records - before) / max(now - since, 1e-9)
+            self.stream.write(f"{stamp} progress {self.describe(key, part, rate)}\n")
+        self.stream.flush()
+
+    @staticmethod
+    def describe(key: Key, part: PartitionProgress, rate: float) -> str:
+        topic, partition = key
+        share = f" ({100 * part.records / part.total:.0f} %)" if part.total else ""
+        text = f"{topic}/{partition}: {part.records}/{part.total} records{share}, {human_bytes(part.bytes)}"
+        if part.total and part.records >= part.total:
+            return f"{text}, done"
+        eta = _eta((part.total - part.records) / rate) if rate > 0 and part.total else "?"
+        return f"{text}, {rate:,.0f} records/s, ETA {eta}"
+
+    def stop(self) -> None:
+        pass
+
+
+def _columns() -> list[ProgressColumn | str]:
+    """A row: name, bar, records/total, records a second, bytes, ETA. Fits 80 columns: the name is shortened
+    with an ellipsis, the bar takes what is left."""
+    from rich.progress import BarColumn, ProgressColumn, Task, TextColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    class Records(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            total = f"{task.total:.0f}" if task.total is not None else "?"
+            return Text(f"{task.completed:.0f}/{total}", justify="right")
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed:,.0f} rec/s" if task.speed else "", justify="right")
+
+    class Eta(ProgressColumn):
+        max_refresh = 0.5
+
+        def render(self, task: Task) -> Text:
+            return Text("done" if task.finished else f"ETA {_eta(task.time_remaining)}")
+
+    return [
+        TextColumn(
+            "{task.description}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", min_width=8, max_width=22),
+        ),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=5)),
+        Records(table_column=Column(no_wrap=True)),
+        Rate(table_column=Column(no_wrap=True, min_width=12, justify="right")),
+        TextColumn("{task.fields[size]}", justify="right", table_column=Column(no_wrap=True, min_width=8)),
+        Eta(table_column=Column(no_wrap=True, min_width=8)),
     ]
-    return "\n".join(lines)
 
 
-def _progress_line() -> str:
-    parts = progress.snapshot()
-    records = sum(p.records for p in parts.values())
-    total = sum(p.total for p in parts.values())
-    written = sum(p.bytes for p in parts.values())
-    done = sum(1 for p in parts.values() if p.total and p.records >= p.total)
-    width = 30
-    filled = int(width * records / total) if total else 0
-    bar = "#" * filled + "." * (width - filled)
-    return f"[{bar}] {records}/{total} records  {human_bytes(written)}  {done}/{len(parts)} partitions"
+class LiveProgress:
+    """Progress for a terminal: a rich Progress with a total row and a row per partition.
+    While it shows, log lines printed through Python's logging to the same terminal (Prefect's
+    console handler's among them) are printed above it instead of through it."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import Progress
+
+        self.progress = Progress(
+            *_columns(),
+            console=console,
+            expand=True,
+            refresh_per_second=4,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+        self.total = self.progress.add_task("total", total=None, size="")
+        self.rows: dict[Key, TaskID] = {}
+        self.rerouted: list[tuple[logging.StreamHandler[Any], IO[str]]] = []
+        self.progress.start()
+        self._reroute_log_handlers(console.file)
+
+    def _reroute_log_handlers(self, terminal: IO[str]) -> None:
+        from rich.file_proxy import FileProxy
+
+        proxy = FileProxy(self.progress.console, terminal)
+        handlers = {
+            h for name in ["", *logging.root.manager.loggerDict] for h in logging.getLogger(name).handlers
+        }
+        for handler in handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is terminal:
+                self.rerouted.append((handler, handler.stream))
+                handler.setStream(proxy)
+                if hasattr(getattr(handler, "console", None), "file"):  # Prefect's rich console handler
+                    handler.console.file = proxy  # type: ignore[attr-defined]
+
+    def update(self, parts: Mapping[Key, PartitionProgress], final: bool = False) -> None:
+        for key in sorted(parts.keys() - self.rows.keys()):
+            self.rows[key] = self.progress.add_task(f"{key[0]}/{key[1]}", total=None, size="")
+        for key, part in parts.items():
+            done = bool(part.total) and part.records >= part.total
+            self.progress.update(
+                self.rows[key],
+                completed=part.records,
+                total=part.total or None,
+                size=human_bytes(part.bytes),
+                visible=not (done and len(parts) > LIVE_ROWS),
+            )
+        records = sum(p.records for p in parts.values())
+        total = sum(p.total for p in parts.values())
+        finished = sum(1 for p in parts.values() if p.total and p.records >= p.total)
+        self.progress.update(
+            self.total,
+            description=f"total ({finished}/{len(parts)} partitions)" if parts else "total",
+            completed=records,
+            total=total or None,
+            size=human_bytes(sum(p.bytes for p in parts.values())),
+        )
+        if final:
+            self.progress.refresh()
+
+    def stop(self) -> None:
+        try:
+            self.progress.stop()
+        finally:
+            for handler, stream in self.rerouted:
+                handler.setStream(stream)
+                if hasattr(getattr(handler, "console", None), "file"):
+                    handler.console.file = stream  # type: ignore[attr-defined]
+
+
+def _display_for(terminal: bool | None) -> Display:
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    if terminal is None:
+        terminal = console.is_terminal and not console.is_dumb_terminal
+    return LiveProgress(console) if terminal else PlainLines(sys.stderr, PLAIN_EVERY_S)
 
 
 @contextmanager
-def progress_bar(enabled: bool | None = None) -> Iterator[None]:
-    """Redraw a one-line progress bar on stderr while the body runs (only on a terminal). The body
-    runs with a run directory of its own (tasks.run_dir): the tasks' progress comes through it,
-    and a stop request reaches them through it, from whichever process they run in."""
-    enabled = sys.stderr.isatty() if enabled is None else enabled
-    with run_dir():
-        progress.reset()
-        with _redrawn(enabled):
+def progress_bar(terminal: bool | None = None) -> Iterator[None]:
+    """Show the run's per-partition progress on stderr while the body runs: live on a terminal,
+    plain lines every PLAIN_EVERY_S otherwise (`terminal` forces either). The body runs with a run
+    directory of its own (tasks.run_dir): the tasks' progress comes through it, and a stop request
+    reaches them through it, from whichever process they run in."""
+    with run_dir() as directory:
+        progress.reset(directory)
+        display = _display_for(terminal)
+        with _polled(display, directory):
             yield
 
 
 @contextmanager
-def _redrawn(enabled: bool) -> Iterator[None]:
+def _polled(display: Display, directory: Path) -> Iterator[None]:
     stop = threading.Event()
 
-    def draw() -> None:
-        while not stop.wait(0.5):
-            sys.stderr.write("\r" + _progress_line())
-            sys.stderr.flush()
+    def poll() -> None:
+        while not stop.wait(POLL_S):
+            display.update(progress.snapshot(directory))
 
-    thread = threading.Thread(target=draw, daemon=True) if enabled else None
-    if thread:
-        thread.start()
+    thread = threading.Thread(target=poll, name="kbackup-progress", daemon=True)
+    thread.start()
     try:
         yield
     finally:
         stop.set()
-        if thread:
-            thread.join()
-            sys.stderr.write("\r" + _progress_line() + "\n")
+        thread.join()
+        try:
+            display.update(progress.snapshot(directory), final=True)
+        finally:
+            display.stop()
 
 
 class LocationError(InputError):

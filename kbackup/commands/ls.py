@@ -43,11 +43,19 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     print(table(rows))
-    if args.objects:
-        for m in manifests:
-            for p in m.partitions:
-                for o in p.objects:
-                    print(
-                        f"{m.backup_id}  s3://{bucket}/{o.key}  offsets {o.first_offset}-{o.last_offset}  {o.record_count} records  {human_bytes(o.size)}"
-                    )
+    if args.objects and manifests:
+        objects = [
+            {
+                "backup": m.backup_id,
+                "object": f"s3://{bucket}/{o.key}",
+                "offsets": f"{o.first_offset}-{o.last_offset}",
+                "records": o.record_count,
+                "size": human_bytes(o.size),
+            }
+            for m in manifests
+            for p in m.partitions
+            for o in p.objects
+        ]
+        print()
+        print(table(objects))
     return EXIT_OK

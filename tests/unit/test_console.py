@@ -1,0 +1,123 @@
+"""What the commands draw on the terminal (kbackup/console.py): rich tables in plain text, a live
+per-partition progress display on a terminal, plain periodic progress lines elsewhere."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+
+import pytest
+from rich.console import Console
+
+from kbackup import console
+from kbackup.console import LiveProgress, PlainLines, progress_bar, table
+from tasks import progress
+from tasks.progress import PartitionProgress
+
+
+def test_a_table_keeps_every_cell_on_one_line_with_numbers_right_aligned() -> None:
+    long_windows = ", ".join(f"orders/{p}:0-{p * 1000}" for p in range(8))  # wider than 80 columns
+    text = table(
+        [
+            {"backup": "20260101T000000Z-a", "records": 12345, "size": "1.2 MB", "windows": long_windows},
+            {"backup": "b2", "records": 7, "size": "", "windows": "orders/0:0-7"},
+        ]
+    )
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert re.fullmatch(r"backup +records +size +windows", lines[0])
+    assert set(lines[1]) == {"-", " "}  # an ASCII rule under the header, nothing else drawn
+    assert re.fullmatch(rf"20260101T000000Z-a +12345 +1\.2 MB +{re.escape(long_windows)}", lines[2])
+    assert lines[3].index("7") + 1 == lines[2].index("12345") + len("12345")  # right-aligned
+    assert all(line == line.rstrip() for line in lines)
+    assert "\x1b" not in text
+
+
+def test_a_table_takes_its_columns_and_says_when_it_is_empty() -> None:
+    rows = [{"a": 1, "b": "x", "c": 2.5}]
+    assert table(rows, ["c", "a"]).splitlines()[0].split() == ["c", "a"]
+    assert table(rows, ["c", "missing"]).splitlines()[2].split() == ["2.5"]
+    assert table([]) == "(nothing)"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_plain_lines_say_each_moving_partition_every_interval() -> None:
+    out, clock = io.StringIO(), _Clock()
+    lines = PlainLines(out, every=10, clock=clock)
+    parts = {("orders", 0): PartitionProgress(0, 1000, 0), ("orders", 1): PartitionProgress(0, 500, 0)}
+    lines.update(parts)
+    assert out.getvalue() == ""  # nothing before the first interval
+    clock.now += 10
+    parts = {("orders", 0): PartitionProgress(200, 1000, 20_000), ("orders", 1): PartitionProgress(0, 500, 0)}
+    lines.update(parts)
+    first = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert first == [
+        "progress orders/0: 200/1000 records (20 %), 20.0 KB, 20 records/s, ETA 0:40",
+        "progress orders/1: 0/500 records (0 %), 0 B, 0 records/s, ETA ?",
+    ]
+    clock.now += 5
+    lines.update({**parts, ("orders", 0): PartitionProgress(900, 1000, 90_000)})
+    assert len(out.getvalue().splitlines()) == 2  # not yet
+    clock.now += 5
+    parts = {
+        ("orders", 0): PartitionProgress(1000, 1000, 100_000),
+        ("orders", 1): PartitionProgress(0, 500, 0),
+    }
+    lines.update(parts)
+    assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()[2:]] == [
+        "progress orders/0: 1000/1000 records (100 %), 100.0 KB, done"  # orders/1 did not move
+    ]
+    clock.now += 10
+    lines.update(parts)
+    lines.update(parts, final=True)
+    assert len(out.getvalue().splitlines()) == 3  # nothing moved; the end adds nothing (the report follows)
+    assert re.match(r"\d\d:\d\d:\d\d progress ", out.getvalue())
+
+
+def test_the_live_display_shows_records_rate_bytes_and_eta_per_partition() -> None:
+    terminal = io.StringIO()  # 80 columns wide, as a terminal of unknown size
+    logger = logging.getLogger("kbackup-test-console")
+    handler = logging.StreamHandler(terminal)  # as Prefect's console handler on the terminal
+    logger.addHandler(handler)
+    live = LiveProgress(Console(file=terminal, force_terminal=True, width=80, color_system=None))
+    try:
+        for step in range(1, 4):
+            live.update({("orders", 0): PartitionProgress(100 * step, 1000, 5000 * step)})
+            time.sleep(0.05)  # rich measures the rate between updates
+        assert handler.stream is not terminal  # log lines go above the display meanwhile
+        logger.warning("a log line while the display shows")
+        live.update({("orders", 0): PartitionProgress(400, 1000, 20_000)}, final=True)
+    finally:
+        live.stop()
+        logger.removeHandler(handler)
+    assert handler.stream is terminal
+    last = terminal.getvalue().rsplit("\x1b[2K", 1)[-1]  # the display's last drawing
+    total, row = (line for line in last.splitlines() if "400/1000" in line)
+    assert total.startswith("total (0/1 partitions)")
+    assert re.search(r"^orders/0 +[━╸]+ +400/1000 +[\d,]+ rec/s +20\.0 KB ETA \d+:\d\d$", row.rstrip()), row
+    assert "a log line while the display shows" in terminal.getvalue()
+
+
+def test_progress_bar_off_a_terminal_prints_plain_lines_from_the_run_directory(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(console, "PLAIN_EVERY_S", 0.2)
+    monkeypatch.setattr(console, "POLL_S", 0.05)
+    with progress_bar(terminal=False):
+        progress.report_progress("orders", 3, 10, 10, 123)  # done: written at once
+        deadline = time.monotonic() + 30
+        while "progress orders/3" not in capsys.readouterr().err and time.monotonic() < deadline:
+            time.sleep(0.05)
+            progress.report_progress("orders", 3, 10, 10, 123)
+        assert time.monotonic() < deadline
+    out = capsys.readouterr()
+    assert out.out == ""
