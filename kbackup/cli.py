@@ -88,6 +88,21 @@ def add_task_runner_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_credentials_block_arguments(parser: argparse.ArgumentParser) -> None:
+    """The names of Prefect blocks holding the credentials (README, "Credentials from Prefect
+    blocks"): names only, never a secret."""
+    parser.add_argument(
+        "--s3-credentials-block",
+        metavar="NAME",
+        help="name of a prefect-aws AwsCredentials block for S3 (instead of AWS_*)",
+    )
+    parser.add_argument(
+        "--kafka-password-block",
+        metavar="NAME",
+        help="name of a Prefect Secret block: the Kafka SASL password, or librdkafka settings as JSON",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kbackup",

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kbackup.cli import EXIT_BAD_INPUT, EXIT_OK, add_task_runner_argument, failed_run, invalid_parameters
+from kbackup.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    add_credentials_block_arguments,
+    add_task_runner_argument,
+    failed_run,
+    invalid_parameters,
+)
 from kbackup.console import progress_bar, table
 
 if TYPE_CHECKING:
@@ -25,16 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--concurrency", type=int, default=4, help="partitions exported at once (default 4)")
     add_task_runner_argument(parser)
-    parser.add_argument(
-        "--s3-credentials-block",
-        metavar="NAME",
-        help="name of a prefect-aws AwsCredentials block for S3 (instead of AWS_*)",
-    )
-    parser.add_argument(
-        "--kafka-password-block",
-        metavar="NAME",
-        help="name of a Prefect Secret block: the Kafka SASL password, or librdkafka settings as JSON",
-    )
+    add_credentials_block_arguments(parser)
     parser.set_defaults(handler=run)
 
 

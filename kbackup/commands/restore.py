@@ -12,6 +12,7 @@ from kbackup.cli import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    add_credentials_block_arguments,
     add_task_runner_argument,
     failed_run,
     invalid_parameters,
@@ -38,16 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true", help="plan and report only")
     parser.add_argument("--concurrency", type=int, default=4, help="partitions restored at once (default 4)")
     add_task_runner_argument(parser)
-    parser.add_argument(
-        "--s3-credentials-block",
-        metavar="NAME",
-        help="name of a prefect-aws AwsCredentials block for S3 (instead of AWS_*)",
-    )
-    parser.add_argument(
-        "--kafka-password-block",
-        metavar="NAME",
-        help="name of a Prefect Secret block: the Kafka SASL password, or librdkafka settings as JSON",
-    )
+    add_credentials_block_arguments(parser)
     parser.set_defaults(handler=run)
 
 
