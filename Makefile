@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 browser:  ## headless Chromium for the UI test: Debian's package, installed only when missing
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
-up: install  ## install what is missing and start Kafka + SeaweedFS on loopback; writes .stack/env
+up: install  ## install what is missing and start Kafka + SeaweedFS + schema registry on loopback; writes .stack/env
 	scripts/stack-up.sh
 
 down:  ## stop exactly what `make up` / `make serve` started

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start the local stack: one Apache Kafka broker (KRaft) and a SeaweedFS S3 server, both on
-# loopback, installing them first when missing. Idempotent: what already runs is left running.
+# Start the local stack: one Apache Kafka broker (KRaft), a SeaweedFS S3 server and an Apicurio
+# schema registry, all on loopback, installing them first when missing. Idempotent: what already
+# runs is left running.
 # Writes $STACK_DIR/env with `export` lines for kbackup, the tests and other clients.
 #
 # Kafka has two client listeners: PLAINTEXT (everyone is a super user there, as before) and
@@ -17,6 +18,8 @@ S3_PORT="${KBACKUP_STACK_S3_PORT:-18333}"
 WEED_MASTER_PORT="${KBACKUP_STACK_WEED_MASTER_PORT:-19333}"
 WEED_VOLUME_PORT="${KBACKUP_STACK_WEED_VOLUME_PORT:-18080}"
 WEED_FILER_PORT="${KBACKUP_STACK_WEED_FILER_PORT:-18888}"
+REGISTRY_PORT="${KBACKUP_STACK_REGISTRY_PORT:-18081}"
+REGISTRY_MANAGEMENT_PORT="${KBACKUP_STACK_REGISTRY_MANAGEMENT_PORT:-19081}"
 ACCESS_KEY="${KBACKUP_STACK_ACCESS_KEY:-kbackup}"
 SECRET_KEY="${KBACKUP_STACK_SECRET_KEY:-kbackup-secret}"
 # The bucket the scoped S3 identities (kbackup-backup: read and write, kbackup-restore: read) may use.
@@ -104,6 +107,21 @@ else
   echo "stack: started seaweedfs (pid $!) with S3 on 127.0.0.1:$S3_PORT"
 fi
 
+# --- Apicurio Registry (Confluent-compatible API under /apis/ccompat/v7) ------------------
+# In-memory storage (2.6's default, an in-memory H2 database): every stack (and so every test session's own stack) starts with an empty
+# registry, and nothing is left behind. Both its HTTP and its management port are on loopback.
+if running registry; then
+  echo "stack: registry already running (pid $(cat "$STACK_DIR/pids/registry.pid"))"
+else
+  registry_jar=$("$repo/scripts/install-registry.sh")
+  setsid nohup java -Xms64m -Xmx256m -XX:+UseSerialGC -Djava.awt.headless=true \
+    -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+    -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MANAGEMENT_PORT" \
+    -jar "$registry_jar" > "$STACK_DIR/logs/registry.log" 2>&1 < /dev/null &
+  echo $! > "$STACK_DIR/pids/registry.pid"
+  echo "stack: started registry (pid $!) on http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+fi
+
 cat > "$STACK_DIR/env" <<ENV
 export KBACKUP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
 export KBACKUP_S3_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
@@ -119,11 +137,15 @@ export KBACKUP_STACK_S3_BACKUP_ACCESS_KEY=kbackup-backup
 export KBACKUP_STACK_S3_BACKUP_SECRET_KEY=$BACKUP_SECRET_KEY
 export KBACKUP_STACK_S3_RESTORE_ACCESS_KEY=kbackup-restore
 export KBACKUP_STACK_S3_RESTORE_SECRET_KEY=$RESTORE_SECRET_KEY
+export KBACKUP_SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
 ENV
 chmod 600 "$STACK_DIR/env"
 
 # Wait until each answers a real request: a Kafka metadata request and an S3 ListBuckets.
 "$PYTHON" "$repo/scripts/wait_for_stack.py" --env "$STACK_DIR/env" --logs "$STACK_DIR/logs"
+# And the registry answers its Confluent-compatible API.
+"$PYTHON" "$repo/scripts/wait_for_registry.py" --env "$STACK_DIR/env" --log "$STACK_DIR/logs/registry.log" \
+  --pid "$(cat "$STACK_DIR/pids/registry.pid")"
 # The SASL_SSL listener's admin user (a super user), created through PLAINTEXT, then a login.
 "$PYTHON" "$repo/scripts/stack_sasl_admin.py" --env "$STACK_DIR/env"
 echo "stack: ready; source $STACK_DIR/env"

@@ -1,7 +1,7 @@
-"""A stack of our own for fault tests: a second Kafka broker and SeaweedFS server started by the
-project's scripts/stack-up.sh in a temporary stack folder on free ports, so that a test can kill,
-freeze and restart them (by the pids in its `pids/` folder) without disturbing the shared stack
-the other tests use. Stopped by scripts/stack-down.sh."""
+"""A stack of our own for fault tests: a second Kafka broker, SeaweedFS server and schema registry
+started by the project's scripts/stack-up.sh in a temporary stack folder on free ports, so that a
+test can kill, freeze and restart them (by the pids in its `pids/` folder) without disturbing the
+shared stack the other tests use. Stopped by scripts/stack-down.sh."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ PORT_VARIABLES = (
     "KBACKUP_STACK_WEED_MASTER_PORT",
     "KBACKUP_STACK_WEED_VOLUME_PORT",
     "KBACKUP_STACK_WEED_FILER_PORT",
+    "KBACKUP_STACK_REGISTRY_PORT",
+    "KBACKUP_STACK_REGISTRY_MANAGEMENT_PORT",
 )
 
 
@@ -43,7 +45,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 @dataclass
 class OwnStack:
-    """A running Kafka + SeaweedFS of this test session's own."""
+    """A running Kafka + SeaweedFS (+ schema registry) of this test session's own."""
 
     stack_dir: Path
     script_env: dict[str, str]
@@ -89,7 +91,7 @@ class OwnStack:
         return int((self.stack_dir / "pids" / f"{service}.pid").read_text())
 
     def kill(self, service: str) -> None:
-        """SIGKILL the service (`kafka` or `seaweedfs`) and wait until it is gone."""
+        """SIGKILL the service (`kafka`, `seaweedfs` or `registry`) and wait until it is gone."""
         pid = self.pid(service)
         os.kill(pid, signal.SIGCONT)  # a frozen process must be able to die
         os.kill(pid, signal.SIGKILL)
