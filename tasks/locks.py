@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 # S3 times have one-second resolution (LastModified and Date are both truncated): a lease counts
 # as expired only this long after its last write plus its lease time.
 CLOCK_MARGIN_SECONDS = 2.0
+POLL_JITTER = 1.25  # a waiting run looks again after poll_seconds() times up to this
 # A waiting run says who it waits for at most this often.
 WAIT_LOG_SECONDS = 15.0
 # Lease objects kept below the current one (older ones are deleted by the next acquirer).
@@ -297,6 +298,11 @@ def waiting_message(kind: str, where: str, state: LockState, default_lease_secon
     return f"waiting for the {kind} lock of {where}: held by {holder}, lease expires {expires}"
 
 
+def poll_seconds(lease_seconds: float) -> float:
+    """How long a run waiting for the lock sleeps between two looks (before the jitter)."""
+    return min(2.0, lease_seconds / 4)
+
+
 def acquire_lease(
     s3: S3Client,
     kind: str,
@@ -309,7 +315,7 @@ def acquire_lease(
 ) -> Lease:
     """Wait until the lock is free, then take it; LockTimeoutError after `timeout_seconds`."""
     where = f"s3://{bucket}/{prefix}"
-    poll = min(2.0, lease_seconds / 4)
+    poll = poll_seconds(lease_seconds)
     started = time.monotonic()
     next_log = started
     while True:
@@ -348,7 +354,9 @@ def acquire_lease(
             logger.info(waiting_message(kind, where, state, lease_seconds))
             next_log = now + WAIT_LOG_SECONDS
         # a SIGINT/SIGTERM ends the wait at once (RunInterrupted), before this run holds anything
-        shutdown.sleep(min(poll * random.uniform(1.0, 1.25), max(0.0, started + timeout_seconds - now)))
+        shutdown.sleep(
+            min(poll * random.uniform(1.0, POLL_JITTER), max(0.0, started + timeout_seconds - now))
+        )
 
 
 def _lost(lease: Lease, reason: str, newer: tuple[int, LeaseRecord | None] | None) -> LockLostError:
