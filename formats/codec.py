@@ -6,7 +6,7 @@ import gzip
 import io
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -43,6 +43,10 @@ class CodecContext:
     compression: str | None = None
     compression_level: int | None = None
     object_key: str | None = None
+    avro_schemas: Callable[[int], Any] | None = None
+    """With `value.converter=avro`: a schema id → its fastavro-parsed writer schema (KeyError
+    for an unknown id), which value-only objects' typed columns are written and read with
+    (formats/avro_columns.py)."""
 
 
 class ObjectWriter(ABC):
