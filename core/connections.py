@@ -135,6 +135,50 @@ class S3Settings(BaseSettings):
         return self.addressing_style
 
 
+class RegistrySettings(BaseSettings):
+    """How to reach a Confluent-compatible Schema Registry (README, "Schema Registry"): the source's
+    for a backup, the target's for a restore. A KCQL `schema.registry.url` (or a connector
+    config's `value.converter.schema.registry.url`) names the URL for one statement instead."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    url: str | None = Field(
+        default=None,
+        validation_alias="KBACKUP_SCHEMA_REGISTRY_URL",
+        description="Base URL, such as http://registry:8081 (Apicurio: .../apis/ccompat/v7).",
+    )
+    user_info: SecretStr | None = Field(
+        default=None,
+        validation_alias="KBACKUP_SCHEMA_REGISTRY_USER_INFO",
+        description="`user:password` for HTTP basic auth, never logged.",
+    )
+    ssl_ca_location: str | None = Field(
+        default=None,
+        validation_alias="KBACKUP_SCHEMA_REGISTRY_SSL_CA_LOCATION",
+        description="PEM file of the CA that signed the registry's certificate.",
+    )
+    timeout_s: float = Field(
+        default=10.0,
+        validation_alias="KBACKUP_SCHEMA_REGISTRY_TIMEOUT_S",
+        description="Bound of one request to the registry, in seconds.",
+    )
+
+    def client_config(self, url: str | None = None) -> dict[str, Any]:
+        """confluent-kafka's SchemaRegistryClient configuration (`url` overrides the setting)."""
+        chosen = url or self.url
+        if not chosen:
+            raise InputError(
+                "no schema registry configured: set KBACKUP_SCHEMA_REGISTRY_URL "
+                "(or the statement's 'schema.registry.url')"
+            )
+        config: dict[str, Any] = {"url": chosen, "timeout": self.timeout_s}
+        if self.user_info is not None:
+            config["basic.auth.user.info"] = self.user_info.get_secret_value()
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = self.ssl_ca_location
+        return config
+
+
 class CredentialsBlockError(InputError):
     """A Prefect block named as a credentials source is missing or unusable. The message names the
     block and the problem, never the block's values."""

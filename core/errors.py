@@ -7,6 +7,7 @@ the base of the layer that raises it. Each package's own errors subclass its lay
     ├── FormatError                   an object's bytes ↔ records (formats.errors)
     ├── StorageError                  S3: buckets, objects, access (tasks.errors)
     ├── KafkaError                    brokers, topics, security, client calls (tasks.errors)
+    ├── RegistryError                 a schema registry (tasks.schema_registry)
     ├── BackupError                   a backup's manifests, lock and verification (tasks.errors)
     └── RestoreError                  a restore's discovery, checks and writes (tasks.restore_errors)
 
@@ -51,6 +52,10 @@ class StorageError(KbackupError):
 
 class KafkaError(KbackupError):
     """Kafka: brokers, topics, security, the client calls."""
+
+
+class RegistryError(KbackupError):
+    """A schema registry: reaching it, fetching and registering schemas."""
 
 
 class BackupError(KbackupError):

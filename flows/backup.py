@@ -18,6 +18,7 @@ from flows.parameters import KCQL_VARIABLE, BackupParameters, specs_and_transfor
 from formats import get_codec
 from kcql import BackupSpec
 from layout.manifest import PartitionEntry
+from layout.schemas import Side, StoredSchema
 from tasks.backup_export import ExportRequest, export_partition_task
 from tasks.backup_manifest import build_manifest, write_manifest_task
 from tasks.backup_plan import BackupPlan, gap_cause, plan_backup_task
@@ -25,6 +26,7 @@ from tasks.backup_report import BackupResult, publish, retention_gaps
 from tasks.backup_verify import verify_backup_task
 from tasks.locks import Lease, exclusive
 from tasks.run_dir import run_dir
+from tasks.schema_registry import fetch_schemas_task
 from tasks.shutdown import stop_tasks_when_terminated
 from tasks.task_runners import run_tasks
 
@@ -99,6 +101,26 @@ def kcql_from_variable() -> str:
     return value
 
 
+def _schemas(spec: BackupSpec, partitions: list[PartitionEntry]) -> tuple[StoredSchema, ...]:
+    """The registry schemas the exported records name, with those they reference (none unless a
+    converter is `avro`); keys and values not in the wire format are said in the log."""
+    ids: dict[Side, list[int]] = {}
+    for entry in partitions:
+        for side, side_ids in entry.schema_ids.items():
+            ids.setdefault("key" if side == "key" else "value", []).extend(side_ids)
+        if entry.not_wire_format:
+            get_run_logger().warning(
+                "%s[%s]: %s keys or values are not in the Confluent wire format (converter avro): "
+                "kept byte for byte, with no schema id",
+                entry.topic,
+                entry.partition,
+                entry.not_wire_format,
+            )
+    if not ids:
+        return ()
+    return fetch_schemas_task(spec.schema_registry_url, {side: sorted(set(v)) for side, v in ids.items()})
+
+
 def _backup_one(
     spec: BackupSpec, transforms: tuple, topics: tuple[str, ...], params: BackupParameters, lease: Lease
 ) -> BackupResult:
@@ -107,7 +129,8 @@ def _backup_one(
     for warning in retention_gaps(plan):
         logger.warning(warning)
     partitions = _export_all(plan, transforms, params)
-    manifest = build_manifest(plan, partitions, get_codec(spec.format.value).spec.extension)
+    schemas = _schemas(spec, partitions)
+    manifest = build_manifest(plan, partitions, get_codec(spec.format.value).spec.extension, schemas)
     report = verify_backup_task(spec.bucket, manifest, params.verify)
     lease.check()  # fencing: still this run's lock, or LockLostError and no manifest
     key = write_manifest_task(manifest, spec.bucket, spec.prefix)

@@ -26,7 +26,7 @@ from tasks.restore_check import (
 )
 from tasks.restore_errors import RestoreCheckError, RestoreError
 from tasks.restore_groups import translate_groups_task
-from tasks.restore_plan import plan_restore_task
+from tasks.restore_plan import RestorePlan, plan_restore_task
 from tasks.restore_produce import UnitResult, restore_unit_task
 from tasks.restore_report import (
     RestoreReport,
@@ -39,6 +39,7 @@ from tasks.restore_report import (
 )
 from tasks.restore_target import prepare_targets_task
 from tasks.run_dir import run_dir
+from tasks.schema_registry import register_schemas_task
 from tasks.shutdown import stop_tasks_when_terminated
 from tasks.task_runners import run_tasks
 
@@ -90,6 +91,7 @@ def _restore(params: RestoreParameters) -> RestoreReport:
 
     if params.dry_run:
         return report(planned_units(plan))
+    plan = _with_target_schema_ids(plan)
     target = {t.name: t for t in targets}
     outcomes = run_tasks(
         restore_unit_task,
@@ -125,6 +127,20 @@ def _restore(params: RestoreParameters) -> RestoreReport:
         )
     untranslated = "consumer-group offsets were not translated: translation needs the check step"
     return report(units, checks=checks, notes=[untranslated] if plan.consumer_groups else [])
+
+
+def _with_target_schema_ids(plan: RestorePlan) -> RestorePlan:
+    """The backup's registry schemas registered in the target's registry (referenced ones first,
+    identical ones reused) and the plan told old id → new id, so that each record's id is
+    rewritten as it is produced; nothing to do when the backup holds no schema or the ids are kept."""
+    if not plan.schemas or not plan.wire_sides or plan.schema_ids == "keep":
+        return plan
+    mapping = register_schemas_task(plan.schema_registry_url, plan.schemas)
+    get_run_logger().info(
+        "schemas registered in the target registry (source id → target id): %s",
+        ", ".join(f"{old} → {new}" for old, new in sorted(mapping.items())),
+    )
+    return plan.model_copy(update={"schema_id_map": mapping})
 
 
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:

@@ -115,6 +115,9 @@ def parse_connector_config(text: str) -> ConnectorConfig:
                     suggestion(cls, CONVERTER_CLASSES),
                 )
             converters[f"{side}_converter"] = CONVERTER_CLASSES[cls]
+    registry = _registry_url(text, props)
+    if registry is not None:
+        converters["schema_registry_url"] = registry
     transforms = _transforms(text, props)
     known = {"connect.s3.kcql", "topics", "key.converter", "value.converter", "transforms"}
     for key, (_, line) in props.items():
@@ -139,12 +142,41 @@ def parse_connector_config(text: str) -> ConnectorConfig:
         ) from None
     specs = [
         spec.model_copy(
-            update={k: v for k, v in converters.items() if k.replace("_", ".") not in spec.properties}
+            update={k: v for k, v in converters.items() if _property_name(k) not in spec.properties}
         )
         for spec in specs
     ]
     topics = tuple(t.strip() for t in props.get("topics", ("", 0))[0].split(",") if t.strip())
     return ConnectorConfig(specs=tuple(specs), topics=topics, transforms=tuple(transforms))
+
+
+def _property_name(field: str) -> str:
+    """The KCQL property that sets a spec field the connector config also sets."""
+    return "schema.registry.url" if field == "schema_registry_url" else field.replace("_", ".")
+
+
+def _registry_url(text: str, props: dict[str, tuple[str, int]]) -> str | None:
+    """`key.converter.schema.registry.url` / `value.converter.schema.registry.url` (one registry:
+    two different URLs are refused). Registry credentials stay out of the config, which is kept
+    in the manifest: `*.basic.auth.user.info` is refused with where to put it instead."""
+    urls: dict[str, int] = {}
+    for side in ("key", "value"):
+        if f"{side}.converter.basic.auth.user.info" in props:
+            _, line = props[f"{side}.converter.basic.auth.user.info"]
+            raise _fail(
+                text,
+                line,
+                "no registry credentials in the connector config",
+                f"{side}.converter.basic.auth.user.info",
+                "set KBACKUP_SCHEMA_REGISTRY_USER_INFO=user:password in the environment instead",
+            )
+        if f"{side}.converter.schema.registry.url" in props:
+            url, line = props[f"{side}.converter.schema.registry.url"]
+            urls.setdefault(url, line)
+    if len(urls) > 1:
+        url, line = list(urls.items())[1]
+        raise _fail(text, line, "the same schema registry URL for keys and values", repr(url))
+    return next(iter(urls), None)
 
 
 def _transforms(text: str, props: dict[str, tuple[str, int]]) -> list[Transform]:

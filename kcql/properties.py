@@ -158,6 +158,8 @@ _PROPERTIES = [
     ),
     Property("restore.group.prefix", "", _text, backup=False, restore=True),
     Property("restore.preflight", "preflight", _choice("quick", "full", "none"), backup=False, restore=True),
+    Property("schema.registry.url", "schema_registry_url", _text, restore=True),
+    Property("restore.schema.ids", "schema_ids", _choice("rewrite", "keep"), backup=False, restore=True),
     Property(
         "restore.target.nonempty",
         "target_nonempty",

@@ -104,6 +104,8 @@ class Selection(FrozenModel):
     translate_groups: bool = True
     preflight: Preflight = "quick"
     target_nonempty: TargetNonEmpty = "refuse"
+    schema_ids: Literal["rewrite", "keep"] = "rewrite"
+    schema_registry_url: str | None = None
 
 
 class OverrideError(KcqlValueError):
@@ -185,6 +187,8 @@ def _selection(spec: RestoreSpec, *, group_prefix: str, translate_groups: bool) 
         window=Window.between(spec.restore_from, spec.restore_to),
         preflight=spec.preflight or "quick",
         target_nonempty=spec.target_nonempty or "refuse",
+        schema_ids=spec.schema_ids,
+        schema_registry_url=spec.schema_registry_url,
         partitions=spec.partitions or None,
         filter=spec.filter,
         partitioner=spec.partitioner or "preserve",

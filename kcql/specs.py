@@ -107,6 +107,9 @@ class BackupSpec(FrozenModel):
     compression_level: int | None = None
     isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
     partition_missing: Literal["error", "null"] = "error"
+    schema_registry_url: str | None = Field(
+        default=None, description="The source's schema registry (else KBACKUP_SCHEMA_REGISTRY_URL)."
+    )
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
 
 
@@ -133,5 +136,13 @@ class RestoreSpec(FrozenModel):
     target_nonempty: Literal["refuse", "append"] = Field(
         default="refuse",
         description="A target partition that holds records this restore did not write: refuse, or append after them.",
+    )
+    schema_ids: Literal["rewrite", "keep"] = Field(
+        default="rewrite",
+        description="Registry schema ids in the records: rewrite to the target registry's ids (registering "
+        "the backup's schemas there), or keep them (a restore into the same registry).",
+    )
+    schema_registry_url: str | None = Field(
+        default=None, description="The target's schema registry (else KBACKUP_SCHEMA_REGISTRY_URL)."
     )
     properties: dict[str, PropertyValue] = Field(default_factory=dict)

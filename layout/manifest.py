@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from core.models import FrozenModel
+from layout.schemas import StoredSchema
 
 FORMAT_VERSION = 1
 MANIFESTS_FOLDER = "_manifests"
@@ -56,6 +57,15 @@ class PartitionEntry(FrozenModel):
     gaps: tuple[OffsetGap, ...] = ()
     objects: tuple[ObjectEntry, ...] = ()
     seconds: float = Field(default=0.0, description="Wall time of the export.")
+    schema_ids: dict[str, tuple[int, ...]] = Field(
+        default_factory=dict,
+        description="`key` / `value` → the registry schema ids its records name (converter `avro`).",
+    )
+    not_wire_format: int = Field(
+        default=0,
+        description="Keys and values under an `avro` converter that are not in the Confluent wire "
+        "format: kept byte for byte, with no schema id to rewrite.",
+    )
 
 
 class TopicEntry(FrozenModel):
@@ -94,6 +104,11 @@ class Manifest(FrozenModel):
     topics: tuple[TopicEntry, ...]
     partitions: tuple[PartitionEntry, ...]
     consumer_groups: tuple[GroupOffsets, ...] = ()
+    schemas: tuple[StoredSchema, ...] = Field(
+        default=(),
+        description="The registry schemas its records name (key/value converter `avro`), with the "
+        "schemas they reference (layout/schemas.py).",
+    )
 
     def partition(self, topic: str, partition: int) -> PartitionEntry | None:
         for entry in self.partitions:

@@ -56,8 +56,12 @@ def codec_context_from_manifest(
     return codec_context(spec_of(manifest), topic, partition, object_key)
 
 
+BYTE_EXACT_CONVERTERS = ("bytes", "avro")
+
+
 def is_lossless(spec: BackupSpec) -> bool:
-    """Every part of every record is kept byte for byte: the envelope with all parts, bytes converters."""
+    """Every part of every record is kept byte for byte: the envelope with all parts, keys and
+    values as bytes (`bytes`, or `avro`: the Confluent wire format's bytes, kept as they are)."""
     envelope = spec.envelope
     return (
         envelope.enabled
@@ -66,8 +70,8 @@ def is_lossless(spec: BackupSpec) -> bool:
         and envelope.value
         and envelope.headers
         and envelope.metadata
-        and spec.key_converter == "bytes"
-        and spec.value_converter == "bytes"
+        and spec.key_converter in BYTE_EXACT_CONVERTERS
+        and spec.value_converter in BYTE_EXACT_CONVERTERS
     )
 
 

@@ -10,6 +10,7 @@ the conditional upload accepts as already done.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from formats import get_codec
 from formats.columns import from_messages, records_digest_inputs, update_digest
+from formats.wire import schema_ids
 from kcql import BackupSpec, Transform
 from layout.grouping import PartitionGrouping
 from layout.manifest import GapCause, OffsetGap, PartitionEntry
@@ -54,6 +56,7 @@ def export_partition(
     s3: S3Client,
     transforms: tuple[Transform, ...] = (),
     on_progress: ProgressCallback | None = None,
+    avro_lookup: Callable[[int], Any] | None = None,
 ) -> PartitionEntry:
     """Read the window a consumed batch at a time, as columns (formats.columns): the records
     digest, the gaps, PARTITIONBY groups and the objects' cuts are computed on whole batches."""
@@ -61,9 +64,11 @@ def export_partition(
     started = time.monotonic()
     codec = get_codec(spec.format.value)
     naming = key_naming(spec, codec.spec.extension)
-    roller = ObjectRoller(
-        codec, codec_context(spec, window.topic, window.partition), naming, flush_rules(spec)
-    )
+    context = codec_context(spec, window.topic, window.partition)
+    if avro_lookup is not None:
+        context = dataclasses.replace(context, avro_schemas=avro_lookup)
+    roller = ObjectRoller(codec, context, naming, flush_rules(spec))
+    wire = WireIds(spec)
     grouping = PartitionGrouping(spec, window.topic, window.partition, transforms)
     objects = written_objects(s3, spec.bucket, naming, window)
     resume_after = objects[-1].last_offset if objects else window.start - 1
@@ -90,6 +95,7 @@ def export_partition(
         offsets = batch.column("offset").to_numpy()
         gaps.extend(_gaps(offsets, expected, request.gap_cause))
         expected = int(offsets[-1]) + 1
+        wire.add(batch)
         inputs = records_digest_inputs(batch)
         update_digest(digest, inputs)
         count += batch.num_rows
@@ -118,7 +124,28 @@ def export_partition(
         gaps=tuple(gaps),
         objects=tuple(objects),
         seconds=round(time.monotonic() - started, 3),
+        schema_ids=wire.ids(),
+        not_wire_format=wire.not_wire_format,
     )
+
+
+class WireIds:
+    """The registry schema ids the records' keys and values name, for each side whose converter
+    is `avro`, and how many of those keys and values are not in the wire format."""
+
+    def __init__(self, spec: BackupSpec) -> None:
+        self.sides = [side for side in ("key", "value") if getattr(spec, f"{side}_converter") == "avro"]
+        self.found: dict[str, set[int]] = {side: set() for side in self.sides}
+        self.not_wire_format = 0
+
+    def add(self, batch: Any) -> None:
+        for side in self.sides:
+            ids, others = schema_ids(batch.column(side))
+            self.found[side] |= ids
+            self.not_wire_format += others
+
+    def ids(self) -> dict[str, tuple[int, ...]]:
+        return {side: tuple(sorted(ids)) for side, ids in self.found.items() if ids}
 
 
 def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap]:
@@ -141,6 +168,7 @@ def export_partition_task(request: ExportRequest, transforms: tuple[Transform, .
     from tasks.kafka_clients import client_config
     from tasks.progress import report_progress
     from tasks.s3 import s3_client
+    from tasks.schema_registry import Registry
 
     def on_progress(records: int, written: int) -> None:
         report_progress(
@@ -151,4 +179,6 @@ def export_partition_task(request: ExportRequest, transforms: tuple[Transform, .
             written,
         )
 
-    return export_partition(request, client_config(), s3_client(), transforms, on_progress)
+    typed_avro = request.spec.value_converter == "avro" and not request.spec.envelope.enabled
+    lookup = Registry(request.spec.schema_registry_url).avro_lookup() if typed_avro else None
+    return export_partition(request, client_config(), s3_client(), transforms, on_progress, lookup)

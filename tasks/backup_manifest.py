@@ -9,13 +9,19 @@ from prefect.cache_policies import NO_CACHE
 
 from kcql import render
 from layout.manifest import Manifest, PartitionEntry
+from layout.schemas import StoredSchema
 from layout.spec_bridge import is_lossless
 from tasks.backup_plan import BackupPlan
 from tasks.manifest_store import write_manifest
 from tasks.retry import RETRY_OPTIONS
 
 
-def build_manifest(plan: BackupPlan, partitions: list[PartitionEntry], extension: str) -> Manifest:
+def build_manifest(
+    plan: BackupPlan,
+    partitions: list[PartitionEntry],
+    extension: str,
+    schemas: tuple[StoredSchema, ...] = (),
+) -> Manifest:
     spec = plan.spec
     return Manifest(
         backup_id=plan.backup_id,
@@ -31,6 +37,7 @@ def build_manifest(plan: BackupPlan, partitions: list[PartitionEntry], extension
         topics=plan.topics,
         partitions=tuple(sorted(partitions, key=lambda p: (p.topic, p.partition))),
         consumer_groups=plan.consumer_groups,
+        schemas=schemas,
     )
 
 

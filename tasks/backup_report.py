@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from layout.manifest import Manifest
+from layout.schemas import describe
 from tasks.backup_plan import BackupPlan
 from tasks.backup_verify import VerifyReport
 
@@ -65,6 +66,11 @@ def summary(result: BackupResult) -> str:
             f"- verification ({verification.depth}): {verification.objects_checked} objects checked, "
             f"{verification.objects_decoded} decoded",
             *(["", "## Offset gaps", *gaps] if gaps else []),
+            *(
+                ["", "## Registry schemas", *(f"- {describe(s)}" for s in manifest.schemas)]
+                if manifest.schemas
+                else []
+            ),
         ]
     )
 

@@ -27,6 +27,7 @@ from core.models import FrozenModel
 from kcql.selection import Selection, TargetNonEmpty, Window
 from layout.keys import is_manifest_key
 from layout.manifest import GroupOffsets, OffsetGap, join_key
+from layout.schemas import StoredSchema, merged
 from tasks.manifest_store import read_chain
 from tasks.restore_errors import NothingToRestoreError
 from tasks.retry import RETRY_OPTIONS
@@ -119,6 +120,20 @@ class RestorePlan(FrozenModel):
         default="none", description="What the pre-flight checked before anything was produced."
     )
     notes: tuple[str, ...] = Field(default=(), description="What cannot be restored, and other warnings.")
+    schemas: tuple[StoredSchema, ...] = Field(
+        default=(), description="The registry schemas the backup holds (its manifests' schemas)."
+    )
+    schema_ids: Literal["rewrite", "keep"] = "rewrite"
+    schema_registry_url: str | None = None
+    schema_id_map: dict[int, int] = Field(
+        default_factory=dict,
+        description="Source schema id → the target registry's, once registered (rewrite only).",
+    )
+
+    @property
+    def wire_sides(self) -> tuple[str, ...]:
+        """`key` / `value`: the sides whose bytes are in the Confluent wire format (converter avro)."""
+        return tuple(s for s in ("key", "value") if self.codec_spec.get(f"{s}_converter") == "avro")
 
     def target(self, name: str) -> TargetTopic:
         return next(t for t in self.targets if t.name == name)
@@ -130,13 +145,19 @@ class RestorePlan(FrozenModel):
 
 # Choices that do not change what is restored where: a rerun that sets them differently (say,
 # 'restore.preflight'='none' after a long full pre-flight) is still the same restore and resumes.
-_NOT_IN_RESTORE_ID = {"batch", "preflight", "target_nonempty"}
+_NOT_IN_RESTORE_ID = {"batch", "preflight", "target_nonempty", "schema_registry_url"}
+
+
+def _not_in_restore_id(selection: Selection) -> set[str]:
+    """The fields left out of the restore id: the choices above, and `schema_ids` at its default,
+    so that the ids of restores from before it existed stay what they were."""
+    return _NOT_IN_RESTORE_ID | ({"schema_ids"} if selection.schema_ids == "rewrite" else set())
 
 
 def restore_id(selection: Selection, backup_ids: Sequence[str]) -> str:
     identity = json.dumps(
         {
-            "selection": selection.model_dump(mode="json", exclude=_NOT_IN_RESTORE_ID),
+            "selection": selection.model_dump(mode="json", exclude=_not_in_restore_id(selection)),
             "backups": list(backup_ids),
         },
         sort_keys=True,
@@ -156,6 +177,8 @@ def plan_of(selection: Selection, identity: Sequence[str], **found: Any) -> Rest
         partitioner=selection.partitioner,
         group_prefix=selection.group_prefix,
         target_nonempty=selection.target_nonempty,
+        schema_ids=selection.schema_ids,
+        schema_registry_url=selection.schema_registry_url,
         **found,
     )
 
@@ -176,6 +199,7 @@ def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:
     chain = read_chain(s3, bucket, prefix)
     if chain:
         plan = plan_from_manifests(selection, chain, listed)
+        plan = plan.model_copy(update={"schemas": merged(*(m.schemas for m in chain))})
     elif listed:
         refuse_uncommitted_backup(s3, bucket, prefix, listed)
         plan = plan_from_listing(selection, listed)

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from formats.columns import header_lists, records_digest_inputs
 from formats.envelope import TimestampType
+from formats.wire import rewrite_schema_ids
 from kcql.selection import Window
 from tasks import shutdown
 from tasks.errors import KbackupError, is_retryable
@@ -203,6 +204,18 @@ def window_mask(window: Window, offsets: np.ndarray, timestamps: pa.Array) -> np
     return mask
 
 
+def rewrite_batch_ids(
+    batch: pa.RecordBatch, sides: tuple[str, ...], mapping: dict[int, int]
+) -> pa.RecordBatch:
+    """The batch with the registry schema ids of its wire-format keys and values (`sides`) mapped
+    to the target registry's; the batch itself when no id changes."""
+    columns = {side: rewrite_schema_ids(batch.column(side), mapping) for side in sides}
+    if all(columns[side] is batch.column(side) for side in sides):
+        return batch
+    arrays = [columns.get(name, batch.column(name)) for name in batch.schema.names]
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
 def _lengths(array: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.binary_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
@@ -250,6 +263,7 @@ class _UnitRun:
         self.objects_seen: set[str] = set()
         self.last_report = 0.0
         self.batch_size = max(1, plan.batch)
+        self.id_changes = {old: new for old, new in plan.schema_id_map.items() if old != new}
         if not metadata:
             # Mark the beginning before the first record: the group's metadata now says where in
             # the target this unit began, so its own records are never taken for someone else's.
@@ -267,6 +281,10 @@ class _UnitRun:
         self.objects_seen.update(source.objects)
         source_inputs = self.segment_digests.add(source.batch, source.offsets)
         batch, offsets = source.batch, source.offsets
+        if self.id_changes:
+            rewritten = rewrite_batch_ids(batch, self.plan.wire_sides, self.id_changes)
+            if rewritten is not batch:  # what is written (and digested) carries the target's ids
+                batch, source_inputs = rewritten, None
         mask = window_mask(self.plan.window, offsets, batch.column("timestamp"))
         if mask is not None:
             if not mask.any():

@@ -79,6 +79,10 @@ class RestoreReport(BaseModel):
     )
     resume: str | None = Field(default=None, description="On failure: how to resume.")
     notes: list[str] = Field(default_factory=list, description="What could not be restored, and warnings.")
+    schemas: list[str] = Field(
+        default_factory=list,
+        description="The backup's registry schemas: source id, subjects, and the target's id (or kept).",
+    )
 
     @property
     def ok(self) -> bool:
@@ -252,6 +256,8 @@ def summary(report: RestoreReport) -> str:
         f"- checked partitions: {sum(1 for c in report.checks if c.ok)}/{len(report.checks)} "
         f"({sum(1 for c in report.checks if c.digest_compared)} by records digest)",
     ]
+    if report.schemas:
+        lines += ["", "## Registry schemas", *(f"- {line}" for line in report.schemas)]
     if report.groups:
         lines += [
             "",
@@ -314,4 +320,20 @@ def restore_report(
         progress=list(progress),
         resume=resume,
         notes=[*plan.notes, *(w for t in targets for w in t.warnings), *notes],
+        schemas=schema_lines(plan, dry_run),
     )
+
+
+def schema_lines(plan: RestorePlan, dry_run: bool) -> list[str]:
+    """One line per schema the backup holds: what became of its id in the target registry."""
+    lines = []
+    for schema in plan.schemas:
+        subjects = ", ".join(f"{v.subject} v{v.version}" for v in schema.versions) or "no subject"
+        if plan.schema_ids == "keep" or not plan.wire_sides:
+            fate = "id kept"
+        elif schema.id in plan.schema_id_map:
+            fate = f"→ target id {plan.schema_id_map[schema.id]}"
+        else:
+            fate = "to be registered" if dry_run else "not registered"
+        lines.append(f"id {schema.id} ({subjects}; {'/'.join(schema.used_by)}): {fate}")
+    return lines

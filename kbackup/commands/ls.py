@@ -1,11 +1,17 @@
-"""`kbackup ls s3://bucket/prefix`: the backups under a prefix, their windows, topics and sizes."""
+"""`kbackup ls s3://bucket/prefix`: the backups under a prefix, their windows, topics and sizes,
+and the registry schemas they hold."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from kbackup.cli import EXIT_OK
 from kbackup.console import human_bytes, parse_s3_url, table
+
+if TYPE_CHECKING:
+    from layout.manifest import Manifest
+    from layout.schemas import StoredSchema
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layout.schemas import merged
     from tasks.manifest_store import read_chain
     from tasks.s3 import check_bucket, s3_client
 
@@ -40,9 +47,14 @@ def run(args: argparse.Namespace) -> int:
                 "records": m.record_count,
                 "size": human_bytes(m.byte_count),
                 "windows": windows + more,
+                "schemas": len(m.schemas),
             }
         )
     print(table(rows))
+    schemas = merged(*(m.schemas for m in manifests))
+    if schemas:
+        print()
+        print(table([_schema_row(s, manifests) for s in schemas]))
     if args.objects and manifests:
         objects = [
             {
@@ -59,3 +71,14 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(table(objects))
     return EXIT_OK
+
+
+def _schema_row(schema: StoredSchema, manifests: list[Manifest]) -> dict[str, Any]:
+    return {
+        "schema id": schema.id,
+        "type": schema.schema_type,
+        "subjects": ", ".join(f"{v.subject} v{v.version}" for v in schema.versions) or "-",
+        "used by": "/".join(schema.used_by),
+        "references": ", ".join(r.name for r in schema.references) or "-",
+        "backups": sum(1 for m in manifests if any(s.id == schema.id for s in m.schemas)),
+    }

@@ -55,7 +55,14 @@ def test_every_exception_class_derives_from_the_one_root() -> None:
 
 
 def test_every_error_has_exactly_one_layer_or_is_a_run_outcome() -> None:
-    layers = (core.LanguageError, core.FormatError, core.StorageError, core.KafkaError, core.BackupError)
+    layers = (
+        core.LanguageError,
+        core.FormatError,
+        core.StorageError,
+        core.KafkaError,
+        core.RegistryError,
+        core.BackupError,
+    )
     for name, cls in _exception_classes().items():
         if name.startswith("core.") or cls.__name__ in ("RunInterrupted", "LocationError"):
             continue
