@@ -162,9 +162,9 @@ def _registry_url(text: str, props: dict[str, tuple[str, int]]) -> str | None:
     urls: dict[str, int] = {}
     for side in ("key", "value"):
         if f"{side}.converter.basic.auth.user.info" in props:
-            _, line = props[f"{side}.converter.basic.auth.user.info"]
+            secret, line = props[f"{side}.converter.basic.auth.user.info"]
             raise _fail(
-                text,
+                text.replace(secret, "***") if secret else text,
                 line,
                 "no registry credentials in the connector config",
                 f"{side}.converter.basic.auth.user.info",

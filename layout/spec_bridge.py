@@ -3,12 +3,15 @@ named, when they roll, how the codec is set up, and how PARTITIONBY values are c
 
 from __future__ import annotations
 
+import dataclasses
+
 from formats import CodecContext, get_codec
 from kcql import BackupSpec
 from layout.keys import KeyNaming, Padding
 from layout.manifest import Manifest
 from layout.objects import FlushRules
 from layout.partition_values import FieldRule, PartitionValues
+from layout.schemas import avro_lookup
 
 
 def key_naming(spec: BackupSpec, extension: str) -> KeyNaming:
@@ -53,7 +56,12 @@ def spec_of(manifest: Manifest) -> BackupSpec:
 def codec_context_from_manifest(
     manifest: Manifest, topic: str, partition: int, object_key: str
 ) -> CodecContext:
-    return codec_context(spec_of(manifest), topic, partition, object_key)
+    """The context to read one of the manifest's objects, with its registry schemas (value-only
+    objects with typed columns from Avro values are read back with them)."""
+    context = codec_context(spec_of(manifest), topic, partition, object_key)
+    if not manifest.schemas:
+        return context
+    return dataclasses.replace(context, avro_schemas=avro_lookup(manifest.schemas))
 
 
 BYTE_EXACT_CONVERTERS = ("bytes", "avro")
