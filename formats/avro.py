@@ -1,12 +1,14 @@
 """AVRO: an Avro object container file (fastavro), envelope or value-only. Value-only objects
 with `value.converter=json` hold the documents' fields as typed fields, their Avro schema derived
-from the Arrow schema pyarrow's JSON reader inferred (formats/json_columns.py)."""
+from the Arrow schema pyarrow's JSON reader inferred (formats/json_columns.py); with
+`value.converter=avro` the registry records' fields, as io.kbackup.KafkaAvroValue
+(formats/avro_columns.py; reading them back needs `CodecContext.avro_schemas`)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -18,6 +20,7 @@ import pyarrow.compute as pc
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.write import Writer
 
+from formats import avro_columns
 from formats.avro_binary import decode_envelopes, encode_columns, encode_envelopes, encode_value_columns
 from formats.codec import (
     Codec,
@@ -206,13 +209,29 @@ class _AvroWriter(ObjectWriter):
         return self.buffer.getvalue()
 
 
-class _TypedAvroWriter(_AvroWriter):
-    """Value-only objects with `value.converter=json`: the values are kept until finish(), which
-    writes them as records of the object's inferred schema, or as io.kbackup.KafkaValue when they
-    cannot be typed (formats/json_columns.py). The size rule counts the values' bytes."""
+def _json_rows(table: pa.Table) -> list[dict[str, Any]]:
+    return table.to_pylist()
 
-    def __init__(self, context: CodecContext, codec: str) -> None:
+
+class _TypedAvroWriter(_AvroWriter):
+    """Value-only objects with typed fields (`value.converter=json` or `avro`): the values are
+    kept until finish(), which types them with `typing` (formats/json_columns.py's typed_table,
+    formats/avro_columns.py's typed_avro_table) and writes the table's `rows` as records of the
+    Avro schema `schema` gives for it, or writes io.kbackup.KafkaValue records when the values
+    cannot be typed. The size rule counts the values' bytes."""
+
+    def __init__(
+        self,
+        context: CodecContext,
+        codec: str,
+        typing: Callable[[pa.ChunkedArray], pa.Table] = typed_table,
+        schema: Callable[[pa.Schema], dict[str, Any]] = avro_schema,
+        rows: Callable[[pa.Table], list[dict[str, Any]]] = _json_rows,
+    ) -> None:
         super().__init__(context, codec)
+        self.typing = typing
+        self.typed_schema = schema
+        self.rows = rows
         self.values: list[pa.Array] = []
         self.size = 0
         self.first_offset: int | None = None
@@ -241,9 +260,9 @@ class _TypedAvroWriter(_AvroWriter):
     def finish(self) -> bytes:
         values = pa.chunked_array(self.values, pa.binary())
         try:
-            table = typed_table(values)
+            table = self.typing(values)
             self.fallback = None
-            return self._container(fastavro.parse_schema(avro_schema(table.schema)), table.to_pylist())
+            return self._container(fastavro.parse_schema(self.typed_schema(table.schema)), self.rows(table))
         except (
             Untypable,
             pa.ArrowException,
@@ -271,16 +290,36 @@ class AvroCodec(Codec):
     def writer(self, context: CodecContext) -> ObjectWriter:
         if not context.envelope and context.value_converter == "json":
             return _TypedAvroWriter(context, self.compression(context))
+        if not context.envelope and context.value_converter == "avro":
+            lookup = context.avro_schemas
+            return _TypedAvroWriter(
+                context,
+                self.compression(context),
+                lambda values: avro_columns.typed_avro_table(values, lookup),
+                avro_columns.avro_container_schema,
+                avro_columns.container_rows,
+            )
         return _AvroWriter(context, self.compression(context))
 
     def reader(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[Record]:
+        raw = as_bytes(data)
         index = 0
         try:
-            reader, shape = _open(data)
+            reader, shape = _open(raw)
+            if shape == "avro":
+                lookup = context.avro_schemas
+                if lookup is None:
+                    raise avro_columns.SchemasNeeded(context.object_key)
+                blocks = fastavro.block_reader(io.BytesIO(raw))
+                for batch in avro_columns.container_batches(blocks, reader.writer_schema):
+                    for value in avro_columns.row_wire_values(batch, lookup):
+                        yield value_only_record(value, context, index)
+                        index += 1
+                return
             for row in reader:
                 yield _record(row, shape, context, index)
                 index += 1
-        except CorruptObjectError:
+        except (CorruptObjectError, avro_columns.SchemasNeeded):
             raise
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for bad input
             raise undecodable_record(context, index, exc) from exc
@@ -344,7 +383,7 @@ def _envelope_batches(reader: Any, context: CodecContext, skip: int) -> Iterator
 
 
 def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
-    """fastavro's reader and the shape of its rows: ours, value, json (typed fields),
+    """fastavro's reader and the shape of its rows: ours, value, json or avro (typed fields),
     stream-reactor or row."""
     reader = fastavro.reader(io.BytesIO(as_bytes(data)))
     schema = reader.writer_schema
@@ -357,6 +396,9 @@ def _open(data: bytes | BinaryIO) -> tuple[Any, str]:
         if ours
         else "json"
         if schema.get("name") in (f"{AVRO_NAMESPACE}.{AVRO_NAME}", AVRO_NAME)
+        else "avro"
+        if schema.get("name")
+        in (f"{avro_columns.AVRO_NAMESPACE}.{avro_columns.AVRO_NAME}", avro_columns.AVRO_NAME)
         else "stream-reactor"
         if {"value", "metadata"} <= fields
         else ("value" if schema.get("name") in ("io.kbackup.KafkaValue", "KafkaValue") else "row")

@@ -1,11 +1,13 @@
 """PARQUET: one row per record (pyarrow), envelope as columns with `metadata` a struct and
 headers a list of structs; batches are converted column-wise. Value-only objects with
-`value.converter=json` hold the documents' fields as typed columns (formats/json_columns.py)."""
+`value.converter=json` hold the documents' fields as typed columns (formats/json_columns.py),
+with `value.converter=avro` the Avro records' fields (formats/avro_columns.py, schema metadata
+`kbackup: avro`; reading them back needs `CodecContext.avro_schemas`)."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -13,6 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from formats.avro_columns import TAG as AVRO_TAG
+from formats.avro_columns import SchemasNeeded, typed_avro_table
+from formats.avro_columns import batch_values as avro_batch_values
+from formats.avro_columns import row_wire_values as avro_row_values
 from formats.codec import (
     Codec,
     CodecContext,
@@ -149,13 +155,22 @@ class _ParquetWriter(ObjectWriter):
 
 
 class _TypedParquetWriter(ObjectWriter):
-    """Value-only objects with `value.converter=json`: the values are kept until finish(), which
-    infers the object's schema and writes typed columns, or the `value` column when the values
-    cannot be typed (formats/json_columns.py). The size rule counts the values' bytes."""
+    """Value-only objects with typed columns (`value.converter=json` or `avro`): the values are
+    kept until finish(), which types them with `typing` (formats/json_columns.py's typed_table,
+    formats/avro_columns.py's typed_avro_table) and writes the columns tagged `tag`, or the
+    `value` column when the values cannot be typed. The size rule counts the values' bytes."""
 
-    def __init__(self, context: CodecContext, compression: str) -> None:
+    def __init__(
+        self,
+        context: CodecContext,
+        compression: str,
+        typing: Callable[[pa.ChunkedArray], pa.Table] = typed_table,
+        tag: bytes = JSON_TAG,
+    ) -> None:
         super().__init__(context)
         self.compression = compression
+        self.typing = typing
+        self.tag = tag
         self.values: list[pa.Array] = []
         self.size = 0
         self.fallback: str | None = None
@@ -181,10 +196,10 @@ class _TypedParquetWriter(ObjectWriter):
     def finish(self) -> bytes:
         level = self.context.compression_level
         try:
-            table = typed_table(pa.chunked_array(self.values, pa.binary()))
+            table = self.typing(pa.chunked_array(self.values, pa.binary()))
             buffer = io.BytesIO()
             pq.write_table(
-                table.replace_schema_metadata({b"kbackup": JSON_TAG}),
+                table.replace_schema_metadata({b"kbackup": self.tag}),
                 buffer,
                 compression=self.compression,
                 compression_level=level,
@@ -212,6 +227,11 @@ class ParquetCodec(Codec):
     def writer(self, context: CodecContext) -> ObjectWriter:
         if not context.envelope and context.value_converter == "json":
             return _TypedParquetWriter(context, self.compression(context))
+        if not context.envelope and context.value_converter == "avro":
+            lookup = context.avro_schemas
+            return _TypedParquetWriter(
+                context, self.compression(context), lambda values: typed_avro_table(values, lookup), AVRO_TAG
+            )
         return _ParquetWriter(context, self.compression(context))
 
     def read_columns(self, data: bytes | BinaryIO, context: CodecContext) -> Iterator[pa.RecordBatch]:
@@ -222,9 +242,12 @@ class ParquetCodec(Codec):
             tag = (parquet.schema_arrow.metadata or {}).get(b"kbackup")
         except Exception as exc:  # noqa: BLE001
             raise undecodable_record(context, 0, exc) from exc
-        if tag not in (b"envelope", b"value", JSON_TAG):
+        if tag not in (b"envelope", b"value", JSON_TAG, AVRO_TAG):
             yield from decoded_batches(self._records(parquet, context))
             return
+        lookup = context.avro_schemas
+        if tag == AVRO_TAG and lookup is None:
+            raise SchemasNeeded(context.object_key)
         index = 0
         try:
             for batch in parquet.iter_batches(batch_size=DECODE_BATCH):
@@ -232,6 +255,8 @@ class ParquetCodec(Codec):
                     yield _envelope_columns(batch, context, index)
                 elif tag == JSON_TAG:
                     yield _value_columns(batch_values(batch), context, index)
+                elif tag == AVRO_TAG and lookup is not None:
+                    yield _value_columns(avro_batch_values(batch, lookup), context, index)
                 else:
                     yield _value_columns(batch.column("value"), context, index)
                 index += batch.num_rows
@@ -248,11 +273,17 @@ class ParquetCodec(Codec):
         yield from self._records(parquet, context)
 
     def _records(self, parquet: pq.ParquetFile, context: CodecContext) -> Iterator[Record]:
-        index = 0
         try:
             schema = parquet.schema_arrow
-            names = set(schema.names)
-            tag = (schema.metadata or {}).get(b"kbackup")
+        except Exception as exc:  # noqa: BLE001
+            raise undecodable_record(context, 0, exc) from exc
+        names = set(schema.names)
+        tag = (schema.metadata or {}).get(b"kbackup")
+        lookup = context.avro_schemas
+        if tag == AVRO_TAG and lookup is None:
+            raise SchemasNeeded(context.object_key)
+        index = 0
+        try:
             for batch in parquet.iter_batches(batch_size=4096):
                 if tag == b"envelope" and batch.column("metadata").null_count == 0:
                     for record in _envelope_records(batch):
@@ -261,6 +292,11 @@ class ParquetCodec(Codec):
                     continue
                 if tag == JSON_TAG:
                     for value in row_values(batch.to_pylist()):
+                        yield value_only_record(value, context, index)
+                        index += 1
+                    continue
+                if tag == AVRO_TAG and lookup is not None:
+                    for value in avro_row_values(batch, lookup):
                         yield value_only_record(value, context, index)
                         index += 1
                     continue
