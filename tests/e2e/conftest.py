@@ -150,3 +150,14 @@ def wait_for_final_state(client: Any, flow_run_id: UUID, served: ServedPrefect, 
         return run if run.state is not None and run.state.type.value in FINAL_STATES else None
 
     return wait_for(final, timeout, f"flow run {flow_run_id} to finish", interval=2, details=served.logs)
+
+
+@pytest.fixture
+def fresh_registry(tmp_path: Path) -> Iterator[str]:
+    """The Confluent-compatible URL of a second, empty Apicurio Registry of this test's own (the
+    stack's cached install, in-memory, on free loopback ports; its log in the test's tmp_path),
+    stopped after the test (tests/support/registry.py)."""
+    from tests.support.registry import fresh_registry as start
+
+    with start(tmp_path / "fresh-registry") as url:
+        yield url
