@@ -226,13 +226,23 @@ def _all_nullable(kind: pa.DataType) -> pa.DataType:
 
 def plain_schema(schema: Any) -> Any:
     """The schema parsed without its logical types except decimal: the same binary encoding,
-    decoded to the integers and strings the columns hold."""
+    decoded to the integers and strings the columns hold. Named types defined elsewhere (a
+    parsed schema's references, in its `__named_schemas`) are written out where first used, so
+    the result stands alone."""
+    named = schema.get("__named_schemas", {}) if isinstance(schema, dict) else {}
+    defined: set[str] = set()
 
     def plain(node: Any) -> Any:
+        if isinstance(node, str):
+            if node in _PRIMITIVES or node in defined or node not in named:
+                return node
+            return plain(named[node])
         if isinstance(node, list):
             return [plain(item) for item in node]
         if not isinstance(node, dict):
             return node
+        if node.get("type") in ("record", "error", "enum", "fixed") and "name" in node:
+            defined.add(node["name"])
         out = {
             key: plain(value) if key in ("type", "items", "values", "fields") else value
             for key, value in node.items()
@@ -260,6 +270,8 @@ class _Schemas:
                 found = self.lookup(schema_id)
             except KeyError:
                 raise Untypable(f"schema id {schema_id} is unknown") from None
+            except Exception as exc:  # noqa: BLE001 - e.g. a schema that is not Avro
+                raise Untypable(f"the schema of id {schema_id} cannot be used: {exc}") from None
             try:
                 schema = self.writers[schema_id] = fastavro.parse_schema(found)
             except Exception as exc:  # noqa: BLE001 - fastavro's kinds of schema errors

@@ -486,3 +486,45 @@ def test_any_values_of_a_schema_are_typed_and_restore_byte_for_byte(rows, fmt):
     data, writer = _write(fmt, values)
     assert writer.fallback is None
     assert _restored(fmt, data) == values
+
+
+def test_a_schema_with_references_as_the_manifest_lookup_parses_it():
+    named: dict[str, Any] = {}
+    fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "Money",
+            "namespace": "shop",
+            "fields": [
+                {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+                {"name": "cents", "type": "long"},
+            ],
+        },
+        named_schemas=named,
+    )
+    order = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "Order",
+            "namespace": "shop",
+            "fields": [{"name": "paid", "type": "Money"}, {"name": "refund", "type": ["null", "shop.Money"]}],
+        },
+        named_schemas=named,
+    )
+    lookup = {40: order}.__getitem__
+    values = [
+        _wire(order, {"paid": {"at": 5, "cents": 100}, "refund": None}, 40),
+        _wire(order, {"paid": {"at": 6, "cents": 1}, "refund": {"at": 7, "cents": 1}}, 40),
+    ]
+    table = typed_avro_table(pa.array(values), lookup)
+    assert table.schema.field("refund").type == pa.struct(
+        [
+            pa.field("at", pa.timestamp("ms", tz="UTC"), nullable=False),
+            pa.field("cents", pa.int64(), nullable=False),
+        ]
+    )
+    assert batch_values(table, lookup).to_pylist() == values
+    for fmt in FORMATS:
+        data, writer = _write(fmt, values, lookup=lookup)
+        assert writer.fallback is None
+        assert _restored(fmt, data, lookup=lookup) == values
