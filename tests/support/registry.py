@@ -41,11 +41,10 @@ class RegistryDidNotStart(AssertionError):
 def registry_jar() -> Path:
     """The runner jar of the cached install (installed first when missing, as `make up` does)."""
     found = subprocess.run(
-        [str(REPO / "scripts" / "install-registry.sh")],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [str(REPO / "scripts" / "install-registry.sh")], capture_output=True, text=True, timeout=600
+    )
+    assert found.returncode == 0 and found.stdout.strip(), (
+        f"scripts/install-registry.sh failed (exit {found.returncode}):\n{found.stderr}"
     )
     return Path(found.stdout.strip().splitlines()[-1])
 
