@@ -304,10 +304,12 @@ def _positions(buf: bytes, count: int) -> _Positions:
             elif b == 2:
                 n = buf[p]
                 if n < 0x80:
-                    n >>= 1
+                    n = (n >> 1) ^ -(n & 1)
                     p += 1
                 else:
                     n, p = varint(p)
+                if n < 0:
+                    raise ValueError(f"negative length {n}")
                 s_list.append(p)
                 l_list.append(n)
                 p += n
@@ -330,10 +332,12 @@ def _positions(buf: bytes, count: int) -> _Positions:
             for _ in range(n):
                 ln = buf[p]
                 if ln < 0x80:
-                    ln >>= 1
+                    ln = (ln >> 1) ^ -(ln & 1)
                     p += 1
                 else:
                     ln, p = varint(p)
+                if ln < 0:
+                    raise ValueError(f"negative length {ln}")
                 hn_s.append(p)
                 hn_l.append(ln)
                 p += ln
@@ -344,6 +348,8 @@ def _positions(buf: bytes, count: int) -> _Positions:
                     hv_l.append(-1)
                 elif b == 2:
                     ln, p = varint(p)
+                    if ln < 0:
+                        raise ValueError(f"negative length {ln}")
                     hv_s.append(p)
                     hv_l.append(ln)
                     p += ln
@@ -362,6 +368,8 @@ def _positions(buf: bytes, count: int) -> _Positions:
             raise ValueError(f"bad union branch {b}")
         meta.append(True)
         ln, p = varint(p)
+        if ln < 0:
+            raise ValueError(f"negative length {ln}")
         t_s.append(p)
         t_l.append(ln)
         p += ln
@@ -379,6 +387,8 @@ def _positions(buf: bytes, count: int) -> _Positions:
         else:
             raise ValueError(f"bad union branch {b}")
         ln, p = varint(p)
+        if ln < 0:
+            raise ValueError(f"negative length {ln}")
         l_s.append(p)
         l_l.append(ln)
         p += ln

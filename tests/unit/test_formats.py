@@ -591,3 +591,17 @@ def test_avro_damaged_bodies_read_through_columns_as_record_by_record(
         assert through_columns.value.record_index == error.record_index
         return
     assert from_records(_decoded_records(codec.read_columns(bytes(blob), context)), decoded=True) == expected
+
+
+def test_a_negative_length_in_an_avro_body_is_damage_not_an_empty_value() -> None:
+    """A one-byte length of 1 is zig-zag -1: fastavro refuses it, and so must the column decoder
+    (it once read it as 0 and went on, taking a damaged object for a good one)."""
+    from formats.avro_binary import decode_envelopes
+
+    body = (
+        b"\x02\x01" + b"\x00" + b"\x00" + b"\x00"
+    )  # key: present, length -1; value null; no headers, no metadata
+    with pytest.raises(ValueError, match="negative length"):
+        decode_envelopes(body, 1, "t", 0, 0)
+    good = b"\x02\x00" + b"\x00" + b"\x00" + b"\x00"  # the same record with an empty key
+    assert decode_envelopes(good, 1, "t", 0, 0).column("key").to_pylist() == [b""]
