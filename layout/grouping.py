@@ -7,7 +7,8 @@ Without PARTITIONBY a batch is one group whose values are ().
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -21,9 +22,14 @@ class PartitionGrouping:
     """PARTITIONBY: a batch split by its records' partition values (one group, (), without)."""
 
     def __init__(
-        self, spec: BackupSpec, topic: str, partition: int, transforms: tuple[Transform, ...]
+        self,
+        spec: BackupSpec,
+        topic: str,
+        partition: int,
+        transforms: tuple[Transform, ...],
+        avro_schemas: Callable[[int], Any] | None = None,
     ) -> None:
-        self.values = partition_values_for(spec)
+        self.values = partition_values_for(spec, avro_schemas)
         self.header_transforms = compile_transforms(transforms)
         self.topic, self.partition = topic, partition
 

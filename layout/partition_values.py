@@ -1,20 +1,25 @@
 """PARTITIONBY: the value of each partition field for one record.
 
-Field values come from the key/value decoded as JSON when a path is asked for (a JSON object,
-whatever the converter stores), from headers as UTF-8 text, from the record's topic and
+Field values come from the key/value decoded when a path is asked for — as Avro with its
+registry schema when that side's converter is `avro` (the Confluent wire format), else as JSON (a
+JSON object, whatever the converter stores) — from headers as UTF-8 text, from the record's topic and
 partition, or from its timestamp formatted with the field's date pattern.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import fastavro
+
 from core.errors import FormatError
 from formats.envelope import Header, Record
+from formats.wire import PREFIX, wire_id
 
 FieldSource = Literal["key", "value", "header", "topic", "partition", "date"]
 _MISSING = object()
@@ -61,9 +66,16 @@ def scalar_text(value: Any) -> str | None:
 class PartitionValues:
     """Computes the PARTITIONBY values of records; decodes each key/value at most once."""
 
-    def __init__(self, rules: Sequence[FieldRule], missing_as_null: bool) -> None:
+    def __init__(
+        self,
+        rules: Sequence[FieldRule],
+        missing_as_null: bool,
+        decoders: Mapping[str, Callable[[Any], Any]] | None = None,
+    ) -> None:
+        """`decoders`: per side (`key`, `value`), how its bytes become a document (JSON otherwise)."""
         self.rules = tuple(rules)
         self.missing_as_null = missing_as_null
+        self.decoders = dict(decoders or {})
 
     def of(self, record: Record, extra_headers: Sequence[Header] = ()) -> tuple[str | None, ...]:
         decoded: dict[str, Any] = {}
@@ -93,12 +105,14 @@ class PartitionValues:
         raw = record.key if rule.source == "key" else record.value
         if not rule.path:
             return scalar_text(raw)
+        decoder = self.decoders.get(rule.source)
         if rule.source not in decoded:
-            decoded[rule.source] = _as_document(raw)
+            decoded[rule.source] = _as_document(raw) if decoder is None else decoder(raw)
         document = decoded[rule.source]
         for step in rule.path:
             if not isinstance(document, dict):
-                return self._missing(rule, record, f"the {rule.source} is not a JSON object")
+                kind = "JSON object" if decoder is None else "Avro record (in the wire format)"
+                return self._missing(rule, record, f"the {rule.source} is not a {kind}")
             if step not in document:
                 return self._missing(rule, record, f"the {rule.source} has no field {'.'.join(rule.path)!r}")
             document = document[step]
@@ -108,6 +122,22 @@ class PartitionValues:
         if self.missing_as_null:
             return None
         raise PartitionValueError(rule.text, record.topic, record.partition, record.offset, reason)
+
+
+def avro_decoder(lookup: Callable[[int], Any]) -> Callable[[Any], Any]:
+    """Bytes in the Confluent wire format → the Avro datum, by its registry schema (`lookup`:
+    schema id → fastavro's parsed schema); None for anything else (or an unknown id)."""
+
+    def decode(raw: Any) -> Any:
+        schema_id = wire_id(bytes(raw)) if isinstance(raw, (bytes, bytearray)) else None
+        if schema_id is None:
+            return None
+        try:
+            return fastavro.schemaless_reader(io.BytesIO(raw[PREFIX:]), lookup(schema_id), None)
+        except (KeyError, ValueError, EOFError, IndexError, TypeError):
+            return None
+
+    return decode
 
 
 def _as_document(raw: Any) -> Any:

@@ -4,13 +4,15 @@ named, when they roll, how the codec is set up, and how PARTITIONBY values are c
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 from formats import CodecContext, get_codec
 from kcql import BackupSpec
 from layout.keys import KeyNaming, Padding
 from layout.manifest import Manifest
 from layout.objects import FlushRules
-from layout.partition_values import FieldRule, PartitionValues
+from layout.partition_values import FieldRule, PartitionValues, avro_decoder
 from layout.schemas import avro_lookup
 
 
@@ -83,7 +85,11 @@ def is_lossless(spec: BackupSpec) -> bool:
     )
 
 
-def partition_values_for(spec: BackupSpec) -> PartitionValues | None:
+def partition_values_for(
+    spec: BackupSpec, avro_schemas: Callable[[int], Any] | None = None
+) -> PartitionValues | None:
+    """The statement's PARTITIONBY; keys and values under an `avro` converter are decoded with
+    `avro_schemas` (schema id → parsed schema)."""
     if not spec.partition_by:
         return None
     from kcql.java_dates import java_date_formatter
@@ -99,4 +105,9 @@ def partition_values_for(spec: BackupSpec) -> PartitionValues | None:
         )
         for field in spec.partition_by
     ]
-    return PartitionValues(rules, missing_as_null=spec.partition_missing == "null")
+    decoders = {
+        side: avro_decoder(avro_schemas)
+        for side in ("key", "value")
+        if avro_schemas is not None and getattr(spec, f"{side}_converter") == "avro"
+    }
+    return PartitionValues(rules, missing_as_null=spec.partition_missing == "null", decoders=decoders)

@@ -69,7 +69,7 @@ def export_partition(
         context = dataclasses.replace(context, avro_schemas=avro_lookup)
     roller = ObjectRoller(codec, context, naming, flush_rules(spec))
     wire = WireIds(spec)
-    grouping = PartitionGrouping(spec, window.topic, window.partition, transforms)
+    grouping = PartitionGrouping(spec, window.topic, window.partition, transforms, avro_lookup)
     objects = written_objects(s3, spec.bucket, naming, window)
     resume_after = objects[-1].last_offset if objects else window.start - 1
 
@@ -129,6 +129,19 @@ def export_partition(
     )
 
 
+def needs_avro_schemas(spec: BackupSpec) -> bool:
+    """Whether the export decodes Avro values: typed columns (value-only objects) or PARTITIONBY
+    fields of keys or values under an `avro` converter."""
+    typed = spec.value_converter == "avro" and not spec.envelope.enabled
+    by_field = any(
+        field.source in ("key", "value")
+        and field.path
+        and getattr(spec, f"{field.source}_converter") == "avro"
+        for field in spec.partition_by
+    )
+    return typed or by_field
+
+
 class WireIds:
     """The registry schema ids the records' keys and values name, for each side whose converter
     is `avro`, and how many of those keys and values are not in the wire format."""
@@ -170,6 +183,8 @@ def export_partition_task(request: ExportRequest, transforms: tuple[Transform, .
     from tasks.s3 import s3_client
     from tasks.schema_registry import Registry
 
+    spec = request.spec
+
     def on_progress(records: int, written: int) -> None:
         report_progress(
             request.window.topic,
@@ -179,6 +194,5 @@ def export_partition_task(request: ExportRequest, transforms: tuple[Transform, .
             written,
         )
 
-    typed_avro = request.spec.value_converter == "avro" and not request.spec.envelope.enabled
-    lookup = Registry(request.spec.schema_registry_url).avro_lookup() if typed_avro else None
+    lookup = Registry(spec.schema_registry_url).avro_lookup() if needs_avro_schemas(spec) else None
     return export_partition(request, client_config(), s3_client(), transforms, on_progress, lookup)

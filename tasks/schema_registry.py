@@ -111,8 +111,10 @@ class Registry:
             if schema_id not in parsed:
                 try:
                     schemas = self.fetch({"value": [schema_id]})
+                except RegistryUnavailableError:
+                    raise  # an outage fails the export (and is retried), never a silent fallback
                 except RegistryError as exc:
-                    raise KeyError(schema_id) from exc
+                    raise KeyError(schema_id) from exc  # an id it does not know: not typed
                 parsed[schema_id] = avro_lookup(schemas)(schema_id)
             return parsed[schema_id]
 
