@@ -63,6 +63,7 @@ def backup_flow(
     task_runner: str = "auto",
     s3_credentials_block: str | None = None,
     kafka_password_block: str | None = None,
+    full: bool = False,
 ) -> list[BackupResult]:
     """Back up Kafka topics to S3 as the KCQL (or connector config) says; with neither, as the
     Prefect Variable `kbackup_backup_kcql` says when the run starts. The two blocks, when named,
@@ -77,6 +78,7 @@ def backup_flow(
         task_runner=task_runner,
         s3_credentials_block=s3_credentials_block,
         kafka_password_block=kafka_password_block,
+        full=full,
     )
     specs, transforms, topics = specs_and_transforms(params)
     results = []
@@ -125,7 +127,9 @@ def _backup_one(
     spec: BackupSpec, transforms: tuple, topics: tuple[str, ...], params: BackupParameters, lease: Lease
 ) -> BackupResult:
     logger = get_run_logger()
-    plan = plan_backup_task(spec, topics if spec.topics == ("*",) else ())
+    plan = plan_backup_task(spec, topics if spec.topics == ("*",) else (), full=params.full)
+    if plan.previous_backup_id is None:
+        logger.info("backup %s is full: it starts a new chain (%s)", plan.backup_id, plan.full_reason)
     for warning in retention_gaps(plan):
         logger.warning(warning)
     partitions = _export_all(plan, transforms, params)

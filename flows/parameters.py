@@ -67,6 +67,11 @@ class BackupParameters(BaseModel):
     )
     concurrency: int = concurrency_field("exported")
     task_runner: TaskRunnerChoice = task_runner_field("exports")
+    full: bool = Field(
+        default=False,
+        description="A full backup: start a new chain from each partition's earliest offset (else incremental, "
+        "or full when 'backup.full.every' says so).",
+    )
     s3_credentials_block: str | None = s3_credentials_block_field()
     kafka_password_block: str | None = kafka_password_block_field()
 
@@ -105,6 +110,9 @@ class RestoreParameters(BaseModel):
         default=None, description="Source partitions to restore (all when empty)."
     )
     filter: str | None = Field(default=None, description="Partition-key values, e.g. region=EMEA,year=2023.")
+    point: str | None = Field(
+        default=None, description="The restore point: a backup id (kbackup ls lists them); the newest when empty."
+    )
     group_prefix: str = Field(default="", description="Prefix for the translated consumer-group names.")
     translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")
     dry_run: bool = Field(default=False, description="Plan and report only: create nothing, produce nothing.")
@@ -133,6 +141,7 @@ def selection_of(params: RestoreParameters, names: Mapping[str, str] | None = No
         restore_to=params.restore_to,
         partitions=params.partitions,
         filter=params.filter,
+        point=params.point,
         group_prefix=params.group_prefix,
         translate_groups=params.translate_groups,
         names=names,

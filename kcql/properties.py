@@ -118,6 +118,17 @@ def restore_filter(value: Value) -> tuple[tuple[str, str], ...]:
 
 
 CONVERTER = _choice("bytes", "string", "json", "avro")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_EXPECTED = "a duration: a positive number and a unit, s m h d or w (7d, 12h)"
+
+
+def duration_seconds(value: Value) -> int:
+    """`7d`, `12h`, `90m`, `45s`, `2w` as seconds."""
+    text = str(value).strip().lower()
+    number, unit = text[:-1], text[-1:]
+    if unit not in DURATION_UNITS or not number.isdigit() or int(number) <= 0:
+        raise PropertyProblem(DURATION_EXPECTED)
+    return int(number) * DURATION_UNITS[unit]
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,8 @@ _PROPERTIES = [
     Property("restore.group.prefix", "", _text, backup=False, restore=True),
     Property("restore.preflight", "preflight", _choice("quick", "full", "none"), backup=False, restore=True),
     Property("schema.registry.url", "schema_registry_url", _text, restore=True),
+    Property("backup.full.every", "full_every_s", duration_seconds),
+    Property("restore.point", "point", _text, backup=False, restore=True),
     Property("restore.schema.ids", "schema_ids", _choice("rewrite", "keep"), backup=False, restore=True),
     Property(
         "restore.target.nonempty",

@@ -106,6 +106,7 @@ class Selection(FrozenModel):
     target_nonempty: TargetNonEmpty = "refuse"
     schema_ids: Literal["rewrite", "keep"] = "rewrite"
     schema_registry_url: str | None = None
+    point: str | None = None
 
 
 class OverrideError(KcqlValueError):
@@ -137,6 +138,7 @@ def restore_selection(
     restore_to: str | None = None,
     partitions: str | Sequence[int] | None = None,
     filter: str | None = None,  # noqa: A002 - the property's name
+    point: str | None = None,
     group_prefix: str | None = None,
     translate_groups: bool = True,
     names: Mapping[str, str] | None = None,
@@ -165,6 +167,8 @@ def restore_selection(
         update["partitions"] = tuple(partitions)
     if filter:
         update["filter"] = parse_override(named("filter"), filter, restore_filter)
+    if point:
+        update["point"] = point
     return _selection(
         spec.model_copy(update=update) if update else spec,
         group_prefix=group_prefix or str(spec.properties.get("restore.group.prefix", "") or ""),
@@ -189,6 +193,7 @@ def _selection(spec: RestoreSpec, *, group_prefix: str, translate_groups: bool) 
         target_nonempty=spec.target_nonempty or "refuse",
         schema_ids=spec.schema_ids,
         schema_registry_url=spec.schema_registry_url,
+        point=spec.point,
         partitions=spec.partitions or None,
         filter=spec.filter,
         partitioner=spec.partitioner or "preserve",

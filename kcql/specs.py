@@ -110,6 +110,11 @@ class BackupSpec(FrozenModel):
     schema_registry_url: str | None = Field(
         default=None, description="The source's schema registry (else KBACKUP_SCHEMA_REGISTRY_URL)."
     )
+    full_every_s: int | None = Field(
+        default=None,
+        description="Start a new chain with a full backup when the current chain began this many seconds "
+        "ago (`backup.full.every`); None: one chain forever.",
+    )
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
 
 
@@ -144,5 +149,8 @@ class RestoreSpec(FrozenModel):
     )
     schema_registry_url: str | None = Field(
         default=None, description="The target's schema registry (else KBACKUP_SCHEMA_REGISTRY_URL)."
+    )
+    point: str | None = Field(
+        default=None, description="The restore point (a backup id); None: the newest (`restore.point`)."
     )
     properties: dict[str, PropertyValue] = Field(default_factory=dict)

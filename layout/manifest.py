@@ -90,7 +90,14 @@ class GroupOffsets(FrozenModel):
 class Manifest(FrozenModel):
     format_version: int = FORMAT_VERSION
     backup_id: str
-    previous_backup_id: str | None
+    previous_backup_id: str | None = Field(
+        description="The backup this one continues (incremental); None: a full backup, the base of a chain."
+    )
+    chain_id: str | None = Field(
+        default=None,
+        description="The id of the full backup its chain began with (itself when full); None in "
+        "manifests written before chains had ids (layout/chains.py finds it by following the links).",
+    )
     started_at: datetime
     finished_at: datetime
     kcql: str
@@ -123,6 +130,14 @@ class Manifest(FrozenModel):
     @property
     def byte_count(self) -> int:
         return sum(p.byte_count for p in self.partitions)
+
+
+def backup_time(backup_id: str) -> datetime:
+    """When the backup started, read from its id."""
+    stamp = backup_id.split("Z", 1)[0]
+    return datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(
+        microsecond=int(stamp[15:18] or 0) * 1000, tzinfo=UTC
+    )
 
 
 def new_backup_id(now: datetime | None = None) -> str:

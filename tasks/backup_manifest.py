@@ -26,6 +26,7 @@ def build_manifest(
     return Manifest(
         backup_id=plan.backup_id,
         previous_backup_id=plan.previous_backup_id,
+        chain_id=plan.chain_id,
         started_at=plan.started_at,
         finished_at=datetime.now(UTC),
         kcql=render(spec),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prefect import task
@@ -10,7 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from kcql import BackupSpec
-from layout.manifest import GapCause, GroupOffsets, TopicEntry, new_backup_id
+from layout.chains import chain_base
+from layout.manifest import GapCause, GroupOffsets, Manifest, TopicEntry, backup_time, new_backup_id
 from tasks.kafka_admin import (
     PartitionWindow,
     admin_client,
@@ -20,7 +21,7 @@ from tasks.kafka_admin import (
     resolve_topics,
     snapshot_windows,
 )
-from tasks.manifest_store import latest_manifest
+from tasks.manifest_store import latest_manifest, read_chain
 from tasks.retry import RETRY_OPTIONS
 from tasks.s3 import check_bucket
 
@@ -34,6 +35,8 @@ class BackupPlan(BaseModel):
     spec: BackupSpec
     backup_id: str
     previous_backup_id: str | None
+    chain_id: str
+    full_reason: str = ""
     started_at: datetime
     cluster_id: str | None
     topics: tuple[TopicEntry, ...]
@@ -55,18 +58,32 @@ def gap_cause(topic: TopicEntry) -> GapCause:
 
 
 def plan_backup(
-    spec: BackupSpec, kafka_config: dict[str, Any], s3: S3Client, topics_override: tuple[str, ...] = ()
+    spec: BackupSpec,
+    kafka_config: dict[str, Any],
+    s3: S3Client,
+    topics_override: tuple[str, ...] = (),
+    full: bool = False,
 ) -> BackupPlan:
+    """The snapshot: an incremental backup continues the newest backup's chain from where it
+    ended; a full one (asked for, the first, or when the chain is older than
+    `backup.full.every`) starts a new chain from each partition's earliest offset."""
     check_bucket(s3, spec.bucket)
     admin = admin_client(kafka_config)
     started_at = datetime.now(UTC)
     names = resolve_topics(admin, kafka_config, topics_override or spec.topics)
     topics = describe_topics(admin, kafka_config, names)
     previous = latest_manifest(s3, spec.bucket, spec.prefix)
+    backup_id = new_backup_id(started_at)
+    chain_id = _chain_id(s3, spec, previous) if previous else backup_id
+    reason = _full_reason(spec, previous, chain_id, started_at, full)
+    if reason:
+        previous, chain_id = None, backup_id
     windows = snapshot_windows(admin, kafka_config, topics, previous, spec.isolation_level)
     return BackupPlan(
         spec=spec,
-        backup_id=new_backup_id(started_at),
+        backup_id=backup_id,
+        chain_id=chain_id,
+        full_reason=reason,
         previous_backup_id=previous.backup_id if previous else None,
         started_at=started_at,
         cluster_id=cluster_id(admin, kafka_config),
@@ -76,9 +93,31 @@ def plan_backup(
     )
 
 
+def _chain_id(s3: S3Client, spec: BackupSpec, previous: Manifest) -> str:
+    """The chain the newest backup belongs to (followed link by link for manifests without one)."""
+    if previous.chain_id:
+        return previous.chain_id
+    return chain_base(read_chain(s3, spec.bucket, spec.prefix), previous.backup_id)
+
+
+def _full_reason(
+    spec: BackupSpec, previous: Manifest | None, chain_id: str, started_at: datetime, full: bool
+) -> str:
+    """Why this backup is full (empty: it is incremental)."""
+    if previous is None:
+        return "the first backup under the prefix"
+    if full:
+        return "asked for"
+    if spec.full_every_s is not None:
+        age = started_at - backup_time(chain_id)
+        if age >= timedelta(seconds=spec.full_every_s):
+            return f"the chain began {age} ago; 'backup.full.every' is {timedelta(seconds=spec.full_every_s)}"
+    return ""
+
+
 @task(name="snapshot-offsets", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def plan_backup_task(spec: BackupSpec, topics_override: tuple[str, ...] = ()) -> BackupPlan:
+def plan_backup_task(spec: BackupSpec, topics_override: tuple[str, ...] = (), full: bool = False) -> BackupPlan:
     from tasks.kafka_clients import client_config
     from tasks.s3 import s3_client
 
-    return plan_backup(spec, client_config(), s3_client(), topics_override)
+    return plan_backup(spec, client_config(), s3_client(), topics_override, full)

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from core.models import FrozenModel
 from kcql.selection import Selection, TargetNonEmpty, Window
+from layout.chains import ChainError, chain_of
 from layout.keys import is_manifest_key
 from layout.manifest import GroupOffsets, OffsetGap, join_key
 from layout.schemas import StoredSchema, merged
@@ -145,7 +146,8 @@ class RestorePlan(FrozenModel):
 
 # Choices that do not change what is restored where: a rerun that sets them differently (say,
 # 'restore.preflight'='none' after a long full pre-flight) is still the same restore and resumes.
-_NOT_IN_RESTORE_ID = {"batch", "preflight", "target_nonempty", "schema_registry_url"}
+# (The restore point is in the id through the backups it restores.)
+_NOT_IN_RESTORE_ID = {"batch", "preflight", "target_nonempty", "schema_registry_url", "point"}
 
 
 def _not_in_restore_id(selection: Selection) -> set[str]:
@@ -198,9 +200,13 @@ def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:
     listed = {o["Key"]: o for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"])}
     chain = read_chain(s3, bucket, prefix)
     if chain:
+        point = selection.point or chain[-1].backup_id
+        chain = chain_of(chain, point)  # the point's chain alone, its base first
         plan = plan_from_manifests(selection, chain, listed)
         plan = plan.model_copy(update={"schemas": merged(*(m.schemas for m in chain))})
     elif listed:
+        if selection.point:
+            raise ChainError(f"restore point {selection.point!r}: s3://{bucket}/{prefix} holds no manifest")
         refuse_uncommitted_backup(s3, bucket, prefix, listed)
         plan = plan_from_listing(selection, listed)
     else:

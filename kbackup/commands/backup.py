@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--verify", choices=["quick", "sampled", "full"], default="sampled", help="verification depth"
     )
     parser.add_argument("--concurrency", type=int, default=4, help="partitions exported at once (default 4)")
+    parser.add_argument(
+        "--full", action="store_true", help="a full backup: start a new chain from the earliest offsets"
+    )
     add_task_runner_argument(parser)
     add_credentials_block_arguments(parser)
     parser.set_defaults(handler=run)
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             verify=args.verify,
             concurrency=args.concurrency,
             task_runner=args.task_runner,
+            full=args.full,
             s3_credentials_block=args.s3_credentials_block,
             kafka_password_block=args.kafka_password_block,
         )

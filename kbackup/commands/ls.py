@@ -31,26 +31,7 @@ def run(args: argparse.Namespace) -> int:
     s3 = s3_client()
     check_bucket(s3, bucket)
     manifests = read_chain(s3, bucket, prefix)
-    rows = []
-    for m in manifests:
-        windows = ", ".join(
-            f"{p.topic}/{p.partition}:{p.start_offset}-{p.end_offset}" for p in m.partitions[:4]
-        )
-        more = f" (+{len(m.partitions) - 4})" if len(m.partitions) > 4 else ""
-        rows.append(
-            {
-                "backup": m.backup_id,
-                "previous": m.previous_backup_id or "-",
-                "finished": m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
-                "format": m.format,
-                "topics": ",".join(t.name for t in m.topics),
-                "records": m.record_count,
-                "size": human_bytes(m.byte_count),
-                "windows": windows + more,
-                "schemas": len(m.schemas),
-            }
-        )
-    print(table(rows))
+    print(table(restore_points(manifests)))
     schemas = merged(*(m.schemas for m in manifests))
     if schemas:
         print()
@@ -71,6 +52,42 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(table(objects))
     return EXIT_OK
+
+
+def restore_points(manifests: list[Manifest]) -> list[dict[str, Any]]:
+    """One row per restore point: when, its chain (the full backup it continues, and how many
+    backups restoring it reads), what it adds per topic, its size and the chain's, and how the
+    objects are protected."""
+    from layout.chains import ChainError, chain_of
+
+    rows = []
+    for m in manifests:
+        try:
+            chain = chain_of(manifests, m.backup_id)
+            chain_text = f"{chain[0].backup_id} ({len(chain)})" if len(chain) > 1 else "full"
+            restore_size = human_bytes(sum(c.byte_count for c in chain))
+        except ChainError:
+            chain_text, restore_size = "broken", "-"
+        offsets: dict[str, list[str]] = {}
+        for p in m.partitions:
+            offsets.setdefault(p.topic, []).append(f"{p.partition}:{p.start_offset}-{p.end_offset}")
+        rows.append(
+            {
+                "restore point": m.backup_id,
+                "finished": m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "chain": chain_text,
+                "offsets": "; ".join(
+                    f"{t} {' '.join(parts[:4])}{' …' if len(parts) > 4 else ''}"
+                    for t, parts in offsets.items()
+                ),
+                "records": m.record_count,
+                "size": human_bytes(m.byte_count),
+                "restore size": restore_size,
+                "format": m.format,
+                "schemas": len(m.schemas),
+            }
+        )
+    return rows
 
 
 def _schema_row(schema: StoredSchema, manifests: list[Manifest]) -> dict[str, Any]:
