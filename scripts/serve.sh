@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make serve`: a local Prefect server (SQLite under .stack/prefect), the process work pool,
-# both deployments from prefect.yaml, and a worker. Stopped by `make down` (pid files).
+# the deployments from prefect.yaml (backup, restore, prune), and a worker. Stopped by `make down` (pid files).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 STACK_DIR="${KBACKUP_STACK_DIR:-$repo/.stack}"
@@ -13,6 +13,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_UI_URL="http://127.0.0.1:$PORT"
 export KBACKUP_PROJECT_DIR="$repo"
 export KBACKUP_BACKUP_CRON="${KBACKUP_BACKUP_CRON:-0 * * * *}"
+# The daily prune of the demo's backups (prefect.yaml's prune deployment).
+export KBACKUP_PRUNE_CRON="${KBACKUP_PRUNE_CRON:-30 3 * * *}"
+export KBACKUP_PRUNE_BUCKET="${KBACKUP_PRUNE_BUCKET:-demo-backups}"
+export KBACKUP_PRUNE_PREFIX="${KBACKUP_PRUNE_PREFIX:-sales}"
+export KBACKUP_PRUNE_KEEP_WITHIN="${KBACKUP_PRUNE_KEEP_WITHIN:-30d}"
 mkdir -p "$PREFECT_HOME" "$STACK_DIR/logs" "$STACK_DIR/pids"
 set -a; . "$STACK_ENV"; set +a
 running() { [[ -f "$STACK_DIR/pids/$1.pid" ]] && kill -0 "$(cat "$STACK_DIR/pids/$1.pid")" 2>/dev/null; }
@@ -46,4 +51,4 @@ cat > "$STACK_DIR/prefect.env" <<ENV
 export PREFECT_API_URL=$PREFECT_API_URL
 export PREFECT_HOME=$PREFECT_HOME
 ENV
-echo "serve: Prefect UI at $PREFECT_UI_URL (deployments: backup/backup, restore/restore); source $STACK_DIR/prefect.env to use it"
+echo "serve: Prefect UI at $PREFECT_UI_URL (deployments: backup/backup, restore/restore, prune/prune); source $STACK_DIR/prefect.env to use it"

@@ -349,6 +349,45 @@ def test_restore_from_the_ui_custom_run(
     assert topic_digests(restored) == topic_digests(source_messages)
 
 
+def test_the_daily_prune_deployment_prunes_a_prefix(
+    served_api: ServedPrefect, kafka_config: dict[str, Any], s3: Any, filled_topic: Any, bucket: str
+) -> None:
+    """prefect.yaml's prune deployment: daily, parameters from serve.sh's environment; a run with
+    a policy of its own drops the older chain and leaves its report as an artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from flows.backup import backup_flow
+
+    topic = filled_topic("prune", 1, ({"key": f"k{i}".encode(), "value": b"v"} for i in range(30)))
+    kcql = (
+        f"INSERT INTO {bucket}:daily SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+    )
+    backup_flow(kcql=kcql)
+    backup_flow(kcql=kcql, full=True)
+    older, newer = read_chain(s3, bucket, "daily")
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("prune/prune")
+        assert [s.schedule.cron for s in client.read_deployment_schedules(deployment.id)] == ["0 0 1 1 *"]
+        assert deployment.parameters["params"]["keep_within"] == "30d"
+        assert deployment.parameters["params"]["bucket"] == "demo-backups"
+    run = run_deployment(
+        "prune/prune",
+        parameters={"params": {"bucket": bucket, "prefix": "daily", "keep_last": 1}},
+        timeout=300,
+    )
+    assert run.state is not None and run.state.is_completed(), f"{run.state!r}\n{served_api.logs()}"
+    assert [m.backup_id for m in read_chain(s3, bucket, "daily")] == [newer.backup_id]
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    summaries = [a for a in artifacts if a.key == "prune-summary"]
+    assert summaries and older.backup_id in str(summaries[0].data)
+
+
 def _flow_run_pids(flow_run_id: UUID) -> list[int]:
     """The processes running this flow run (the worker starts them with PREFECT__FLOW_RUN_ID)."""
     marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
