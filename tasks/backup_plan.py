@@ -75,7 +75,7 @@ def plan_backup(
     previous = latest_manifest(s3, spec.bucket, spec.prefix)
     backup_id = new_backup_id(started_at)
     chain_id = _chain_id(s3, spec, previous) if previous else backup_id
-    reason = _full_reason(spec, previous, chain_id, started_at, full)
+    reason = full_backup_reason(spec, previous, chain_id, started_at, full)
     if reason:
         previous, chain_id = None, backup_id
     windows = snapshot_windows(admin, kafka_config, topics, previous, spec.isolation_level)
@@ -100,7 +100,7 @@ def _chain_id(s3: S3Client, spec: BackupSpec, previous: Manifest) -> str:
     return chain_base(read_chain(s3, spec.bucket, spec.prefix), previous.backup_id)
 
 
-def _full_reason(
+def full_backup_reason(
     spec: BackupSpec, previous: Manifest | None, chain_id: str, started_at: datetime, full: bool
 ) -> str:
     """Why this backup is full (empty: it is incremental)."""
@@ -116,7 +116,9 @@ def _full_reason(
 
 
 @task(name="snapshot-offsets", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def plan_backup_task(spec: BackupSpec, topics_override: tuple[str, ...] = (), full: bool = False) -> BackupPlan:
+def plan_backup_task(
+    spec: BackupSpec, topics_override: tuple[str, ...] = (), full: bool = False
+) -> BackupPlan:
     from tasks.kafka_clients import client_config
     from tasks.s3 import s3_client
 

@@ -128,3 +128,23 @@ def test_retention_never_cuts_a_chain_and_never_drops_a_kept_object(fulls, keep_
     assert not referenced_keys(dropped) & referenced_keys(survivors)
     assert set(plan.dropped) | kept == {x.backup_id for x in m}
     assert max(x.backup_id for x in m) in plan.kept
+
+
+def test_a_backup_is_full_when_asked_first_or_its_chain_is_older_than_full_every():
+    from kcql import parse_backup
+    from tasks.backup_plan import full_backup_reason
+
+    [spec] = parse_backup(
+        "INSERT INTO bkt:p SELECT * FROM t STOREAS AVRO PROPERTIES('backup.full.every'='1d')"
+    )
+    assert spec.full_every_s == 86400
+    m = _history([True, False])
+    base = m[0].backup_id
+    assert full_backup_reason(spec, None, base, START, False) == "the first backup under the prefix"
+    assert full_backup_reason(spec, m[1], base, START + timedelta(hours=5), True) == "asked for"
+    assert full_backup_reason(spec, m[1], base, START + timedelta(hours=23), False) == ""
+    assert "'backup.full.every' is 1 day" in full_backup_reason(
+        spec, m[1], base, START + timedelta(days=1), False
+    )
+    [forever] = parse_backup("INSERT INTO bkt:p SELECT * FROM t STOREAS AVRO")
+    assert full_backup_reason(forever, m[1], base, START + timedelta(days=400), False) == ""
