@@ -15,7 +15,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.connections import credential_blocks
+from core.connections import RegistrySettings, credential_blocks
+from core.errors import InputError
 from flows.parameters import RestoreParameters, selection_of
 from tasks.restore_check import (
     PartitionCheck,
@@ -135,6 +136,12 @@ def _with_target_schema_ids(plan: RestorePlan) -> RestorePlan:
     rewritten as it is produced; nothing to do when the backup holds no schema or the ids are kept."""
     if not plan.schemas or not plan.wire_sides or plan.schema_ids == "keep":
         return plan
+    if not (plan.schema_registry_url or RegistrySettings().url):
+        raise InputError(
+            f"the backup holds {len(plan.schemas)} registry schemas that its records name: set "
+            "KBACKUP_SCHEMA_REGISTRY_URL (or 'schema.registry.url') to the target's registry, or "
+            "restore with 'restore.schema.ids'='keep' into a registry that has the same ids"
+        )
     mapping = register_schemas_task(plan.schema_registry_url, plan.schemas)
     get_run_logger().info(
         "schemas registered in the target registry (source id → target id): %s",

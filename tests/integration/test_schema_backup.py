@@ -129,3 +129,57 @@ def test_an_unreachable_registry_and_an_unknown_id_are_named(stack_env):
         Registry(stack).fetch({"value": [987654321]})
     assert not isinstance(unknown.value, RegistryUnavailableError)
     assert stack in str(unknown.value) and "schema id 987654321" in str(unknown.value)
+
+
+def test_a_target_subject_that_refuses_the_schema_fails_the_restore_before_producing(
+    registry, kafka_config, create_topic, target_topic, bucket, tmp_path, admin
+):
+    """The target registry's compatibility rule is respected: its subject holds an incompatible
+    schema under BACKWARD, the registration is refused naming the subject, nothing is produced."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient as Client
+
+    from tasks.schema_registry import RegistryRequestError
+    from tests.support.kafka import high_watermarks
+    from tests.support.registry import fresh_registry
+
+    source = _avro_topic(registry, kafka_config, create_topic)
+    backup_flow(
+        kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
+        "PROPERTIES('store.envelope'=true, 'key.converter'='avro', 'value.converter'='avro')"
+    )
+    target = target_topic("refused")
+    with fresh_registry(tmp_path / "registry") as url:
+        other = Client({"url": url})
+        clash = {
+            "type": "record",
+            "name": "Person",
+            "namespace": "kbackup.test",
+            "fields": [{"name": "name", "type": "long"}],
+        }
+        other.register_schema(f"{source}-value", Schema(json.dumps(clash), "AVRO"))
+        other.set_compatibility(f"{source}-value", "BACKWARD")
+        with pytest.raises(RegistryRequestError) as refused:
+            restore_flow(
+                RestoreParameters(
+                    kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:avro PROPERTIES('schema.registry.url'='{url}')"
+                )
+            )
+    assert url in str(refused.value) and f"{source}-value" in str(refused.value)
+    assert sum(high for _, high in high_watermarks(kafka_config, target, 2)) == 0
+
+
+def test_a_backup_with_schemas_and_no_target_registry_says_what_to_do(
+    registry, kafka_config, create_topic, target_topic, bucket, monkeypatch
+):
+    from core.errors import InputError
+
+    source = _avro_topic(registry, kafka_config, create_topic)
+    backup_flow(
+        kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
+        "PROPERTIES('store.envelope'=true, 'value.converter'='avro')"
+    )
+    monkeypatch.delenv("KBACKUP_SCHEMA_REGISTRY_URL")
+    with pytest.raises(InputError, match="restore.schema.ids'='keep'"):
+        restore_flow(
+            RestoreParameters(kcql=f"INSERT INTO `{target_topic('none')}` SELECT * FROM {bucket}:avro")
+        )
