@@ -40,6 +40,9 @@ secret() {  # secret NAME: a random value kept in $SECRETS_DIR/NAME
 SASL_ADMIN_PASSWORD=$(secret sasl-admin-password)
 BACKUP_SECRET_KEY=$(secret s3-backup-secret-key)
 RESTORE_SECRET_KEY=$(secret s3-restore-secret-key)
+# SeaweedFS's key-encryption key for SSE-S3 (AES256): without one it refuses such uploads (500).
+# Kept like the other secrets, so objects written before a restart stay readable after it.
+S3_SSE_KEY=$(secret s3-sse-key)
 if [[ ! -s "$TLS_DIR/ca.pem" || ! -s "$TLS_DIR/broker.pem" ]]; then
   # A CA of the stack's own and a broker certificate for 127.0.0.1 and localhost, signed by it.
   # The broker reads the PEM keystore (unencrypted PKCS#8 key + certificate chain) directly.
@@ -97,11 +100,13 @@ else
   mkdir -p "$STACK_DIR/seaweedfs/data"
   render "$repo/stack/seaweedfs-s3.json.template" > "$STACK_DIR/seaweedfs/s3.json"
   # One new volume per bucket (collection) instead of seven: tests make many small buckets.
-  WEED_MASTER_VOLUME_GROWTH_COPY_1=1 setsid nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$STACK_DIR/seaweedfs/data" \
+  # WEED_S3_SSE_KEY: the KEK of SSE-S3; the s3.json's "kms" block is SSE-KMS's local provider.
+  # -s3.port.lance=0: no Lance listener (it would take 127.0.0.1:9101 in every stack).
+  WEED_S3_SSE_KEY="$S3_SSE_KEY" WEED_MASTER_VOLUME_GROWTH_COPY_1=1 setsid nohup "$weed" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$STACK_DIR/seaweedfs/data" \
     -master.port="$WEED_MASTER_PORT" -master.volumeSizeLimitMB=64 -volume.port="$WEED_VOLUME_PORT" \
     -volume.max=2000 -filer.port="$WEED_FILER_PORT" \
     -s3 -s3.port="$S3_PORT" -s3.config="$STACK_DIR/seaweedfs/s3.json" -s3.autoCreateBucket=false \
-    -s3.port.iceberg=0 \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
     > "$STACK_DIR/logs/seaweedfs.log" 2>&1 < /dev/null &
   echo $! > "$STACK_DIR/pids/seaweedfs.pid"
   echo "stack: started seaweedfs (pid $!) with S3 on 127.0.0.1:$S3_PORT"
