@@ -171,6 +171,10 @@ _PROPERTIES = [
     Property("restore.preflight", "preflight", _choice("quick", "full", "none"), backup=False, restore=True),
     Property("schema.registry.url", "schema_registry_url", _text, restore=True),
     Property("backup.full.every", "full_every_s", duration_seconds),
+    Property("sse", "protection.sse", _choice("AES256", "aws:kms")),
+    Property("sse.kms.key.id", "protection.kms_key_id", _text),
+    Property("object.lock.mode", "protection.lock_mode", _choice("GOVERNANCE", "COMPLIANCE")),
+    Property("object.lock.retention", "protection.lock_retention_s", duration_seconds),
     Property("restore.point", "point", _text, backup=False, restore=True),
     Property("restore.schema.ids", "schema_ids", _choice("rewrite", "keep"), backup=False, restore=True),
     Property(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.models import FrozenModel
 
@@ -86,6 +86,35 @@ class RestoreBound(FrozenModel):
 
 
 PropertyValue = str | int | bool
+SseMode = Literal["AES256", "aws:kms"]
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+
+class ProtectionOptions(FrozenModel):
+    """How a backup's objects and manifest are protected in the store (README, "Encryption and
+    immutability"): server-side encryption and S3 Object Lock retention."""
+
+    sse: SseMode | None = Field(default=None, description="Server-side encryption (`sse`).")
+    kms_key_id: str | None = Field(
+        default=None, description="The KMS key of `sse`='aws:kms' (`sse.kms.key.id`)."
+    )
+    lock_mode: LockMode | None = Field(default=None, description="Object Lock mode (`object.lock.mode`).")
+    lock_retention_s: int | None = Field(
+        default=None,
+        description="Seconds each object is retained from the backup's start (`object.lock.retention`).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProtectionOptions:
+        if self.sse == "aws:kms" and not self.kms_key_id:
+            raise ValueError("'sse.kms.key.id' is required with 'sse'='aws:kms'")
+        if self.kms_key_id and self.sse != "aws:kms":
+            raise ValueError("'sse.kms.key.id' is only valid with 'sse'='aws:kms'")
+        if (self.lock_mode is None) != (self.lock_retention_s is None):
+            raise ValueError(
+                "'object.lock.mode' and 'object.lock.retention' go together: set both or neither"
+            )
+        return self
 
 
 class BackupSpec(FrozenModel):
@@ -115,6 +144,7 @@ class BackupSpec(FrozenModel):
         description="Start a new chain with a full backup when the current chain began this many seconds "
         "ago (`backup.full.every`); None: one chain forever.",
     )
+    protection: ProtectionOptions = ProtectionOptions()
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
 
 

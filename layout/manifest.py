@@ -7,12 +7,13 @@ a backup without one is incomplete and is never restored silently.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import Field
 
 from core.models import FrozenModel
+from kcql.specs import LockMode, ProtectionOptions, SseMode
 from layout.schemas import StoredSchema
 
 FORMAT_VERSION = 1
@@ -87,6 +88,51 @@ class GroupOffsets(FrozenModel):
     offsets: tuple[CommittedOffset, ...]
 
 
+class Protection(FrozenModel):
+    """How a backup's objects and its manifest were written (KCQL `sse`, `sse.kms.key.id`,
+    `object.lock.mode`, `object.lock.retention`): one retention date for the whole backup, its
+    start plus the retention, so every object of it is retained as long as its manifest."""
+
+    sse: SseMode | None = None
+    kms_key_id: str | None = None
+    lock_mode: LockMode | None = None
+    retain_until: datetime | None = None
+
+    def put_arguments(self) -> dict[str, Any]:
+        """The extra arguments of every PutObject / CreateMultipartUpload of the backup."""
+        arguments: dict[str, Any] = {}
+        if self.sse:
+            arguments["ServerSideEncryption"] = self.sse
+        if self.kms_key_id:
+            arguments["SSEKMSKeyId"] = self.kms_key_id
+        if self.lock_mode and self.retain_until:
+            arguments["ObjectLockMode"] = self.lock_mode
+            arguments["ObjectLockRetainUntilDate"] = self.retain_until
+        return arguments
+
+    def describe(self) -> str:
+        """`aws:kms (key-id); GOVERNANCE until 2026-12-28 12:00` — `kbackup ls`'s column."""
+        parts = []
+        if self.sse:
+            parts.append(f"{self.sse} ({self.kms_key_id})" if self.kms_key_id else self.sse)
+        if self.lock_mode and self.retain_until:
+            parts.append(f"{self.lock_mode} until {self.retain_until:%Y-%m-%d %H:%M:%S}")
+        return "; ".join(parts) or "-"
+
+
+def protection_of(options: ProtectionOptions, backup_id: str) -> Protection | None:
+    """The protection a backup asks for, its retention dated from the backup's start (read from
+    its id, so that every export task and the manifest compute the same date); None: none."""
+    if not options.sse and not options.lock_mode:
+        return None
+    until = None
+    if options.lock_mode and options.lock_retention_s:
+        until = backup_time(backup_id).replace(microsecond=0) + timedelta(seconds=options.lock_retention_s)
+    return Protection(
+        sse=options.sse, kms_key_id=options.kms_key_id, lock_mode=options.lock_mode, retain_until=until
+    )
+
+
 class Manifest(FrozenModel):
     format_version: int = FORMAT_VERSION
     backup_id: str
@@ -115,6 +161,11 @@ class Manifest(FrozenModel):
         default=(),
         description="The registry schemas its records name (key/value converter `avro`), with the "
         "schemas they reference (layout/schemas.py).",
+    )
+    protection: Protection | None = Field(
+        default=None,
+        description="Server-side encryption and Object Lock retention of its objects and of the "
+        "manifest itself; None: neither (and in manifests written before they existed).",
     )
 
     def partition(self, topic: str, partition: int) -> PartitionEntry | None:

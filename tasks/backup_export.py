@@ -26,12 +26,13 @@ from formats.columns import from_messages, records_digest_inputs, update_digest
 from formats.wire import schema_ids
 from kcql import BackupSpec, Transform
 from layout.grouping import PartitionGrouping
-from layout.manifest import GapCause, OffsetGap, PartitionEntry
+from layout.manifest import GapCause, OffsetGap, PartitionEntry, protection_of
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming
 from tasks.kafka_admin import PartitionWindow
 from tasks.kafka_reader import read_window
 from tasks.retry import RETRY_OPTIONS
+from tasks.s3 import check_object_lock
 from tasks.upload_objects import upload_finished, written_objects
 
 if TYPE_CHECKING:
@@ -62,6 +63,10 @@ def export_partition(
     digest, the gaps, PARTITIONBY groups and the objects' cuts are computed on whole batches."""
     spec, window = request.spec, request.window
     started = time.monotonic()
+    protection = protection_of(spec.protection, request.backup_id)
+    if protection and protection.lock_mode:
+        check_object_lock(s3, spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
+    extra = protection.put_arguments() if protection else {}
     codec = get_codec(spec.format.value)
     naming = key_naming(spec, codec.spec.extension)
     context = codec_context(spec, window.topic, window.partition)
@@ -83,7 +88,7 @@ def export_partition(
     def upload(finished: list[FinishedObject]) -> None:
         nonlocal written_bytes
         for obj in finished:
-            objects.append(upload_finished(s3, spec.bucket, obj, request.backup_id))
+            objects.append(upload_finished(s3, spec.bucket, obj, request.backup_id, extra))
             written_bytes += len(obj.data)
 
     group = f"kbackup-export-{request.backup_id}"

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from kcql import render
-from layout.manifest import Manifest, PartitionEntry
+from layout.manifest import Manifest, PartitionEntry, protection_of
 from layout.schemas import StoredSchema
 from layout.spec_bridge import is_lossless
 from tasks.backup_plan import BackupPlan
@@ -39,6 +39,7 @@ def build_manifest(
         partitions=tuple(sorted(partitions, key=lambda p: (p.topic, p.partition))),
         consumer_groups=plan.consumer_groups,
         schemas=schemas,
+        protection=protection_of(spec.protection, plan.backup_id),
     )
 
 

@@ -48,5 +48,7 @@ def read_chain(s3: S3Client, bucket: str, prefix: str) -> list[Manifest]:
 
 def write_manifest(s3: S3Client, bucket: str, prefix: str, manifest: Manifest) -> str:
     key = manifest_key(prefix, manifest.backup_id)
-    put_json_once(s3, bucket, key, manifest.model_dump_json(indent=2))
+    # The manifest is encrypted and retained as its objects are (Manifest.protection).
+    extra = manifest.protection.put_arguments() if manifest.protection else None
+    put_json_once(s3, bucket, key, manifest.model_dump_json(indent=2), extra)
     return key

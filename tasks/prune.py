@@ -184,14 +184,16 @@ def _delete_versions(s3: S3Client, bucket: str, keys: Iterable[str]) -> list[str
         answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": targets, "Quiet": True})  # type: ignore[typeddict-item]
     except (ClientError, BotoCoreError) as exc:
         raise storage_error(s3, "DeleteObjects", bucket, keys[0], exc) from exc
-    refused: dict[str, str] = {}
+    refused: dict[str, tuple[str, str | None]] = {}
     for error in answer.get("Errors", []):
         key = str(error.get("Key", ""))
-        refused.setdefault(key, f"{key} {error.get('Code', '')}: {error.get('Message', '')}".strip())
-    for key, line in refused.items():
-        until = _retained_until(s3, bucket, key)
-        refused[key] = line + (f" (retained until {until})" if until else "")
-    return list(refused.values())
+        line = f"{key} {error.get('Code', '')}: {error.get('Message', '')}".strip()
+        refused.setdefault(key, (line, error.get("VersionId")))
+    lines = []
+    for key, (line, version) in refused.items():
+        until = _retained_until(s3, bucket, key, version)
+        lines.append(line + (f" (retained until {until})" if until else ""))
+    return lines
 
 
 def _versioned(s3: S3Client, bucket: str) -> bool:
@@ -214,9 +216,15 @@ def _versions(s3: S3Client, bucket: str, key: str) -> list[str]:
     return found
 
 
-def _retained_until(s3: S3Client, bucket: str, key: str) -> str | None:
+def _retained_until(s3: S3Client, bucket: str, key: str, version: str | None = None) -> str | None:
+    """The Object Lock retention of the refused version (else of the key's current one), or None:
+    none (S3 and SeaweedFS answer ObjectLockConfigurationNotFoundError, 404; a bucket without
+    Object Lock, InvalidRequest) or not readable."""
+    request: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if version:
+        request["VersionId"] = version
     try:
-        retention = s3.get_object_retention(Bucket=bucket, Key=key).get("Retention", {})
+        retention = s3.get_object_retention(**request).get("Retention", {})  # type: ignore[arg-type]
     except (ClientError, BotoCoreError):
         return None
     until = retention.get("RetainUntilDate")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
@@ -146,39 +146,129 @@ def head_object(client: S3Client, bucket: str, key: str) -> dict[str, Any] | Non
 
 
 def put_object_once(
-    client: S3Client, bucket: str, key: str, data: bytes, metadata: dict[str, str], sha256: str | None = None
+    client: S3Client,
+    bucket: str,
+    key: str,
+    data: bytes,
+    metadata: dict[str, str],
+    sha256: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> bool:
     """Write `data` at `key` unless an object is there already.
 
-    `sha256` is the data's hex digest when the caller has it already. Returns True when written, False when an identical object (same sha256) was already there
-    (a retried export). An existing object with other content is an ObjectConflictError.
+    `sha256` is the data's hex digest when the caller has it already. `extra` are more arguments
+    of the upload (server-side encryption, Object Lock retention: layout.manifest.Protection),
+    sent with the single PUT and with the multipart upload alike. Returns True when written,
+    False when an identical object (same sha256) was already there (a retried export). An
+    existing object with other content is an ObjectConflictError.
     """
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
     metadata = {**metadata, SHA256_METADATA: sha256}
+    extra = dict(extra or {})
     try:
         if len(data) < SINGLE_PUT_LIMIT:
-            client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata, IfNoneMatch="*")
+            client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=metadata, IfNoneMatch="*", **extra)
             return True
         if head_object(client, bucket, key) is None:
             client.upload_fileobj(
-                io.BytesIO(data), bucket, key, ExtraArgs={"Metadata": metadata}, Config=TRANSFER_CONFIG
+                io.BytesIO(data),
+                bucket,
+                key,
+                ExtraArgs={"Metadata": metadata, **extra},
+                Config=TRANSFER_CONFIG,
             )
             return True
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            raise storage_error(client, "PutObject", bucket, key, exc) from exc
+            raise _put_error(client, bucket, key, exc, extra) from exc
     except BotoCoreError as exc:
         raise storage_error(client, "PutObject", bucket, key, exc) from exc
     existing = head_object(client, bucket, key)
     existing_sha = (existing or {}).get("Metadata", {}).get(SHA256_METADATA)
     if existing_sha != sha256:
         raise ObjectConflictError(bucket, key, existing_sha, sha256)
+    _retain_at_least(client, bucket, key, existing or {}, extra)
     return False
 
 
-def put_json_once(client: S3Client, bucket: str, key: str, text: str) -> None:
-    put_object_once(client, bucket, key, text.encode(), {})
+def _retain_at_least(
+    client: S3Client, bucket: str, key: str, existing: Mapping[str, Any], extra: Mapping[str, Any]
+) -> None:
+    """An object already there (a full backup rewriting offsets an older backup holds, or a
+    retried export) is retained at least as long as this upload asked: an Object Lock retention
+    can always be extended, never shortened."""
+    until = extra.get("ObjectLockRetainUntilDate")
+    if until is None:
+        return
+    current = existing.get("ObjectLockRetainUntilDate")
+    if (
+        current is not None
+        and current >= until
+        and existing.get("ObjectLockMode")
+        in (
+            extra["ObjectLockMode"],
+            "COMPLIANCE",
+        )
+    ):
+        return
+    request: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "Retention": {"Mode": extra["ObjectLockMode"], "RetainUntilDate": max(until, current or until)},
+    }
+    if existing.get("VersionId"):
+        request["VersionId"] = existing["VersionId"]
+    try:
+        client.put_object_retention(**request)
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(client, "PutObjectRetention", bucket, key, exc) from exc
+
+
+def _put_error(
+    client: S3Client, bucket: str, key: str, exc: ClientError, extra: Mapping[str, Any]
+) -> Exception:
+    """storage_error, saying what the upload asked for when it asked for encryption or a lock:
+    a store that cannot encrypt may answer only "InternalError" (SeaweedFS without a KMS key)."""
+    asked = ", ".join(
+        f"{name}={value:%Y-%m-%dT%H:%M:%SZ}" if hasattr(value, "strftime") else f"{name}={value}"
+        for name, value in extra.items()
+    )
+    if not asked:
+        return storage_error(client, "PutObject", bucket, key, exc)
+    return storage_error(client, f"PutObject ({asked})", bucket, key, exc)
+
+
+def check_object_lock(client: S3Client, bucket: str, asked_by: str) -> None:
+    """Fail unless Object Lock is enabled on the bucket (a bucket gets it when it is created)."""
+    try:
+        answer = client.get_object_lock_configuration(Bucket=bucket)
+        enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in ("ObjectLockConfigurationNotFoundError", "InvalidRequest"):
+            raise storage_error(client, "GetObjectLockConfiguration", bucket, None, exc) from exc
+        enabled = False
+    except BotoCoreError as exc:
+        raise storage_error(client, "GetObjectLockConfiguration", bucket, None, exc) from exc
+    if not enabled:
+        raise StorageAccessError(
+            "GetObjectLockConfiguration",
+            bucket,
+            None,
+            endpoint_of(client),
+            f"Object Lock is not enabled on bucket {bucket!r}, and {asked_by} asks for it. Object Lock "
+            "can only be enabled when a bucket is created (aws s3api create-bucket --bucket "
+            f"{bucket} --object-lock-enabled-for-bucket; boto3: create_bucket(..., "
+            "ObjectLockEnabledForBucket=True)): back up to such a bucket, or drop the "
+            "'object.lock.*' properties",
+        )
+
+
+def put_json_once(
+    client: S3Client, bucket: str, key: str, text: str, extra: Mapping[str, Any] | None = None
+) -> None:
+    put_object_once(client, bucket, key, text.encode(), {}, extra=extra)
 
 
 def get_object_bytes(client: S3Client, bucket: str, key: str) -> bytes:

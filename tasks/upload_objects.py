@@ -7,7 +7,8 @@ the default layout can resume after the chain of objects it already wrote.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from layout.keys import KeyNaming, parse_object_key
 from layout.manifest import ObjectEntry, join_key
@@ -37,8 +38,12 @@ def _object_metadata(obj: FinishedObject, backup_id: str) -> dict[str, str]:
     }
 
 
-def upload_finished(s3: S3Client, bucket: str, obj: FinishedObject, backup_id: str) -> ObjectEntry:
-    put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256)
+def upload_finished(
+    s3: S3Client, bucket: str, obj: FinishedObject, backup_id: str, extra: Mapping[str, Any] | None = None
+) -> ObjectEntry:
+    """Upload one finished object; `extra`: the backup's encryption and retention arguments
+    (layout.manifest.Protection.put_arguments)."""
+    put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256, extra)
     return ObjectEntry(
         key=obj.key,
         first_offset=obj.first_offset,

@@ -85,6 +85,7 @@ def restore_points(manifests: list[Manifest]) -> list[dict[str, Any]]:
                 "restore size": restore_size,
                 "format": m.format,
                 "schemas": len(m.schemas),
+                "protection": m.protection.describe() if m.protection else "-",
             }
         )
     return rows
