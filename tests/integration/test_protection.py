@@ -25,6 +25,7 @@ from flows.restore import RestoreParameters, restore_flow
 from flows.verify import verify_flow
 from kbackup.commands.ls import restore_points
 from layout.manifest import Manifest, Protection, manifest_key
+from tasks.errors import StorageAccessError, TransientStorageError
 from tasks.manifest_store import list_backup_ids, read_chain
 from tasks.prune import prune, summary
 from tasks.s3 import SINGLE_PUT_LIMIT, put_object_once
@@ -276,3 +277,14 @@ def test_object_lock_on_a_bucket_without_it_fails_before_any_upload(
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="p/").get("Contents", [])
     assert [o["Key"] for o in listed if source in o["Key"]] == []  # no object (only the lock's lease)
     assert list_backup_ids(s3, bucket, "p") == []
+
+
+def test_an_encryption_the_store_refuses_fails_saying_what_was_asked(s3: Any, bucket: str) -> None:
+    """SeaweedFS has no dual-layer KMS encryption: 400 InvalidArgument, not retried, naming the
+    bucket, the key and the arguments the upload sent."""
+    with pytest.raises(StorageAccessError) as raised:
+        put_object_once(s3, bucket, "p/x", b"x", {}, extra={"ServerSideEncryption": "aws:kms:dsse"})
+    assert not isinstance(raised.value, TransientStorageError)
+    message = str(raised.value)
+    assert f"S3 PutObject (ServerSideEncryption=aws:kms:dsse) of s3://{bucket}/p/x at " in message
+    assert "InvalidArgument" in message
