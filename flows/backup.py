@@ -36,7 +36,13 @@ __all__ = ["KCQL_VARIABLE", "BackupParameters", "BackupResult", "backup_flow", "
 def _export_all(plan: BackupPlan, transforms: tuple, params: BackupParameters) -> list[PartitionEntry]:
     causes = {t.name: gap_cause(t) for t in plan.topics}
     requests = [
-        ExportRequest(spec=plan.spec, window=w, backup_id=plan.backup_id, gap_cause=causes[w.topic])
+        ExportRequest(
+            spec=plan.spec,
+            window=w,
+            backup_id=plan.backup_id,
+            gap_cause=causes[w.topic],
+            chain_suffix=plan.chain_suffix,
+        )
         for w in plan.windows
     ]
     outcomes = run_tasks(

@@ -27,6 +27,14 @@ class ChainError(BackupError):
     """A restore point cannot be found, or its chain is broken (a backup it continues is gone)."""
 
 
+def chain_suffix(chain_id: str) -> str:
+    """What the object names of a chain started while another existed end with (before the
+    extension): a full backup then never writes a key an older chain holds (the same last offset
+    with other first records, after retention or another cut) nor takes another chain's objects
+    for its own. The prefix's first chain has none (keys as Stream Reactor names them)."""
+    return f"-c{chain_id}"
+
+
 def by_id(manifests: Sequence[Manifest]) -> dict[str, Manifest]:
     return {m.backup_id: m for m in manifests}
 

@@ -144,6 +144,11 @@ class Manifest(FrozenModel):
         description="The id of the full backup its chain began with (itself when full); None in "
         "manifests written before chains had ids (layout/chains.py finds it by following the links).",
     )
+    chain_suffix: str = Field(
+        default="",
+        description="What its chain's object names end with before the extension (a chain started "
+        "while another existed; layout.chains.chain_suffix); empty for the prefix's first chain.",
+    )
     started_at: datetime
     finished_at: datetime
     kcql: str

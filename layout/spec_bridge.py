@@ -16,14 +16,16 @@ from layout.partition_values import FieldRule, PartitionValues, avro_decoder
 from layout.schemas import avro_lookup
 
 
-def key_naming(spec: BackupSpec, extension: str) -> KeyNaming:
+def key_naming(spec: BackupSpec, extension: str, chain_suffix: str = "") -> KeyNaming:
+    """How the statement names its objects; `chain_suffix` follows `key.suffix` in the names of a
+    chain that is not the prefix's first (layout.chains.chain_suffix)."""
     return KeyNaming(
         prefix=spec.prefix,
         extension=extension,
         partition_names=tuple(field.name for field in spec.partition_by),
         include_keys=spec.partition_include_keys,
         padding=Padding(type=spec.padding.type, char=spec.padding.char, lengths=dict(spec.padding.lengths)),
-        key_suffix=spec.key_suffix or "",
+        key_suffix=(spec.key_suffix or "") + chain_suffix,
     )
 
 

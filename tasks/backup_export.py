@@ -49,6 +49,7 @@ class ExportRequest(BaseModel):
     window: PartitionWindow
     backup_id: str
     gap_cause: GapCause = "transaction-markers"
+    chain_suffix: str = ""
 
 
 def export_partition(
@@ -68,7 +69,7 @@ def export_partition(
         check_object_lock(s3, spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
     extra = protection.put_arguments() if protection else {}
     codec = get_codec(spec.format.value)
-    naming = key_naming(spec, codec.spec.extension)
+    naming = key_naming(spec, codec.spec.extension, request.chain_suffix)
     context = codec_context(spec, window.topic, window.partition)
     if avro_lookup is not None:
         context = dataclasses.replace(context, avro_schemas=avro_lookup)

@@ -27,6 +27,7 @@ def build_manifest(
         backup_id=plan.backup_id,
         previous_backup_id=plan.previous_backup_id,
         chain_id=plan.chain_id,
+        chain_suffix=plan.chain_suffix,
         started_at=plan.started_at,
         finished_at=datetime.now(UTC),
         kcql=render(spec),

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from kcql import BackupSpec
-from layout.chains import chain_base
+from layout.chains import chain_base, chain_suffix
 from layout.manifest import GapCause, GroupOffsets, Manifest, TopicEntry, backup_time, new_backup_id
 from tasks.kafka_admin import (
     PartitionWindow,
@@ -36,6 +36,8 @@ class BackupPlan(BaseModel):
     backup_id: str
     previous_backup_id: str | None
     chain_id: str
+    chain_suffix: str = ""
+    """What this chain's object names end with (layout.chains.chain_suffix; "" for the first chain)."""
     full_reason: str = ""
     started_at: datetime
     cluster_id: str | None
@@ -76,13 +78,17 @@ def plan_backup(
     backup_id = new_backup_id(started_at)
     chain_id = _chain_id(s3, spec, previous) if previous else backup_id
     reason = full_backup_reason(spec, previous, chain_id, started_at, full)
+    suffix = previous.chain_suffix if previous else ""
     if reason:
+        # a new chain beside older ones names its objects apart (layout.chains.chain_suffix)
+        suffix = chain_suffix(backup_id) if previous else ""
         previous, chain_id = None, backup_id
     windows = snapshot_windows(admin, kafka_config, topics, previous, spec.isolation_level)
     return BackupPlan(
         spec=spec,
         backup_id=backup_id,
         chain_id=chain_id,
+        chain_suffix=suffix,
         full_reason=reason,
         previous_backup_id=previous.backup_id if previous else None,
         started_at=started_at,

@@ -66,14 +66,20 @@ def written_objects(
     s3: S3Client, bucket: str, naming: KeyNaming, window: PartitionWindow
 ) -> list[ObjectEntry]:
     """Objects a previous attempt of this export already wrote (default layout only): the chain of
-    non-overlapping objects from the window's start, read back from their keys and metadata."""
+    non-overlapping objects from the window's start, read back from their keys and metadata. Only
+    keys named exactly as this export names them count: another chain's objects (another suffix)
+    are never taken for this one's."""
     if naming.partitioned:
         return []
     folder = join_key(naming.prefix, window.topic, naming.padding.pad("partition", window.partition)) + "/"
     candidates = []
     for listed in list_objects(s3, bucket, folder):
         parsed = parse_object_key(listed["Key"], naming.prefix)
-        if parsed.last_offset is not None and window.start <= parsed.last_offset < window.end:
+        if (
+            parsed.last_offset is not None
+            and window.start <= parsed.last_offset < window.end
+            and listed["Key"] == naming.object_key(window.topic, window.partition, parsed.last_offset)
+        ):
             candidates.append((parsed.last_offset, listed["Key"]))
     chain: list[ObjectEntry] = []
     next_free = window.start
