@@ -374,6 +374,11 @@ def _build(parser: Parser, statement: _Statement) -> BackupSpec | RestoreSpec:
         )
     except ValidationError as exc:
         first = exc.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        # A rule between properties names them: point at the first one the statement sets.
+        for name, _, name_token, _ in statement.properties:
+            if f"'{name}'" in message:
+                raise parser.value_error(name_token, message, f"'{name}'") from None
         raise parser.value_error(
             statement.start,
             f"a valid statement ({first['msg']} at {'.'.join(map(str, first['loc']))})",

@@ -107,13 +107,11 @@ class ProtectionOptions(FrozenModel):
     @model_validator(mode="after")
     def _consistent(self) -> ProtectionOptions:
         if self.sse == "aws:kms" and not self.kms_key_id:
-            raise ValueError("'sse.kms.key.id' is required with 'sse'='aws:kms'")
+            raise ValueError("'sse.kms.key.id' beside 'sse'='aws:kms' (the KMS key to encrypt with)")
         if self.kms_key_id and self.sse != "aws:kms":
-            raise ValueError("'sse.kms.key.id' is only valid with 'sse'='aws:kms'")
+            raise ValueError("'sse'='aws:kms' with 'sse.kms.key.id' (a key id is only used by KMS)")
         if (self.lock_mode is None) != (self.lock_retention_s is None):
-            raise ValueError(
-                "'object.lock.mode' and 'object.lock.retention' go together: set both or neither"
-            )
+            raise ValueError("'object.lock.mode' and 'object.lock.retention' together (both or neither)")
         return self
 
 

@@ -42,11 +42,17 @@ def test_properties_set_the_protection() -> None:
 @pytest.mark.parametrize(
     ("properties", "expected"),
     [
-        ("'sse'='aws:kms'", "'sse.kms.key.id' is required with 'sse'='aws:kms'"),
-        ("'sse.kms.key.id'='k'", "'sse.kms.key.id' is only valid with 'sse'='aws:kms'"),
-        ("'sse'='AES256', 'sse.kms.key.id'='k'", "'sse.kms.key.id' is only valid with 'sse'='aws:kms'"),
-        ("'object.lock.mode'='GOVERNANCE'", "'object.lock.mode' and 'object.lock.retention' go together"),
-        ("'object.lock.retention'='7d'", "'object.lock.mode' and 'object.lock.retention' go together"),
+        ("'sse'='aws:kms'", "column 46: expected 'sse.kms.key.id' beside 'sse'='aws:kms'"),
+        ("'sse.kms.key.id'='k'", "column 46: expected 'sse'='aws:kms' with 'sse.kms.key.id'"),
+        ("'sse'='AES256', 'sse.kms.key.id'='k'", "expected 'sse'='aws:kms' with 'sse.kms.key.id'"),
+        (
+            "'object.lock.mode'='GOVERNANCE'",
+            "column 46: expected 'object.lock.mode' and 'object.lock.retention' together",
+        ),
+        (
+            "'object.lock.retention'='7d'",
+            "column 46: expected 'object.lock.mode' and 'object.lock.retention' together",
+        ),
         ("'sse'='DES'", "'AES256' or 'aws:kms' for 'sse'"),
         ("'object.lock.mode'='LEGAL'", "'GOVERNANCE' or 'COMPLIANCE' for 'object.lock.mode'"),
         ("'object.lock.mode'='GOVERNANCE', 'object.lock.retention'='forever'", "for 'object.lock.retention'"),
