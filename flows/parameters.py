@@ -111,7 +111,8 @@ class RestoreParameters(BaseModel):
     )
     filter: str | None = Field(default=None, description="Partition-key values, e.g. region=EMEA,year=2023.")
     point: str | None = Field(
-        default=None, description="The restore point: a backup id (kbackup ls lists them); the newest when empty."
+        default=None,
+        description="The restore point: a backup id (kbackup ls lists them); the newest when empty.",
     )
     group_prefix: str = Field(default="", description="Prefix for the translated consumer-group names.")
     translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")

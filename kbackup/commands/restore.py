@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", dest="restore_to", help="window end (exclusive): ISO-8601 time or offset:N")
     parser.add_argument("--partitions", help="source partitions, e.g. 0,2,5")
     parser.add_argument("--filter", help="partition-key values, e.g. region=EMEA")
-    parser.add_argument("--point", help="the restore point: a backup id from kbackup ls (default: the newest)")
+    parser.add_argument(
+        "--point", help="the restore point: a backup id from kbackup ls (default: the newest)"
+    )
     parser.add_argument("--group-prefix", default="", help="prefix for translated consumer-group names")
     parser.add_argument("--no-groups", action="store_true", help="do not translate consumer-group offsets")
     parser.add_argument(
