@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from layout.chains import RetentionPlan, by_id, chain_of, referenced_keys, retention_plan
 from layout.keys import is_manifest_key, parse_object_key
 from layout.manifest import Manifest, join_key, manifest_key
+from layout.spec_bridge import key_naming, spec_of
 from tasks.manifest_store import read_chain
 from tasks.retry import RETRY_OPTIONS
 from tasks.s3 import check_bucket, list_objects, storage_error
@@ -118,16 +119,28 @@ def _kept_keys(manifests: Sequence[Manifest], plan: RetentionPlan) -> set[str]:
 
 
 def _orphans(listed: dict[str, Any], manifests: Sequence[Manifest], prefix: str) -> set[str]:
-    """Objects under the prefix in our layout, of a topic these backups hold, that no manifest
-    commits: what a failed or killed backup uploaded before its manifest."""
+    """Objects that no manifest commits but that these backups' statements would have named
+    exactly so (default layout, a topic they hold, their suffixes): what a failed or killed
+    backup uploaded before its manifest. Anything else under the prefix — another backup's
+    prefix nested in this one (`prefix/other/topic/0/…` parses as a topic too), PARTITIONBY
+    objects, files of other tools — is never taken for a leftover."""
     topics = {t.name for m in manifests for t in m.topics}
     committed = referenced_keys(manifests)
+    namings = {}
+    for m in manifests:
+        naming = key_naming(spec_of(m), m.extension, m.chain_suffix)
+        if not naming.partitioned:
+            namings[(naming.extension, naming.key_suffix, repr(naming.padding))] = naming
     orphans = set()
     for key in listed:
         if key in committed:
             continue
         parsed = parse_object_key(key, prefix)
-        if parsed.topic in topics and parsed.partition is not None and parsed.last_offset is not None:
+        if parsed.topic not in topics or parsed.partition is None or parsed.last_offset is None:
+            continue
+        if any(
+            n.object_key(parsed.topic, parsed.partition, parsed.last_offset) == key for n in namings.values()
+        ):
             orphans.add(key)
     return orphans
 

@@ -57,3 +57,30 @@ def test_a_full_backup_beside_an_older_chain_names_its_objects_apart(
         assert report.ok
         restored = topic_digests(consume_all(kafka_config, target, 1))
         assert restored == (expected or topic_digests(consume_all(kafka_config, topic, 1)))
+
+
+def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
+    kafka_config, s3, create_topic, bucket
+):
+    """Another backup under `ch/nested` (inside this prefix) of the same topic is not a leftover
+    of `ch`'s; an uncommitted object named as `ch`'s backup names its objects is."""
+    from datetime import timedelta
+
+    from tasks.manifest_store import read_chain
+    from tasks.prune import prune
+
+    topic = create_topic("nested", partitions=1)
+    produce(kafka_config, topic, ({"key": f"k{i}".encode(), "value": b"v"} for i in range(10)))
+    backup_flow(kcql=_kcql(bucket, topic, 4))
+    backup_flow(kcql=_kcql(bucket, topic, 4).replace(f"{bucket}:ch", f"{bucket}:ch/nested"))
+    leftover = f"ch/{topic}/0/000000000099.avro"
+    s3.put_object(Bucket=bucket, Key=leftover, Body=b"uploaded by a killed backup")
+    nested_before = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]}
+
+    report = prune(s3, bucket, "ch", keep_last=1, keep_within=timedelta(days=1))
+    assert report.orphans == 1 and report.deleted_objects == 1
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=leftover)["KeyCount"] == 0
+    assert {
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]
+    } == nested_before
+    assert len(read_chain(s3, bucket, "ch/nested")) == 1
