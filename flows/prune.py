@@ -63,12 +63,12 @@ def prune_flow(params: PruneParameters) -> PruneReport:
     for line in report.not_deleted:
         logger.warning("not deleted yet: %s", line)
     logger.info(
-        "prune of s3://%s/%s: %s restore points removed, %s objects (%s bytes) deleted%s",
+        "prune of s3://%s/%s: %s %s restore points, %s objects (%s bytes)",
         params.bucket,
         params.prefix,
+        "dry run, nothing deleted; would remove" if params.dry_run else "removed",
         len(report.deleted_manifests),
         report.deleted_objects,
         report.deleted_bytes,
-        " (dry run: nothing deleted)" if params.dry_run else "",
     )
     return report

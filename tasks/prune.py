@@ -270,7 +270,8 @@ def summary(report: PruneReport) -> str:
         "uncommitted leftovers)",
     ]
     if report.deleted_manifests:
-        lines += ["", "## Restore points removed", *(f"- {b}" for b in report.deleted_manifests)]
+        title = "## Restore points to remove" if report.dry_run else "## Restore points removed"
+        lines += ["", title, *(f"- {b}" for b in report.deleted_manifests)]
     if report.not_deleted:
         lines += ["", "## Not deleted yet", *(f"- {line}" for line in report.not_deleted)]
     return "\n".join(lines)
