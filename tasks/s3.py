@@ -195,9 +195,9 @@ def put_object_once(
 def _retain_at_least(
     client: S3Client, bucket: str, key: str, existing: Mapping[str, Any], extra: Mapping[str, Any]
 ) -> None:
-    """An object already there (a full backup rewriting offsets an older backup holds, or a
-    retried export) is retained at least as long as this upload asked: an Object Lock retention
-    can always be extended, never shortened."""
+    """An object already there (a retried export's, uploaded under an earlier retention date)
+    is retained at least as long as this upload asked: an Object Lock retention can always be
+    extended, never shortened. (Chains never share objects: layout.chains.chain_suffix.)"""
     until = extra.get("ObjectLockRetainUntilDate")
     if until is None:
         return
