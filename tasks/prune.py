@@ -20,6 +20,7 @@ list; what it did not get to is deleted by the next prune.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -119,16 +120,17 @@ def _kept_keys(manifests: Sequence[Manifest], plan: RetentionPlan) -> set[str]:
 
 
 def _orphans(listed: dict[str, Any], manifests: Sequence[Manifest], prefix: str) -> set[str]:
-    """Objects that no manifest commits but that these backups' statements would have named
-    exactly so (default layout, a topic they hold, their suffixes): what a failed or killed
-    backup uploaded before its manifest. Anything else under the prefix — another backup's
+    """Objects that no manifest commits but that these backups' statements name objects so
+    (default layout, a topic they hold; the first chain's names, or any chain's: its suffix is a
+    backup id, `layout.chains.chain_suffix`): what a failed or killed backup uploaded, and what a
+    prune stopped after its manifests left. Anything else under the prefix — another backup's
     prefix nested in this one (`prefix/other/topic/0/…` parses as a topic too), PARTITIONBY
     objects, files of other tools — is never taken for a leftover."""
     topics = {t.name for m in manifests for t in m.topics}
     committed = referenced_keys(manifests)
     namings = {}
     for m in manifests:
-        naming = key_naming(spec_of(m), m.extension, m.chain_suffix)
+        naming = key_naming(spec_of(m), m.extension)  # without the chain's suffix: matched below
         if not naming.partitioned:
             namings[(naming.extension, naming.key_suffix, repr(naming.padding))] = naming
     orphans = set()
@@ -138,11 +140,21 @@ def _orphans(listed: dict[str, Any], manifests: Sequence[Manifest], prefix: str)
         parsed = parse_object_key(key, prefix)
         if parsed.topic not in topics or parsed.partition is None or parsed.last_offset is None:
             continue
-        if any(
-            n.object_key(parsed.topic, parsed.partition, parsed.last_offset) == key for n in namings.values()
-        ):
-            orphans.add(key)
+        for naming in namings.values():
+            named = naming.object_key(parsed.topic, parsed.partition, parsed.last_offset)
+            stem, extension = named.rsplit(".", 1)
+            if (
+                key == named
+                or _CHAIN_NAMED.fullmatch(key.removeprefix(stem))
+                and key.endswith(f".{extension}")
+            ):
+                orphans.add(key)
+                break
     return orphans
+
+
+_CHAIN_NAMED = re.compile(r"-c\d{8}T\d{9}Z-[0-9a-f]{6}\.[A-Za-z0-9]+")
+"""What follows the name of a chain's object after its offset and `key.suffix`: `-c<backup id>.ext`."""
 
 
 def _delete_manifests(

@@ -75,11 +75,16 @@ def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
     backup_flow(kcql=_kcql(bucket, topic, 4).replace(f"{bucket}:ch", f"{bucket}:ch/nested"))
     leftover = f"ch/{topic}/0/000000000099.avro"
     s3.put_object(Bucket=bucket, Key=leftover, Body=b"uploaded by a killed backup")
+    chain_leftover = f"ch/{topic}/0/000000000098-c20261128T000000000Z-abcdef.avro"  # a killed full backup's
+    s3.put_object(Bucket=bucket, Key=chain_leftover, Body=b"uploaded by a killed full backup")
+    s3.put_object(Bucket=bucket, Key=f"ch/{topic}/0/notes.txt", Body=b"someone else's file")
     nested_before = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]}
 
     report = prune(s3, bucket, "ch", keep_last=1, keep_within=timedelta(days=1))
-    assert report.orphans == 1 and report.deleted_objects == 1
+    assert report.orphans == 2 and report.deleted_objects == 2
     assert s3.list_objects_v2(Bucket=bucket, Prefix=leftover)["KeyCount"] == 0
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=chain_leftover)["KeyCount"] == 0
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"ch/{topic}/0/notes.txt")["KeyCount"] == 1
     assert {
         o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]
     } == nested_before
