@@ -11,6 +11,7 @@ Pure: no registry client here (tasks/schema_registry.py talks to the registry).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -116,6 +117,13 @@ def registration_order(schemas: Sequence[StoredSchema]) -> list[StoredSchema]:
     for schema in sorted(schemas, key=lambda s: s.id):
         place(schema)
     return ordered
+
+
+@functools.lru_cache(maxsize=16)
+def cached_avro_lookup(schemas: tuple[StoredSchema, ...]) -> Callable[[int], Any]:
+    """`avro_lookup` made once per set of schemas: a restore's objects and a verification's share
+    it, so each schema is parsed once, not once an object."""
+    return avro_lookup(schemas)
 
 
 def avro_lookup(schemas: Sequence[StoredSchema]) -> Callable[[int], Any]:

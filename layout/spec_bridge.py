@@ -13,7 +13,7 @@ from layout.keys import KeyNaming, Padding
 from layout.manifest import Manifest
 from layout.objects import FlushRules
 from layout.partition_values import FieldRule, PartitionValues, avro_decoder
-from layout.schemas import avro_lookup
+from layout.schemas import cached_avro_lookup
 
 
 def key_naming(spec: BackupSpec, extension: str, chain_suffix: str = "") -> KeyNaming:
@@ -65,7 +65,7 @@ def codec_context_from_manifest(
     context = codec_context(spec_of(manifest), topic, partition, object_key)
     if not manifest.schemas:
         return context
-    return dataclasses.replace(context, avro_schemas=avro_lookup(manifest.schemas))
+    return dataclasses.replace(context, avro_schemas=cached_avro_lookup(manifest.schemas))
 
 
 BYTE_EXACT_CONVERTERS = ("bytes", "avro")

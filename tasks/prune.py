@@ -30,7 +30,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from layout.chains import RetentionPlan, by_id, chain_of, referenced_keys, retention_plan
+from layout.chains import RetentionPlan, chain_of, referenced_keys, retention_plan
 from layout.keys import is_manifest_key, parse_object_key
 from layout.manifest import Manifest, join_key, manifest_key
 from layout.spec_bridge import key_naming, spec_of
@@ -94,29 +94,22 @@ def prune(
     listed = {o["Key"]: o for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"])}
     orphans = _orphans(listed, manifests, prefix)
     if dry_run:
-        doomed = (referenced_keys([by_id(manifests)[i] for i in plan.dropped]) | orphans) - _kept_keys(
-            manifests, plan
-        )
         report.deleted_manifests = list(plan.dropped)
-        report.deleted_objects = len(doomed)
-        report.deleted_bytes = sum(int(listed.get(k, {}).get("Size", 0)) for k in doomed)
-        report.orphans = len(orphans)
-        return report
-    deleted = _delete_manifests(s3, bucket, prefix, manifests, plan, report)
-    remaining = [m for m in manifests if m.backup_id not in deleted]
-    doomed = (referenced_keys([m for m in manifests if m.backup_id in deleted]) | orphans) - referenced_keys(
-        remaining
-    )
-    gone = _delete_objects(s3, bucket, sorted(doomed), report)
+        gone = _doomed(manifests, set(plan.dropped), orphans)
+    else:
+        deleted = _delete_manifests(s3, bucket, prefix, manifests, plan, report)
+        gone = _delete_objects(s3, bucket, sorted(_doomed(manifests, deleted, orphans)), report)
     report.deleted_objects = len(gone)
     report.deleted_bytes = sum(int(listed.get(k, {}).get("Size", 0)) for k in gone)
     report.orphans = len(gone & orphans)
     return report
 
 
-def _kept_keys(manifests: Sequence[Manifest], plan: RetentionPlan) -> set[str]:
-    known = by_id(manifests)
-    return referenced_keys([known[i] for i in plan.keeps])
+def _doomed(manifests: Sequence[Manifest], gone: set[str], orphans: set[str]) -> set[str]:
+    """The objects to delete once the backups `gone` are: theirs and the leftovers, but none a
+    remaining manifest references."""
+    remaining = referenced_keys([m for m in manifests if m.backup_id not in gone])
+    return (referenced_keys([m for m in manifests if m.backup_id in gone]) | orphans) - remaining
 
 
 def _orphans(listed: dict[str, Any], manifests: Sequence[Manifest], prefix: str) -> set[str]:

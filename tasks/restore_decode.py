@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from formats import CodecContext, get_codec
 from formats.columns import DECODE_BATCH, DECODED, records_digest_inputs, update_digest
 from formats.errors import undecodable
 from layout.manifest import OffsetGap
-from layout.schemas import avro_lookup
+from layout.schemas import cached_avro_lookup
 from tasks.restore_errors import CorruptObjectError, OrderingViolationError
 from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.s3 import get_object_bytes
@@ -42,27 +42,16 @@ class SourceBatch:
     objects: tuple[str, ...]
 
 
-_AVRO_LOOKUPS: dict[str, Callable[[int], Any]] = {}
-
-
-def _avro_lookup(plan: RestorePlan) -> Callable[[int], Any] | None:
-    """The backup's schemas, parsed once per restore: value-only objects with typed columns from
-    Avro values are encoded back with them (formats/avro_columns.py)."""
-    if not plan.schemas:
-        return None
-    if plan.restore_id not in _AVRO_LOOKUPS:
-        _AVRO_LOOKUPS[plan.restore_id] = avro_lookup(plan.schemas)
-    return _AVRO_LOOKUPS[plan.restore_id]
-
-
 def codec_context(plan: RestorePlan, topic: str, partition: int, object_key: str) -> CodecContext:
     if plan.manifest_format:
         from kcql import BackupSpec
         from layout.spec_bridge import codec_context as from_spec
 
         context = from_spec(BackupSpec.model_validate(plan.codec_spec), topic, partition, object_key)
-        lookup = _avro_lookup(plan)
-        return context if lookup is None else dataclasses.replace(context, avro_schemas=lookup)
+        if not plan.schemas:
+            return context
+        # value-only objects with typed columns from Avro values are encoded back with them
+        return dataclasses.replace(context, avro_schemas=cached_avro_lookup(plan.schemas))
     envelope = plan.codec_spec["envelope"]
     return CodecContext(
         topic=topic,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import socket
 import struct
 import subprocess
 import time
@@ -20,6 +19,8 @@ from typing import Any
 from confluent_kafka.schema_registry import RegisteredSchema, Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+from tests.support.stack import is_free
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,18 +56,9 @@ def free_ports(count: int, low: int = PORT_RANGE[0], high: int = PORT_RANGE[1]) 
     rng = random.Random()
     while len(ports) < count:
         port = rng.randrange(low, high)
-        if port not in ports and _bindable(port):
+        if port not in ports and is_free(port):
             ports.append(port)
     return ports
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _answers(url: str) -> bool:

@@ -115,11 +115,12 @@ def _port_below(limit: int, taken: Collection[int] = ()) -> int:
     """A free port below `limit` whose +10000 is free too, neither of them in `taken`."""
     while True:
         port = free_port()
-        if port < limit and port not in taken and port + 10_000 not in taken and _is_free(port + 10_000):
+        if port < limit and port not in taken and port + 10_000 not in taken and is_free(port + 10_000):
             return port
 
 
-def _is_free(port: int) -> bool:
+def is_free(port: int) -> bool:
+    """Whether a socket can bind 127.0.0.1:`port` now."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))

@@ -30,8 +30,8 @@ from formats.avro_columns import (
     row_wire_values,
     typed_avro_table,
 )
-from formats.columns import COLUMNS
 from formats.wire import with_schema_id
+from tests.support.columns import value_batch
 
 FORMATS = ["PARQUET", "AVRO"]
 UTC = datetime.UTC
@@ -156,23 +156,6 @@ def _context(lookup: Any = LOOKUP, **options: Any) -> CodecContext:
     return CodecContext("sales", 3, value_converter="avro", object_key="k", avro_schemas=lookup, **options)
 
 
-def _batch(values: list[bytes | None], first: int = 0) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist(
-        [
-            {
-                "offset": first + i,
-                "timestamp": None,
-                "timestamp_type": 0,
-                "key": None,
-                "value": v,
-                "headers": [],
-            }
-            for i, v in enumerate(values)
-        ],
-        schema=COLUMNS,
-    )
-
-
 def _write(
     fmt: str, values: list[bytes | None], by_records: bool = False, lookup: Any = LOOKUP
 ) -> tuple[bytes, Any]:
@@ -183,8 +166,8 @@ def _write(
         writer.write(records[:half])
         writer.write(records[half:])
     else:
-        writer.write_columns(_batch(values[:half]))
-        writer.write_columns(_batch(values[half:], half))
+        writer.write_columns(value_batch(values[:half]))
+        writer.write_columns(value_batch(values[half:], half))
     return writer.finish(), writer
 
 
@@ -422,7 +405,7 @@ def test_the_envelope_is_unchanged_by_the_converter(fmt):
     for converter in ("bytes", "avro"):
         context = CodecContext("sales", 3, envelope=True, value_converter=converter, avro_schemas=LOOKUP)
         writer = get_codec(fmt).writer(context)
-        writer.write_columns(_batch(values))
+        writer.write_columns(value_batch(values))
         objects.append(writer.finish())
     assert objects[0] == objects[1]
 

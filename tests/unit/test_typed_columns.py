@@ -17,28 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formats import CodecContext, Record, get_codec
-from formats.columns import COLUMNS
 from formats.json_columns import NULLS, TOMBSTONE
+from tests.support.columns import value_batch
 
 FORMATS = ["PARQUET", "AVRO"]
 JSON = CodecContext("sales", 3, value_converter="json", object_key="k")
-
-
-def _batch(values: list[bytes | None], first: int = 0) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist(
-        [
-            {
-                "offset": first + i,
-                "timestamp": None,
-                "timestamp_type": 0,
-                "key": None,
-                "value": v,
-                "headers": [],
-            }
-            for i, v in enumerate(values)
-        ],
-        schema=COLUMNS,
-    )
 
 
 def _write(fmt: str, values: list[bytes | None], by_records: bool = False) -> tuple[bytes, Any]:
@@ -49,8 +32,8 @@ def _write(fmt: str, values: list[bytes | None], by_records: bool = False) -> tu
         writer.write(records[:half])
         writer.write(records[half:])
     else:
-        writer.write_columns(_batch(values[:half]))
-        writer.write_columns(_batch(values[half:], half))
+        writer.write_columns(value_batch(values[:half]))
+        writer.write_columns(value_batch(values[half:], half))
     return writer.finish(), writer
 
 
@@ -234,7 +217,7 @@ def test_strings_stay_strings(fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_size_estimate_counts_the_values_and_the_objects_are_deterministic(fmt):
     writer = get_codec(fmt).writer(JSON)
-    writer.write_columns(_batch(SALES))
+    writer.write_columns(value_batch(SALES))
     assert writer.size_estimate == sum(len(v) for v in SALES)
     assert writer.record_count == 2
     assert writer.finish() == _write(fmt, SALES)[0]
