@@ -42,7 +42,7 @@ lint: install  ## ruff and mypy
 demo: install up serve  ## the main job end to end: seed topics, backup and restore deployments, digests
 	set -a; . .stack/env; . .stack/prefect.env; set +a; cd "$$(mktemp -d)" && $(CURDIR)/$(BIN)/python -m kbackup.demo
 
-serve: up  ## a local Prefect server + worker with the backup and restore deployments (UI address printed)
+serve: up  ## a local Prefect server + worker with the backup, restore and prune deployments (UI address printed)
 	scripts/serve.sh
 
 BENCH_SCALE ?= 1.0
