@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--formats", default="PARQUET,AVRO")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
-    from tasks.s3 import s3_client
+    from tasks.services.object_store import s3_client
 
     s3 = s3_client()
     workers = [int(w) for w in args.workers.split(",")]

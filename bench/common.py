@@ -33,7 +33,7 @@ VALUE_SIZE = 1024
 
 
 def kafka_config() -> dict[str, Any]:
-    from tasks.kafka_clients import client_config
+    from tasks.services.kafka.clients import client_config
 
     return client_config()
 
@@ -247,7 +247,7 @@ def measured_backup(
     """`<command> backup` of `topic` into `bucket:prefix` (STOREAS `fmt`, envelope) in its own
     process: (wall seconds, peak RSS of its process tree, its manifest). Raises unless the
     manifest holds all `records` records."""
-    from tasks.manifest_store import latest_manifest
+    from tasks.services.manifest_store import latest_manifest
 
     target = f"{bucket}:{prefix}" if prefix else bucket
     kcql = f"INSERT INTO {target} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"

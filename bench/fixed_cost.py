@@ -130,7 +130,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="backups per row (the table shows medians)")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
-    from tasks.s3 import s3_client
+    from tasks.services.object_store import s3_client
 
     s3 = s3_client()
     topic = bench_topic_name(args.records, VALUE_SIZE)

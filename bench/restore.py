@@ -66,7 +66,7 @@ assert producer.flush(120) == 0
 
 
 def _ensure_backup(s3: object, bucket: str, prefix: str, topic: str, fmt: str, records: int) -> None:
-    from tasks.manifest_store import list_backup_ids
+    from tasks.services.manifest_store import list_backup_ids
 
     with contextlib.suppress(Exception):  # it exists
         s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
@@ -85,7 +85,7 @@ def main() -> int:
     parser.add_argument("--task-runner", default="processes")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
-    from tasks.s3 import s3_client
+    from tasks.services.object_store import s3_client
 
     s3 = s3_client()
     records = args.records

@@ -1,7 +1,7 @@
 """Connection settings: how to reach the Kafka cluster and the object store.
 
 Read from the environment (and `.env`) with pydantic-settings; `tasks/` builds its clients from
-them (`tasks.kafka_clients.client_config`, `tasks.s3.s3_client`) and the command line uses the
+them (`tasks.services.kafka.clients.client_config`, `tasks.services.object_store.s3_client`) and the command line uses the
 same classes, so nothing below the CLI depends on it. Plain settings only: no client library is
 imported here.
 
@@ -64,7 +64,7 @@ class KafkaSettings(BaseSettings):
 
     def librdkafka_config(self) -> dict[str, Any]:
         """The settings alone: bootstrap servers, the fields above and every pass-through setting.
-        A client also needs the shared callbacks: `tasks.kafka_clients.client_config` adds them."""
+        A client also needs the shared callbacks: `tasks.services.kafka.clients.client_config` adds them."""
         config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
         declared = {f"{KAFKA_ENV_PREFIX}{name.upper()}" for name in type(self).model_fields}
         for name, value in os.environ.items():
@@ -194,7 +194,7 @@ class CredentialsBlockError(InputError):
 def credential_blocks(s3: str | None = None, kafka: str | None = None) -> Iterator[None]:
     """For the body: the S3 and Kafka clients take their credentials from the Prefect blocks of
     these names (None: as configured before). Set in the environment, as the run's directory is
-    (tasks.run_dir), so that worker processes see the names too; the previous values come back after."""
+    (tasks.runtime.run_dir), so that worker processes see the names too; the previous values come back after."""
     names = {S3_CREDENTIALS_BLOCK_ENV: s3, KAFKA_PASSWORD_BLOCK_ENV: kafka}
     previous = {env: os.environ.get(env) for env, name in names.items() if name}
     for env, name in names.items():

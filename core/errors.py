@@ -5,15 +5,15 @@ the base of the layer that raises it. Each package's own errors subclass its lay
     ├── InputError                    what the user gave is not valid: fix the input (exit 2)
     │   └── LanguageError             KCQL (kcql.errors.KcqlError), properties, date patterns
     ├── FormatError                   an object's bytes ↔ records (formats.errors)
-    ├── StorageError                  S3: buckets, objects, access (tasks.errors)
-    ├── KafkaError                    brokers, topics, security, client calls (tasks.errors)
-    ├── RegistryError                 a schema registry (tasks.schema_registry)
-    ├── BackupError                   a backup's manifests, lock and verification (tasks.errors)
-    └── RestoreError                  a restore's discovery, checks and writes (tasks.restore_errors)
+    ├── StorageError                  S3: buckets, objects, access (tasks.services.errors)
+    ├── KafkaError                    brokers, topics, security, client calls (tasks.services.errors)
+    ├── RegistryError                 a schema registry (tasks.services.schema_registry)
+    ├── BackupError                   a backup's manifests, lock and verification (tasks.services.errors)
+    └── RestoreError                  a restore's discovery, checks and writes (tasks.restore.errors)
 
 `Retryable` marks what a retry of the same task can fix (a broker that is down, a timeout, S3
 throttling or a 5xx); everything else (bad KCQL, a corrupt object, a missing bucket or
-permission) fails at once (tasks.retry). The command line prints an expected error as one
+permission) fails at once (tasks.runtime.retry). The command line prints an expected error as one
 message and exits 2 for an InputError, 1 for the others (kbackup.cli); anything that is not a
 KbackupError is a bug and shows its traceback.
 

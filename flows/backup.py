@@ -1,7 +1,7 @@
 """The backup flow: snapshot offsets → per-partition export → verification → manifest.
 
 Composition only: the parameters are parsed in flows/parameters.py, the work is in tasks/, the
-report in tasks/backup_report.py. The manifest — the commit point — is written only
+report in tasks/backup/report.py. The manifest — the commit point — is written only
 after every partition was exported and the objects verified, so a failed run leaves nothing
 that looks like a complete backup.
 """
@@ -19,16 +19,16 @@ from formats import get_codec
 from kcql import BackupSpec
 from layout.manifest import PartitionEntry
 from layout.schemas import Side, StoredSchema
-from tasks.backup_export import ExportRequest, export_partition_task
-from tasks.backup_manifest import build_manifest, write_manifest_task
-from tasks.backup_plan import BackupPlan, gap_cause, plan_backup_task
-from tasks.backup_report import BackupResult, publish, retention_gaps
-from tasks.backup_verify import verify_backup_task
-from tasks.locks import Lease, exclusive
-from tasks.run_dir import run_dir
-from tasks.schema_registry import fetch_schemas_task
-from tasks.shutdown import stop_tasks_when_terminated
-from tasks.task_runners import run_tasks
+from tasks.backup.export import ExportRequest, export_partition_task
+from tasks.backup.manifest import build_manifest, write_manifest_task
+from tasks.backup.plan import BackupPlan, gap_cause, plan_backup_task
+from tasks.backup.report import BackupResult, publish, retention_gaps
+from tasks.backup.verify import verify_backup_task
+from tasks.runtime.run_dir import run_dir
+from tasks.runtime.shutdown import stop_tasks_when_terminated
+from tasks.runtime.task_runners import run_tasks
+from tasks.services.locks import Lease, exclusive
+from tasks.services.schema_registry import fetch_schemas_task
 
 __all__ = ["KCQL_VARIABLE", "BackupParameters", "BackupResult", "backup_flow", "specs_and_transforms"]
 

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator, model_va
 
 from kcql import BackupSpec, parse_backup, parse_connector_config
 from kcql.selection import Selection, restore_selection
-from tasks.task_runners import TASK_RUNNERS, check_task_runner
+from tasks.runtime.task_runners import TASK_RUNNERS, check_task_runner
 
 # The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
 # edit in the UI reaches the next run without a redeploy) unless the run names its own KCQL.

@@ -1,7 +1,7 @@
 """The prune flow: apply a retention policy to the backups under one bucket/prefix.
 
-Composition only: the plan is layout/chains.py's, the deletions tasks/prune.py's. It holds the
-prefix's backup lock (tasks/locks.py) while it deletes, so a backup never runs meanwhile; the
+Composition only: the plan is layout/chains.py's, the deletions tasks/lifecycle/prune.py's. It holds the
+prefix's backup lock (tasks/services/locks.py) while it deletes, so a backup never runs meanwhile; the
 report is the run's `prune-summary` artifact and its log.
 """
 
@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field, model_validator
 from core.connections import credential_blocks
 from kcql.properties import PropertyProblem, duration_seconds
 from kcql.selection import OverrideError
-from tasks.locks import exclusive
-from tasks.prune import PruneReport, prune_task, summary
+from tasks.lifecycle.prune import PruneReport, prune_task, summary
+from tasks.services.locks import exclusive
 
 __all__ = ["PruneParameters", "PruneReport", "prune_flow"]
 

@@ -3,8 +3,8 @@ unit, exactly once and resumable → check → translate consumer groups → rep
 
 Composition only. The statement and the parameters' overrides are parsed once (kcql/selection.py,
 through flows/parameters.py); the work is in tasks/restore_*.py, the check where several units
-share a target partition in tasks/restore_check.py, the report and its rendering in
-tasks/restore_report.py.
+share a target partition in tasks/restore/check.py, the report and its rendering in
+tasks/restore/report.py.
 """
 
 from __future__ import annotations
@@ -18,18 +18,19 @@ from prefect import flow, get_run_logger
 from core.connections import RegistrySettings, credential_blocks
 from core.errors import InputError
 from flows.parameters import RestoreParameters, selection_of
-from tasks.restore_check import (
+from layout.restore.plan import RestorePlan
+from tasks.restore.check import (
     PartitionCheck,
     check_shared_task,
     check_unit_task,
     committed_progress_task,
     split_by_writers,
 )
-from tasks.restore_errors import RestoreCheckError, RestoreError
-from tasks.restore_groups import translate_groups_task
-from tasks.restore_plan import RestorePlan, plan_restore_task
-from tasks.restore_produce import UnitResult, restore_unit_task
-from tasks.restore_report import (
+from tasks.restore.discover import plan_restore_task
+from tasks.restore.errors import RestoreCheckError, RestoreError
+from tasks.restore.groups import translate_groups_task
+from tasks.restore.produce import UnitResult, restore_unit_task
+from tasks.restore.report import (
     RestoreReport,
     planned_units,
     publish,
@@ -38,11 +39,11 @@ from tasks.restore_report import (
     target_progress,
     unit_reports,
 )
-from tasks.restore_target import prepare_targets_task
-from tasks.run_dir import run_dir
-from tasks.schema_registry import register_schemas_task
-from tasks.shutdown import stop_tasks_when_terminated
-from tasks.task_runners import run_tasks
+from tasks.restore.target import prepare_targets_task
+from tasks.runtime.run_dir import run_dir
+from tasks.runtime.shutdown import stop_tasks_when_terminated
+from tasks.runtime.task_runners import run_tasks
+from tasks.services.schema_registry import register_schemas_task
 
 __all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
 

@@ -1,14 +1,14 @@
 """The verify flow: check every backup of a prefix (or one) against its manifest.
 
-Composition only: the tasks are in tasks/verify_tasks.py and tasks/backup_verify.py."""
+Composition only: the tasks are in tasks/backup/verify_chain.py and tasks/backup/verify.py."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from tasks.backup_verify import Depth, VerifyReport, list_prefix_task
-from tasks.errors import VerificationError
-from tasks.verify_tasks import check_backup_task, read_manifests_task
+from tasks.backup.verify import Depth, VerifyReport, list_prefix_task
+from tasks.backup.verify_chain import check_backup_task, read_manifests_task
+from tasks.services.errors import VerificationError
 
 
 @flow(name="verify")

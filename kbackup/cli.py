@@ -77,7 +77,7 @@ def invalid_parameters(error: ValidationError) -> str:
 
 
 def add_task_runner_argument(parser: argparse.ArgumentParser) -> None:
-    """`--task-runner`: where the per-partition tasks run (tasks/task_runners.py; checked with the
+    """`--task-runner`: where the per-partition tasks run (tasks/runtime/task_runners.py; checked with the
     other parameters, so that building the parser imports nothing heavy)."""
     parser.add_argument(
         "--task-runner",
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # libraries start (pyarrow's jemalloc) must inherit their blocking.
         with stop_on_signals(on_exit=stop_server) as stopped_by:
             server = use_prefect_api(args.command, server)
-            from tasks.log_format import expected_errors_without_traceback
+            from tasks.runtime.log_format import expected_errors_without_traceback
 
             expected_errors_without_traceback()  # Prefect's logs of a failed run: one line, no traceback
             with server_settings(server):
@@ -227,7 +227,7 @@ def _warm_up() -> None:
     ):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    from tasks.s3 import s3_client
+    from tasks.services.object_store import s3_client
 
     with contextlib.suppress(Exception):  # a bad setting is reported by the run itself
         s3_client()
@@ -249,7 +249,7 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 @contextlib.contextmanager
 def stop_on_signals(on_exit: Callable[[], None]) -> Iterator[list[signal.Signals]]:
-    """SIGINT and SIGTERM ask the run to stop (tasks.shutdown): loops end, open transactions are
+    """SIGINT and SIGTERM ask the run to stop (tasks.runtime.shutdown): loops end, open transactions are
     aborted, no manifest is written, and the flow fails as it would on an error. A second signal,
     or STOP_GRACE_S without the run ending, exits at once after `on_exit`.
 
@@ -257,7 +257,7 @@ def stop_on_signals(on_exit: Callable[[], None]) -> Iterator[list[signal.Signals
     that a stop request is made the moment a signal arrives, whatever handlers Prefect installs
     while a flow runs (its SIGTERM handler would otherwise unwind the flow first and wait for the
     task threads to finish their work). Yields the list the first signal is appended to."""
-    from tasks.shutdown import request_stop
+    from tasks.runtime.shutdown import request_stop
 
     received: list[signal.Signals] = []
     done = threading.Event()

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from core.errors import InputError
-from tasks import progress
-from tasks.progress import PartitionProgress
-from tasks.run_dir import run_dir
+from tasks.runtime import progress
+from tasks.runtime.progress import PartitionProgress
+from tasks.runtime.run_dir import run_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -249,7 +249,7 @@ def _display_for(terminal: bool | None) -> Display:
 def progress_bar(terminal: bool | None = None) -> Iterator[None]:
     """Show the run's per-partition progress on stderr while the body runs: live on a terminal,
     plain lines every PLAIN_EVERY_S otherwise (`terminal` forces either). The body runs with a run
-    directory of its own (tasks.run_dir): the tasks' progress comes through it, and a stop request
+    directory of its own (tasks.runtime.run_dir): the tasks' progress comes through it, and a stop request
     reaches them through it, from whichever process they run in."""
     with run_dir() as directory:
         progress.reset(directory)

@@ -22,9 +22,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kbackup.console import human_bytes, table
-from tasks.kafka_clients import client_config
-from tasks.restore_check import read_restored
-from tasks.s3 import list_objects, s3_client
+from tasks.restore.check import read_restored
+from tasks.services.kafka.clients import client_config
+from tasks.services.object_store import list_objects, s3_client
 
 BUCKET = "demo-backups"
 REGIONS = ["EMEA", "APAC", "AMER"]

@@ -83,7 +83,7 @@ class Selection(FrozenModel):
     """The restore's choices: its statement's spec with the run's overrides applied.
 
     Its fields (but batch, preflight and target_nonempty) are hashed into the restore's id
-    (tasks.restore_plan.restore_id), which names its transactional ids: renaming or adding a
+    (layout.restore.plan.restore_id), which names its transactional ids: renaming or adding a
     field changes the id of every restore, and a rerun would no longer resume."""
 
     target_topic: str

@@ -8,7 +8,7 @@ partition's earliest offset; nothing before it is needed to restore it or what f
 
 Retention (`retention_plan`) keeps the points a policy names (`--keep-last`, `--keep-within`)
 and every point their chains need; it drops only whole older chain parts no kept point reads, so
-a chain is never cut in the middle. Pure: the manifests are read and deleted by tasks/prune.py.
+a chain is never cut in the middle. Pure: the manifests are read and deleted by tasks/lifecycle/prune.py.
 """
 
 from __future__ import annotations

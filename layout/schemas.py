@@ -6,7 +6,7 @@ with the schemas those reference, in its manifest (`Manifest.schemas`): a restor
 in the target's registry and rewrites the ids (tasks/restore_schemas.py), and value-only objects
 with typed columns are read back with them (formats/avro_columns.py).
 
-Pure: no registry client here (tasks/schema_registry.py talks to the registry).
+Pure: no registry client here (tasks/services/schema_registry.py talks to the registry).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def stack_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def kafka_config(stack_env: dict[str, str]) -> dict[str, Any]:
-    from tasks.kafka_clients import client_config
+    from tasks.services.kafka.clients import client_config
 
     return client_config()
 
@@ -74,7 +74,7 @@ def admin(kafka_config: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="session")
 def s3(stack_env: dict[str, str]) -> Any:
-    from tasks.s3 import s3_client
+    from tasks.services.object_store import s3_client
 
     return s3_client()
 

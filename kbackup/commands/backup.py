@@ -19,7 +19,7 @@ from kbackup.cli import (
 from kbackup.console import progress_bar, table
 
 if TYPE_CHECKING:
-    from tasks.backup_report import BackupResult
+    from tasks.backup.report import BackupResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 def print_results(results: Sequence[BackupResult]) -> None:
     """Each statement's backup as the flow run's artifacts have it: the partition table, then the
     summary."""
-    from tasks.backup_report import partition_rows, summary
+    from tasks.backup.report import partition_rows, summary
 
     for number, result in enumerate(results):
         if number:

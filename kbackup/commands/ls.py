@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layout.schemas import merged
-    from tasks.manifest_store import read_chain
-    from tasks.s3 import check_bucket, s3_client
+    from tasks.services.manifest_store import read_chain
+    from tasks.services.object_store import check_bucket, s3_client
 
     # A KbackupError (a bad location, a missing bucket, a bad manifest) is reported by kbackup.cli.
     bucket, prefix = parse_s3_url(args.location)

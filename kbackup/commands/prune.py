@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from flows.prune import PruneParameters, prune_flow
-    from tasks.prune import summary
+    from tasks.lifecycle.prune import summary
 
     bucket, prefix = parse_s3_url(args.location)  # a LocationError is reported by kbackup.cli
     try:

@@ -20,7 +20,7 @@ from kbackup.cli import (
 from kbackup.console import progress_bar, table
 
 if TYPE_CHECKING:
-    from tasks.restore_report import RestoreReport
+    from tasks.restore.report import RestoreReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ FLAGS = {"target": "--target", "restore_from": "--from", "restore_to": "--to", "
 
 def _print_report(report: RestoreReport) -> None:
     """The report as the flow's artifacts have it: the unit table, then the summary."""
-    from tasks.restore_report import summary, unit_rows
+    from tasks.restore.report import summary, unit_rows
 
     print(table(unit_rows(report)))
     print(summary(report))

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from layout.lock import LeaseRecord, lease_key
-from tasks.locks import CLOCK_MARGIN_SECONDS
-from tasks.manifest_store import list_backup_ids, read_chain
+from tasks.services.locks import CLOCK_MARGIN_SECONDS
+from tasks.services.manifest_store import list_backup_ids, read_chain
 from tests.support.cli import kbackup_command, user_environment
 from tests.support.kafka import produce
 

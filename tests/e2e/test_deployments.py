@@ -18,7 +18,7 @@ from uuid import UUID
 
 import pytest
 
-from tasks.manifest_store import read_chain
+from tasks.services.manifest_store import read_chain
 from tests.e2e.conftest import FINAL_STATES, ServedPrefect, wait_for, wait_for_final_state
 from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.restore_backups import build_backup

@@ -10,7 +10,7 @@ from typing import Any
 
 from layout.chains import chain_of
 from layout.manifest import manifest_key
-from tasks.manifest_store import read_chain
+from tasks.services.manifest_store import read_chain
 from tests.support.cli import run_kbackup
 from tests.support.kafka import consume_all, produce
 from tests.support.topics import topic_digests
@@ -135,7 +135,7 @@ def test_a_prune_stopped_after_its_manifests_leaves_kept_points_restorable(
     from datetime import UTC, datetime
 
     from layout.chains import retention_plan
-    from tasks.prune import PruneReport, _delete_manifests
+    from tasks.lifecycle.prune import PruneReport, _delete_manifests
 
     topic = create_topic("stop", partitions=PARTITIONS)
     history = History(kafka_config, s3, bucket, topic, tmp_path, stack_env)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tasks.manifest_store import read_chain
+from tasks.services.manifest_store import read_chain
 from tests.e2e.conftest import Kbackup
 from tests.support.cli import assert_clean_success
 from tests.support.kafka import produce

@@ -9,7 +9,7 @@ import pytest
 
 from flows.backup import backup_flow
 from layout.manifest import Manifest
-from tasks.manifest_store import read_chain
+from tasks.services.manifest_store import read_chain
 from tests.support.kafka import consume_all, numbered_messages, produce
 from tests.support.topics import NOW_MS, topic_digests, tricky_messages
 
@@ -211,7 +211,7 @@ def test_compacted_and_transactional_topics_back_up_with_gaps(
 
 
 def test_missing_bucket_fails_naming_it(kafka_config: dict, create_topic: Any, unique_name: Any) -> None:
-    from tasks.errors import BucketNotFoundError
+    from tasks.services.errors import BucketNotFoundError
 
     topic = create_topic("nobucket")
     missing = unique_name("absent")

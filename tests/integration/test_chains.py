@@ -66,8 +66,8 @@ def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
     of `ch`'s; an uncommitted object named as `ch`'s backup names its objects is."""
     from datetime import timedelta
 
-    from tasks.manifest_store import read_chain
-    from tasks.prune import prune
+    from tasks.lifecycle.prune import prune
+    from tasks.services.manifest_store import read_chain
 
     topic = create_topic("nested", partitions=1)
     produce(kafka_config, topic, ({"key": f"k{i}".encode(), "value": b"v"} for i in range(10)))

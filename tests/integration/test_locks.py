@@ -17,9 +17,9 @@ import pytest
 from flows.backup import backup_flow
 from layout.keys import is_manifest_key
 from layout.lock import LeaseRecord, lease_key, lock_folder
-from tasks import shutdown
-from tasks.errors import LockLostError, LockTimeoutError
-from tasks.locks import (
+from tasks.runtime import shutdown
+from tasks.services.errors import LockLostError, LockTimeoutError
+from tasks.services.locks import (
     CLOCK_MARGIN_SECONDS,
     POLL_JITTER,
     Lease,
@@ -30,7 +30,7 @@ from tasks.locks import (
     release_lease,
     renew_lease,
 )
-from tasks.manifest_store import list_backup_ids
+from tasks.services.manifest_store import list_backup_ids
 from tests.support.kafka import numbered_messages
 from tests.support.locks import lease_record
 
@@ -52,7 +52,7 @@ def _lease_objects(s3: Any, bucket: str) -> list[str]:
 def test_a_second_backup_waits_for_the_first_and_says_for_whom(
     s3: Any, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="tasks.locks")
+    caplog.set_level(logging.INFO, logger="tasks.services.locks")
     got: dict[str, Any] = {}
 
     def second() -> None:

@@ -25,10 +25,10 @@ from flows.restore import RestoreParameters, restore_flow
 from flows.verify import verify_flow
 from kbackup.commands.ls import restore_points
 from layout.manifest import Manifest, Protection, manifest_key
-from tasks.errors import StorageAccessError, TransientStorageError
-from tasks.manifest_store import list_backup_ids, read_chain
-from tasks.prune import prune, summary
-from tasks.s3 import SINGLE_PUT_LIMIT, put_object_once
+from tasks.lifecycle.prune import prune, summary
+from tasks.services.errors import StorageAccessError, TransientStorageError
+from tasks.services.manifest_store import list_backup_ids, read_chain
+from tasks.services.object_store import SINGLE_PUT_LIMIT, put_object_once
 from tests.support.kafka import consume_all, numbered_messages
 from tests.support.topics import topic_digests
 

@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 
 from flows.restore import RestoreFailed, RestoreParameters, restore_flow
-from tasks.restore_errors import (
-    BackupIncompleteError,
-    CorruptObjectError,
-    MissingObjectError,
-    PreflightError,
-    TargetPartitionsError,
-)
+from formats.errors import CorruptObjectError
+from layout.restore.errors import BackupIncompleteError, MissingObjectError
+from tasks.restore.errors import PreflightError, TargetPartitionsError
 from tests.support.kafka import consume_all, high_watermarks, numbered_messages, produce
 from tests.support.restore_backups import build_backup, group_at
 from tests.support.topics import NOW_MS, OLD_MS, topic_digests, tricky_messages
@@ -258,7 +254,7 @@ def test_target_with_too_few_partitions_is_refused_before_producing(
 
 
 def test_murmur2_into_another_partition_count(kafka_config, s3, admin, create_topic, filled_topic, bucket):
-    from tasks.restore_routing import murmur2_partition
+    from layout.restore.routing import murmur2_partition
 
     source = filled_topic("m2", 3, numbered_messages(30, 3, key="key{i}", value=b"v"))
     build_backup(s3, kafka_config, source, 3, bucket, "m", per_object=5)

@@ -14,13 +14,10 @@ from typing import Any
 import pytest
 
 from flows.restore import RestoreFailed, RestoreParameters, restore_flow
-from tasks import shutdown
-from tasks.restore_errors import (
-    CorruptObjectError,
-    MissingObjectError,
-    PreflightError,
-    TargetNotEmptyError,
-)
+from formats.errors import CorruptObjectError
+from layout.restore.errors import MissingObjectError
+from tasks.restore.errors import PreflightError, TargetNotEmptyError
+from tasks.runtime import shutdown
 from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.kafka import create_topic as create_plain_topic
 from tests.support.restore_backups import build_backup

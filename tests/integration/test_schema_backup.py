@@ -16,7 +16,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from flows.backup import backup_flow
 from flows.restore import RestoreParameters, restore_flow
-from tasks.schema_registry import Registry, RegistryRequestError, RegistryUnavailableError
+from tasks.services.schema_registry import Registry, RegistryRequestError, RegistryUnavailableError
 from tests.support.kafka import consume_all
 from tests.support.topics import topic_digests
 
@@ -138,7 +138,7 @@ def test_a_target_subject_that_refuses_the_schema_fails_the_restore_before_produ
     schema under BACKWARD, the registration is refused naming the subject, nothing is produced."""
     from confluent_kafka.schema_registry import SchemaRegistryClient as Client
 
-    from tasks.schema_registry import RegistryRequestError
+    from tasks.services.schema_registry import RegistryRequestError
     from tests.support.kafka import high_watermarks
     from tests.support.registry import fresh_registry
 

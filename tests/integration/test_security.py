@@ -18,7 +18,7 @@ import pytest
 
 from flows.backup import backup_flow
 from flows.restore import RestoreFailed, RestoreParameters, restore_flow
-from tasks.errors import (
+from tasks.services.errors import (
     BrokerUnavailableError,
     KafkaAuthenticationError,
     KafkaAuthorizationError,
@@ -26,8 +26,8 @@ from tasks.errors import (
     StorageAccessError,
     is_retryable,
 )
-from tasks.kafka_admin import connect
-from tasks.kafka_clients import client_config
+from tasks.services.kafka.admin import connect
+from tasks.services.kafka.clients import client_config
 from tests.support.kafka import consume_all, create_topic, delete_topics, produce
 from tests.support.secure import BACKUP_ACLS, RESTORE_ACLS, SecureStack
 from tests.support.stack import free_port

@@ -47,7 +47,7 @@ class SecureStack:
     @property
     def plaintext(self) -> dict[str, Any]:
         """Client settings for the PLAINTEXT listener (a super user there), with kbackup's callbacks."""
-        from tasks.kafka_clients import client_callbacks
+        from tasks.services.kafka.clients import client_callbacks
 
         config = {"bootstrap.servers": self.env["KBACKUP_KAFKA_BOOTSTRAP_SERVERS"]}
         return {**config, **client_callbacks(config)}

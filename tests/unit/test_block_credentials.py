@@ -21,7 +21,8 @@ from core.connections import (
 )
 from flows.backup import backup_flow
 from flows.parameters import BackupParameters, RestoreParameters
-from tasks import kafka_clients, s3
+from tasks.services import object_store as s3
+from tasks.services.kafka import clients as kafka_clients
 
 SECRET = "block-secret-value"
 

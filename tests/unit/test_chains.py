@@ -132,7 +132,7 @@ def test_retention_never_cuts_a_chain_and_never_drops_a_kept_object(fulls, keep_
 
 def test_a_backup_is_full_when_asked_first_or_its_chain_is_older_than_full_every():
     from kcql import parse_backup
-    from tasks.backup_plan import full_backup_reason
+    from tasks.backup.plan import full_backup_reason
 
     [spec] = parse_backup(
         "INSERT INTO bkt:p SELECT * FROM t STOREAS AVRO PROPERTIES('backup.full.every'='1d')"

@@ -1,5 +1,5 @@
 """What the commands print about a run: a backup's report as its artifacts have it (rendered once,
-in tasks/backup_report.py), and a run that did not complete (kbackup.cli.failed_run)."""
+in tasks/backup/report.py), and a run that did not complete (kbackup.cli.failed_run)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from kbackup.cli import failed_run
 from kbackup.commands.backup import print_results
 from kbackup.console import LocationError, table
 from layout.manifest import Manifest, ObjectEntry, OffsetGap, PartitionEntry, TopicEntry
-from tasks.backup_report import BackupResult, partition_rows, summary
-from tasks.backup_verify import VerifyReport
-from tasks.errors import BucketNotFoundError
+from tasks.backup.report import BackupResult, partition_rows, summary
+from tasks.backup.verify import VerifyReport
+from tasks.services.errors import BucketNotFoundError
 
 
 def _partition(

@@ -13,8 +13,8 @@ from rich.console import Console
 
 from kbackup import console
 from kbackup.console import LiveProgress, PlainLines, progress_bar, table
-from tasks import progress
-from tasks.progress import PartitionProgress
+from tasks.runtime import progress
+from tasks.runtime.progress import PartitionProgress
 
 
 def test_a_table_keeps_every_cell_on_one_line_with_numbers_right_aligned() -> None:

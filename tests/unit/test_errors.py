@@ -49,7 +49,7 @@ def _exception_classes() -> dict[str, type[BaseException]]:
 
 def test_every_exception_class_derives_from_the_one_root() -> None:
     classes = _exception_classes()
-    assert "tasks.errors.StorageAccessError" in classes and "kcql.errors.KcqlError" in classes
+    assert "tasks.services.errors.StorageAccessError" in classes and "kcql.errors.KcqlError" in classes
     outside = sorted(name for name, cls in classes.items() if not issubclass(cls, core.KbackupError))
     assert outside == []
 
@@ -78,9 +78,9 @@ def test_each_package_keeps_its_own_base() -> None:
     from kcql.java_dates import JavaPatternError
     from kcql.properties import PropertyProblem
     from layout.partition_values import PartitionValueError
-    from tasks import errors as tasks_errors
-    from tasks import restore_errors
-    from tasks.shutdown import RunInterrupted
+    from tasks.restore import errors as restore_errors
+    from tasks.runtime.shutdown import RunInterrupted
+    from tasks.services import errors as tasks_errors
 
     assert FormatError is core.FormatError
     assert restore_errors.RestoreError is core.RestoreError
@@ -123,14 +123,14 @@ def test_what_was_a_value_error_still_is() -> None:
 
 
 def test_only_what_a_retry_can_fix_is_retryable() -> None:
-    from tasks.errors import (
+    from formats.errors import CorruptObjectError
+    from tasks.services.errors import (
         BrokerUnavailableError,
         KafkaOperationError,
         StorageAccessError,
         TransientStorageError,
         is_retryable,
     )
-    from tasks.restore_errors import CorruptObjectError
 
     assert is_retryable(BrokerUnavailableError("b:9092", "down"))
     assert is_retryable(TransientStorageError("PutObject", "bkt", "k", "http://s3", "SlowDown"))
@@ -143,10 +143,10 @@ def test_only_what_a_retry_can_fix_is_retryable() -> None:
 
 def test_one_corrupt_object_error_for_codecs_and_restores() -> None:
     import formats
-    import tasks.restore_errors
+    import tasks.restore.errors
     from formats.errors import CorruptObjectError
 
-    assert tasks.restore_errors.CorruptObjectError is CorruptObjectError is formats.CorruptObjectError
+    assert tasks.restore.errors.CorruptObjectError is CorruptObjectError is formats.CorruptObjectError
     from_codec = CorruptObjectError("p/t/0/000000000010.avro", 3, "truncated")
     assert (from_codec.key, from_codec.object_key, from_codec.record_index) == (
         "p/t/0/000000000010.avro",
@@ -168,8 +168,8 @@ def test_one_corrupt_object_error_for_codecs_and_restores() -> None:
 def test_exit_codes_of_the_layers() -> None:
     from kbackup.console import LocationError
     from kcql.errors import KcqlSyntaxError
-    from tasks.errors import BucketNotFoundError, KafkaOperationError
-    from tasks.restore_errors import NothingToRestoreError
+    from layout.restore.errors import NothingToRestoreError
+    from tasks.services.errors import BucketNotFoundError, KafkaOperationError
 
     assert exit_code_of(KcqlSyntaxError("INSERT", 6, "INTO", "end of input")) == EXIT_BAD_INPUT == 2
     assert exit_code_of(LocationError("s3://")) == EXIT_BAD_INPUT
@@ -183,7 +183,7 @@ def test_exit_codes_of_the_layers() -> None:
 
 
 def test_an_expected_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from tasks.errors import BucketNotFoundError
+    from tasks.services.errors import BucketNotFoundError
 
     code = report_error("backup", BucketNotFoundError("bkt", "http://s3"), "the backup failed: ")
     assert code == 1
@@ -203,7 +203,7 @@ def _raises(error: BaseException) -> Callable[[argparse.Namespace], int]:
 def test_the_command_line_reports_expected_errors_and_lets_bugs_through(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tasks.errors import ManifestError
+    from tasks.services.errors import ManifestError
 
     failed = argparse.Namespace(
         command="ls", handler=_raises(ManifestError("bkt", "p/_manifests/1.json", "bad"))

@@ -1,4 +1,4 @@
-"""The callbacks every Kafka client shares (tasks/kafka_clients.py) and the connection settings:
+"""The callbacks every Kafka client shares (tasks/services/kafka/clients.py) and the connection settings:
 security failures become non-retryable errors naming the broker and the cause, librdkafka's
 lines are deduplicated, the SASL password stays secret. No broker needed."""
 
@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from core.connections import KafkaSettings
-from tasks.errors import (
+from tasks.services.errors import (
     BrokerUnavailableError,
     KafkaAuthenticationError,
     KafkaAuthorizationError,
@@ -20,8 +20,14 @@ from tasks.errors import (
     KafkaTlsError,
     is_retryable,
 )
-from tasks.kafka_admin import kafka_failure
-from tasks.kafka_clients import LIBRDKAFKA_LOG, ClientErrors, DuplicateFilter, client_callbacks, client_config
+from tasks.services.kafka.admin import kafka_failure
+from tasks.services.kafka.clients import (
+    LIBRDKAFKA_LOG,
+    ClientErrors,
+    DuplicateFilter,
+    client_callbacks,
+    client_config,
+)
 
 SASL_CONFIG = {
     "bootstrap.servers": "127.0.0.1:19094",
@@ -108,7 +114,7 @@ def _record(text: str, client: str = "rdkafka#consumer-1") -> logging.LogRecord:
 
 def test_duplicate_lines_are_dropped_within_the_window_and_counted(monkeypatch: Any) -> None:
     now = [1000.0]
-    monkeypatch.setattr("tasks.kafka_clients.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("tasks.services.kafka.clients.time.monotonic", lambda: now[0])
     duplicates = DuplicateFilter(window_s=30)
     refused = "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after {}ms in state CONNECT)"
     assert duplicates.filter(_record(refused.format(0)))

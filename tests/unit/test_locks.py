@@ -8,8 +8,8 @@ import pytest
 
 from layout.keys import is_manifest_key, parse_object_key
 from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
-from tasks.errors import LockLostError, LockTimeoutError
-from tasks.locks import CLOCK_MARGIN_SECONDS, LockState, waiting_message
+from tasks.services.errors import LockLostError, LockTimeoutError
+from tasks.services.locks import CLOCK_MARGIN_SECONDS, LockState, waiting_message
 from tests.support.locks import lease_record
 
 T0 = datetime(2026, 11, 28, 2, 52, 41, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Prefect's terminal log of an expected error (tasks/log_format.py): one line, no traceback, in
+"""Prefect's terminal log of an expected error (tasks/runtime/log_format.py): one line, no traceback, in
 the command line's process and in the task runners' worker processes."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from tasks import task_runners
-from tasks.errors import BucketNotFoundError
-from tasks.log_format import ExpectedErrorsWithoutTraceback, expected_errors_without_traceback
+from tasks.runtime import task_runners
+from tasks.runtime.log_format import ExpectedErrorsWithoutTraceback, expected_errors_without_traceback
+from tasks.services.errors import BucketNotFoundError
 
 TRACEBACK = "Traceback (most recent call last)"
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from kcql.selection import Window
-from tasks.restore_check import compare, split_by_writers
-from tasks.restore_plan import RestoreObject, RestorePlan, RestoreUnit
-from tasks.restore_produce import PartitionOutcome, UnitResult
-from tasks.restore_report import restore_report, summary, target_progress, unit_reports, unit_rows
-from tasks.restore_target import TargetInfo
-from tasks.restore_writer import CommittedProgress
+from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
+from tasks.restore.check import compare, split_by_writers
+from tasks.restore.produce import PartitionOutcome, UnitResult
+from tasks.restore.report import restore_report, summary, target_progress, unit_reports, unit_rows
+from tasks.restore.target import TargetInfo
+from tasks.restore.writer import CommittedProgress
 
 
 def _result(unit_id: str, topic: str, partitions: dict[int, int], start: int = 0) -> UnitResult:

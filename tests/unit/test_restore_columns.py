@@ -19,11 +19,13 @@ from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
 from kcql.selection import Window
 from layout.manifest import OffsetGap
-from tasks import restore_decode
-from tasks.restore_decode import SegmentDigests, _in_gaps, unit_records
-from tasks.restore_errors import OrderingViolationError
-from tasks.restore_plan import RestoreObject, RestoreUnit, Segment
-from tasks.restore_produce import window_mask
+from layout.restore.digests import SegmentDigests
+from layout.restore.errors import OrderingViolationError
+from layout.restore.order import clusters, in_gaps
+from layout.restore.plan import RestoreObject, RestoreUnit, Segment
+from tasks.restore import decode as restore_decode
+from tasks.restore.decode import unit_records
+from tasks.restore.produce import window_mask
 
 
 def records(offsets: Sequence[int], topic: str = "t", partition: int = 0) -> list[Record]:
@@ -230,7 +232,7 @@ def reference(
     previous: tuple[int, str] | None = None
     expected = min((s.start_offset for s in restore_unit.segments), default=None)
     try:
-        for cluster in restore_decode._clusters(restore_unit.objects):
+        for cluster in clusters(restore_unit.objects):
             streams = [stream(o) for o in cluster]
             merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: r[0])
             for offset, key in merged:
@@ -243,7 +245,7 @@ def reference(
                 if (
                     expected is not None
                     and offset > expected
-                    and not _in_gaps(expected, offset - 1, restore_unit.gaps)
+                    and not in_gaps(expected, offset - 1, restore_unit.gaps)
                 ):
                     return fail(
                         key,
@@ -260,7 +262,7 @@ def reference(
         expected is not None
         and end is not None
         and expected < end
-        and not _in_gaps(expected, end - 1, restore_unit.gaps)
+        and not in_gaps(expected, end - 1, restore_unit.gaps)
     ):
         last = restore_unit.objects[-1].key
         return fail(

@@ -1,5 +1,5 @@
-"""Restore planning in memory: discovery from manifest chains (tasks.discover_manifests) and from
-listings (tasks.discover_listing), both building units with tasks.restore_units. No services:
+"""Restore planning in memory: discovery from manifest chains (layout.restore.from_manifests) and from
+listings (tasks.restore.discover_listing), both building units with layout.restore.units. No services:
 manifests and listings are made here, as plan_restore would have read them."""
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from layout.manifest import (
     PartitionEntry,
     TopicEntry,
 )
-from tasks.discover_listing import (
+from layout.restore.errors import (
+    BackupIncompleteError,
+    NothingToRestoreError,
+    RestoreFilterError,
+    UnsupportedRestoreError,
+)
+from layout.restore.from_manifests import GROUPS_NOT_TRANSLATED, NOT_LOSSLESS, plan_from_manifests
+from layout.restore.plan import RestorePlan, restore_id
+from tasks.restore.discover_listing import (
     ENVELOPE_NOTE,
     OFFSET_WINDOW_NOTE,
     VALUE_ONLY_NOTE,
@@ -30,16 +38,8 @@ from tasks.discover_listing import (
     plan_from_listing,
     refuse_uncommitted_backup,
 )
-from tasks.discover_manifests import GROUPS_NOT_TRANSLATED, NOT_LOSSLESS, plan_from_manifests
-from tasks.restore_errors import (
-    BackupIncompleteError,
-    NothingToRestoreError,
-    PreflightError,
-    RestoreFilterError,
-    UnsupportedRestoreError,
-)
-from tasks.restore_plan import RestorePlan, restore_id
-from tasks.restore_preflight import preflight
+from tasks.restore.errors import PreflightError
+from tasks.restore.preflight import preflight
 
 BUCKET, PREFIX = "bkt", "nightly"
 T0 = 1_700_000_000_000  # a record timestamp: offset n of a partition is stamped T0 + n

@@ -6,9 +6,9 @@ import pytest
 
 from kcql.selection import Window
 from layout.manifest import OffsetGap
-from tasks.restore_decode import _clusters, _in_gaps
-from tasks.restore_plan import RestoreObject
-from tasks.restore_routing import murmur2, murmur2_partition
+from layout.restore.order import clusters, in_gaps
+from layout.restore.plan import RestoreObject
+from layout.restore.routing import murmur2, murmur2_partition
 
 
 @pytest.mark.parametrize(
@@ -43,8 +43,8 @@ def test_gaps_must_cover_every_missing_offset():
         OffsetGap(first=3, last=4, cause="transaction-markers"),
         OffsetGap(first=5, last=9, cause="compaction"),
     )
-    assert _in_gaps(3, 9, gaps) and _in_gaps(6, 7, gaps)
-    assert not _in_gaps(2, 4, gaps) and not _in_gaps(9, 10, gaps)
+    assert in_gaps(3, 9, gaps) and in_gaps(6, 7, gaps)
+    assert not in_gaps(2, 4, gaps) and not in_gaps(9, 10, gaps)
 
 
 def test_interleaved_objects_cluster_and_chains_do_not():
@@ -53,14 +53,14 @@ def test_interleaved_objects_cluster_and_chains_do_not():
         RestoreObject(key="b", first_offset=2, last_offset=12),
     )
     c = RestoreObject(key="c", first_offset=13, last_offset=20)
-    assert [[o.key for o in group] for group in _clusters([a, b, c])] == [["a", "b"], ["c"]]
+    assert [[o.key for o in group] for group in clusters([a, b, c])] == [["a", "b"], ["c"]]
 
 
 def test_bounded_call_returns_raises_and_gives_up_on_a_call_that_never_returns():
     import threading
     import time
 
-    from tasks.kafka_calls import CallStalledError, bounded_call
+    from tasks.services.kafka.calls import CallStalledError, bounded_call
 
     assert bounded_call("answer", lambda: 42, 5) == 42
     with pytest.raises(ZeroDivisionError):
@@ -78,7 +78,8 @@ def test_a_stop_request_cuts_a_bounded_call_short(monkeypatch):
     import threading
     import time
 
-    from tasks import kafka_calls, shutdown
+    from tasks.runtime import shutdown
+    from tasks.services.kafka import calls as kafka_calls
 
     monkeypatch.setattr(kafka_calls, "STOP_GRACE_S", 0.3)
     release = threading.Event()
@@ -96,7 +97,7 @@ def test_a_stop_request_cuts_a_bounded_call_short(monkeypatch):
 def test_restore_properties_reach_the_selection_but_not_the_restore_id():
     from flows.restore import RestoreParameters, selection_of
     from kcql import KcqlError, parse_restore
-    from tasks.restore_plan import restore_id
+    from layout.restore.plan import restore_id
 
     plain = selection_of(RestoreParameters(kcql="INSERT INTO t SELECT * FROM bkt:p"))
     assert (plain.preflight, plain.target_nonempty) == ("quick", "refuse")

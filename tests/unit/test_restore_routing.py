@@ -1,4 +1,4 @@
-"""Routing of restored records (tasks.restore_routing): pure, over a decoded batch's columns."""
+"""Routing of restored records (layout.restore.routing): pure, over a decoded batch's columns."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.restore_routing import murmur2_partition, target_partitions_of
+from layout.restore.routing import murmur2_partition, target_partitions_of
 
 
 def _batch(keys: list[bytes | None], partitions: list[int] | None = None) -> pa.RecordBatch:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import progress, run_dir, shutdown
+from tasks.runtime import progress, run_dir, shutdown
 
 
 def _report(topic: str, partition: int, records: int, total: int) -> None:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from tasks import task_runners
+from tasks.runtime import task_runners
 
 
 def test_auto_runs_small_work_on_threads_and_large_work_on_processes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,108 @@
+"""Uploading a partition's finished objects, and finding what an earlier attempt uploaded.
+
+Each object is put once (tasks.services.object_store.put_object_once: a conditional put that accepts the same
+bytes already there) with metadata saying which records it holds, so that a retried export of
+the default layout can resume after the chain of objects it already wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from layout.keys import KeyNaming, parse_object_key
+from layout.manifest import ObjectEntry, join_key
+from layout.objects import FinishedObject
+from tasks.services.kafka.admin import PartitionWindow
+from tasks.services.object_store import head_object, list_objects, put_object_once
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_META_FIRST = "first-offset"
+_META_COUNT = "record-count"
+_META_MIN_TS = "min-timestamp"
+_META_MAX_TS = "max-timestamp"
+_META_DIGEST = "records-digest"
+_META_BACKUP = "backup-id"
+
+
+def _object_metadata(obj: FinishedObject, backup_id: str) -> dict[str, str]:
+    return {
+        _META_FIRST: str(obj.first_offset),
+        _META_COUNT: str(obj.record_count),
+        _META_MIN_TS: "" if obj.min_timestamp is None else str(obj.min_timestamp),
+        _META_MAX_TS: "" if obj.max_timestamp is None else str(obj.max_timestamp),
+        _META_DIGEST: obj.records_digest,
+        _META_BACKUP: backup_id,
+    }
+
+
+def upload_finished(
+    s3: S3Client, bucket: str, obj: FinishedObject, backup_id: str, extra: Mapping[str, Any] | None = None
+) -> ObjectEntry:
+    """Upload one finished object; `extra`: the backup's encryption and retention arguments
+    (layout.manifest.Protection.put_arguments)."""
+    put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256, extra)
+    return ObjectEntry(
+        key=obj.key,
+        first_offset=obj.first_offset,
+        last_offset=obj.last_offset,
+        record_count=obj.record_count,
+        min_timestamp=obj.min_timestamp,
+        max_timestamp=obj.max_timestamp,
+        size=len(obj.data),
+        sha256=obj.sha256,
+        records_digest=obj.records_digest,
+        partition_values=obj.partition_values,
+    )
+
+
+def _optional_int(text: str | None) -> int | None:
+    return int(text) if text else None
+
+
+def written_objects(
+    s3: S3Client, bucket: str, naming: KeyNaming, window: PartitionWindow
+) -> list[ObjectEntry]:
+    """Objects a previous attempt of this export already wrote (default layout only): the chain of
+    non-overlapping objects from the window's start, read back from their keys and metadata. Only
+    keys named exactly as this export names them count: another chain's objects (another suffix)
+    are never taken for this one's."""
+    if naming.partitioned:
+        return []
+    folder = join_key(naming.prefix, window.topic, naming.padding.pad("partition", window.partition)) + "/"
+    candidates = []
+    for listed in list_objects(s3, bucket, folder):
+        parsed = parse_object_key(listed["Key"], naming.prefix)
+        if (
+            parsed.last_offset is not None
+            and window.start <= parsed.last_offset < window.end
+            and listed["Key"] == naming.object_key(window.topic, window.partition, parsed.last_offset)
+        ):
+            candidates.append((parsed.last_offset, listed["Key"]))
+    chain: list[ObjectEntry] = []
+    next_free = window.start
+    for last_offset, key in sorted(candidates):
+        head = head_object(s3, bucket, key)
+        metadata = (head or {}).get("Metadata", {})
+        if not head or _META_FIRST not in metadata or "sha256" not in metadata:
+            break
+        first = int(metadata[_META_FIRST])
+        if first < next_free:
+            break  # overlaps the chain: an orphan of another window; resume before it
+        chain.append(
+            ObjectEntry(
+                key=key,
+                first_offset=first,
+                last_offset=last_offset,
+                record_count=int(metadata[_META_COUNT]),
+                min_timestamp=_optional_int(metadata.get(_META_MIN_TS)),
+                max_timestamp=_optional_int(metadata.get(_META_MAX_TS)),
+                size=int(head["ContentLength"]),
+                sha256=metadata["sha256"],
+                records_digest=metadata[_META_DIGEST],
+            )
+        )
+        next_free = last_offset + 1
+    return chain

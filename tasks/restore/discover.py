@@ -1,0 +1,72 @@
+"""Discovering what a restore reads: `plan_restore` reads the prefix and hands it to discovery
+with the restore's Selection (built from its statement and overrides in kcql/selection.py); the
+plan's models are layout.restore.plan's.
+
+Discovery is by stage: from the manifest chain under the prefix (the normal case,
+layout.restore.from_manifests), or — for data written by Lenses Stream Reactor, which writes no
+manifest — from the listing of the prefix, read as its source connector reads it
+(tasks.restore.discover_listing). Both build their units with layout.restore.units. Objects that no
+manifest commits are never restored silently.
+
+`plan_restore` is the plain function (the S3 reads, then pure discovery, then the pre-flight);
+`plan_restore_task` its thin retryable task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from kcql.selection import Selection
+from layout.chains import ChainError, chain_of
+from layout.keys import is_manifest_key
+from layout.manifest import join_key
+from layout.restore.errors import NothingToRestoreError
+from layout.restore.from_manifests import plan_from_manifests
+from layout.restore.plan import RestorePlan
+from layout.schemas import merged
+from tasks.restore.discover_listing import plan_from_listing, refuse_uncommitted_backup
+from tasks.restore.preflight import preflight
+from tasks.runtime.retry import RETRY_OPTIONS
+from tasks.services.manifest_store import read_chain
+from tasks.services.object_store import check_bucket, list_objects
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:
+    """Find what to restore under s3://bucket/prefix and run the pre-flight; raise before anything
+    is produced when the backup is incomplete, an object is missing or not as the manifest says
+    (PreflightError, naming every such object), or a filter names an unknown key."""
+    bucket, prefix = selection.bucket, selection.prefix
+    check_bucket(s3, bucket)
+    folder = join_key(prefix) + "/" if join_key(prefix) else ""
+    listed = {o["Key"]: o for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"])}
+    chain = read_chain(s3, bucket, prefix)
+    if chain:
+        point = selection.point or chain[-1].backup_id
+        chain = chain_of(chain, point)  # the point's chain alone, its base first
+        plan = plan_from_manifests(selection, chain, listed)
+        plan = plan.model_copy(update={"schemas": merged(*(m.schemas for m in chain))})
+    elif listed:
+        if selection.point:
+            raise ChainError(f"restore point {selection.point!r}: s3://{bucket}/{prefix} holds no manifest")
+        refuse_uncommitted_backup(s3, bucket, prefix, listed)
+        plan = plan_from_listing(selection, listed)
+    else:
+        raise NothingToRestoreError(bucket, prefix, "no objects and no manifest under the prefix")
+    if not plan.units:
+        raise NothingToRestoreError(
+            bucket, prefix, "the selection (topic, partitions, filter, window) matches no object"
+        )
+    return plan.model_copy(update={"preflight": preflight(s3, plan, listed, selection.preflight)})
+
+
+@task(name="discover-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def plan_restore_task(selection: Selection) -> RestorePlan:
+    from tasks.services.object_store import s3_client
+
+    return plan_restore(s3_client(), selection)

@@ -1,0 +1,106 @@
+"""Consumer-group translation: each backed-up consumer group's committed offsets, moved onto the
+offsets its records have in the restored topic (read by the check), so that consumers resume
+where they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from layout.restore.plan import RestorePlan
+from tasks.restore.check import PartitionCheck
+from tasks.restore.produce import UnitResult
+from tasks.runtime.retry import RETRY_OPTIONS
+from tasks.services.kafka.admin import admin_client, kafka_failure
+from tasks.services.kafka.calls import LOOKUP_TIMEOUT_S
+from tasks.services.kafka.clients import client_config
+
+
+class GroupTranslation(BaseModel):
+    group: str
+    topic: str
+    partition: int
+    source_offset: int
+    target_offset: int
+
+
+def translate_groups(
+    plan: RestorePlan,
+    results: Sequence[UnitResult],
+    checks: Sequence[PartitionCheck],
+    kafka_config: dict[str, Any],
+    dry_run: bool = False,
+) -> list[GroupTranslation]:
+    """Commit each backed-up group's offsets onto the restored records: a group that had
+    committed source offset N resumes at the restored record that was N."""
+    by_unit = {(r.source_topic, r.source_partition): r for r in results if r.routing == "preserve"}
+    check_of = {(c.topic, c.partition): c for c in checks}
+    translations: list[GroupTranslation] = []
+    for group in plan.consumer_groups:
+        new_group = f"{plan.group_prefix}{group.group}"
+        for committed in group.offsets:
+            result = by_unit.get((committed.topic, committed.partition))
+            if result is None or committed.offset not in result.translate_points:
+                continue
+            partition = next(iter(result.partitions), committed.partition)
+            check = check_of.get((result.target_topic, partition))
+            if check is None:
+                continue
+            index = result.translate_points[committed.offset]
+            target_offset = check.target_offsets.get(index, check.end_offset)
+            translations.append(
+                GroupTranslation(
+                    group=new_group,
+                    topic=result.target_topic,
+                    partition=partition,
+                    source_offset=committed.offset,
+                    target_offset=target_offset,
+                )
+            )
+    if translations and not dry_run:
+        admin = admin_client(kafka_config)
+        by_group: dict[str, list[TopicPartition]] = {}
+        # keyed by source topic; a unit without one (None) finds no committed metadata
+        metadata_of: dict[tuple[str, str | None, int], str] = {
+            (f"{plan.group_prefix}{g.group}", c.topic, c.partition): c.metadata
+            for g in plan.consumer_groups
+            for c in g.offsets
+        }
+        for t in translations:
+            source_topic = next(
+                (
+                    r.source_topic
+                    for r in results
+                    if r.target_topic == t.topic and t.partition in r.partitions
+                ),
+                t.topic,
+            )
+            meta = metadata_of.get((t.group, source_topic, t.partition), "")
+            by_group.setdefault(t.group, []).append(
+                # confluent-kafka refuses metadata=None: leave it out when the group had none
+                TopicPartition(t.topic, t.partition, t.target_offset, metadata=meta)
+                if meta
+                else TopicPartition(t.topic, t.partition, t.target_offset)
+            )
+        for group_name, partitions in by_group.items():
+            future = admin.alter_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=LOOKUP_TIMEOUT_S
+            )[group_name]
+            try:
+                future.result(timeout=LOOKUP_TIMEOUT_S)
+            except KafkaException as exc:
+                raise kafka_failure(f"commit offsets of group {group_name}", kafka_config, exc) from exc
+    return translations
+
+
+@task(name="translate-consumer-groups", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def translate_groups_task(
+    plan: RestorePlan, results: list[UnitResult], checks: list[PartitionCheck], dry_run: bool = False
+) -> list[GroupTranslation]:
+    return translate_groups(plan, results, checks, client_config(), dry_run)

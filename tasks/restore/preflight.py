@@ -1,0 +1,99 @@
+"""The restore's pre-flight: before a topic is created or a record produced, check that every object
+the restore will read is in the bucket and is what the manifest says, and name every one that is
+not — instead of failing one partition half-way while the others are committed.
+
+- `quick` (the default): every object is in the one listing of the prefix that discovery made
+  (no HEAD per object), with the size the manifest records.
+- `full`: also downloads each object and compares its sha256 with the manifest's.
+- `none`: no check; a missing or damaged object then fails its partition when it is read.
+
+Data written without a manifest (Stream Reactor) is discovered from the listing itself: there is
+nothing to check it against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from formats.errors import CorruptObjectError
+from layout.restore.errors import MissingObjectError
+from layout.restore.plan import RestoreObject, RestorePlan
+from tasks.restore.errors import PreflightError, RestoreError
+from tasks.runtime import shutdown
+from tasks.services.object_store import storage_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+HASH_WORKERS = 8
+CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def object_sha256(s3: S3Client, bucket: str, key: str) -> str:
+    """The sha256 of an object's bytes, streamed (never the whole object in memory)."""
+    digest = hashlib.sha256()
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        for chunk in body.iter_chunks(CHUNK_BYTES):
+            shutdown.raise_if_stopping()
+            digest.update(chunk)
+    except (ClientError, BotoCoreError) as exc:
+        raise storage_error(s3, "GetObject", bucket, key, exc) from exc
+    return digest.hexdigest()
+
+
+def _objects(plan: RestorePlan) -> list[RestoreObject]:
+    seen: dict[str, RestoreObject] = {}
+    for unit in plan.units:
+        for obj in unit.objects:
+            seen.setdefault(obj.key, obj)
+    return list(seen.values())
+
+
+def preflight(s3: S3Client, plan: RestorePlan, listed: dict[str, dict[str, Any]], mode: str) -> str:
+    """Check the plan's objects as `mode` says; raise PreflightError naming every object that is
+    missing or not as the manifest says. Returns what was checked, for the report."""
+    if mode == "none":
+        return "none"
+    if not plan.manifest_format:
+        return f"{mode}: nothing to check (no manifest; the objects are the listing)"
+    objects = _objects(plan)
+    problems: list[RestoreError] = []
+    sound: list[RestoreObject] = []
+    for obj in objects:
+        entry = listed.get(obj.key)
+        if entry is None:
+            problems.append(MissingObjectError(plan.bucket, obj.key, obj.backup_id or "?"))
+        elif obj.size is not None and entry.get("Size") != obj.size:
+            problems.append(
+                CorruptObjectError(
+                    plan.bucket,
+                    obj.key,
+                    f"{entry.get('Size')} bytes in the bucket, the manifest says {obj.size}",
+                )
+            )
+        else:
+            sound.append(obj)
+    hashed = 0
+    if mode == "full":
+        to_hash = [o for o in sound if o.sha256 is not None]
+        with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="kbackup-preflight") as pool:
+            actual = pool.map(lambda o: object_sha256(s3, plan.bucket, o.key), to_hash)
+            for obj, sha256 in zip(to_hash, actual, strict=True):
+                hashed += 1
+                if sha256 != obj.sha256:
+                    problems.append(
+                        CorruptObjectError(
+                            plan.bucket, obj.key, f"sha256 {sha256} differs from the manifest's {obj.sha256}"
+                        )
+                    )
+    if problems:
+        problems.sort(key=lambda p: str(getattr(p, "key", "")))
+        raise PreflightError(plan.bucket, plan.prefix, mode, len(objects), tuple(problems))
+    if mode == "full":
+        return f"full: {len(objects)} objects present, sizes and sha256 ({hashed} hashed) as in the manifest"
+    return f"quick: {len(objects)} objects present with the manifest's sizes"

@@ -1,0 +1,206 @@
+"""The target side of a restore, before anything is produced: create the target topics (with the
+backed-up partition count and configs) or check the existing ones, and refuse records that are
+not this restore's own. The check afterwards is tasks.restore.check; consumer-group
+translation, tasks.restore.groups.
+
+Plain functions with thin retryable tasks at the bottom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from layout.restore.plan import RestorePlan
+from tasks.restore.errors import TargetNotEmptyError, TargetPartitionsError
+from tasks.restore.writer import committed_progress
+from tasks.runtime import shutdown
+from tasks.runtime.retry import RETRY_OPTIONS
+from tasks.services.kafka.admin import admin_client, cluster_metadata, kafka_failure
+from tasks.services.kafka.calls import LOOKUP_TIMEOUT_S
+
+# Configs that describe the source cluster's topic, not data placement: never copied.
+_NOT_COPIED = {
+    "min.insync.replicas",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+}
+
+
+class TargetInfo(BaseModel):
+    name: str
+    partitions: int
+    created: bool
+    warnings: list[str] = Field(default_factory=list)
+
+
+def prepare_targets(
+    plan: RestorePlan, kafka_config: dict[str, Any], dry_run: bool = False
+) -> list[TargetInfo]:
+    """Create missing target topics (the backed-up partition count and configs); refuse a target
+    with too few partitions for 'preserve', or one that holds records this restore did not write
+    (unless 'restore.target.nonempty'='append'), before any topic is created; warn when time
+    retention would delete old records."""
+    admin = admin_client(kafka_config)
+    metadata = cluster_metadata(admin, kafka_config)
+    brokers = max(1, len(metadata.brokers))
+    for target in plan.targets:
+        existing = metadata.topics.get(target.name)
+        if existing is not None and not existing.error:
+            needs_preserve = any(
+                u.routing in ("preserve", "metadata") for u in plan.units if u.target_topic == target.name
+            )
+            if needs_preserve and len(existing.partitions) < target.partitions_needed:
+                raise TargetPartitionsError(target.name, target.partitions_needed, len(existing.partitions))
+            if plan.target_nonempty == "refuse":
+                refuse_foreign_records(plan, kafka_config, target.name, len(existing.partitions))
+    infos = []
+    for target in plan.targets:
+        existing = metadata.topics.get(target.name)
+        created = False
+        warnings = []
+        if existing is not None and not existing.error:
+            partitions = len(existing.partitions)
+        else:
+            partitions = max(target.partition_count, target.partitions_needed)
+            if plan.partitioner != "preserve" and existing is None:
+                partitions = max(target.partition_count, 1)
+            if not dry_run:
+                replication = min(target.replication_factor or brokers, brokers)
+                configs = {k: v for k, v in target.configs.items() if k not in _NOT_COPIED}
+                if configs.get("message.timestamp.type") == "LogAppendTime":
+                    # With LogAppendTime the broker would stamp every restored record with the
+                    # restore's own time; CreateTime keeps the backed-up timestamps.
+                    configs["message.timestamp.type"] = "CreateTime"
+                    warnings.append(
+                        f"{target.name}: the source topic uses message.timestamp.type=LogAppendTime; the "
+                        "target is created with CreateTime so the restored records keep their original "
+                        "timestamps (switch it to LogAppendTime after the restore if new records should "
+                        "get append time)"
+                    )
+                futures = admin.create_topics(
+                    [NewTopic(target.name, partitions, replication, config=configs)], operation_timeout=30
+                )
+                try:
+                    futures[target.name].result(timeout=LOOKUP_TIMEOUT_S)
+                except KafkaException as exc:
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise kafka_failure(f"create topic {target.name}", kafka_config, exc) from exc
+                _wait_for_topic(admin, kafka_config, target.name, partitions)
+                created = True
+        retention = _retention_ms(
+            admin, kafka_config, target.name, target.configs, dry_run and not created and existing is None
+        )
+        if retention is not None and retention >= 0 and target.oldest_timestamp is not None:
+            deadline = target.oldest_timestamp + retention
+            if deadline < time.time() * 1000:
+                warnings.append(
+                    f"{target.name}: retention.ms={retention} will delete restored records older than "
+                    f"{retention} ms soon after the restore (the oldest restored record is from "
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(target.oldest_timestamp / 1000))}); "
+                    "set retention.ms=-1 on the target to keep them"
+                )
+        infos.append(TargetInfo(name=target.name, partitions=partitions, created=created, warnings=warnings))
+    return infos
+
+
+def watermarks(
+    kafka_config: dict[str, Any], topic: str, partitions: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark of each partition."""
+    consumer = Consumer({**kafka_config, "group.id": "kbackup-restore-watermarks", "log_level": 3})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=LOOKUP_TIMEOUT_S)
+            for p in partitions
+        }
+    except KafkaException as exc:
+        raise kafka_failure(f"watermarks of {topic}", kafka_config, exc) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.close()
+
+
+def refuse_foreign_records(
+    plan: RestorePlan, kafka_config: dict[str, Any], topic: str, partition_count: int
+) -> None:
+    """Raise TargetNotEmptyError when a partition this restore writes holds records it did not
+    write. Its own (a rerun resuming after a kill) lie at or after where each unit began, which
+    the unit's group commits before its first record (tasks.restore.writer); anything below is
+    someone else's. Counted by offsets (transaction markers included)."""
+    units = [u for u in plan.units if u.target_topic == topic]
+    written = {
+        u.target_partition for u in units if u.routing == "preserve" and u.target_partition is not None
+    }
+    if any(u.routing != "preserve" for u in units):
+        written |= set(range(partition_count))
+    occupied = {
+        p: (low, high)
+        for p, (low, high) in watermarks(kafka_config, topic, sorted(written)).items()
+        if high > low
+    }
+    if not occupied:
+        return
+    began: dict[int, int] = {}
+    for progress in committed_progress(kafka_config, plan, units).values():
+        for partition, start in progress.starts.items():
+            began[partition] = min(start, began.get(partition, start))
+    foreign = {}
+    for partition, (low, high) in occupied.items():
+        end = min(high, began.get(partition, high))
+        if end > low:
+            foreign[partition] = (low, end)
+    if foreign:
+        raise TargetNotEmptyError(topic, sum(end - low for low, end in foreign.values()), foreign)
+
+
+def _wait_for_topic(admin: Any, config: dict[str, Any], topic: str, partitions: int) -> None:
+    for _ in range(100):
+        shutdown.raise_if_stopping()
+        found = cluster_metadata(admin, config).topics.get(topic)
+        if (
+            found is not None
+            and not found.error
+            and len(found.partitions) >= partitions
+            and all(p.leader >= 0 for p in found.partitions.values())
+        ):
+            return
+        shutdown.sleep(0.2)
+
+
+def _retention_ms(
+    admin: Any, config: dict[str, Any], topic: str, planned: dict[str, str], planned_only: bool
+) -> int | None:
+    if planned_only:
+        value = planned.get("retention.ms")
+        return int(value) if value is not None else 7 * 24 * 3600 * 1000
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource], request_timeout=LOOKUP_TIMEOUT_S)[resource].result(
+            timeout=LOOKUP_TIMEOUT_S
+        )
+    except KafkaException:
+        return None
+    entry = configs.get("retention.ms")
+    cleanup = configs.get("cleanup.policy")
+    if cleanup is not None and "delete" not in str(cleanup.value):
+        return None
+    return int(entry.value) if entry is not None and entry.value is not None else None
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@task(name="prepare-target", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def prepare_targets_task(plan: RestorePlan, dry_run: bool = False) -> list[TargetInfo]:
+    from tasks.services.kafka.clients import client_config
+
+    return prepare_targets(plan, client_config(), dry_run)

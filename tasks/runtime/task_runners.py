@@ -1,0 +1,286 @@
+"""The Prefect task runner a run's per-partition tasks (exports, restores) run on.
+
+`--task-runner` / the flows' `task_runner` parameter:
+- `threads`: Prefect's ThreadPoolTaskRunner in the flow's process; starts at once.
+- `processes`: Prefect's ProcessPoolTaskRunner, `concurrency` worker processes (spawned; each
+  pays ~1.5 s of imports before its first task), so encoding and decoding use every core.
+- `dask` / `dask=ADDRESS`: prefect-dask's DaskTaskRunner, on a local cluster of `concurrency`
+  single-threaded worker processes, or on an existing scheduler's workers (then the cluster,
+  not `concurrency`, decides how many tasks run at once).
+- `auto` (the default): `threads` when the work is small (under AUTO_PROCESSES_MIN_RECORDS
+  records, a single partition, a single worker, or one core) — a worker process's start would
+  cost more than it saves — else `processes`.
+
+Wherever the tasks run, they report progress and see a stop request through the run's directory
+(tasks.runtime.run_dir, tasks.runtime.progress, tasks.runtime.shutdown). On a stop, worker processes get STOP_GRACE_S to
+abort their transactions and are then killed, not waited for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+from prefect import get_run_logger
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from tasks.runtime import progress, run_dir, shutdown
+from tasks.runtime.log_format import expected_errors_without_traceback
+
+TASK_RUNNERS = ("auto", "threads", "processes", "dask", "dask=ADDRESS")
+AUTO_PROCESSES_MIN_RECORDS = 100_000
+# After a stop request: how long tasks have to end (abort their transactions) before the run
+# stops waiting for them and kills the worker processes.
+STOP_GRACE_S = 8.0
+PROGRESS_ARTIFACT_EVERY_S = 2.0
+
+Kind = Literal["threads", "processes", "dask"]
+
+
+def check_task_runner(choice: str) -> str:
+    """`choice` if it names a task runner, else ValueError listing the valid ones."""
+    if choice in ("auto", "threads", "processes", "dask") or (
+        choice.startswith("dask=") and len(choice) > len("dask=")
+    ):
+        return choice
+    raise ValueError(f"unknown task runner {choice!r}: expected one of {', '.join(TASK_RUNNERS)}")
+
+
+def resolve(choice: str, concurrency: int, records: int, tasks: int) -> tuple[Kind, str | None]:
+    """(kind, Dask scheduler address) for a choice and the size of the work."""
+    check_task_runner(choice)
+    if choice.startswith("dask"):
+        return "dask", choice.partition("=")[2] or None
+    if choice == "auto":
+        small = records < AUTO_PROCESSES_MIN_RECORDS or tasks <= 1 or concurrency <= 1
+        return ("threads" if small or (os.cpu_count() or 1) <= 1 else "processes"), None
+    return ("threads" if choice == "threads" else "processes"), None
+
+
+def _worker_start() -> None:
+    """In each worker process: stop only through the run's stop file (a Ctrl-C reaches the whole
+    terminal's process group, and kbackup decides), die with the process that started it, and log
+    expected errors as kbackup's own process does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    _expected_errors_in_one_line()
+
+
+def _expected_errors_in_one_line() -> None:
+    """In a worker process, which prints its own Prefect logs: a task failing with an expected
+    error (a KbackupError) is logged on the terminal without its traceback (tasks.runtime.log_format), as
+    in the process that started the run."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()  # the terminal handlers to format: Prefect's, set up on its import
+    expected_errors_without_traceback()
+
+
+class StoppableProcessPool(ProcessPoolTaskRunner):
+    """Prefect's process pool, whose exit after a stop request kills the workers still running
+    after STOP_GRACE_S instead of waiting for them to finish their work."""
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers, initializer=_worker_start)
+
+    def duplicate(self) -> StoppableProcessPool:
+        return type(self)(max_workers=self._max_workers)
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if shutdown.stop_requested() and self._executor is not None:
+            # Private to concurrent.futures (Python 3.14 adds terminate_workers()).
+            processes = list(getattr(self._executor, "_processes", {}).values())
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for process in processes:
+                process.join(max(0.0, deadline - time.monotonic()))
+            for process in processes:
+                if process.is_alive():
+                    process.kill()
+            for process in processes:
+                process.join(5)
+        super().__exit__(exc_type, exc_value, traceback)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, in this thread, keeping its signal mask.
+
+    Starting it (which the first process pool or Dask cluster does) unblocks SIGINT and SIGTERM in
+    the thread that starts it (Python 3.11 resource_tracker.ensure_running); kbackup's command line
+    blocks them in every thread and takes them in one of its own, so a signal would then reach
+    Prefect's handler, which kills the process instead of stopping the run."""
+    from multiprocessing import resource_tracker
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+@contextlib.contextmanager
+def _workers_use_this_api() -> Iterator[None]:
+    """Point worker processes at the Prefect API this process records the run on.
+
+    Without a configured API (a flow called from Python; `kbackup` always sets one), Prefect's
+    ephemeral mode starts a temporary server for this process only. Worker processes, told no
+    URL, would each start one of their own before their first task: a 1,000-record backup's
+    export took 15-16 s on a process pool instead of 2.4-4 s (two-core test machine)."""
+    server_module = sys.modules.get("prefect.server.api.server")
+    if get_current_settings().api.url or server_module is None:
+        yield
+        return
+    server = server_module.SubprocessASGIServer()
+    if not server.running:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield
+
+
+def _set_run_dir(path: str) -> None:
+    os.environ[run_dir.ENV] = path
+
+
+def _forget_run_dir(path: str) -> None:
+    if os.environ.get(run_dir.ENV) == path:
+        del os.environ[run_dir.ENV]
+
+
+def build(kind: Kind, address: str | None, concurrency: int) -> TaskRunner[Any]:
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=concurrency)
+    if kind == "processes":
+        return StoppableProcessPool(max_workers=concurrency)
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": concurrency,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
+
+
+@contextlib.contextmanager
+def _dask_workers_see(runner: TaskRunner[Any]) -> Iterator[None]:
+    """Set up the Dask workers as the process pool's initializer does its workers: expected errors
+    logged in one line, and the run's directory (a local cluster inherits it; an existing
+    scheduler's workers are told, and find it only if they share this disk)."""
+    directory = run_dir.current()
+    client = getattr(runner, "client", None)
+    if client is None:
+        yield
+        return
+    client.run(_expected_errors_in_one_line)
+    if directory is None:
+        yield
+        return
+    client.run(_set_run_dir, str(directory))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            client.run(_forget_run_dir, str(directory))
+
+
+class _ProgressArtifact:
+    """The run's progress in the Prefect UI: one progress artifact, updated from the run's
+    directory every PROGRESS_ARTIFACT_EVERY_S."""
+
+    def __init__(self, total: int, description: str) -> None:
+        self.total = total
+        self.description = description
+        self.artifact_id: Any = None
+        self.updated = 0.0
+
+    def update(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.updated < PROGRESS_ARTIFACT_EVERY_S:
+            return
+        self.updated = now
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+        done = sum(p.records for p in progress.snapshot().values())
+        percent = 100.0 if final else min(100.0, 100.0 * done / self.total) if self.total else 0.0
+        try:
+            if self.artifact_id is None:
+                self.artifact_id = create_progress_artifact(percent, description=self.description)
+            else:
+                update_progress_artifact(self.artifact_id, percent)
+        except Exception:  # noqa: BLE001 - the UI's progress is not worth failing a run
+            get_run_logger().debug("could not publish the progress artifact", exc_info=True)
+
+
+def run_tasks(
+    task: Any,
+    parameters: Sequence[dict[str, Any]],
+    *,
+    choice: str,
+    concurrency: int,
+    records: int,
+    description: str,
+) -> list[Any]:
+    """Run `task` once per parameters on the chosen runner, at most `concurrency` at a time;
+    returns each run's result or exception, in order. After a stop request, the tasks' own
+    RunInterrupted, or RunInterrupted here when they did not end within STOP_GRACE_S."""
+    kind, address = resolve(choice, concurrency, records, len(parameters))
+    logger = get_run_logger()
+    logger.info(
+        "%s tasks on %s%s (%s at a time)",
+        len(parameters),
+        kind,
+        f" at {address}" if address else "",
+        concurrency if not address else "the cluster's workers",
+    )
+    artifact = _ProgressArtifact(records, description)
+    if kind != "threads":
+        _start_resource_tracker()
+    runner = build(kind, address, concurrency)
+    try:
+        with (
+            _workers_use_this_api() if kind != "threads" else contextlib.nullcontext(),
+            runner,
+            _dask_workers_see(runner) if kind == "dask" else contextlib.nullcontext(),
+        ):
+            futures = [runner.submit(task, p) for p in parameters]
+            try:
+                _wait(futures, artifact)
+            finally:
+                if kind == "dask" and shutdown.stop_requested():
+                    # Tasks not started yet never start; running ones stop at the stop file.
+                    with contextlib.suppress(Exception):
+                        getattr(runner, "client").cancel([f.wrapped_future for f in futures])  # noqa: B009
+            # Inside: a Dask future's result needs its client.
+            outcomes = [f.result(raise_on_failure=False) for f in futures]
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            # TerminationSignal (a cancelled deployment run), KeyboardInterrupt: the tasks stop too.
+            shutdown.request_stop("the flow run was terminated")
+        raise
+    artifact.update(final=True)
+    return outcomes
+
+
+def _wait(futures: Sequence[Any], artifact: _ProgressArtifact) -> None:
+    stop_deadline: float | None = None
+    for future in futures:
+        while not future.wrapped_future.done():  # both runners' futures wrap one with done()
+            future.wait(0.25)
+            artifact.update()
+            if shutdown.stop_requested():
+                stop_deadline = stop_deadline or time.monotonic() + STOP_GRACE_S
+                if time.monotonic() > stop_deadline:
+                    shutdown.raise_if_stopping()

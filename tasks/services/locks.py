@@ -1,0 +1,534 @@
+"""The backup lock: a lease kept in the bucket, next to the chain it protects, so that two backups
+of one bucket/prefix never run at once (their chains would fork).
+
+Only conditional puts (`If-None-Match: *`) are needed. The leases are numbered objects
+(layout.lock); the highest number is the current one. To acquire, a run lists them and, when the
+highest is released or expired, creates the next number — one contender wins, the others look
+again. The number is a fencing token: the holder renews by rewriting its own object only while no
+higher number exists, and checks that once more just before its commit (the manifest).
+
+Expiry is judged on the S3 server's clock: an object's LastModified plus its lease time, against
+the Date header of the listing that showed it, so the clocks of the hosts never matter. A killed
+run's lease is free after at most its lease time (default 60 s) plus CLOCK_MARGIN_SECONDS.
+
+Why not a Prefect global concurrency limit: it protects only runs that talk to the same Prefect
+API, and in the temporary API of a CLI run a killed run's slot was never given back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
+from tasks.runtime import shutdown
+from tasks.services.errors import KbackupError, LockLostError, LockTimeoutError
+from tasks.services.object_store import storage_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ListObjectsV2RequestTypeDef, PutObjectRequestTypeDef
+
+# S3 times have one-second resolution (LastModified and Date are both truncated): a lease counts
+# as expired only this long after its last write plus its lease time.
+CLOCK_MARGIN_SECONDS = 2.0
+POLL_JITTER = 1.25  # a waiting run looks again after poll_seconds() times up to this
+# A waiting run says who it waits for at most this often.
+WAIT_LOG_SECONDS = 15.0
+# Lease objects kept below the current one (older ones are deleted by the next acquirer).
+KEEP_PREVIOUS = 1
+_PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class LockSettings(BaseSettings):
+    """How long a lease lasts and how long a run waits for one (environment, `.env`)."""
+
+    model_config = SettingsConfigDict(env_prefix="KBACKUP_LOCK_", env_file=".env", extra="ignore")
+
+    lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="A lease lasts this long after each renewal (renewed every quarter of it); a killed "
+        "run's lock is free this long (plus 2 s) after its last renewal.",
+    )
+    wait_timeout_seconds: float = Field(
+        default=3600, ge=0, description="A run waiting for the lock gives up after this long."
+    )
+
+
+@dataclass(eq=False)
+class Lease:
+    """A lease this process holds. Renewed by a LeaseKeeper thread; `check()` before a commit."""
+
+    s3: S3Client
+    record: LeaseRecord
+    valid_until: float  # time.monotonic() until which no other run can take it over
+    lost: LockLostError | None = None
+    released: bool = False
+    mutex: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def key(self) -> str:
+        return lease_key(self.record.prefix, self.record.kind, self.record.epoch)
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.record.bucket}/{self.record.prefix}"
+
+    def check(self) -> None:
+        """Fencing, just before a commit: raise LockLostError unless this run still holds the lock
+        (renewed now, and no higher epoch after the renewal)."""
+        ensure_held(self)
+
+
+@dataclass(frozen=True)
+class LockState:
+    """What one listing says about a lock: its lease objects and the current (highest) one."""
+
+    epochs: tuple[tuple[int, str], ...]  # (epoch, key), ascending
+    current: LeaseRecord | None  # None: no lease yet, or its body is unreadable
+    last_modified: datetime | None  # server clock, of the current lease object
+    server_now: datetime  # server clock (Date header), else this host's
+
+    @property
+    def epoch(self) -> int:
+        return self.epochs[-1][0] if self.epochs else 0
+
+    def expires_at(self, default_lease_seconds: float) -> datetime | None:
+        """When the current lease runs out, on the server's clock."""
+        if self.last_modified is None:
+            return None
+        seconds = self.current.lease_seconds if self.current else default_lease_seconds
+        return self.last_modified + timedelta(seconds=seconds)
+
+    def free(self, default_lease_seconds: float) -> bool:
+        """No lease yet, the current one released, or expired (by the server's clock)."""
+        if not self.epochs or (self.current is not None and self.current.released):
+            return True
+        expires_at = self.expires_at(default_lease_seconds)
+        margin = timedelta(seconds=CLOCK_MARGIN_SECONDS)
+        return expires_at is not None and self.server_now >= expires_at + margin
+
+
+# --- S3 -----------------------------------------------------------------------------------------
+
+
+def _server_time(response: Mapping[str, Any]) -> datetime | None:
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(date).astimezone(UTC) if date else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _list_epochs(
+    s3: S3Client, bucket: str, folder: str, start_after: str = ""
+) -> tuple[list[tuple[int, str, datetime]], datetime]:
+    """(epoch, key, LastModified) of the lease objects in `folder` (after `start_after`), ascending,
+    and the server's time of the listing."""
+    found: list[tuple[int, str, datetime]] = []
+    server_now: datetime | None = None
+    kwargs: ListObjectsV2RequestTypeDef = {"Bucket": bucket, "Prefix": folder}
+    if start_after:
+        kwargs["StartAfter"] = start_after
+    while True:
+        try:
+            page = s3.list_objects_v2(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise storage_error(s3, "ListObjectsV2", bucket, folder, exc) from exc
+        server_now = server_now or _server_time(page)
+        for listed in page.get("Contents", []):
+            epoch = epoch_of(listed["Key"], folder)
+            if epoch is not None:
+                found.append((epoch, listed["Key"], listed["LastModified"]))
+        if not page.get("IsTruncated"):
+            break
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+    return sorted(found), server_now or datetime.now(UTC)
+
+
+def _read_record(s3: S3Client, bucket: str, key: str) -> LeaseRecord | None:
+    """The lease at `key`; None when its body is not a lease. Raises FileNotFoundError when gone."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise FileNotFoundError(key) from exc
+        raise storage_error(s3, "GetObject", bucket, key, exc) from exc
+    except BotoCoreError as exc:
+        raise storage_error(s3, "GetObject", bucket, key, exc) from exc
+    try:
+        return LeaseRecord.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+def _put_record(s3: S3Client, record: LeaseRecord, *, create: bool) -> bool:
+    """Write a lease object; with `create`, only if it does not exist yet (False when it did)."""
+    key = lease_key(record.prefix, record.kind, record.epoch)
+    request: PutObjectRequestTypeDef = {
+        "Bucket": record.bucket,
+        "Key": key,
+        "Body": record.model_dump_json(indent=2).encode(),
+        "ContentType": "application/json",
+    }
+    if create:
+        request["IfNoneMatch"] = "*"
+    try:
+        s3.put_object(**request)
+    except ClientError as exc:
+        if create and str(exc.response.get("Error", {}).get("Code", "")) in _PRECONDITION_CODES:
+            return False
+        raise storage_error(s3, "PutObject", record.bucket, key, exc) from exc
+    except BotoCoreError as exc:
+        raise storage_error(s3, "PutObject", record.bucket, key, exc) from exc
+    return True
+
+
+def read_lock(s3: S3Client, bucket: str, prefix: str, kind: str) -> LockState | None:
+    """The lock's state now; None when the current lease vanished while being read (look again)."""
+    folder = lock_folder(prefix, kind)
+    listed, server_now = _list_epochs(s3, bucket, folder)
+    if not listed:
+        return LockState((), None, None, server_now)
+    _, key, last_modified = listed[-1]
+    try:
+        record = _read_record(s3, bucket, key)
+    except FileNotFoundError:
+        return None
+    return LockState(tuple((e, k) for e, k, _ in listed), record, last_modified, server_now)
+
+
+def _newer_lease(lease: Lease) -> tuple[int, LeaseRecord | None] | None:
+    """The highest lease above this one, if any: then this one is lost."""
+    record = lease.record
+    folder = lock_folder(record.prefix, record.kind)
+    listed, _ = _list_epochs(lease.s3, record.bucket, folder, start_after=lease.key)
+    if not listed:
+        return None
+    epoch, key, _ = listed[-1]
+    try:
+        return epoch, _read_record(lease.s3, record.bucket, key)
+    except FileNotFoundError:
+        return epoch, None
+
+
+# --- acquire, renew, release ---------------------------------------------------------------------
+
+
+def _flow_run() -> tuple[str | None, str | None]:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return None, None
+    return str(context.flow_run.id), context.flow_run.name
+
+
+def _create_lease(
+    s3: S3Client,
+    kind: str,
+    bucket: str,
+    prefix: str,
+    epoch: int,
+    lease_seconds: float,
+    acquired_at: datetime | None = None,
+) -> Lease | None:
+    """Create lease `epoch`; None when another run created it first or a higher one exists."""
+    now = datetime.now(UTC)
+    run_id, run_name = _flow_run()
+    record = LeaseRecord(
+        kind=kind,
+        bucket=bucket,
+        prefix=prefix,
+        epoch=epoch,
+        flow_run_id=run_id,
+        flow_run_name=run_name,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        lease_seconds=lease_seconds,
+        acquired_at=acquired_at or now,
+        renewed_at=now,
+        expires_at=now + timedelta(seconds=lease_seconds),
+    )
+    started = time.monotonic()
+    if not _put_record(s3, record, create=True):
+        # Lost the race — unless the first attempt of a retried request was ours after all.
+        try:
+            if _read_record(s3, bucket, lease_key(prefix, kind, epoch)) != record:
+                return None
+        except FileNotFoundError:
+            return None
+    lease = Lease(s3=s3, record=record, valid_until=started + lease_seconds)
+    # A contender that listed before the newest leases were written may have created a number that
+    # an older lease had (since deleted): only the highest number counts.
+    return None if _newer_lease(lease) else lease
+
+
+def _prune(s3: S3Client, bucket: str, epochs: tuple[tuple[int, str], ...], keep_from: int) -> None:
+    """Delete lease objects below `keep_from` (best effort: a leftover is harmless)."""
+    for epoch, key in epochs:
+        if epoch < keep_from:
+            try:
+                s3.delete_object(Bucket=bucket, Key=key)
+            except (ClientError, BotoCoreError):
+                return
+
+
+def waiting_message(kind: str, where: str, state: LockState, default_lease_seconds: float) -> str:
+    expires_at = state.expires_at(default_lease_seconds)
+    holder = state.current.holder() if state.current else f"an unreadable lease (epoch {state.epoch})"
+    expires = expires_at.isoformat(timespec="seconds") if expires_at else "unknown"
+    return f"waiting for the {kind} lock of {where}: held by {holder}, lease expires {expires}"
+
+
+def poll_seconds(lease_seconds: float) -> float:
+    """How long a run waiting for the lock sleeps between two looks (before the jitter)."""
+    return min(2.0, lease_seconds / 4)
+
+
+def acquire_lease(
+    s3: S3Client,
+    kind: str,
+    bucket: str,
+    prefix: str,
+    *,
+    lease_seconds: float,
+    timeout_seconds: float,
+    logger: Logger,
+) -> Lease:
+    """Wait until the lock is free, then take it; LockTimeoutError after `timeout_seconds`."""
+    where = f"s3://{bucket}/{prefix}"
+    poll = poll_seconds(lease_seconds)
+    started = time.monotonic()
+    next_log = started
+    while True:
+        state = read_lock(s3, bucket, prefix, kind)
+        if state is None:
+            continue
+        if state.free(lease_seconds):
+            lease = _create_lease(s3, kind, bucket, prefix, state.epoch + 1, lease_seconds)
+            if lease is None:
+                continue  # another run took this epoch: look again
+            previous = state.current
+            if state.epochs and (previous is None or not previous.released):
+                holder = previous.holder() if previous else f"an unreadable lease (epoch {state.epoch})"
+                logger.warning(
+                    "took over the %s lock of %s: the lease of %s expired at %s without being released",
+                    kind,
+                    where,
+                    holder,
+                    (state.expires_at(lease_seconds) or state.server_now).isoformat(timespec="seconds"),
+                )
+            _prune(s3, bucket, state.epochs, keep_from=lease.record.epoch - KEEP_PREVIOUS)
+            logger.info(
+                "holding the %s lock of %s (epoch %s, lease %s s)",
+                kind,
+                where,
+                lease.record.epoch,
+                lease_seconds,
+            )
+            return lease
+        now = time.monotonic()
+        if now - started >= timeout_seconds:
+            raise LockTimeoutError(
+                kind, bucket, prefix, state.current, state.expires_at(lease_seconds), now - started
+            )
+        if now >= next_log:
+            logger.info(waiting_message(kind, where, state, lease_seconds))
+            next_log = now + WAIT_LOG_SECONDS
+        # a SIGINT/SIGTERM ends the wait at once (RunInterrupted), before this run holds anything
+        shutdown.sleep(
+            min(poll * random.uniform(1.0, POLL_JITTER), max(0.0, started + timeout_seconds - now))
+        )
+
+
+def _lost(lease: Lease, reason: str, newer: tuple[int, LeaseRecord | None] | None) -> LockLostError:
+    record = lease.record
+    lease.lost = LockLostError(
+        record.kind, record.bucket, record.prefix, record.epoch, newer[1] if newer else None, reason
+    )
+    return lease.lost
+
+
+def renew_lease(lease: Lease) -> None:
+    """Extend the lease by its lease time; LockLostError when another run has taken it over.
+
+    In time, the holder rewrites its own object (after checking that no higher epoch exists). After
+    a lapse (e.g. S3 was unreachable for longer than the lease) another run may have taken it: the
+    holder then has to win the next epoch with a conditional create, exactly like a contender.
+    """
+    with lease.mutex:
+        if lease.lost is not None:
+            raise lease.lost
+        if lease.released:
+            return
+        record = lease.record
+        newer = _newer_lease(lease)
+        if newer is not None:
+            raise _lost(
+                lease, f"a newer lease (epoch {newer[0]}) was taken while this one had run out", newer
+            )
+        if time.monotonic() >= lease.valid_until:
+            lapsed = _create_lease(
+                lease.s3,
+                record.kind,
+                record.bucket,
+                record.prefix,
+                record.epoch + 1,
+                record.lease_seconds,
+                acquired_at=record.acquired_at,
+            )
+            if lapsed is None:
+                raise _lost(
+                    lease,
+                    "the lease ran out before it was renewed, and another run took it",
+                    _newer_lease(lease),
+                )
+            lease.record, lease.valid_until = lapsed.record, lapsed.valid_until
+            return
+        now = datetime.now(UTC)
+        renewed = record.model_copy(
+            update={"renewed_at": now, "expires_at": now + timedelta(seconds=record.lease_seconds)}
+        )
+        started = time.monotonic()
+        _put_record(lease.s3, renewed, create=False)
+        lease.record, lease.valid_until = renewed, started + record.lease_seconds
+
+
+def ensure_held(lease: Lease) -> None:
+    """The fencing check before a commit: renew now, then make sure no higher epoch appeared while
+    doing so. If S3 fails meanwhile, a lease with at least half its time left still counts."""
+    try:
+        renew_lease(lease)
+        with lease.mutex:
+            newer = _newer_lease(lease)
+            if newer is not None:
+                raise _lost(lease, f"a newer lease (epoch {newer[0]}) was taken", newer)
+    except LockLostError:
+        raise
+    except KbackupError:
+        if lease.valid_until - time.monotonic() < lease.record.lease_seconds / 2:
+            raise
+
+
+def release_lease(lease: Lease) -> bool:
+    """Give the lock back (mark the lease released); False when it was no longer this run's."""
+    with lease.mutex:
+        if lease.lost is not None or lease.released:
+            return False
+        newer = _newer_lease(lease)
+        if newer is not None:
+            _lost(lease, f"a newer lease (epoch {newer[0]}) was taken", newer)
+            return False
+        now = datetime.now(UTC)
+        _put_record(
+            lease.s3,
+            lease.record.model_copy(update={"released": True, "renewed_at": now, "expires_at": now}),
+            create=False,
+        )
+        lease.released = True
+        return True
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews a lease every quarter of its lease time until stopped, or until it is lost."""
+
+    def __init__(self, lease: Lease, logger: Logger) -> None:
+        super().__init__(name=f"kbackup-lease-{lease.record.kind}", daemon=True)
+        self.lease = lease
+        self.logger = logger
+        self.interval = lease.record.lease_seconds / 4
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        delay = self.interval
+        while not self.stopped.wait(delay):
+            try:
+                renew_lease(self.lease)
+                delay = self.interval
+            except LockLostError as exc:
+                self.logger.error("%s; this run stops before its commit", exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - S3 trouble: keep trying; a lapse is handled on renewal
+                self.logger.warning(
+                    "could not renew the %s lock of %s (trying again): %s",
+                    self.lease.record.kind,
+                    self.lease.where,
+                    exc,
+                )
+                delay = max(0.5, self.interval / 2)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=self.lease.record.lease_seconds)
+
+
+def _logger() -> Logger:
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+@contextmanager
+def exclusive(
+    kind: str,
+    bucket: str,
+    prefix: str,
+    *,
+    lease_seconds: float | None = None,
+    timeout_seconds: float | None = None,
+    s3: S3Client | None = None,
+) -> Iterator[Lease]:
+    """Hold the `kind` lock of bucket/prefix for the duration of the block; call the yielded
+    lease's `check()` just before committing. Defaults: LockSettings (KBACKUP_LOCK_*)."""
+    from tasks.services.object_store import s3_client
+
+    settings = LockSettings()
+    logger = _logger()
+    lease = acquire_lease(
+        s3 or s3_client(),
+        kind,
+        bucket,
+        prefix,
+        lease_seconds=lease_seconds if lease_seconds is not None else settings.lease_seconds,
+        timeout_seconds=timeout_seconds if timeout_seconds is not None else settings.wait_timeout_seconds,
+        logger=logger,
+    )
+    keeper = LeaseKeeper(lease, logger)
+    keeper.start()
+    try:
+        yield lease
+    finally:
+        keeper.stop()
+        try:
+            if release_lease(lease):
+                logger.info("released the %s lock of %s (epoch %s)", kind, lease.where, lease.record.epoch)
+        except KbackupError as exc:
+            logger.warning(
+                "could not release the %s lock of %s; it runs out by itself at %s: %s",
+                kind,
+                lease.where,
+                lease.record.expires_at.isoformat(timespec="seconds"),
+                exc,
+            )
