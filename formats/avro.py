@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.write import Writer
 
-from formats import avro_columns
+from formats import avro_columns, avro_container
 from formats.avro_binary import decode_envelopes, encode_columns, encode_envelopes, encode_value_columns
 from formats.codec import (
     Codec,
@@ -296,7 +296,7 @@ class AvroCodec(Codec):
                 context,
                 self.compression(context),
                 lambda values: avro_columns.typed_avro_table(values, lookup),
-                avro_columns.avro_container_schema,
+                avro_container.avro_container_schema,
                 avro_columns.container_rows,
             )
         return _AvroWriter(context, self.compression(context))
@@ -311,7 +311,7 @@ class AvroCodec(Codec):
                 if lookup is None:
                     raise avro_columns.SchemasNeeded(context.object_key)
                 blocks = fastavro.block_reader(io.BytesIO(raw))
-                for batch in avro_columns.container_batches(blocks, reader.writer_schema):
+                for batch in avro_container.container_batches(blocks, reader.writer_schema):
                     for value in avro_columns.row_wire_values(batch, lookup):
                         yield value_only_record(value, context, index)
                         index += 1

@@ -25,11 +25,11 @@ from formats.avro_columns import (
     SchemasNeeded,
     Untypable,
     arrow_type,
-    avro_container_schema,
     batch_values,
     row_wire_values,
     typed_avro_table,
 )
+from formats.avro_container import avro_container_schema
 from formats.wire import with_schema_id
 from tests.support.columns import value_batch
 
