@@ -1,4 +1,5 @@
-"""The backup flow: snapshot offsets → per-partition export → verification → manifest.
+"""The backup flow: snapshot offsets → export (one task per work unit of partitions) → verification →
+manifest.
 
 Composition only: the parameters are parsed in flows/parameters.py, the work is in tasks/, the
 report in tasks/backup/report.py. The manifest — the commit point — is written only
@@ -19,9 +20,9 @@ from formats import get_codec
 from kcql import BackupSpec
 from layout.manifest import PartitionEntry
 from layout.schemas import Side, StoredSchema
-from tasks.backup.export import ExportRequest, export_partition_task
+from tasks.backup.export import export_unit_task, export_units
 from tasks.backup.manifest import build_manifest, write_manifest_task
-from tasks.backup.plan import BackupPlan, gap_cause, plan_backup_task
+from tasks.backup.plan import BackupPlan, plan_backup_task
 from tasks.backup.report import BackupResult, publish, retention_gaps
 from tasks.backup.verify import verify_backup_task
 from tasks.runtime.run_dir import run_dir
@@ -34,20 +35,12 @@ __all__ = ["KCQL_VARIABLE", "BackupParameters", "BackupResult", "backup_flow", "
 
 
 def _export_all(plan: BackupPlan, transforms: tuple, params: BackupParameters) -> list[PartitionEntry]:
-    causes = {t.name: gap_cause(t) for t in plan.topics}
-    requests = [
-        ExportRequest(
-            spec=plan.spec,
-            window=w,
-            backup_id=plan.backup_id,
-            gap_cause=causes[w.topic],
-            chain_suffix=plan.chain_suffix,
-        )
-        for w in plan.windows
-    ]
+    """One task run per work unit (layout.work_units: the partitions packed for the run's
+    workers), each exporting its partitions through one consumer; one entry per partition."""
+    units = export_units(plan, params.concurrency)
     outcomes = run_tasks(
-        export_partition_task,
-        [{"request": r, "transforms": transforms} for r in requests],
+        export_unit_task,
+        [{"unit": u, "transforms": transforms} for u in units],
         choice=params.task_runner,
         concurrency=params.concurrency,
         records=sum(w.end - w.start for w in plan.windows),
@@ -57,7 +50,7 @@ def _export_all(plan: BackupPlan, transforms: tuple, params: BackupParameters) -
     if failures:
         # Raise the first failure; the others are in the run's logs. No manifest is written.
         raise failures[0]
-    return outcomes
+    return [entry for entries in outcomes for entry in entries]
 
 
 @flow(name="backup", log_prints=True)
