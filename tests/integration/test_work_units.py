@@ -17,8 +17,10 @@ import pytest
 from flows.backup import backup_flow
 from kcql import parse_backup
 from layout.manifest import PartitionEntry
+from tasks.backup import verify
 from tasks.backup.export import ExportRequest, ExportUnit, export_partition, export_unit, export_units
 from tasks.backup.plan import gap_cause, plan_backup
+from tasks.backup.verify import verify_backup
 from tasks.services.kafka import reader
 from tests.support.kafka import consume_all, produce
 from tests.support.topics import NOW_MS, topic_digests
@@ -160,10 +162,11 @@ def test_objects_and_entries_do_not_depend_on_the_grouping(
 
 
 def test_the_flow_packs_partitions_into_units(
-    kafka_config: dict, create_topic: Any, bucket: str, s3: Any
+    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The flow on 3 workers: 3 task runs for 12 partitions, the same objects and digests as one
-    partition at a time."""
+    partition at a time; its verification reports what it finds in the same order on 16 threads
+    as on one."""
     topic = create_topic("flowunits", partitions=len(COUNTS))
     _fill(kafka_config, topic)
     props = "PROPERTIES('store.envelope'=true, 'flush.count'=100)"
@@ -193,3 +196,20 @@ def test_the_flow_packs_partitions_into_units(
     ]
     assert _comparable(list(manifest.partitions), "flow") == _comparable(single, "single")
     assert _objects(s3, bucket, "flow") == _objects(s3, bucket, "single")
+
+    # verification asks for the objects on threads; what it finds is reported in the manifest's
+    # order whatever their timing: damage two partitions' objects and compare with one thread
+    by_partition = {p.partition: p for p in manifest.partitions}
+    gone = by_partition[4].objects[1].key
+    damaged = by_partition[9].objects[2].key
+    s3.delete_object(Bucket=bucket, Key=gone)
+    s3.put_object(Bucket=bucket, Key=damaged, Body=b"not an avro object")
+    reports = [verify_backup(s3, bucket, manifest, "full") for _ in range(2)]
+    monkeypatch.setattr(verify, "VERIFY_THREADS", 1)
+    serial = verify_backup(s3, bucket, manifest, "full")
+    assert reports[0] == reports[1] == serial
+    problems = serial.problems
+    assert gone in problems[0] and "missing from the bucket" in problems[0]
+    assert damaged in problems[1] and "bytes, the manifest says" in problems[1]
+    assert all(damaged in p or f"{topic}/9" in p for p in problems[2:]) and len(problems) > 2
+    assert serial.objects_checked == sum(len(p.objects) for p in manifest.partitions)
