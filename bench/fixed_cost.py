@@ -42,8 +42,9 @@ from bench.common import (  # noqa: E402
     scratch_bucket,
     write_section,
 )
+from core.machine import default_workers  # noqa: E402
 
-CONCURRENCY = 4  # kbackup backup's default --concurrency
+CONCURRENCY = default_workers()  # kbackup backup's default --concurrency
 
 
 def _kbackup() -> list[str]:

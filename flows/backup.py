@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.variables import Variable
 
 from core.connections import credential_blocks
-from flows.parameters import KCQL_VARIABLE, BackupParameters, specs_and_transforms
+from flows.parameters import DEFAULT_CONCURRENCY, KCQL_VARIABLE, BackupParameters, specs_and_transforms
 from formats import get_codec
 from kcql import BackupSpec
 from layout.manifest import PartitionEntry
@@ -58,7 +58,7 @@ def backup_flow(
     kcql: str | None = None,
     connector_config: str | None = None,
     verify: Literal["quick", "sampled", "full"] = "sampled",
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_CONCURRENCY,
     task_runner: str = "auto",
     s3_credentials_block: str | None = None,
     kafka_password_block: str | None = None,

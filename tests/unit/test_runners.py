@@ -12,13 +12,13 @@ from tasks.runtime import task_runners
 
 
 def test_auto_runs_small_work_on_threads_and_large_work_on_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(task_runners.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(task_runners, "available_cores", lambda: 2)
     large = task_runners.AUTO_PROCESSES_MIN_RECORDS
     assert task_runners.resolve("auto", 4, large - 1, 6) == ("threads", None)
     assert task_runners.resolve("auto", 4, large, 1) == ("threads", None)
     assert task_runners.resolve("auto", 1, large, 6) == ("threads", None)
     assert task_runners.resolve("auto", 4, large, 6) == ("processes", None)
-    monkeypatch.setattr(task_runners.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(task_runners, "available_cores", lambda: 1)
     assert task_runners.resolve("auto", 4, large, 6) == ("threads", None)
     assert task_runners.resolve("processes", 4, 10, 1) == ("processes", None)
     assert task_runners.resolve("dask", 4, 10, 1) == ("dask", None)
