@@ -53,3 +53,19 @@ def test_a_configured_api_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None
         task_runners._workers_use_this_api(),
     ):
         assert get_current_settings().api.url == "http://prefect.example:4200/api"
+
+
+def test_workers_default_to_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import machine
+
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda _: {0, 3, 5}, raising=False)
+    assert machine.available_cores() == 3
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda _: set(range(200)), raising=False)
+    assert machine.default_workers() == machine.MAX_WORKERS
+
+    def unavailable(_: int) -> set[int]:
+        raise OSError("no affinity here")
+
+    monkeypatch.setattr(machine.os, "sched_getaffinity", unavailable, raising=False)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 6)
+    assert machine.default_workers() == 6
