@@ -184,7 +184,7 @@ def main() -> int:
         "Each run backs up under a new prefix of one bucket. Wall time is the whole process, from exec to exit "
         "(its temporary API's start included; its stop is not waited for); "
         "export is the manifest's partition seconds divided by the partitions exported at once. "
-        "The README's *Fixed cost of a run* says where these seconds go.\n\n" + "\n".join(table)
+        "*Fixed cost of a run*, below, says where these seconds go.\n\n" + "\n".join(table)
     )
     if not args.no_readme:
         write_section("Fixed cost of a small backup", body)

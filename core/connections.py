@@ -136,7 +136,7 @@ class S3Settings(BaseSettings):
 
 
 class RegistrySettings(BaseSettings):
-    """How to reach a Confluent-compatible Schema Registry (README, "Schema Registry"): the source's
+    """How to reach a Confluent-compatible Schema Registry (docs/user-guide.md, "Schema Registry"): the source's
     for a backup, the target's for a restore. A KCQL `schema.registry.url` (or a connector
     config's `value.converter.schema.registry.url`) names the URL for one statement instead."""
 

@@ -91,7 +91,7 @@ LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
 
 class ProtectionOptions(FrozenModel):
-    """How a backup's objects and manifest are protected in the store (README, "Encryption and
+    """How a backup's objects and manifest are protected in the store (docs/user-guide.md, "Encryption and
     immutability"): server-side encryption and S3 Object Lock retention."""
 
     sse: SseMode | None = Field(default=None, description="Server-side encryption (`sse`).")
