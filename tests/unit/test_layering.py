@@ -5,6 +5,8 @@ of every module, including the ones inside functions.
   never import kbackup/.
 - kcql/, formats/ and core/ are pure: no Prefect, boto3/botocore or confluent-kafka.
 - core/ is the bottom layer: it imports none of the project's other packages.
+- boto3, botocore and their stubs are imported by one module only: the S3 object store
+  (tasks/services/object_store/s3.py); everything else goes through the ObjectStore interface.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ BELOW_CLI = ("tasks", "flows", "layout", "kcql", "formats", "core")
 PURE = ("kcql", "formats", "core")
 SERVICE_CLIENTS = ("prefect", "boto3", "botocore", "confluent_kafka")
 PROJECT = ("kbackup", "tasks", "flows", "layout", "kcql", "formats", "core")
+BOTO = ("boto3", "botocore", "mypy_boto3_s3")
+S3_STORE = "tasks/services/object_store/s3.py"
 
 
 def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
@@ -98,3 +102,18 @@ def test_core_imports_no_other_layer(path: Path) -> None:
         if top(name) in PROJECT and top(name) != "core"
     ]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("path", sources(PROJECT), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_s3_store_imports_boto3(path: Path) -> None:
+    relative = path.relative_to(ROOT).as_posix()
+    found = [
+        f"{relative}:{line} imports {name}"
+        for line, name in imported_modules(path)
+        if top(name) in BOTO and relative != S3_STORE
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_the_s3_store_is_where_the_layering_says() -> None:
+    assert any(top(name) == "boto3" for _, name in imported_modules(ROOT / S3_STORE))
