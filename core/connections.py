@@ -1,8 +1,8 @@
 """Connection settings: how to reach the Kafka cluster and the object store.
 
 Read from the environment (and `.env`) with pydantic-settings; `tasks/` builds its clients from
-them (`tasks.services.kafka.clients.client_config`, `tasks.services.object_store.s3_client`) and the command line uses the
-same classes, so nothing below the CLI depends on it. Plain settings only: no client library is
+them (`tasks.services.kafka.clients.client_config`, `tasks.services.object_store.open_store`) and the
+command line uses the same classes, so nothing below the CLI depends on it. Plain settings only: no client library is
 imported here.
 
 Secrets never become flow parameters and are never logged: `SecretStr` hides them in reprs.

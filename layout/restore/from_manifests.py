@@ -8,8 +8,7 @@ reads them); tested in memory in tests/unit/test_restore_plan.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
 
 from formats.registry import supports_envelope
 from kcql.selection import Selection
@@ -33,9 +32,9 @@ GROUPS_NOT_TRANSLATED = "consumer-group offsets are not translated with restore.
 
 
 def plan_from_manifests(
-    selection: Selection, chain: Sequence[Manifest], listed: Mapping[str, Mapping[str, Any]]
+    selection: Selection, chain: Sequence[Manifest], listed: Collection[str]
 ) -> RestorePlan:
-    """The plan for the chain (oldest first, not empty); `listed` is the prefix's objects by key,
+    """The plan for the chain (oldest first, not empty); `listed` is the keys of the prefix's objects,
     used here only to tell an unbacked topic from one whose objects no manifest commits."""
     last = chain[-1]
     _check_format(selection, chain)
@@ -128,9 +127,7 @@ def _check_format(selection: Selection, chain: Sequence[Manifest]) -> None:
         )
 
 
-def _source_topics(
-    selection: Selection, chain: Sequence[Manifest], listed: Mapping[str, Mapping[str, Any]]
-) -> list[str]:
+def _source_topics(selection: Selection, chain: Sequence[Manifest], listed: Collection[str]) -> list[str]:
     """The topics restored: 'source.topic', or every topic of the chain (several only into *)."""
     bucket, prefix = selection.bucket, selection.prefix
     in_chain = {p.topic for m in chain for p in m.partitions}

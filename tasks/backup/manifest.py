@@ -46,6 +46,6 @@ def build_manifest(
 
 @task(name="write-manifest", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def write_manifest_task(manifest: Manifest, bucket: str, prefix: str) -> str:
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
-    return write_manifest(s3_client(), bucket, prefix, manifest)
+    return write_manifest(open_store(), bucket, prefix, manifest)

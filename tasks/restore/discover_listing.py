@@ -28,12 +28,12 @@ from layout.restore.units import (
     selected_objects,
     stream_unit,
 )
-from tasks.services.object_store import head_object
+from tasks.services.object_store import ObjectInfo
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
-Listing = Mapping[str, Mapping[str, Any]]  # key -> the listing's entry (Size, ...)
+Listing = Mapping[str, ObjectInfo]  # key -> the listing's entry (size, ...)
 
 # Object metadata our backup writes on every object: its presence means "kbackup wrote this".
 KBACKUP_OBJECT_METADATA = "backup-id"
@@ -45,13 +45,13 @@ VALUE_ONLY_NOTE = (
 )
 
 
-def refuse_uncommitted_backup(s3: S3Client, bucket: str, prefix: str, listed: Listing) -> None:
+def refuse_uncommitted_backup(store: ObjectStore, bucket: str, prefix: str, listed: Listing) -> None:
     """Raise BackupIncompleteError when the first objects carry our backup's metadata: a backup
     that wrote objects but no manifest, which must not restore as Stream Reactor data."""
     keys = sorted(listed)
     for key in keys[:3]:
-        head = head_object(s3, bucket, key) or {}
-        if KBACKUP_OBJECT_METADATA in head.get("Metadata", {}):
+        head = store.head(bucket, key)
+        if head is not None and KBACKUP_OBJECT_METADATA in head.metadata:
             raise BackupIncompleteError(bucket, prefix, "no manifest", tuple(keys))
 
 
@@ -79,8 +79,7 @@ def plan_from_listing(selection: Selection, listed: Listing) -> RestorePlan:
     envelope = bool(selection.envelope) and supports_envelope(fmt)
     parsed = [parse_object_key(k, prefix) for k in keys]
     objects = [
-        RestoreObject(key=p.key, partition_values=p.partition_values, size=listed[p.key].get("Size"))
-        for p in parsed
+        RestoreObject(key=p.key, partition_values=p.partition_values, size=listed[p.key].size) for p in parsed
     ]
     available_keys = {name for p in parsed for name in p.partition_values}
     if envelope:

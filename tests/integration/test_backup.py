@@ -22,7 +22,7 @@ def _keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
 
 @pytest.mark.parametrize("fmt", ["AVRO", "PARQUET", "JSON"])
 def test_envelope_backup_keeps_every_record(
-    fmt: str, kafka_config: dict, create_topic: Any, bucket: str, s3: Any
+    fmt: str, kafka_config: dict, create_topic: Any, bucket: str, store: Any
 ) -> None:
     topic = create_topic("tricky", partitions=4)
     produce(kafka_config, topic, tricky_messages())
@@ -38,7 +38,7 @@ def test_envelope_backup_keeps_every_record(
     assert {p.partition: p.records_digest for p in manifest.partitions} == expected
     assert manifest.record_count == 13 + 4 * 150
     assert result.verification.records_decoded == manifest.record_count
-    assert read_chain(s3, bucket, "bk") == [manifest]
+    assert read_chain(store, bucket, "bk") == [manifest]
     ext = fmt.lower()
     for partition in manifest.partitions:
         assert [o.key for o in partition.objects] == [
@@ -146,7 +146,7 @@ def test_flush_size_and_interval_roll_objects(kafka_config: dict, create_topic: 
     assert [o.record_count for o in by_time.manifest.partitions[0].objects] == [60, 60, 60]
 
 
-def test_incremental_backups_chain(kafka_config: dict, create_topic: Any, bucket: str, s3: Any) -> None:
+def test_incremental_backups_chain(kafka_config: dict, create_topic: Any, bucket: str, store: Any) -> None:
     topic = create_topic("incr", partitions=2)
     kcql = f"INSERT INTO {bucket}:inc SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
     produce(kafka_config, topic, ({"value": f"a{i}".encode(), "partition": i % 2} for i in range(100)))
@@ -162,7 +162,7 @@ def test_incremental_backups_chain(kafka_config: dict, create_topic: Any, bucket
         assert (one.start_offset, one.end_offset) == (0, 50)
         assert (two.start_offset, two.end_offset, two.record_count) == (50, 65, 15)
         assert (three.start_offset, three.end_offset, three.record_count, three.objects) == (65, 65, 0, ())
-    assert [m.backup_id for m in read_chain(s3, bucket, "inc")] == [
+    assert [m.backup_id for m in read_chain(store, bucket, "inc")] == [
         r.manifest.backup_id for r in (first, second, third)
     ]
 

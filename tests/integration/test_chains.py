@@ -60,7 +60,7 @@ def test_a_full_backup_beside_an_older_chain_names_its_objects_apart(
 
 
 def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
-    kafka_config, s3, create_topic, bucket
+    kafka_config, s3, store, create_topic, bucket
 ):
     """Another backup under `ch/nested` (inside this prefix) of the same topic is not a leftover
     of `ch`'s; an uncommitted object named as `ch`'s backup names its objects is."""
@@ -80,7 +80,7 @@ def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
     s3.put_object(Bucket=bucket, Key=f"ch/{topic}/0/notes.txt", Body=b"someone else's file")
     nested_before = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]}
 
-    report = prune(s3, bucket, "ch", keep_last=1, keep_within=timedelta(days=1))
+    report = prune(store, bucket, "ch", keep_last=1, keep_within=timedelta(days=1))
     assert report.orphans == 2 and report.deleted_objects == 2
     assert s3.list_objects_v2(Bucket=bucket, Prefix=leftover)["KeyCount"] == 0
     assert s3.list_objects_v2(Bucket=bucket, Prefix=chain_leftover)["KeyCount"] == 0
@@ -88,4 +88,4 @@ def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
     assert {
         o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]
     } == nested_before
-    assert len(read_chain(s3, bucket, "ch/nested")) == 1
+    assert len(read_chain(store, bucket, "ch/nested")) == 1

@@ -21,8 +21,8 @@ from core.connections import (
 )
 from flows.backup import backup_flow
 from flows.parameters import BackupParameters, RestoreParameters
-from tasks.services import object_store as s3
 from tasks.services.kafka import clients as kafka_clients
+from tasks.services.object_store import s3
 
 SECRET = "block-secret-value"
 

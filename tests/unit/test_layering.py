@@ -250,3 +250,7 @@ def test_modules_stay_small(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     limit = MAX_FLOW_LINES if path.relative_to(ROOT).parts[0] == "flows" else MAX_MODULE_LINES
     assert lines <= limit, f"{path.relative_to(ROOT)}: {lines} lines, more than {limit}"
+
+
+def test_the_s3_store_is_where_the_layering_says() -> None:
+    assert any(top(name) == "boto3" for _, name in imported_modules(ROOT / S3_IMPLEMENTATION))

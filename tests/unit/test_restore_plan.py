@@ -40,6 +40,7 @@ from tasks.restore.discover_listing import (
 )
 from tasks.restore.errors import PreflightError
 from tasks.restore.preflight import preflight
+from tasks.services.object_store import ObjectInfo
 
 BUCKET, PREFIX = "bkt", "nightly"
 T0 = 1_700_000_000_000  # a record timestamp: offset n of a partition is stamped T0 + n
@@ -120,9 +121,9 @@ def manifest(
     )
 
 
-def listing_of(chain: list[Manifest]) -> dict[str, dict[str, Any]]:
+def listing_of(chain: list[Manifest]) -> dict[str, ObjectInfo]:
     """The listing of the prefix, every manifest's objects in the bucket with their sizes."""
-    return {o.key: {"Key": o.key, "Size": o.size} for m in chain for p in m.partitions for o in p.objects}
+    return {o.key: ObjectInfo(o.key, o.size) for m in chain for p in m.partitions for o in p.objects}
 
 
 def a_chain() -> list[Manifest]:
@@ -362,7 +363,7 @@ def test_several_topics_restore_into_star_or_one_by_source_topic():
 def test_a_source_topic_no_manifest_commits_is_refused_naming_its_objects():
     chain = a_chain()
     orphan = KeyNaming(prefix=PREFIX, extension="avro").object_key("refunds", 0, 9)
-    listed = {**listing_of(chain), orphan: {"Key": orphan, "Size": 1}}
+    listed = {**listing_of(chain), orphan: ObjectInfo(orphan, 1)}
     with pytest.raises(BackupIncompleteError) as error:
         plan_from_manifests(selection(source_topic="refunds"), chain, listed)
     assert error.value.keys == (orphan,)
@@ -386,7 +387,7 @@ def test_the_preflight_names_every_object_missing_or_not_the_size_the_manifest_s
     gone = chain[0].partitions[1].objects[0].key
     shrunk = chain[1].partitions[0].objects[0].key
     del listed[gone]
-    listed[shrunk] = {"Key": shrunk, "Size": 1}
+    listed[shrunk] = ObjectInfo(shrunk, 1)
     plan = plan_from_manifests(selection(), chain, listed)  # discovery does not look: the pre-flight does
     with pytest.raises(PreflightError) as error:
         preflight(None, plan, listed, "quick")
@@ -401,8 +402,8 @@ def test_the_preflight_names_every_object_missing_or_not_the_size_the_manifest_s
 # --- from a listing (no manifest) ------------------------------------------------------------
 
 
-def listed(*keys: str, size: int = 10) -> dict[str, dict[str, Any]]:
-    return {k: {"Key": k, "Size": size} for k in keys}
+def listed(*keys: str, size: int = 10) -> dict[str, ObjectInfo]:
+    return {k: ObjectInfo(k, size) for k in keys}
 
 
 def test_the_default_layout_restores_each_partition_in_last_offset_order():
@@ -538,15 +539,15 @@ def test_a_selection_matching_nothing_plans_no_units():
 
 
 class _HeadOnly:
-    """An S3 client that answers HeadObject from a dict of metadata by key."""
+    """An object store that answers HEAD from a dict of metadata by key, and notes the keys asked."""
 
     def __init__(self, metadata: dict[str, dict[str, str]]) -> None:
         self.metadata = metadata
         self.heads: list[str] = []
 
-    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
-        self.heads.append(Key)
-        return {"Metadata": self.metadata.get(Key, {})}
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        self.heads.append(key)
+        return ObjectInfo(key, 10, metadata=self.metadata.get(key, {}))
 
 
 def test_our_own_objects_without_a_manifest_are_a_backup_that_never_committed():
