@@ -10,7 +10,6 @@ the conditional upload accepts as already done.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -70,9 +69,9 @@ def export_partition(
     extra = protection.put_arguments() if protection else {}
     codec = get_codec(spec.format.value)
     naming = key_naming(spec, codec.spec.extension, request.chain_suffix)
-    context = codec_context(spec, window.topic, window.partition)
-    if avro_lookup is not None:
-        context = dataclasses.replace(context, avro_schemas=avro_lookup)
+    context = codec_context(
+        spec.format.value, spec.codec, window.topic, window.partition, avro_schemas=avro_lookup
+    )
     roller = ObjectRoller(codec, context, naming, flush_rules(spec))
     wire = WireIds(spec)
     grouping = PartitionGrouping(spec, window.topic, window.partition, transforms, avro_lookup)
