@@ -115,7 +115,7 @@ def run_demo() -> int:
         "STOREAS AVRO PROPERTIES('store.envelope'=true, 'partition.include.keys'=true)"
     )
     print("\nBackup KCQL:\n" + backup_kcql)
-    _run_deployment("backup/backup", {"kcql": backup_kcql, "verify": "full"})
+    _run_deployment("backup/backup", {"params": {"kcql": backup_kcql, "verify": "full"}})
 
     print(f"\nObjects in s3://{BUCKET}:")
     objects = list(list_objects(s3, BUCKET, ""))

@@ -28,6 +28,7 @@ from layout.grouping import PartitionGrouping
 from layout.manifest import GapCause, OffsetGap, PartitionEntry, protection_of
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming
+from tasks.backup.plan import BackupPlan, gap_cause
 from tasks.backup.upload import upload_finished, written_objects
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import PartitionWindow
@@ -49,6 +50,21 @@ class ExportRequest(BaseModel):
     backup_id: str
     gap_cause: GapCause = "transaction-markers"
     chain_suffix: str = ""
+
+
+def export_requests(plan: BackupPlan) -> list[ExportRequest]:
+    """One export per partition window of the plan."""
+    causes = {t.name: gap_cause(t) for t in plan.topics}
+    return [
+        ExportRequest(
+            spec=plan.spec,
+            window=w,
+            backup_id=plan.backup_id,
+            gap_cause=causes[w.topic],
+            chain_suffix=plan.chain_suffix,
+        )
+        for w in plan.windows
+    ]
 
 
 def export_partition(
