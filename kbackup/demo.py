@@ -118,7 +118,7 @@ def run_demo() -> int:
         "STOREAS AVRO PROPERTIES('store.envelope'=true, 'partition.include.keys'=true)"
     )
     print("\nBackup KCQL:\n" + backup_kcql)
-    _run_deployment("backup/backup", {"kcql": backup_kcql, "verify": "full"})
+    _run_deployment("backup/backup", {"params": {"kcql": backup_kcql, "verify": "full"}})
 
     print(f"\nObjects in s3://{BUCKET}:")
     objects = list(store.list_objects(BUCKET, ""))

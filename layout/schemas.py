@@ -120,10 +120,11 @@ def registration_order(schemas: Sequence[StoredSchema]) -> list[StoredSchema]:
 
 
 @functools.lru_cache(maxsize=16)
-def cached_avro_lookup(schemas: tuple[StoredSchema, ...]) -> Callable[[int], Any]:
+def cached_avro_lookup(schemas: tuple[StoredSchema, ...]) -> Callable[[int], Any] | None:
     """`avro_lookup` made once per set of schemas: a restore's objects and a verification's share
-    it, so each schema is parsed once, not once an object."""
-    return avro_lookup(schemas)
+    it, so each schema is parsed once, not once an object. None without schemas: objects are read
+    without (layout.spec_bridge.codec_context's `avro_schemas`)."""
+    return avro_lookup(schemas) if schemas else None
 
 
 def avro_lookup(schemas: Sequence[StoredSchema]) -> Callable[[int], Any]:

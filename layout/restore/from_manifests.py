@@ -23,6 +23,7 @@ from layout.restore.units import (
     selected_objects,
     target_name,
 )
+from layout.spec_bridge import codec_of
 
 NOT_LOSSLESS = (
     "the backup is not lossless (value only, or envelope parts or converters dropped): "
@@ -98,7 +99,7 @@ def plan_from_manifests(
         lossless=lossless,
         manifest_format=True,
         backup_ids=tuple(ids),
-        codec_spec=dict(last.spec),
+        codec=codec_of(last),
         targets=tuple(targets.values()),
         units=tuple(units),
         consumer_groups=tuple(last.consumer_groups) if selection.translate_groups else (),
@@ -108,8 +109,8 @@ def plan_from_manifests(
 
 def manifest_envelope(manifest: Manifest) -> bool:
     """Whether the manifest's objects carry the envelope (its spec says; older ones: lossless)."""
-    envelope = manifest.spec.get("envelope")
-    enabled = bool(envelope.get("enabled")) if isinstance(envelope, dict) else manifest.lossless
+    codec = codec_of(manifest)
+    enabled = codec.envelope.enabled if "envelope" in codec.model_fields_set else manifest.lossless
     return enabled and supports_envelope(manifest.format)
 
 

@@ -10,7 +10,6 @@ the conditional upload accepts as already done.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from layout.grouping import PartitionGrouping
 from layout.manifest import GapCause, OffsetGap, PartitionEntry, protection_of
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming
+from tasks.backup.plan import BackupPlan, gap_cause
 from tasks.backup.upload import upload_finished, written_objects
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import PartitionWindow
@@ -51,6 +51,21 @@ class ExportRequest(BaseModel):
     chain_suffix: str = ""
 
 
+def export_requests(plan: BackupPlan) -> list[ExportRequest]:
+    """One export per partition window of the plan."""
+    causes = {t.name: gap_cause(t) for t in plan.topics}
+    return [
+        ExportRequest(
+            spec=plan.spec,
+            window=w,
+            backup_id=plan.backup_id,
+            gap_cause=causes[w.topic],
+            chain_suffix=plan.chain_suffix,
+        )
+        for w in plan.windows
+    ]
+
+
 def export_partition(
     request: ExportRequest,
     kafka_config: dict[str, Any],
@@ -68,9 +83,9 @@ def export_partition(
         store.check_object_lock(spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
     codec = get_codec(spec.format.value)
     naming = key_naming(spec, codec.spec.extension, request.chain_suffix)
-    context = codec_context(spec, window.topic, window.partition)
-    if avro_lookup is not None:
-        context = dataclasses.replace(context, avro_schemas=avro_lookup)
+    context = codec_context(
+        spec.format.value, spec.codec, window.topic, window.partition, avro_schemas=avro_lookup
+    )
     roller = ObjectRoller(codec, context, naming, flush_rules(spec))
     wire = WireIds(spec)
     grouping = PartitionGrouping(spec, window.topic, window.partition, transforms, avro_lookup)

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kcql import render
 from layout.manifest import Manifest, PartitionEntry, protection_of
-from layout.schemas import StoredSchema
+from layout.schemas import Side, StoredSchema
 from layout.spec_bridge import is_lossless
 from tasks.backup.plan import BackupPlan
 from tasks.runtime.retry import RETRY_OPTIONS
@@ -42,6 +42,16 @@ def build_manifest(
         schemas=schemas,
         protection=protection_of(spec.protection, plan.backup_id),
     )
+
+
+def registry_schema_ids(partitions: list[PartitionEntry]) -> dict[Side, list[int]]:
+    """The registry schema ids the exported records name, by side (none unless a converter is
+    `avro`): the schemas the manifest keeps, with those they reference."""
+    ids: dict[Side, set[int]] = {}
+    for entry in partitions:
+        for side, side_ids in entry.schema_ids.items():
+            ids.setdefault("key" if side == "key" else "value", set()).update(side_ids)
+    return {side: sorted(side_ids) for side, side_ids in ids.items()}
 
 
 @task(name="write-manifest", cache_policy=NO_CACHE, **RETRY_OPTIONS)

@@ -28,7 +28,8 @@ from formats.errors import CorruptObjectError, undecodable
 from layout.keys import is_manifest_key
 from layout.manifest import Manifest, ObjectEntry, PartitionEntry, join_key
 from layout.restore.errors import MissingObjectError
-from layout.spec_bridge import codec_context_from_manifest, spec_of
+from layout.schemas import cached_avro_lookup
+from layout.spec_bridge import codec_context, spec_of
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.errors import StorageAccessError, VerificationError
 from tasks.services.object_store import SHA256_METADATA
@@ -137,7 +138,11 @@ def _decode(
     if data is None:
         return
     codec = get_codec(manifest.format)
-    context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
+    spec = spec_of(manifest)
+    lookup = cached_avro_lookup(manifest.schemas)
+    context = codec_context(
+        spec.format.value, spec.codec, partition.topic, partition.partition, entry.key, lookup
+    )
     decoded = 0
     try:
         for item in reading.read(codec, data, context):

@@ -9,7 +9,6 @@ A check that fails names the first offending record; the records before it are s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -18,43 +17,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from formats import CodecContext, get_codec
+from formats import get_codec
 from formats.columns import DECODED
 from formats.errors import CorruptObjectError, undecodable
 from layout.restore.errors import OrderingViolationError
 from layout.restore.order import Order, SourceBatch, clusters, first_true, in_gaps, merged, object_violation
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from layout.schemas import cached_avro_lookup
+from layout.spec_bridge import codec_context
 
 if TYPE_CHECKING:
     from tasks.services.object_store import ObjectStore
-
-
-def codec_context(plan: RestorePlan, topic: str, partition: int, object_key: str) -> CodecContext:
-    if plan.manifest_format:
-        from kcql import BackupSpec
-        from layout.spec_bridge import codec_context as from_spec
-
-        context = from_spec(BackupSpec.model_validate(plan.codec_spec), topic, partition, object_key)
-        if not plan.schemas:
-            return context
-        # value-only objects with typed columns from Avro values are encoded back with them
-        return dataclasses.replace(context, avro_schemas=cached_avro_lookup(plan.schemas))
-    envelope = plan.codec_spec["envelope"]
-    return CodecContext(
-        topic=topic,
-        partition=partition,
-        envelope=bool(envelope["enabled"]),
-        envelope_key=envelope["key"],
-        envelope_value=envelope["value"],
-        envelope_headers=envelope["headers"],
-        envelope_metadata=envelope["metadata"],
-        key_converter=plan.codec_spec["key_converter"],
-        value_converter=plan.codec_spec["value_converter"],
-        compression=None,
-        compression_level=None,
-        object_key=object_key,
-    )
 
 
 def fetch_object(store: ObjectStore, bucket: str, obj: RestoreObject) -> bytes:
@@ -86,7 +59,9 @@ def decode_object(
     object, and the record count is checked against the manifest once the object is read."""
     data = fetch_object(store, plan.bucket, obj)
     codec = get_codec(plan.format)
-    context = codec_context(plan, unit.source_topic or unit.target_topic, unit.source_partition or 0, obj.key)
+    topic, partition = unit.source_topic or unit.target_topic, unit.source_partition or 0
+    lookup = cached_avro_lookup(plan.schemas)  # value-only objects' typed columns of Avro values
+    context = codec_context(plan.format, plan.codec, topic, partition, obj.key, lookup)
     count = 0
     try:
         for batch in codec.read_columns(data, context):
@@ -248,11 +223,6 @@ def unit_records(store: ObjectStore, plan: RestorePlan, unit: RestoreUnit) -> It
     """Every record of the unit's objects (before the window), in restore order, as batches."""
     if unit.routing == "metadata" or (not plan.manifest_format and plan.envelope):
         return _metadata_records(store, plan, unit)
-    if not unit.offsets_known or not plan.envelope or not _has_metadata(plan):
+    if not unit.offsets_known or not plan.envelope or not plan.codec.envelope.metadata:
         return _value_only_records(store, plan, unit)
     return _manifest_records(store, plan, unit)
-
-
-def _has_metadata(plan: RestorePlan) -> bool:
-    envelope = plan.codec_spec.get("envelope")
-    return not isinstance(envelope, dict) or bool(envelope.get("metadata", True))

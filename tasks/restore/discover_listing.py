@@ -13,10 +13,11 @@ reads it); tested in memory in tests/unit/test_restore_plan.py.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from formats.registry import format_of_extension, supports_envelope
 from kcql.selection import Selection
+from kcql.specs import CodecOptions, EnvelopeOptions
 from layout.keys import ParsedKey, parse_object_key
 from layout.restore.errors import BackupIncompleteError
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit, Routing, TargetTopic, plan_of
@@ -104,7 +105,7 @@ def plan_from_listing(selection: Selection, listed: Listing) -> RestorePlan:
         lossless=False,
         manifest_format=False,
         backup_ids=(),
-        codec_spec=_codec_spec(selection, envelope),
+        codec=_codec(selection, envelope),
         targets=tuple(targets.values()),
         units=tuple(u for u in units if u.objects),
         consumer_groups=(),
@@ -164,17 +165,11 @@ def _value_only_units(
     return []
 
 
-def _codec_spec(selection: Selection, envelope: bool) -> dict[str, Any]:
+def _codec(selection: Selection, envelope: bool) -> CodecOptions:
     """What the codecs need to read Stream Reactor's objects: the statement's envelope and converters."""
     key, value, headers, metadata = selection.envelope_parts
-    return {
-        "envelope": {
-            "enabled": envelope,
-            "key": key,
-            "value": value,
-            "headers": headers,
-            "metadata": metadata,
-        },
-        "key_converter": selection.key_converter,
-        "value_converter": selection.value_converter,
-    }
+    return CodecOptions(
+        envelope=EnvelopeOptions(enabled=envelope, key=key, value=value, headers=headers, metadata=metadata),
+        key_converter=selection.key_converter,
+        value_converter=selection.value_converter,
+    )

@@ -77,7 +77,7 @@ def test_failed_backup_calls_the_alert_webhook(
         setup_alerts(url)
         try:
             deployment = client.read_deployment_by_name("backup/backup")
-            run = client.create_flow_run_from_deployment(deployment.id, parameters={"kcql": kcql})
+            run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": {"kcql": kcql}})
             finished = wait_for_final_state(client, run.id, served_api)
             assert finished.state.is_failed(), f"{finished.state!r}\n{served_api.logs()}"
             assert missing in (finished.state.message or "")
@@ -143,7 +143,7 @@ def test_scheduled_backup_chains_incremental_manifests(
     Variable.set(KCQL_VARIABLE, kcql("hourly"), overwrite=True)
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("backup/backup")
-        assert "kcql" not in (deployment.parameters or {})  # nothing resolved at deploy time
+        assert "kcql" not in (deployment.parameters or {})["params"]  # nothing resolved at deploy time
         original = client.read_deployment_schedules(deployment.id)
         assert [s.schedule.cron for s in original] == ["0 0 1 1 *"]  # the cron prefect.yaml deployed
         for schedule in original:
@@ -208,7 +208,7 @@ def test_scheduled_backup_chains_incremental_manifests(
             Variable.set(KCQL_VARIABLE, deployed_kcql, overwrite=True)
             _stop_schedule(client, deployment.id, schedule.id, served_api)
 
-    assert all("kcql" not in r.parameters for r in runs)
+    assert all("kcql" not in r.parameters["params"] for r in runs)
     # The edited KCQL started a chain of its own under the new prefix, with every record in it.
     assert edited[0].previous_backup_id is None
     assert edited[0].record_count == first_batch + second_batch
@@ -366,14 +366,14 @@ def test_the_daily_prune_deployment_prunes_a_prefix(
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from flows.backup import backup_flow
+    from flows.backup import BackupParameters, backup_flow
 
     topic = filled_topic("prune", 1, ({"key": f"k{i}".encode(), "value": b"v"} for i in range(30)))
     kcql = (
         f"INSERT INTO {bucket}:daily SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
     )
-    backup_flow(kcql=kcql)
-    backup_flow(kcql=kcql, full=True)
+    backup_flow(BackupParameters(kcql=kcql))
+    backup_flow(BackupParameters(kcql=kcql, full=True))
     older, newer = read_chain(store, bucket, "daily")
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("prune/prune")
@@ -432,7 +432,7 @@ def test_cancelling_a_backup_run_stops_its_exports_at_once(
     kcql = f"INSERT INTO {bucket}:c SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true, 'flush.count'=5000)"
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("backup/backup")
-        run = client.create_flow_run_from_deployment(deployment.id, parameters={"kcql": kcql})
+        run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": {"kcql": kcql}})
         wait_for(
             lambda: s3.list_objects_v2(Bucket=bucket, Prefix=f"c/{topic}/").get("KeyCount", 0),
             timeout=300,

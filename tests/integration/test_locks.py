@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from layout.keys import is_manifest_key
 from layout.lock import LeaseRecord, lease_key, lock_folder
 from tasks.runtime import shutdown
@@ -185,7 +185,11 @@ def test_a_backup_whose_lock_was_taken_over_writes_no_manifest(
     thread.start()
     try:
         with pytest.raises(LockLostError) as lost:
-            backup_flow(kcql=f"INSERT INTO {bucket}:p SELECT * FROM `{topic}` STOREAS AVRO", verify="quick")
+            backup_flow(
+                BackupParameters(
+                    kcql=f"INSERT INTO {bucket}:p SELECT * FROM `{topic}` STOREAS AVRO", verify="quick"
+                )
+            )
     finally:
         thread.join(150)
     assert lost.value.holder == intruder["record"]

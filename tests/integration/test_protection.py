@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
-from flows.verify import verify_flow
+from flows.verify import VerifyParameters, verify_flow
 from kbackup.commands.ls import restore_points
 from layout.manifest import Manifest, Protection, manifest_key
 from tasks.lifecycle.prune import prune, summary
@@ -94,7 +94,7 @@ def test_encrypted_backup_every_object_and_manifest_verifies_and_restores(
         f"INSERT INTO {sse_bucket}:enc SELECT * FROM `{source}` STOREAS AVRO "
         f"PROPERTIES('store.envelope'=true, 'flush.count'=60, {properties})"
     )
-    [result] = backup_flow(kcql=kcql, verify="full")
+    [result] = backup_flow(BackupParameters(kcql=kcql, verify="full"))
     manifest = result.manifest
     assert manifest.protection == expected
     stored = Manifest.model_validate_json(
@@ -108,7 +108,7 @@ def test_encrypted_backup_every_object_and_manifest_verifies_and_restores(
     [row] = restore_points(read_chain(store, sse_bucket, "enc"))
     assert row["protection"] == (f"aws:kms ({KMS_KEY})" if sse == "aws:kms" else "AES256")
 
-    [report] = verify_flow(sse_bucket, "enc", deep=True)
+    [report] = verify_flow(VerifyParameters(bucket=sse_bucket, prefix="enc", deep=True))
     assert report.ok and report.records_decoded == 300
     target = target_topic("enc-dst")
     restored = restore_flow(RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {sse_bucket}:enc"))
@@ -155,13 +155,13 @@ def _two_chains(
 
     from tests.support.kafka import produce
 
-    [first] = backup_flow(kcql=kcql)
+    [first] = backup_flow(BackupParameters(kcql=kcql))
     first_digests = topic_digests(consume_all(kafka_config, source, 1))
     end = first.manifest.partitions[0].end_offset
     produce(kafka_config, source, numbered_messages(20, partitions=1, key="later{i}"))
     for future in admin.delete_records([TopicPartition(source, 0, end)]).values():
         future.result(timeout=30)
-    [second] = backup_flow(kcql=kcql, full=True)
+    [second] = backup_flow(BackupParameters(kcql=kcql, full=True))
     assert not set(_object_keys(first.manifest)) & set(_object_keys(second.manifest))
     return first.manifest, second.manifest, first_digests
 
@@ -253,7 +253,7 @@ def test_object_lock_on_a_bucket_without_it_fails_before_any_upload(
         f"INSERT INTO {bucket}:p SELECT * FROM `{source}` "
         "PROPERTIES('object.lock.mode'='GOVERNANCE', 'object.lock.retention'='7d')"
     )
-    state = backup_flow(kcql=kcql, return_state=True)
+    state = backup_flow(BackupParameters(kcql=kcql), return_state=True)
     assert state.is_failed()
     message = str(state.result(raise_on_failure=False))
     assert f"Object Lock is not enabled on bucket {bucket!r}" in message

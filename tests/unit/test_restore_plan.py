@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kcql.selection import Selection, Window, restore_selection
+from kcql.specs import BackupSpec, CodecOptions, EnvelopeOptions, Format
 from layout.keys import KeyNaming
 from layout.manifest import (
     CommittedOffset,
@@ -30,6 +31,7 @@ from layout.restore.errors import (
 )
 from layout.restore.from_manifests import GROUPS_NOT_TRANSLATED, NOT_LOSSLESS, plan_from_manifests
 from layout.restore.plan import RestorePlan, restore_id
+from layout.spec_bridge import codec_context, codec_of
 from tasks.restore.discover_listing import (
     ENVELOPE_NOTE,
     OFFSET_WINDOW_NOTE,
@@ -337,6 +339,31 @@ def test_the_envelope_is_only_where_the_format_carries_one():
     assert plan_from_manifests(selection(), chain, listing_of(chain)).envelope is False
 
 
+def test_the_plan_holds_the_last_manifests_codec_options_and_one_function_makes_the_context():
+    spec = BackupSpec(
+        bucket=BUCKET,
+        prefix=PREFIX,
+        topics=("orders",),
+        format=Format.AVRO,
+        envelope=EnvelopeOptions(enabled=True, headers=False),
+        value_converter="avro",
+        compression="zstd",
+        compression_level=3,
+    )
+    *older, last = a_chain()
+    chain = [*older, last.model_copy(update={"spec": spec.model_dump(mode="json")})]
+    plan = plan_from_manifests(selection(), chain, listing_of(chain))
+    assert plan.codec == spec.codec == codec_of(chain[-1])
+    assert plan.wire_sides == ("value",)
+    context = codec_context(plan.format, plan.codec, "orders", 1, "k")
+    assert (context.envelope, context.envelope_headers, context.value_converter) == (True, False, "avro")
+    assert (context.compression, context.compression_level, context.object_key) == ("zstd", 3, "k")
+    assert codec_context("CSV", plan.codec, "orders", 1).envelope is False  # CSV carries none
+    # A spec this version would refuse whole still tells how its objects are encoded.
+    partial = last.model_copy(update={"spec": {"format": "AVRO", "key_converter": "avro"}})
+    assert codec_of(partial) == CodecOptions(key_converter="avro")
+
+
 def test_several_topics_restore_into_star_or_one_by_source_topic():
     chain = [
         manifest(
@@ -428,7 +455,7 @@ def test_the_default_layout_restores_each_partition_in_last_offset_order():
     assert (target.name, target.partitions_needed, target.partition_count) == ("copy", 3, 3)
     assert plan.notes == (VALUE_ONLY_NOTE,)
     assert plan.restore_id == restore_id(selection(), [f"listing:6:{sorted(keys)[-1]}"])
-    assert plan.codec_spec["envelope"]["enabled"] is False
+    assert plan.codec.envelope.enabled is False
 
 
 def test_stream_reactor_partitionby_keys_filter_by_their_values():
