@@ -78,10 +78,3 @@ def test_a_verification_names_the_bucket() -> None:
     assert (params.prefix, params.deep, params.backup_id) == ("", False, None)
     with pytest.raises(ValidationError):
         VerifyParameters()  # type: ignore[call-arg]
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "flows").glob("*.py")), ids=lambda p: p.name)
-def test_flow_modules_only_compose(path: Path) -> None:
-    if path.name == "parameters.py":
-        return  # the parameters' models, not a flow
-    assert len(path.read_text().splitlines()) <= 150
