@@ -2,9 +2,8 @@
 unit, exactly once and resumable → check → translate consumer groups → report.
 
 Composition only. The statement and the parameters' overrides are parsed once (kcql/selection.py,
-through flows/parameters.py); the work is in tasks/restore_*.py, the check where several units
-share a target partition in tasks/restore/check.py, the report and its rendering in
-tasks/restore/report.py.
+through flows/parameters.py); the work is in tasks/restore/ (the check where several units share a
+target partition in check.py, the report, its rendering and RestoreFailed in report.py).
 """
 
 from __future__ import annotations
@@ -15,10 +14,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.connections import RegistrySettings, credential_blocks
-from core.errors import InputError
+from core.connections import credential_blocks
 from flows.parameters import RestoreParameters, selection_of
-from layout.restore.plan import RestorePlan
 from tasks.restore.check import (
     PartitionCheck,
     check_shared_task,
@@ -27,10 +24,11 @@ from tasks.restore.check import (
     split_by_writers,
 )
 from tasks.restore.discover import plan_restore_task
-from tasks.restore.errors import RestoreCheckError, RestoreError
+from tasks.restore.errors import RestoreCheckError
 from tasks.restore.groups import translate_groups_task
 from tasks.restore.produce import UnitResult, restore_unit_task
 from tasks.restore.report import (
+    RestoreFailed,
     RestoreReport,
     planned_units,
     publish,
@@ -39,23 +37,13 @@ from tasks.restore.report import (
     target_progress,
     unit_reports,
 )
-from tasks.restore.target import prepare_targets_task
+from tasks.restore.target import prepare_targets_task, schemas_to_register, unit_parameters
 from tasks.runtime.run_dir import run_dir
 from tasks.runtime.shutdown import stop_tasks_when_terminated
-from tasks.runtime.task_runners import run_tasks
+from tasks.runtime.task_runners import results_or_first_failure, run_tasks
 from tasks.services.schema_registry import register_schemas_task
 
 __all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
-
-
-class RestoreFailed(RestoreError):  # noqa: N818 - it is the restore's outcome, not a bug class
-    """A unit or a check failed; `report` says what is done (and committed), `cause` why."""
-
-    def __init__(self, report: RestoreReport, cause: BaseException) -> None:
-        self.report = report
-        self.cause = cause
-        failed = [u.unit for u in report.units if u.status == "failed"]
-        super().__init__(f"restore {report.restore_id} failed ({', '.join(failed) or 'check'}): {cause}")
 
 
 @flow(name="restore", log_prints=True)
@@ -93,19 +81,16 @@ def _restore(params: RestoreParameters) -> RestoreReport:
 
     if params.dry_run:
         return report(planned_units(plan))
-    plan = _with_target_schema_ids(plan)
-    target = {t.name: t for t in targets}
+    if schemas := schemas_to_register(plan):  # each record's schema id is rewritten as it is produced
+        mapping = register_schemas_task(plan.schema_registry_url, schemas)
+        changes = ", ".join(f"{old} → {new}" for old, new in sorted(mapping.items()))
+        get_run_logger().info(
+            "schemas registered in the target registry (source id → target id): %s", changes
+        )
+        plan = plan.model_copy(update={"schema_id_map": mapping})
     outcomes = run_tasks(
         restore_unit_task,
-        [
-            {
-                "plan": plan,
-                "unit": unit,
-                "target_partitions": target[unit.target_topic].partitions,
-                "grow_target": target[unit.target_topic].created,
-            }
-            for unit in plan.units
-        ],
+        unit_parameters(plan, targets),
         choice=params.task_runner,
         concurrency=params.concurrency,
         records=sum(records_of(o) for unit in plan.units for o in unit.objects),
@@ -131,26 +116,6 @@ def _restore(params: RestoreParameters) -> RestoreReport:
     return report(units, checks=checks, notes=[untranslated] if plan.consumer_groups else [])
 
 
-def _with_target_schema_ids(plan: RestorePlan) -> RestorePlan:
-    """The backup's registry schemas registered in the target's registry (referenced ones first,
-    identical ones reused) and the plan told old id → new id, so that each record's id is
-    rewritten as it is produced; nothing to do when the backup holds no schema or the ids are kept."""
-    if not plan.schemas or not plan.wire_sides or plan.schema_ids == "keep":
-        return plan
-    if not (plan.schema_registry_url or RegistrySettings().url):
-        raise InputError(
-            f"the backup holds {len(plan.schemas)} registry schemas that its records name: set "
-            "KBACKUP_SCHEMA_REGISTRY_URL (or 'schema.registry.url') to the target's registry, or "
-            "restore with 'restore.schema.ids'='keep' into a registry that has the same ids"
-        )
-    mapping = register_schemas_task(plan.schema_registry_url, plan.schemas)
-    get_run_logger().info(
-        "schemas registered in the target registry (source id → target id): %s",
-        ", ".join(f"{old} → {new}" for old, new in sorted(mapping.items())),
-    )
-    return plan.model_copy(update={"schema_id_map": mapping})
-
-
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:
     """Read back what was restored: by digest, each unit's target partitions in parallel on the
     restore's runner where the unit alone wrote them; by count where several units did."""
@@ -165,8 +130,5 @@ def _check(results: list[UnitResult], params: RestoreParameters) -> list[Partiti
             records=sum(p.records for unit in alone for p in unit.partitions.values()),
             description="Check: records read back",
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        checks = [check for outcome in outcomes for check in outcome]
+        checks = [check for outcome in results_or_first_failure(outcomes) for check in outcome]
     return checks + (check_shared_task(shared) if shared else [])

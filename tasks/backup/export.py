@@ -35,7 +35,7 @@ from formats.wire import schema_ids
 from kcql import BackupSpec, Transform
 from layout.grouping import PartitionGrouping
 from layout.keys import KeyNaming
-from layout.manifest import GapCause, ObjectEntry, OffsetGap, PartitionEntry, protection_of
+from layout.manifest import GapCause, ObjectEntry, OffsetGap, PartitionEntry, Protection, protection_of
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming
 from layout.work_units import Part, pack
@@ -44,10 +44,9 @@ from tasks.backup.upload import Uploads, upload_finished, written_objects
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import PartitionWindow
 from tasks.services.kafka.reader import read_windows
-from tasks.services.object_store import check_object_lock
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (records read so far, bytes written so far)."""
@@ -121,10 +120,10 @@ class UnitContext:
 
     spec: BackupSpec
     backup_id: str
-    s3: S3Client
+    store: ObjectStore
     codec: Codec
     naming: KeyNaming
-    put_arguments: dict[str, Any]
+    protection: Protection | None
     transforms: tuple[Transform, ...] = ()
     avro_lookup: Callable[[int], Any] | None = None
 
@@ -132,7 +131,7 @@ class UnitContext:
     def of(
         cls,
         unit: ExportUnit,
-        s3: S3Client,
+        store: ObjectStore,
         transforms: tuple[Transform, ...] = (),
         avro_lookup: Callable[[int], Any] | None = None,
     ) -> UnitContext:
@@ -140,25 +139,25 @@ class UnitContext:
         spec = unit.spec
         protection = protection_of(spec.protection, unit.backup_id)
         if protection and protection.lock_mode:
-            check_object_lock(s3, spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
+            store.check_object_lock(spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
         codec = get_codec(spec.format.value)
         return cls(
             spec=spec,
             backup_id=unit.backup_id,
-            s3=s3,
+            store=store,
             codec=codec,
             naming=key_naming(spec, codec.spec.extension, unit.chain_suffix),
-            put_arguments=protection.put_arguments() if protection else {},
+            protection=protection,
             transforms=transforms,
             avro_lookup=avro_lookup,
         )
 
     def written(self, window: PartitionWindow) -> list[ObjectEntry]:
         """The objects an earlier attempt wrote for this window (tasks.backup.upload.written_objects)."""
-        return written_objects(self.s3, self.spec.bucket, self.naming, window)
+        return written_objects(self.store, self.spec.bucket, self.naming, window)
 
     def upload(self, obj: FinishedObject) -> ObjectEntry:
-        return upload_finished(self.s3, self.spec.bucket, obj, self.backup_id, self.put_arguments)
+        return upload_finished(self.store, self.spec.bucket, obj, self.backup_id, self.protection)
 
 
 class PartitionExport:
@@ -182,9 +181,9 @@ class PartitionExport:
         self.window, self.gap_cause, self.on_progress = window, gap_cause, on_progress
         self.uploads = uploads
         self.started = self.done_at = time.monotonic()
-        codec_ctx = codec_context(spec, window.topic, window.partition)
-        if context.avro_lookup is not None:
-            codec_ctx = dataclasses.replace(codec_ctx, avro_schemas=context.avro_lookup)
+        codec_ctx = codec_context(
+            spec.format.value, spec.codec, window.topic, window.partition, avro_schemas=context.avro_lookup
+        )
         self.roller = ObjectRoller(context.codec, codec_ctx, context.naming, flush_rules(spec))
         self.wire = WireIds(spec)
         self.grouping = PartitionGrouping(
@@ -283,7 +282,7 @@ class PartitionExport:
 def export_unit(
     unit: ExportUnit,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     transforms: tuple[Transform, ...] = (),
     on_progress: UnitProgressCallback | None = None,
     avro_lookup: Callable[[int], Any] | None = None,
@@ -292,7 +291,7 @@ def export_unit(
     The objects an earlier attempt wrote are looked up on LISTING_THREADS threads while the
     consumer starts; each partition's last objects are finished and sent as soon as its window is
     read, and the uploads go on while the unit reads on (Uploads)."""
-    context = UnitContext.of(unit, s3, transforms, avro_lookup)
+    context = UnitContext.of(unit, store, transforms, avro_lookup)
     windows = unit.windows
 
     def progress_of(window: PartitionWindow) -> ProgressCallback | None:
@@ -347,14 +346,14 @@ def _done(value: list[ObjectEntry]) -> Future[list[ObjectEntry]]:
 def export_partition(
     request: ExportRequest,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     transforms: tuple[Transform, ...] = (),
     on_progress: ProgressCallback | None = None,
     avro_lookup: Callable[[int], Any] | None = None,
 ) -> PartitionEntry:
     """Export one partition's window: `export_unit` of a unit of that window alone."""
     progress = None if on_progress is None else lambda _t, _p, records, written: on_progress(records, written)
-    [entry] = export_unit(ExportUnit.of(request), kafka_config, s3, transforms, progress, avro_lookup)
+    [entry] = export_unit(ExportUnit.of(request), kafka_config, store, transforms, progress, avro_lookup)
     return entry
 
 
@@ -409,7 +408,7 @@ def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap
 def export_unit_task(unit: ExportUnit, transforms: tuple[Transform, ...] = ()) -> list[PartitionEntry]:
     from tasks.runtime.progress import report_progress
     from tasks.services.kafka.clients import client_config
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
     from tasks.services.schema_registry import Registry
 
     totals = {(w.topic, w.partition): w.end - w.start for w in unit.windows}
@@ -419,4 +418,4 @@ def export_unit_task(unit: ExportUnit, transforms: tuple[Transform, ...] = ()) -
 
     spec = unit.spec
     lookup = Registry(spec.schema_registry_url).avro_lookup() if needs_avro_schemas(spec) else None
-    return export_unit(unit, client_config(), s3_client(), transforms, on_progress, lookup)
+    return export_unit(unit, client_config(), open_store(), transforms, on_progress, lookup)

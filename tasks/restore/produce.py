@@ -56,7 +56,7 @@ from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.errors import KbackupError, is_retryable
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
 RECOVERY_S = 120  # how long a unit retries without progress (a commit or a delivered record)
@@ -101,7 +101,7 @@ def restore_unit(
     plan: RestorePlan,
     unit: RestoreUnit,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     target_partitions: int,
     on_progress: ProgressCallback | None = None,
     grow_target: bool = False,
@@ -121,7 +121,7 @@ def restore_unit(
         attempt += 1
         try:
             result = _attempt(
-                plan, unit, kafka_config, s3, target_partitions, on_progress, grow_target, progress
+                plan, unit, kafka_config, store, target_partitions, on_progress, grow_target, progress
             )
         except (RestoreStalledError, TransactionFatalError):
             raise
@@ -146,7 +146,7 @@ def _attempt(
     plan: RestorePlan,
     unit: RestoreUnit,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     target_partitions: int,
     on_progress: ProgressCallback | None,
     grow_target: bool,
@@ -166,7 +166,7 @@ def _attempt(
             progress.resumed_from = done
         progress.moved()
         run = _UnitRun(plan, unit, kafka_config, target_partitions, grow_target, writer, done, metadata)
-        for source in unit_records(s3, plan, unit):
+        for source in unit_records(store, plan, unit):
             shutdown.raise_if_stopping()
             run.add(source, on_progress)
         return run.finish(on_progress)
@@ -464,11 +464,13 @@ def restore_unit_task(
 ) -> UnitResult:
     from tasks.runtime.progress import report_progress
     from tasks.services.kafka.clients import client_config
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
     total = sum(o.record_count or 0 for o in unit.objects)
 
     def on_progress(records: int, written: int) -> None:
         report_progress(unit.target_topic, unit.source_partition or 0, records, max(total, records), written)
 
-    return restore_unit(plan, unit, client_config(), s3_client(), target_partitions, on_progress, grow_target)
+    return restore_unit(
+        plan, unit, client_config(), open_store(), target_partitions, on_progress, grow_target
+    )
