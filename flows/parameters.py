@@ -13,6 +13,7 @@ from prefect import get_run_logger
 from prefect.variables import Variable
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
+from core.machine import MAX_WORKERS, default_workers
 from kcql import BackupSpec, parse_backup, parse_connector_config
 from kcql.selection import Selection, restore_selection
 from tasks.runtime.task_runners import TASK_RUNNERS, check_task_runner
@@ -24,9 +25,18 @@ KCQL_VARIABLE = "kbackup_backup_kcql"
 TaskRunnerChoice = Annotated[str, AfterValidator(check_task_runner)]
 
 
-def concurrency_field(work: str) -> Any:
+DEFAULT_CONCURRENCY = default_workers()
+"""The task runner's workers when a run does not say: the cores this process may use."""
+
+
+def concurrency_field(work: str, note: str = "") -> Any:
     return Field(
-        default=4, ge=1, le=64, description=f"Partitions {work} at the same time: the task runner's workers."
+        default=DEFAULT_CONCURRENCY,
+        ge=1,
+        le=MAX_WORKERS,
+        description=f"The task runner's workers: how many {work} at the same time{note}. Default: the cores "
+        "the process running the flow may use (its CPU affinity, else the machine's core count; "
+        f"{DEFAULT_CONCURRENCY} where this form was made), at most {MAX_WORKERS}.",
     )
 
 
@@ -70,7 +80,10 @@ class BackupParameters(BaseModel):
         description="quick: sizes and checksums; sampled: also decode a sample of objects; full: decode everything "
         "and recompute every partition's records digest.",
     )
-    concurrency: int = concurrency_field("exported")
+    concurrency: int = concurrency_field(
+        "work units of partitions are exported",
+        " (the partitions are packed into this many, more for large data)",
+    )
     task_runner: TaskRunnerChoice = task_runner_field("exports")
     full: bool = Field(
         default=False,
@@ -152,7 +165,7 @@ class RestoreParameters(BaseModel):
     translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")
     dry_run: bool = Field(default=False, description="Plan and report only: create nothing, produce nothing.")
     check: bool = Field(default=True, description="Consume what was restored and compare digests.")
-    concurrency: int = concurrency_field("restored")
+    concurrency: int = concurrency_field("units of partitions are restored")
     task_runner: TaskRunnerChoice = task_runner_field("restores")
     s3_credentials_block: str | None = s3_credentials_block_field()
     kafka_password_block: str | None = kafka_password_block_field()

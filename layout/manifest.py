@@ -58,7 +58,10 @@ class PartitionEntry(FrozenModel):
     records_digest: str = Field(description="Digest over the window's records in offset order.")
     gaps: tuple[OffsetGap, ...] = ()
     objects: tuple[ObjectEntry, ...] = ()
-    seconds: float = Field(default=0.0, description="Wall time of the export.")
+    seconds: float = Field(
+        default=0.0,
+        description="Wall time of the export: from the start of its work unit to the partition's last object.",
+    )
     schema_ids: dict[str, tuple[int, ...]] = Field(
         default_factory=dict,
         description="`key` / `value` → the registry schema ids its records name (converter `avro`).",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.machine import default_workers
 from kbackup.cli import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -30,7 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--verify", choices=["quick", "sampled", "full"], default="sampled", help="verification depth"
     )
-    parser.add_argument("--concurrency", type=int, default=4, help="partitions exported at once (default 4)")
+    cores = default_workers()
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=cores,
+        help=f"workers: work units of partitions exported at once (default: the cores this process may use, {cores} here)",
+    )
     parser.add_argument(
         "--full", action="store_true", help="a full backup: start a new chain from the earliest offsets"
     )

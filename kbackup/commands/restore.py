@@ -8,6 +8,7 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
+from core.machine import default_workers
 from kbackup.cli import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -40,7 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-check", action="store_true", help="skip consuming the restored records to compare digests"
     )
     parser.add_argument("--dry-run", action="store_true", help="plan and report only")
-    parser.add_argument("--concurrency", type=int, default=4, help="partitions restored at once (default 4)")
+    cores = default_workers()
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=cores,
+        help=f"workers: units of partitions restored at once (default: the cores this process may use, {cores} here)",
+    )
     add_task_runner_argument(parser)
     add_credentials_block_arguments(parser)
     parser.set_defaults(handler=run)

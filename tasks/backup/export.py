@@ -1,47 +1,64 @@
-"""Export one partition's window: read (tasks.services.kafka.reader), group by PARTITIONBY
+"""Export partition windows: read (tasks.services.kafka.reader), group by PARTITIONBY
 (layout.grouping), encode and roll by the flush rules (layout.objects, formats), upload
 (tasks.backup.upload).
 
-`export_partition` is the plain function; `export_partition_task` its thin retryable task.
-A retried export resumes after the objects it already wrote (default layout: their names and
-metadata say where they stop) and otherwise rewrites the same keys with the same bytes, which
-the conditional upload accepts as already done.
+A work unit (layout.work_units: many partitions, one task run) reads all its windows through one
+consumer (`read_windows`) and feeds each partition's records to that partition's own export
+state (`PartitionExport`: roller, digest, gaps, schema ids, grouping, where to resume), so that
+keys, object bytes, digests and manifest entries are the same whatever the grouping.
+`export_unit` is the plain function and `export_unit_task` its thin retryable task;
+`export_partition` is the one-window case of the same code.
+
+A retried unit resumes each partition after the objects it already wrote (default layout: their
+names and metadata say where they stop) and otherwise rewrites the same keys with the same
+bytes, which the conditional upload accepts as already done.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from confluent_kafka import Message
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from formats import get_codec
+from formats import Codec, get_codec
 from formats.columns import from_messages, records_digest_inputs, update_digest
 from formats.wire import schema_ids
 from kcql import BackupSpec, Transform
 from layout.grouping import PartitionGrouping
-from layout.manifest import GapCause, OffsetGap, PartitionEntry, protection_of
+from layout.keys import KeyNaming
+from layout.manifest import GapCause, ObjectEntry, OffsetGap, PartitionEntry, Protection, protection_of
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming
+from layout.work_units import Part, pack
 from tasks.backup.plan import BackupPlan, gap_cause
-from tasks.backup.upload import upload_finished, written_objects
+from tasks.backup.upload import Uploads, upload_finished, written_objects
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import PartitionWindow
-from tasks.services.kafka.reader import read_window
+from tasks.services.kafka.reader import read_windows
 
 if TYPE_CHECKING:
     from tasks.services.object_store import ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (records read so far, bytes written so far)."""
+UnitProgressCallback = Callable[[str, int, int, int], None]
+"""Called with (topic, partition, records read so far, bytes written so far)."""
+LISTING_THREADS = 8
+"""Partitions whose earlier objects (a retried unit's) are looked up at once."""
 
 
 class ExportRequest(BaseModel):
+    """One partition's export (a unit of one window)."""
+
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     spec: BackupSpec
@@ -51,19 +68,279 @@ class ExportRequest(BaseModel):
     chain_suffix: str = ""
 
 
-def export_requests(plan: BackupPlan) -> list[ExportRequest]:
-    """One export per partition window of the plan."""
+class ExportUnit(BaseModel):
+    """The windows one task run exports (layout.work_units), in (topic, partition) order."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    spec: BackupSpec
+    backup_id: str
+    name: str
+    windows: tuple[PartitionWindow, ...]
+    gap_causes: dict[str, GapCause] = Field(default_factory=dict)
+    """Per topic: what an offset hole most likely is (tasks.backup.plan.gap_cause); default
+    transaction markers."""
+    chain_suffix: str = ""
+
+    @classmethod
+    def of(cls, request: ExportRequest) -> ExportUnit:
+        window = request.window
+        return cls(
+            spec=request.spec,
+            backup_id=request.backup_id,
+            name=f"{window.topic}[{window.partition}]",
+            windows=(window,),
+            gap_causes={window.topic: request.gap_cause},
+            chain_suffix=request.chain_suffix,
+        )
+
+
+def export_units(plan: BackupPlan, workers: int) -> list[ExportUnit]:
+    """The plan's windows packed into units for `workers` workers (layout.work_units.pack: by
+    their records; their bytes are not known before they are read)."""
     causes = {t.name: gap_cause(t) for t in plan.topics}
+    units = pack(plan.windows, lambda w: Part(w.topic, w.partition, w.end - w.start), workers=workers)
     return [
-        ExportRequest(
+        ExportUnit(
             spec=plan.spec,
-            window=w,
             backup_id=plan.backup_id,
-            gap_cause=causes[w.topic],
+            name=unit.name,
+            windows=unit.items,
+            gap_causes={w.topic: causes[w.topic] for w in unit.items},
             chain_suffix=plan.chain_suffix,
         )
-        for w in plan.windows
+        for unit in units
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitContext:
+    """What every partition of a unit shares: where and how objects are named, encoded and
+    uploaded."""
+
+    spec: BackupSpec
+    backup_id: str
+    store: ObjectStore
+    codec: Codec
+    naming: KeyNaming
+    protection: Protection | None
+    transforms: tuple[Transform, ...] = ()
+    avro_lookup: Callable[[int], Any] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        unit: ExportUnit,
+        store: ObjectStore,
+        transforms: tuple[Transform, ...] = (),
+        avro_lookup: Callable[[int], Any] | None = None,
+    ) -> UnitContext:
+        """The unit's context; checks once that the bucket has Object Lock when the spec asks for it."""
+        spec = unit.spec
+        protection = protection_of(spec.protection, unit.backup_id)
+        if protection and protection.lock_mode:
+            store.check_object_lock(spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
+        codec = get_codec(spec.format.value)
+        return cls(
+            spec=spec,
+            backup_id=unit.backup_id,
+            store=store,
+            codec=codec,
+            naming=key_naming(spec, codec.spec.extension, unit.chain_suffix),
+            protection=protection,
+            transforms=transforms,
+            avro_lookup=avro_lookup,
+        )
+
+    def written(self, window: PartitionWindow) -> list[ObjectEntry]:
+        """The objects an earlier attempt wrote for this window (tasks.backup.upload.written_objects)."""
+        return written_objects(self.store, self.spec.bucket, self.naming, window)
+
+    def upload(self, obj: FinishedObject) -> ObjectEntry:
+        return upload_finished(self.store, self.spec.bucket, obj, self.backup_id, self.protection)
+
+
+class PartitionExport:
+    """One partition's export in progress: fed its window's records in offset order, a consumed
+    run at a time (`add`), `close`d when the window is read (its last objects sent), and made
+    into its manifest entry once its uploads are done (`entry`). The records digest, the gaps,
+    PARTITIONBY groups and the objects' cuts are computed on whole runs, as columns
+    (formats.columns); records up to `written[-1]` (an earlier attempt's objects) are digested and
+    counted but not written again."""
+
+    def __init__(
+        self,
+        context: UnitContext,
+        uploads: Uploads,
+        window: PartitionWindow,
+        gap_cause: GapCause,
+        written: Future[list[ObjectEntry]],
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        spec = context.spec
+        self.window, self.gap_cause, self.on_progress = window, gap_cause, on_progress
+        self.uploads = uploads
+        self.started = self.done_at = time.monotonic()
+        codec_ctx = codec_context(
+            spec.format.value, spec.codec, window.topic, window.partition, avro_schemas=context.avro_lookup
+        )
+        self.roller = ObjectRoller(context.codec, codec_ctx, context.naming, flush_rules(spec))
+        self.wire = WireIds(spec)
+        self.grouping = PartitionGrouping(
+            spec, window.topic, window.partition, context.transforms, context.avro_lookup
+        )
+        self.written = written  # looked up while the unit reads: see _resume
+        self.resumed = False
+        self.objects: list[ObjectEntry] = []
+        self.sent: list[Future[ObjectEntry]] = []
+        self.resume_after = window.start - 1
+        self.digest = hashlib.sha256()
+        self.gaps: list[OffsetGap] = [window.retention_gap] if window.retention_gap else []
+        self.expected = window.start
+        self.count = 0
+        self.written_bytes = 0
+        self.last_report: float | None = None
+
+    def _resume(self) -> None:
+        """Before the first records are written: the objects an earlier attempt wrote, and where
+        they stop."""
+        if self.resumed:
+            return
+        written = self.written.result()
+        self.objects.extend(written)
+        self.resume_after = written[-1].last_offset if written else self.window.start - 1
+        self.written_bytes += sum(o.size for o in written)
+        self.resumed = True
+
+    def _upload(self, finished: list[FinishedObject]) -> None:
+        for obj in finished:
+            future = self.uploads.send(obj)
+            future.add_done_callback(self._uploaded)
+            self.sent.append(future)
+            self.written_bytes += len(obj.data)
+
+    def _uploaded(self, _: Future[ObjectEntry]) -> None:
+        self.done_at = max(self.done_at, time.monotonic())
+
+    def add(self, messages: Sequence[Message]) -> None:
+        """The next records of the window (offset order, none before the previous run's)."""
+        self._resume()
+        batch = from_messages(messages)
+        offsets = batch.column("offset").to_numpy()
+        self.gaps.extend(_gaps(offsets, self.expected, self.gap_cause))
+        self.expected = int(offsets[-1]) + 1
+        self.wire.add(batch)
+        inputs = records_digest_inputs(batch)
+        update_digest(self.digest, inputs)
+        self.count += batch.num_rows
+        if self.resume_after >= offsets[0]:
+            skip = int(np.searchsorted(offsets, self.resume_after, side="right"))
+            batch, inputs = batch.slice(skip), inputs.slice(skip)
+        for values, rows, row_inputs in self.grouping.groups(batch, inputs):
+            self._upload(self.roller.add(rows, row_inputs, values))
+        # reported every 0.5 s from the first records on (a small window only when it is closed)
+        now = time.monotonic()
+        if self.last_report is None:
+            self.last_report = now
+        elif self.on_progress and now - self.last_report > 0.5:
+            self.on_progress(self.count, self.written_bytes)
+            self.last_report = now
+
+    def close(self) -> None:
+        """The window is read: its open objects are finished and sent."""
+        self._resume()
+        window = self.window
+        if self.expected < window.end and window.end > window.start:
+            self.gaps.append(OffsetGap(first=self.expected, last=window.end - 1, cause=self.gap_cause))
+        self._upload(self.roller.finish_all())
+        if self.on_progress:
+            self.on_progress(self.count, self.written_bytes)
+        self.done_at = max(self.done_at, time.monotonic())
+
+    def entry(self) -> PartitionEntry:
+        """The partition's manifest entry, once its objects are uploaded (raises an upload's failure)."""
+        window = self.window
+        self.objects.extend(future.result() for future in self.sent)
+        self.sent = []
+        self.objects.sort(key=lambda o: (o.last_offset, o.key))
+        return PartitionEntry(
+            topic=window.topic,
+            partition=window.partition,
+            start_offset=window.start,
+            end_offset=window.end,
+            record_count=self.count,
+            byte_count=self.written_bytes,
+            records_digest="sha256:" + self.digest.hexdigest(),
+            gaps=tuple(self.gaps),
+            objects=tuple(self.objects),
+            seconds=round(self.done_at - self.started, 3),
+            schema_ids=self.wire.ids(),
+            not_wire_format=self.wire.not_wire_format,
+        )
+
+
+def export_unit(
+    unit: ExportUnit,
+    kafka_config: dict[str, Any],
+    store: ObjectStore,
+    transforms: tuple[Transform, ...] = (),
+    on_progress: UnitProgressCallback | None = None,
+    avro_lookup: Callable[[int], Any] | None = None,
+) -> list[PartitionEntry]:
+    """Export the unit's windows through one consumer: one entry per window, in the unit's order.
+    The objects an earlier attempt wrote are looked up on LISTING_THREADS threads while the
+    consumer starts; each partition's last objects are finished and sent as soon as its window is
+    read, and the uploads go on while the unit reads on (Uploads)."""
+    context = UnitContext.of(unit, store, transforms, avro_lookup)
+    windows = unit.windows
+
+    def progress_of(window: PartitionWindow) -> ProgressCallback | None:
+        if on_progress is None:
+            return None
+        return lambda records, written_bytes: on_progress(
+            window.topic, window.partition, records, written_bytes
+        )
+
+    def written(window: PartitionWindow) -> Future[list[ObjectEntry]]:
+        if window.end <= window.start:  # nothing can be written in an empty window
+            return _done([])
+        return listing.submit(context.written, window)
+
+    group = f"kbackup-export-{unit.backup_id}"
+    listing = ThreadPoolExecutor(
+        max(1, min(LISTING_THREADS, len(windows))), thread_name_prefix="kbackup-list"
+    )
+    try:
+        with Uploads(context.upload) as uploads:
+            exports = {
+                (w.topic, w.partition): PartitionExport(
+                    context,
+                    uploads,
+                    w,
+                    unit.gap_causes.get(w.topic, "transaction-markers"),
+                    written(w),
+                    progress_of(w),
+                )
+                for w in windows
+            }
+            runs = read_windows(
+                kafka_config, windows, unit.spec.isolation_level, group, cap=unit.spec.flush_count
+            )
+            for run in runs:
+                export = exports[(run.topic, run.partition)]
+                if run.records:
+                    export.add(run.records)
+                if run.last:
+                    export.close()
+            return [exports[(w.topic, w.partition)].entry() for w in windows]
+    finally:
+        listing.shutdown(wait=True, cancel_futures=True)  # after a failure: the lookups not started
+
+
+def _done(value: list[ObjectEntry]) -> Future[list[ObjectEntry]]:
+    future: Future[list[ObjectEntry]] = Future()
+    future.set_result(value)
+    return future
 
 
 def export_partition(
@@ -74,78 +351,10 @@ def export_partition(
     on_progress: ProgressCallback | None = None,
     avro_lookup: Callable[[int], Any] | None = None,
 ) -> PartitionEntry:
-    """Read the window a consumed batch at a time, as columns (formats.columns): the records
-    digest, the gaps, PARTITIONBY groups and the objects' cuts are computed on whole batches."""
-    spec, window = request.spec, request.window
-    started = time.monotonic()
-    protection = protection_of(spec.protection, request.backup_id)
-    if protection and protection.lock_mode:
-        store.check_object_lock(spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
-    codec = get_codec(spec.format.value)
-    naming = key_naming(spec, codec.spec.extension, request.chain_suffix)
-    context = codec_context(
-        spec.format.value, spec.codec, window.topic, window.partition, avro_schemas=avro_lookup
-    )
-    roller = ObjectRoller(codec, context, naming, flush_rules(spec))
-    wire = WireIds(spec)
-    grouping = PartitionGrouping(spec, window.topic, window.partition, transforms, avro_lookup)
-    objects = written_objects(store, spec.bucket, naming, window)
-    resume_after = objects[-1].last_offset if objects else window.start - 1
-
-    digest = hashlib.sha256()
-    gaps: list[OffsetGap] = [request.window.retention_gap] if request.window.retention_gap else []
-    expected = window.start
-    count = 0
-    written_bytes = sum(o.size for o in objects)
-    last_report = 0.0
-
-    def upload(finished: list[FinishedObject]) -> None:
-        nonlocal written_bytes
-        for obj in finished:
-            objects.append(upload_finished(store, spec.bucket, obj, request.backup_id, protection))
-            written_bytes += len(obj.data)
-
-    group = f"kbackup-export-{request.backup_id}"
-    batches = read_window(
-        kafka_config, window.topic, window.partition, window.start, window.end, spec.isolation_level, group
-    )
-    for messages in batches:
-        batch = from_messages(messages)
-        offsets = batch.column("offset").to_numpy()
-        gaps.extend(_gaps(offsets, expected, request.gap_cause))
-        expected = int(offsets[-1]) + 1
-        wire.add(batch)
-        inputs = records_digest_inputs(batch)
-        update_digest(digest, inputs)
-        count += batch.num_rows
-        if resume_after >= offsets[0]:
-            skip = int(np.searchsorted(offsets, resume_after, side="right"))
-            batch, inputs = batch.slice(skip), inputs.slice(skip)
-        for values, rows, row_inputs in grouping.groups(batch, inputs):
-            upload(roller.add(rows, row_inputs, values))
-        if on_progress and time.monotonic() - last_report > 0.5:
-            on_progress(count, written_bytes)
-            last_report = time.monotonic()
-    if expected < window.end and window.end > window.start:
-        gaps.append(OffsetGap(first=expected, last=window.end - 1, cause=request.gap_cause))
-    upload(roller.finish_all())
-    if on_progress:
-        on_progress(count, written_bytes)
-    objects.sort(key=lambda o: (o.last_offset, o.key))
-    return PartitionEntry(
-        topic=window.topic,
-        partition=window.partition,
-        start_offset=window.start,
-        end_offset=window.end,
-        record_count=count,
-        byte_count=written_bytes,
-        records_digest="sha256:" + digest.hexdigest(),
-        gaps=tuple(gaps),
-        objects=tuple(objects),
-        seconds=round(time.monotonic() - started, 3),
-        schema_ids=wire.ids(),
-        not_wire_format=wire.not_wire_format,
-    )
+    """Export one partition's window: `export_unit` of a unit of that window alone."""
+    progress = None if on_progress is None else lambda _t, _p, records, written: on_progress(records, written)
+    [entry] = export_unit(ExportUnit.of(request), kafka_config, store, transforms, progress, avro_lookup)
+    return entry
 
 
 def needs_avro_schemas(spec: BackupSpec) -> bool:
@@ -191,27 +400,22 @@ def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap
 
 
 @task(
-    name="export-partition",
+    name="export-unit",
     cache_policy=NO_CACHE,
-    task_run_name="export {request.window.topic}[{request.window.partition}]",
+    task_run_name="export {unit.name}",
     **RETRY_OPTIONS,
 )
-def export_partition_task(request: ExportRequest, transforms: tuple[Transform, ...] = ()) -> PartitionEntry:
+def export_unit_task(unit: ExportUnit, transforms: tuple[Transform, ...] = ()) -> list[PartitionEntry]:
     from tasks.runtime.progress import report_progress
     from tasks.services.kafka.clients import client_config
     from tasks.services.object_store import open_store
     from tasks.services.schema_registry import Registry
 
-    spec = request.spec
+    totals = {(w.topic, w.partition): w.end - w.start for w in unit.windows}
 
-    def on_progress(records: int, written: int) -> None:
-        report_progress(
-            request.window.topic,
-            request.window.partition,
-            records,
-            request.window.end - request.window.start,
-            written,
-        )
+    def on_progress(topic: str, partition: int, records: int, written: int) -> None:
+        report_progress(topic, partition, records, totals[(topic, partition)], written)
 
+    spec = unit.spec
     lookup = Registry(spec.schema_registry_url).avro_lookup() if needs_avro_schemas(spec) else None
-    return export_partition(request, client_config(), open_store(), transforms, on_progress, lookup)
+    return export_unit(unit, client_config(), open_store(), transforms, on_progress, lookup)

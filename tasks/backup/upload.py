@@ -2,11 +2,15 @@
 
 Each object is put once (`ObjectStore.put_once`, tasks.services.object_store: a conditional put
 that accepts the same bytes already there) with metadata saying which records it holds, so that a
-retried export of the default layout can resume after the chain of objects it already wrote.
+retried export of the default layout can resume after the chain of objects it already wrote. A work
+unit sends its objects on a few threads while it reads on (`Uploads`).
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from layout.keys import KeyNaming, parse_object_key
@@ -18,6 +22,10 @@ from tasks.services.object_store import SHA256_METADATA
 if TYPE_CHECKING:
     from tasks.services.object_store import ObjectStore
 
+UPLOAD_THREADS = 8
+"""Objects a unit uploads at once."""
+UPLOAD_BYTES = 64 * 1024 * 1024
+"""What a unit's finished objects waiting for their upload may hold (one object at least)."""
 _META_FIRST = "first-offset"
 _META_COUNT = "record-count"
 _META_MIN_TS = "min-timestamp"
@@ -58,6 +66,40 @@ def upload_finished(
         records_digest=obj.records_digest,
         partition_values=obj.partition_values,
     )
+
+
+class Uploads:
+    """A unit's uploads, sent on UPLOAD_THREADS threads while the unit reads on. The finished
+    objects waiting or being sent hold at most UPLOAD_BYTES (one object at least): past that,
+    `send` waits for the oldest, which also raises the first failure."""
+
+    def __init__(
+        self,
+        upload: Callable[[FinishedObject], ObjectEntry],
+        threads: int = UPLOAD_THREADS,
+        budget: int = UPLOAD_BYTES,
+    ) -> None:
+        self.upload, self.budget = upload, budget
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kbackup-upload")
+        self.sent: deque[tuple[Future[ObjectEntry], int]] = deque()
+        self.held = 0
+
+    def send(self, obj: FinishedObject) -> Future[ObjectEntry]:
+        while self.sent and (self.sent[0][0].done() or self.held + len(obj.data) > self.budget):
+            future, size = self.sent.popleft()
+            self.held -= size
+            future.result()
+        future = self.pool.submit(self.upload, obj)
+        self.sent.append((future, len(obj.data)))
+        self.held += len(obj.data)
+        return future
+
+    def __enter__(self) -> Uploads:
+        return self
+
+    def __exit__(self, *failure: object) -> None:
+        # after a failure the uploads not started yet are dropped (a retry sends them again)
+        self.pool.shutdown(wait=True, cancel_futures=failure[0] is not None)
 
 
 def _optional_int(text: str | None) -> int | None:

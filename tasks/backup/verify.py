@@ -12,7 +12,9 @@ import hashlib
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 Depth = Literal["quick", "sampled", "full"]
 T = TypeVar("T")
 SAMPLE_FRACTION = 0.1
+VERIFY_THREADS = 16  # objects asked for at once (boto3's clients are thread-safe)
+VERIFY_BYTES = 128 * 1024 * 1024  # what the decodings running at once may fetch, one at least
 
 
 class VerifyReport(BaseModel):
@@ -232,6 +236,56 @@ def _check_partition_digest(
     return count
 
 
+@dataclass(frozen=True)
+class _Decoding:
+    """One decoding job: a partition's digest over all its objects, or one object's check."""
+
+    partition: PartitionEntry
+    objects: tuple[ObjectEntry, ...]
+    whole_partition: bool
+
+    @property
+    def weight(self) -> int:
+        """The bytes the job fetches (what it holds in memory is of that order)."""
+        return sum(o.size for o in self.objects)
+
+
+def _run_decoding(
+    store: ObjectStore, bucket: str, manifest: Manifest, job: _Decoding
+) -> tuple[int, int, list[str]]:
+    """(objects decoded, records decoded, problems) of one job."""
+    problems: list[str] = []
+    if job.whole_partition:
+        records = _check_partition_digest(store, bucket, manifest, job.partition, problems)
+    else:
+        [entry] = job.objects
+        records = _check_object(store, bucket, manifest, job.partition, entry, problems)
+    return len(job.objects), records, problems
+
+
+def _in_order(
+    call: Callable[[T], Any], jobs: Sequence[T], weight: Callable[[T], int] = lambda _: 0, budget: int = 0
+) -> Iterator[Any]:
+    """`call` of each job on VERIFY_THREADS threads, the results in the jobs' order; with a
+    `budget`, jobs are started while the weights of those running stay within it (one at least)."""
+    if len(jobs) <= 1:
+        yield from map(call, jobs)
+        return
+    with ThreadPoolExecutor(min(VERIFY_THREADS, len(jobs))) as pool:
+        running: deque[tuple[Future[Any], int]] = deque()
+        held = 0
+        for job in jobs:
+            cost = weight(job)
+            while running and (len(running) >= VERIFY_THREADS or (budget and held + cost > budget)):
+                future, done_cost = running.popleft()
+                held -= done_cost
+                yield future.result()
+            running.append((pool.submit(call, job), cost))
+            held += cost
+        while running:
+            yield running.popleft()[0].result()
+
+
 def verify_backup(
     store: ObjectStore,
     bucket: str,
@@ -241,20 +295,29 @@ def verify_backup(
     listing: Listing | None = None,
 ) -> VerifyReport:
     """Check the manifest's objects: each in `listing` (a listing of the backup's prefix, made here
-    when not given), its size and stored sha256; `sampled`/`full` decode and recompute digests."""
+    when not given), its size and stored sha256; `sampled`/`full` decode and recompute digests.
+
+    Objects are asked for on VERIFY_THREADS threads (HEADs all at once; decodings while the bytes
+    they fetch stay within VERIFY_BYTES); the problems are reported in the manifest's order, the
+    same whatever the threads' timing."""
     if listing is None:
         listing = list_prefix(store, bucket, spec_of(manifest).prefix)
-    problems: list[str] = []
     checked = decoded = records = 0
     rng = random.Random(seed)
-    for partition in manifest.partitions:
+    entries = [entry for partition in manifest.partitions for entry in partition.objects]
+    heads = iter(list(_in_order(lambda entry: store.head(bucket, entry.key), entries)))
+    found: list[list[str]] = []  # each partition's problems, in the manifest's order
+    decodings: list[tuple[int, _Decoding]] = []  # (the partition's index, what to decode)
+    for index, partition in enumerate(manifest.partitions):
+        found.append([])
+        problems = found[-1]
         if sum(o.record_count for o in partition.objects) != partition.record_count:
             problems.append(
                 f"{partition.topic}/{partition.partition}: objects hold fewer records than the partition's count"
             )
         present = []
         for entry in partition.objects:
-            head = store.head(bucket, entry.key)
+            head = next(heads)
             checked += 1
             if head is None:
                 problems.append(_missing(bucket, manifest, entry.key))
@@ -269,17 +332,28 @@ def verify_backup(
             elif head.metadata.get(SHA256_METADATA, entry.sha256) != entry.sha256:
                 problems.append(_corrupt(bucket, entry.key, "its stored sha256 differs from the manifest's"))
         if depth == "full" and len(present) == len(partition.objects):
-            records += _check_partition_digest(store, bucket, manifest, partition, problems)
-            decoded += len(partition.objects)
+            decodings.append((index, _Decoding(partition, partition.objects, whole_partition=True)))
         elif depth == "full":  # the partition's digest cannot be recomputed; check what is there
-            for entry in present:
-                records += _check_object(store, bucket, manifest, partition, entry, problems)
-                decoded += 1
+            decodings.extend(
+                (index, _Decoding(partition, (entry,), whole_partition=False)) for entry in present
+            )
         elif depth == "sampled" and present:
             wanted = max(1, round(len(present) * SAMPLE_FRACTION))
-            for entry in rng.sample(present, wanted):
-                records += _check_object(store, bucket, manifest, partition, entry, problems)
-                decoded += 1
+            decodings.extend(
+                (index, _Decoding(partition, (entry,), whole_partition=False))
+                for entry in rng.sample(present, wanted)
+            )
+    outcomes = _in_order(
+        lambda job: _run_decoding(store, bucket, manifest, job[1]),
+        decodings,
+        lambda job: job[1].weight,
+        VERIFY_BYTES,
+    )
+    for (index, _), (objects, job_records, job_problems) in zip(decodings, outcomes, strict=True):
+        decoded += objects
+        records += job_records
+        found[index].extend(job_problems)  # after the partition's own, in the decodings' order
+    problems = [problem for partition_problems in found for problem in partition_problems]
     return VerifyReport(
         backup_id=manifest.backup_id,
         depth=depth,

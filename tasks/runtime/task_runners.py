@@ -1,4 +1,4 @@
-"""The Prefect task runner a run's per-partition tasks (exports, restores) run on.
+"""The Prefect task runner a run's tasks (export units, restore units) run on.
 
 `--task-runner` / the flows' `task_runner` parameter:
 - `threads`: Prefect's ThreadPoolTaskRunner in the flow's process; starts at once.
@@ -8,8 +8,10 @@
   single-threaded worker processes, or on an existing scheduler's workers (then the cluster,
   not `concurrency`, decides how many tasks run at once).
 - `auto` (the default): `threads` when the work is small (under AUTO_PROCESSES_MIN_RECORDS
-  records, a single partition, a single worker, or one core) — a worker process's start would
-  cost more than it saves — else `processes`.
+  records, a single task, a single worker, or one core this process may use) — a worker
+  process's start would cost more than it saves — else `processes`.
+
+The workers (`concurrency`) default to the cores the run may use (core.machine.default_workers).
 
 Wherever the tasks run, they report progress and see a stop request through the run's directory
 (tasks.runtime.run_dir, tasks.runtime.progress, tasks.runtime.shutdown). On a stop, worker processes get STOP_GRACE_S to
@@ -31,6 +33,7 @@ from prefect import get_run_logger
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from core.machine import available_cores
 from tasks.runtime import progress, run_dir, shutdown
 from tasks.runtime.log_format import expected_errors_without_traceback
 
@@ -61,7 +64,7 @@ def resolve(choice: str, concurrency: int, records: int, tasks: int) -> tuple[Ki
         return "dask", choice.partition("=")[2] or None
     if choice == "auto":
         small = records < AUTO_PROCESSES_MIN_RECORDS or tasks <= 1 or concurrency <= 1
-        return ("threads" if small or (os.cpu_count() or 1) <= 1 else "processes"), None
+        return ("threads" if small or available_cores() <= 1 else "processes"), None
     return ("threads" if choice == "threads" else "processes"), None
 
 

@@ -1,7 +1,8 @@
 """Backups made in memory, for unit tests of what reads a bucket (verification, prune, restore
 planning): the backup's own export (tasks.backup.export.export_partition — grouping, the roller,
 the codecs, the upload once and the resume) and manifest (tasks.backup.manifest) write into a
-MemoryStore; only the Kafka reads are replaced, by the messages given here."""
+MemoryStore; only the Kafka reads are replaced, by the messages given here. The partitions are
+exported in work units as the flow packs them (tasks.backup.export.export_units)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from formats import get_codec
 from kcql import BackupSpec, parse_backup
 from layout.chains import chain_suffix
 from layout.manifest import Manifest, PartitionEntry, TopicEntry, new_backup_id
-from tasks.backup.export import ExportRequest, export_partition
+from tasks.backup.export import export_unit, export_units
 from tasks.backup.manifest import build_manifest
 from tasks.backup.plan import BackupPlan
 from tasks.services.kafka.admin import PartitionWindow
+from tasks.services.kafka.reader import WindowRun
 from tasks.services.manifest_store import write_manifest
 from tasks.services.object_store import ObjectStore
 
@@ -78,6 +80,21 @@ class Partitions:
         for index in range(0, len(window), self.batch):
             yield window[index : index + self.batch]
 
+    def read_windows(
+        self, config: Any, windows: Sequence[PartitionWindow], *_: Any, **__: Any
+    ) -> Iterator[WindowRun]:
+        """tasks.services.kafka.reader's `read_windows`: the windows' batches interleaved, a batch of
+        each in turn, each window's last run marked."""
+        reads = [(w, list(self.read_window(None, w.topic, w.partition, w.start, w.end))) for w in windows]
+        for round_ in range(max((len(batches) for _, batches in reads), default=0) + 1):
+            for window, batches in reads:
+                if round_ < len(batches):
+                    yield WindowRun(
+                        window.topic, window.partition, batches[round_], round_ == len(batches) - 1
+                    )
+                elif round_ == len(batches) == 0:
+                    yield WindowRun(window.topic, window.partition, [], True)
+
     def windows(self, previous: Manifest | None) -> tuple[PartitionWindow, ...]:
         """Each partition from where `previous` ended (else its first message) to its last."""
         ends = {p.partition: p.end_offset for p in previous.partitions} if previous else {}
@@ -123,19 +140,13 @@ def plan_of(
     )
 
 
-def export(store: ObjectStore, plan: BackupPlan, source: Partitions) -> list[PartitionEntry]:
-    """Every partition's export, as the backup flow runs them (without the retries)."""
-    with mock.patch("tasks.backup.export.read_window", source.read_window):
-        return [
-            export_partition(
-                ExportRequest(
-                    spec=plan.spec, window=w, backup_id=plan.backup_id, chain_suffix=plan.chain_suffix
-                ),
-                {},
-                store,
-            )
-            for w in plan.windows
-        ]
+def export(
+    store: ObjectStore, plan: BackupPlan, source: Partitions, workers: int = 2
+) -> list[PartitionEntry]:
+    """Every partition's export, as the backup flow runs them (without the retries): in the work
+    units `export_units` packs for `workers`."""
+    with mock.patch("tasks.backup.export.read_windows", source.read_windows):
+        return [entry for unit in export_units(plan, workers) for entry in export_unit(unit, {}, store)]
 
 
 def backup(

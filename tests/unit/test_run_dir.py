@@ -83,3 +83,30 @@ def test_reports_are_throttled_except_the_last(monkeypatch: pytest.MonkeyPatch) 
         assert progress.snapshot()[("t", 0)].records == 1
         progress.report_progress("t", 0, 10, 10, 0)  # done: always written
         assert progress.snapshot()[("t", 0)].records == 10
+
+
+def test_the_snapshot_reads_again_only_what_was_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    with run_dir.run_dir():
+        for partition in range(3):
+            _report("t", partition, 1, 10)
+        assert progress.snapshot()[("t", 2)] == progress.PartitionProgress(1, 10, 10)
+        reads: list[str] = []
+        real = Path.read_text
+
+        def counted(self: Path, *args: object, **kwargs: object) -> str:
+            reads.append(self.name)
+            return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Path, "read_text", counted)
+        assert progress.snapshot()[("t", 2)] == progress.PartitionProgress(1, 10, 10)
+        assert reads == []  # nothing replaced: nothing read
+        _report("t", 1, 10, 10)  # done: reported at once
+        parts = progress.snapshot()
+        assert reads == ["t.1.json"]
+        assert parts == {
+            ("t", 0): progress.PartitionProgress(1, 10, 10),
+            ("t", 1): progress.PartitionProgress(10, 10, 100),
+            ("t", 2): progress.PartitionProgress(1, 10, 10),
+        }
+        progress.reset()
+        assert progress.snapshot() == {}

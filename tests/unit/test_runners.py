@@ -12,13 +12,13 @@ from tasks.runtime import task_runners
 
 
 def test_auto_runs_small_work_on_threads_and_large_work_on_processes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(task_runners.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(task_runners, "available_cores", lambda: 2)
     large = task_runners.AUTO_PROCESSES_MIN_RECORDS
     assert task_runners.resolve("auto", 4, large - 1, 6) == ("threads", None)
     assert task_runners.resolve("auto", 4, large, 1) == ("threads", None)
     assert task_runners.resolve("auto", 1, large, 6) == ("threads", None)
     assert task_runners.resolve("auto", 4, large, 6) == ("processes", None)
-    monkeypatch.setattr(task_runners.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(task_runners, "available_cores", lambda: 1)
     assert task_runners.resolve("auto", 4, large, 6) == ("threads", None)
     assert task_runners.resolve("processes", 4, 10, 1) == ("processes", None)
     assert task_runners.resolve("dask", 4, 10, 1) == ("dask", None)
@@ -53,3 +53,19 @@ def test_a_configured_api_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None
         task_runners._workers_use_this_api(),
     ):
         assert get_current_settings().api.url == "http://prefect.example:4200/api"
+
+
+def test_workers_default_to_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import machine
+
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda _: {0, 3, 5}, raising=False)
+    assert machine.available_cores() == 3
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda _: set(range(200)), raising=False)
+    assert machine.default_workers() == machine.MAX_WORKERS
+
+    def unavailable(_: int) -> set[int]:
+        raise OSError("no affinity here")
+
+    monkeypatch.setattr(machine.os, "sched_getaffinity", unavailable, raising=False)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 6)
+    assert machine.default_workers() == 6

@@ -1,2 +1,3 @@
 """Kafka through confluent-kafka: client configuration (`clients`), blocking calls under a bound
-(`calls`), the admin API (`admin`) and reading a partition window (`reader`)."""
+(`calls`), the admin API (`admin`) and reading partition windows, one or many through one
+consumer (`reader`)."""
