@@ -117,15 +117,22 @@ def delete_topics(topics: list[str]) -> None:
 
 
 def record_counts(topics: list[str], partitions: int) -> int:
-    consumer = Consumer({**kafka_config(), "group.id": "bench-partitions-probe"})
-    try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30)[1]
-            for t in topics
-            for p in range(partitions)
-        )
-    finally:
-        consumer.close()
+    """The topics' records (their high watermarks), asked in one batched ListOffsets; asked again
+    for a while when a partition's leader is not settled yet (NOT_LEADER_FOR_PARTITION)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import OffsetSpec
+
+    wanted = {TopicPartition(t, p): OffsetSpec.latest() for t in topics for p in range(partitions)}
+    client = admin()  # held while its futures are waited for
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            futures = client.list_offsets(wanted, request_timeout=60)
+            return sum(future.result(90).offset for future in futures.values())
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def fill(topics: list[str], partitions: int, per_partition: int, seed: int = 7) -> float:

@@ -269,8 +269,8 @@ def stop_on_signals(on_exit: Callable[[], None]) -> Iterator[list[signal.Signals
     def watch() -> None:
         while not done.is_set():
             info = signal.sigtimedwait(_STOP_SIGNALS, 0.05)  # the join at the end waits up to this long
-            if info is None:
-                continue
+            if info is None or info.si_signo not in _STOP_SIGNALS:
+                continue  # a wait a tracer (py-spy) interrupted can return a zeroed or junk siginfo
             sig = signal.Signals(info.si_signo)
             if received:
                 print(f"kbackup: {sig.name} again: exiting now", file=sys.stderr, flush=True)
