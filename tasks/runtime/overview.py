@@ -58,6 +58,11 @@ class Overview:
     largest: tuple[Key, ...]  # every partition, the most records to read first
     rates: Mapping[Key, float]  # per partition, over the interval measured
 
+    shares: Mapping[Key, float]  # the named partitions' share done, 0 to 1
+
+    def done_share(self, key: Key) -> float:
+        return self.shares.get(key, 0.0)
+
     @property
     def eta_s(self) -> float | None:
         if not self.rate or not self.total:
@@ -118,6 +123,7 @@ def overview(
         slowest=tuple(slowest),
         largest=tuple(largest),
         rates=rates,
+        shares={k: parts[k].records / parts[k].total for k in {*slowest, *largest} if parts[k].total},
     )
 
 

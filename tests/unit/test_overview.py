@@ -122,3 +122,19 @@ def test_a_long_table_keeps_totals_per_topic_and_the_rows_worth_a_look() -> None
     assert 1500 in kept  # the failure first
     assert {0, 1, 2, 3} <= set(kept)  # the slowest
     assert {2999, 2998, 2997, 2996} <= set(kept)  # the largest
+
+
+def test_the_progress_artifacts_description_stays_a_few_lines_at_3000_partitions() -> None:
+    from tasks.runtime.task_runners import progress_description
+
+    parts = {("orders", p): PartitionProgress(p % 3 * 400, 1000, p) for p in range(3000)}
+    text = progress_description("Backup b1: records exported", overview(parts))
+    assert text.splitlines() == [
+        "Backup b1: records exported",
+        "",
+        "0/3000 partitions done, 2000 running, 1000 waiting; 1200000/3000000 records (40 %), 4.5 MB",
+        "",
+        "Slowest running: orders/1 (40 %), orders/4 (40 %), orders/7 (40 %), orders/10 (40 %), orders/13 (40 %)",
+    ]
+    few = {("orders", p): PartitionProgress(5, 10, 0) for p in range(3)}
+    assert progress_description("Restore r1", overview(few)).count("\n") == 2  # no partition named
