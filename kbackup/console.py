@@ -1,10 +1,13 @@
-"""Terminal output for the commands, through rich: per-partition progress, tables, sizes. No colours.
+"""Terminal output for the commands, through rich: progress, tables, sizes. No colours.
 
-Progress goes to stderr: on a terminal a live display (a total row and one row per partition with
-its bar, records/total, rate, bytes and ETA); elsewhere (a pipe, a log file, a CI job) a plain line
-per partition that moved, every PLAIN_EVERY_S. Tables are rich tables rendered to plain text at
-their natural width (never wrapped, whatever the terminal's width), so what the commands print is
-the same on a terminal and in a log.
+Progress goes to stderr, in a fixed number of lines whatever the partition count
+(tasks.runtime.overview): on a terminal a live display (a total row and a row per partition with
+its bar, records/total, rate, bytes and ETA; past LIVE_ROWS partitions, the least done running
+ones only); elsewhere (a pipe, a log file, a CI job) a total line and a line per partition that
+moved (past PLAIN_ROWS, the slowest running ones only), every PLAIN_EVERY_S. Tables are rich tables
+rendered to plain text at their natural width (never wrapped, whatever the terminal's width), so
+what the commands print is the same on a terminal and in a log; a table with a row per partition
+is condensed past MANY_ROWS (`long_table`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from core.errors import InputError
 from tasks.runtime import progress
-from tasks.runtime.overview import eta, human_bytes, overview
+from tasks.runtime.overview import Condensed, eta, human_bytes, overview
 from tasks.runtime.progress import PartitionProgress
 from tasks.runtime.run_dir import run_dir
 
@@ -43,6 +46,23 @@ Key = tuple[str, int]
 
 def _is_number(text: str) -> bool:
     return text.replace(".", "").isdigit()
+
+
+def long_table(
+    rows: Sequence[Mapping[str, Any]], short: Condensed | None, where: str, noun: str = "partitions"
+) -> str:
+    """A table with a row per partition: all of them (`short` None), or the per-topic totals, then
+    the rows worth a look under a line saying how many were left out and `where` they all are."""
+    if short is None:
+        return table(rows)
+    return "\n".join(
+        [
+            table(short.topics),
+            "",
+            f"The {noun} most worth a look, {len(short.rows)} of {short.of} ({where}):",
+            table(short.rows),
+        ]
+    )
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
