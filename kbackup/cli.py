@@ -88,6 +88,17 @@ def add_task_runner_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_full_table_argument(parser: argparse.ArgumentParser) -> None:
+    """`--full-table`: the report's per-partition table in full; by default, past 20 partitions,
+    per-topic totals and the slowest and largest partitions (tasks/runtime/overview.py)."""
+    parser.add_argument(
+        "--full-table",
+        action="store_true",
+        help="print a row per partition in the report however many there are (default: past 20, "
+        "per-topic totals and the slowest and largest partitions)",
+    )
+
+
 def add_credentials_block_arguments(parser: argparse.ArgumentParser) -> None:
     """The names of Prefect blocks holding the credentials (README, "Credentials from Prefect
     blocks"): names only, never a secret."""

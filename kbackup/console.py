@@ -1,10 +1,13 @@
-"""Terminal output for the commands, through rich: per-partition progress, tables, sizes. No colours.
+"""Terminal output for the commands, through rich: progress, tables, sizes. No colours.
 
-Progress goes to stderr: on a terminal a live display (a total row and one row per partition with
-its bar, records/total, rate, bytes and ETA); elsewhere (a pipe, a log file, a CI job) a plain line
-per partition that moved, every PLAIN_EVERY_S. Tables are rich tables rendered to plain text at
-their natural width (never wrapped, whatever the terminal's width), so what the commands print is
-the same on a terminal and in a log.
+Progress goes to stderr, in a fixed number of lines whatever the partition count
+(tasks.runtime.overview): on a terminal a live display (a total row and a row per partition with
+its bar, records/total, rate, bytes and ETA; past LIVE_ROWS partitions, the least done running
+ones only); elsewhere (a pipe, a log file, a CI job) a total line and a line per partition that
+moved (past PLAIN_ROWS, the slowest running ones only), every PLAIN_EVERY_S. Tables are rich tables
+rendered to plain text at their natural width (never wrapped, whatever the terminal's width), so
+what the commands print is the same on a terminal and in a log; a table with a row per partition
+is condensed past MANY_ROWS (`long_table`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from core.errors import InputError
 from tasks.runtime import progress
+from tasks.runtime.overview import Condensed, eta, human_bytes, overview
 from tasks.runtime.progress import PartitionProgress
 from tasks.runtime.run_dir import run_dir
 
@@ -34,21 +38,31 @@ if TYPE_CHECKING:
 
 PLAIN_EVERY_S = 10.0  # a plain progress line per moving partition this often
 POLL_S = 0.5  # how often the run's directory is read
-LIVE_ROWS = 12  # with more partitions than this, the live display hides the finished ones
+LIVE_ROWS = 12  # the live display's partition rows at most: past that many partitions, the slowest running
+PLAIN_ROWS = 5  # the plain lines' partition lines a tick at most, besides the total line
 
 Key = tuple[str, int]
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
-
-
 def _is_number(text: str) -> bool:
     return text.replace(".", "").isdigit()
+
+
+def long_table(
+    rows: Sequence[Mapping[str, Any]], short: Condensed | None, where: str, noun: str = "partitions"
+) -> str:
+    """A table with a row per partition: all of them (`short` None), or the per-topic totals, then
+    the rows worth a look under a line saying how many were left out and `where` they all are."""
+    if short is None:
+        return table(rows)
+    return "\n".join(
+        [
+            table(short.topics),
+            "",
+            f"The {noun} most worth a look, {len(short.rows)} of {short.of} ({where}):",
+            table(short.rows),
+        ]
+    )
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -73,14 +87,6 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 class Display(Protocol):
     def update(self, parts: Mapping[Key, PartitionProgress], final: bool = False) -> None: ...
 
@@ -88,8 +94,11 @@ class Display(Protocol):
 
 
 class PlainLines:
-    """Progress for a log: every `every` seconds, one line per partition that moved since its last
-    line — records/total, rate over that time, bytes, ETA; a finished partition once more, as done."""
+    """Progress for a log: every `every` seconds, a total line (with more than one partition) —
+    partitions done, running and waiting, records, bytes, rate, ETA — and a line per partition that
+    moved since its last line — records/total, rate over that time, bytes, ETA; a finished
+    partition once more, as done. When more than PLAIN_ROWS partitions moved, only the PLAIN_ROWS
+    slowest running ones get a line (the longest remaining at their rate over the last interval)."""
 
     def __init__(
         self, stream: IO[str], every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic
@@ -100,6 +109,7 @@ class PlainLines:
         self.started = clock()
         self.next_at = self.started + every
         self.last: dict[Key, tuple[float, int]] = {}
+        self.previous: tuple[float, Mapping[Key, PartitionProgress]] = (self.started, {})
 
     def update(self, parts: Mapping[Key, PartitionProgress], final: bool = False) -> None:
         now = self.clock()
@@ -107,13 +117,24 @@ class PlainLines:
             return  # at the end the command's report says it all
         self.next_at = now + self.every
         stamp = datetime.now().strftime("%H:%M:%S")
-        for key, part in sorted(parts.items()):
-            since, before = self.last.get(key, (self.started, 0))
-            if part.records == before and key in self.last:
-                continue
-            self.last[key] = (now, part.records)
-            rate = (part.records - before) / max(now - since, 1e-9)
-            self.stream.write(f"{stamp} progress {self.describe(key, part, rate)}\n")
+        since, before = self.previous
+        self.previous = (now, dict(parts))
+        glance = overview(parts, before, now - since, rows=PLAIN_ROWS)
+        if len(parts) > 1:
+            self.stream.write(f"{stamp} progress total: {glance.describe()}\n")
+        moved = [k for k, p in sorted(parts.items()) if k not in self.last or p.records != self.last[k][1]]
+        if len(moved) > PLAIN_ROWS:
+            for key in sorted(glance.slowest):
+                self.last[key] = (now, parts[key].records)
+                rate = glance.rates[key]
+                self.stream.write(f"{stamp} progress {self.describe(key, parts[key], rate)}\n")
+        else:
+            for key in moved:
+                part = parts[key]
+                since, before_records = self.last.get(key, (self.started, 0))
+                self.last[key] = (now, part.records)
+                rate = (part.records - before_records) / max(now - since, 1e-9)
+                self.stream.write(f"{stamp} progress {self.describe(key, part, rate)}\n")
         self.stream.flush()
 
     @staticmethod
@@ -123,8 +144,8 @@ class PlainLines:
         text = f"{topic}/{partition}: {part.records}/{part.total} records{share}, {human_bytes(part.bytes)}"
         if part.total and part.records >= part.total:
             return f"{text}, done"
-        eta = _eta((part.total - part.records) / rate) if rate > 0 and part.total else "?"
-        return f"{text}, {rate:,.0f} records/s, ETA {eta}"
+        left = eta((part.total - part.records) / rate) if rate > 0 and part.total else "?"
+        return f"{text}, {rate:,.0f} records/s, ETA {left}"
 
     def stop(self) -> None:
         pass
@@ -150,7 +171,7 @@ def _columns() -> list[ProgressColumn | str]:
         max_refresh = 0.5
 
         def render(self, task: Task) -> Text:
-            return Text("done" if task.finished else f"ETA {_eta(task.time_remaining)}")
+            return Text("done" if task.finished else f"ETA {eta(task.time_remaining)}")
 
     return [
         TextColumn(
@@ -166,14 +187,25 @@ def _columns() -> list[ProgressColumn | str]:
 
 
 class LiveProgress:
-    """Progress for a terminal: a rich Progress with a total row and a row per partition.
-    While it shows, log lines printed through Python's logging to the same terminal (Prefect's
+    """Progress for a terminal: a rich Progress with a total row and a row per partition; past
+    LIVE_ROWS partitions, a line of counts above the total row (done, running, waiting) and rows for
+    the LIVE_ROWS least done running partitions only. While it shows, log lines printed through Python's logging to the same terminal (Prefect's
     console handler's among them) are printed above it instead of through it."""
 
     def __init__(self, console: Console) -> None:
+        from rich.console import RenderableType
         from rich.progress import Progress
+        from rich.text import Text
 
-        self.progress = Progress(
+        class WithHeader(Progress):
+            header = ""
+
+            def get_renderables(self) -> Iterable[RenderableType]:
+                if self.header:
+                    yield Text(self.header, no_wrap=True, overflow="ellipsis")
+                yield from super().get_renderables()
+
+        self.progress = WithHeader(
             *_columns(),
             console=console,
             expand=True,
@@ -202,26 +234,33 @@ class LiveProgress:
                     handler.console.file = proxy  # type: ignore[attr-defined]
 
     def update(self, parts: Mapping[Key, PartitionProgress], final: bool = False) -> None:
-        for key in sorted(parts.keys() - self.rows.keys()):
-            self.rows[key] = self.progress.add_task(f"{key[0]}/{key[1]}", total=None, size="")
-        for key, part in parts.items():
-            done = bool(part.total) and part.records >= part.total
+        glance = overview(parts, rows=LIVE_ROWS)
+        many = len(parts) > LIVE_ROWS
+        shown = set(glance.slowest) if many else parts.keys()
+        # Rows only for what shows: rich redraws on every row added, and 3,000 rows take seconds.
+        for key in self.rows.keys() - shown:
+            self.progress.remove_task(self.rows.pop(key))
+        for key in sorted(shown):
+            part = parts[key]
+            if key not in self.rows:
+                self.rows[key] = self.progress.add_task(
+                    f"{key[0]}/{key[1]}", total=None, completed=part.records, size=""
+                )
             self.progress.update(
-                self.rows[key],
-                completed=part.records,
-                total=part.total or None,
-                size=human_bytes(part.bytes),
-                visible=not (done and len(parts) > LIVE_ROWS),
+                self.rows[key], completed=part.records, total=part.total or None, size=human_bytes(part.bytes)
             )
-        records = sum(p.records for p in parts.values())
-        total = sum(p.total for p in parts.values())
-        finished = sum(1 for p in parts.values() if p.total and p.records >= p.total)
+        self.progress.header = (  # type: ignore[attr-defined]
+            f"{glance.done}/{glance.partitions} partitions done, {glance.running} running, "
+            f"{glance.waiting} waiting; the {len(shown)} least done running:"
+            if many
+            else ""
+        )
         self.progress.update(
             self.total,
-            description=f"total ({finished}/{len(parts)} partitions)" if parts else "total",
-            completed=records,
-            total=total or None,
-            size=human_bytes(sum(p.bytes for p in parts.values())),
+            description=f"total ({glance.done}/{len(parts)} partitions)" if parts and not many else "total",
+            completed=glance.records,
+            total=glance.total or None,
+            size=human_bytes(glance.bytes),
         )
         if final:
             self.progress.refresh()

@@ -13,11 +13,12 @@ from kbackup.cli import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     add_credentials_block_arguments,
+    add_full_table_argument,
     add_task_runner_argument,
     failed_run,
     invalid_parameters,
 )
-from kbackup.console import progress_bar, table
+from kbackup.console import long_table, progress_bar
 
 if TYPE_CHECKING:
     from tasks.backup.report import BackupResult
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--full", action="store_true", help="a full backup: start a new chain from the earliest offsets"
     )
     add_task_runner_argument(parser)
+    add_full_table_argument(parser)
     add_credentials_block_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -77,17 +79,19 @@ def run(args: argparse.Namespace) -> int:
         state = backup_flow(params, return_state=True)
     if not state.is_completed():
         return failed_run("backup", state, "the backup", "the backup failed: ")
-    print_results(state.result())
+    print_results(state.result(), full_table=args.full_table)
     return EXIT_OK
 
 
-def print_results(results: Sequence[BackupResult]) -> None:
-    """Each statement's backup as the flow run's artifacts have it: the partition table, then the
-    summary."""
-    from tasks.backup.report import partition_rows, summary
+def print_results(results: Sequence[BackupResult], full_table: bool = False) -> None:
+    """Each statement's backup as the flow run's artifacts have it: the partition table (past
+    MANY_ROWS partitions, unless `full_table`, per-topic totals and the slowest and largest), then
+    the summary."""
+    from tasks.backup.report import condensed_rows, partition_rows, summary
 
     for number, result in enumerate(results):
         if number:
             print()
-        print(table(partition_rows(result)))
+        where = f"slowest, largest; all in the manifest {result.manifest_key}, --full-table prints them"
+        print(long_table(partition_rows(result), None if full_table else condensed_rows(result), where))
         print(summary(result))

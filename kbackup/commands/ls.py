@@ -77,9 +77,10 @@ def restore_points(manifests: list[Manifest]) -> list[dict[str, Any]]:
                 "finished": m.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "chain": chain_text,
                 "offsets": "; ".join(
-                    f"{t} {' '.join(parts[:4])}{' …' if len(parts) > 4 else ''}"
-                    for t, parts in offsets.items()
-                ),
+                    f"{t} {' '.join(parts[:4])}{f' … ({len(parts)} partitions)' if len(parts) > 4 else ''}"
+                    for t, parts in list(offsets.items())[:4]
+                )
+                + (f"; … ({len(offsets)} topics)" if len(offsets) > 4 else ""),
                 "records": m.record_count,
                 "size": human_bytes(m.byte_count),
                 "restore size": restore_size,

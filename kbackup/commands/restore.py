@@ -14,11 +14,12 @@ from kbackup.cli import (
     EXIT_FAILED,
     EXIT_OK,
     add_credentials_block_arguments,
+    add_full_table_argument,
     add_task_runner_argument,
     failed_run,
     invalid_parameters,
 )
-from kbackup.console import progress_bar, table
+from kbackup.console import long_table, progress_bar
 
 if TYPE_CHECKING:
     from tasks.restore.report import RestoreReport
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"workers: units of partitions restored at once (default: the cores this process may use, {cores} here)",
     )
     add_task_runner_argument(parser)
+    add_full_table_argument(parser)
     add_credentials_block_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -57,17 +59,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 FLAGS = {"target": "--target", "restore_from": "--from", "restore_to": "--to", "filter": "--filter"}
 
 
-def _print_report(report: RestoreReport) -> None:
-    """The report as the flow's artifacts have it: the unit table, then the summary."""
-    from tasks.restore.report import summary, unit_rows
+def _print_report(report: RestoreReport, full_table: bool) -> None:
+    """The report as the flow's artifacts have it: the unit table (past MANY_ROWS units, unless
+    `full_table`, per-topic totals, the failed, slowest and largest units), then the summary."""
+    from tasks.restore.report import condensed_rows, summary, unit_rows
 
-    print(table(unit_rows(report)))
-    print(summary(report))
+    short = None if full_table else condensed_rows(report)
+    print(long_table(unit_rows(report), short, "failed, slowest, largest; --full-table prints all", "units"))
+    print(summary(report, full=full_table))
 
 
-def _print_failure(report: RestoreReport, cause: BaseException) -> None:
+def _print_failure(report: RestoreReport, cause: BaseException, full_table: bool) -> None:
     """The report (with what is committed where), then the cause and the exact command that resumes."""
-    _print_report(report)
+    _print_report(report, full_table)
     print(f"kbackup restore: the restore failed: {cause}", file=sys.stderr)
     if report.resume:
         print(f"kbackup restore: {report.resume}", file=sys.stderr)
@@ -113,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if not state.is_completed():
         failure = state.result(raise_on_failure=False)
         if isinstance(failure, RestoreFailed):  # with its report: what is committed, how to resume
-            _print_failure(failure.report, failure.cause)
+            _print_failure(failure.report, failure.cause, args.full_table)
             return EXIT_FAILED
         return failed_run("restore", state, "the restore", "the restore failed: ")
-    _print_report(state.result())
+    _print_report(state.result(), args.full_table)
     return EXIT_OK

@@ -11,6 +11,7 @@ from layout.manifest import Manifest, PartitionEntry
 from layout.schemas import describe
 from tasks.backup.plan import BackupPlan
 from tasks.backup.verify import VerifyReport
+from tasks.runtime.overview import MANY_ROWS, TOP_ROWS, Condensed, condensed
 
 
 class BackupResult(BaseModel):
@@ -57,6 +58,18 @@ def partition_rows(result: BackupResult) -> list[dict[str, Any]]:
     ]
 
 
+def condensed_rows(result: BackupResult) -> Condensed | None:
+    """Past MANY_ROWS partitions, the table for reading: per-topic totals and the slowest and
+    largest partitions (None: the whole table reads well)."""
+    return condensed(
+        partition_rows(result),
+        topic=lambda row: str(row["topic"]),
+        sums=("records", "bytes", "objects", "gaps", "seconds"),
+        largest="records",
+        slowest="seconds",
+    )
+
+
 def summary(result: BackupResult) -> str:
     """The summary in markdown (plain enough for a terminal): the `backup-summary` artifact and the
     command line's output."""
@@ -66,6 +79,13 @@ def summary(result: BackupResult) -> str:
         for p in manifest.partitions
         for g in p.gaps
     ]
+    if len(gaps) > MANY_ROWS:  # a compacted topic: gaps in every partition
+        partitions = sum(1 for p in manifest.partitions if p.gaps)
+        left_out = len(gaps) - TOP_ROWS
+        gaps = [
+            *gaps[:TOP_ROWS],
+            f"- … {left_out} more gaps, {len(gaps)} in {partitions} partitions (all in the manifest)",
+        ]
     return "\n".join(
         [
             f"# Backup {manifest.backup_id}",
@@ -86,9 +106,17 @@ def summary(result: BackupResult) -> str:
 
 
 def publish(result: BackupResult) -> None:
-    """The result as the flow run's artifacts: the partition table and the summary."""
+    """The result as the flow run's artifacts: the partition table, past MANY_ROWS partitions the
+    slowest and largest of them, and the summary."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     key = result.manifest.backup_id
     create_table_artifact(table=partition_rows(result), key="backup-partitions", description=f"Backup {key}")
+    if (short := condensed_rows(result)) is not None:
+        create_table_artifact(
+            table=short.rows,
+            key="backup-partitions-slowest-largest",
+            description=f"Backup {key}: the slowest and largest {len(short.rows)} of {short.of} partitions "
+            "(all of them: the backup-partitions artifact)",
+        )
     create_markdown_artifact(key="backup-summary", markdown=summary(result))

@@ -17,6 +17,7 @@ from tasks.restore.groups import GroupTranslation
 from tasks.restore.produce import UnitResult
 from tasks.restore.target import TargetInfo
 from tasks.restore.writer import CommittedProgress
+from tasks.runtime.overview import MANY_ROWS, TOP_ROWS, Condensed, condensed
 
 UnitOutcome = UnitResult | BaseException
 
@@ -251,9 +252,30 @@ def unit_rows(report: RestoreReport) -> list[dict[str, Any]]:
     ]
 
 
-def summary(report: RestoreReport) -> str:
+def condensed_rows(report: RestoreReport) -> Condensed | None:
+    """Past MANY_ROWS units, the table for reading: per target topic totals, then the failed units,
+    the slowest and the largest (None: the whole table reads well)."""
+    return condensed(
+        unit_rows(report),
+        topic=lambda row: str(row["target"]).rsplit("/", 1)[0],
+        sums=("records", "resumed after", "objects", "bytes", "seconds"),
+        largest="records",
+        slowest="seconds",
+        first=lambda row: row["status"] == "failed",
+    )
+
+
+def _at_most(lines: list[str], what: str, full: bool) -> list[str]:
+    """`lines`, or past MANY_ROWS of them (unless `full`) the first TOP_ROWS and how many more."""
+    if full or len(lines) <= MANY_ROWS:
+        return lines
+    return [*lines[:TOP_ROWS], f"- … and {len(lines) - TOP_ROWS} more {what}"]
+
+
+def summary(report: RestoreReport, full: bool = False) -> str:
     """The summary in markdown (plain enough for a terminal): the `restore-summary` artifact and
-    the command line's output."""
+    the command line's output. Past MANY_ROWS partitions (unless `full`), its per-partition lists
+    are cut to TOP_ROWS lines and a count: what is committed lists the units not complete first."""
     lines = [
         f"# Restore {report.restore_id}{' (dry run)' if report.dry_run else ''}",
         f"- from: `s3://{report.bucket}/{report.prefix}` backups {', '.join(report.backup_ids) or '(no manifest)'}",
@@ -273,13 +295,25 @@ def summary(report: RestoreReport) -> str:
         lines += [
             "",
             "## Consumer groups",
-            *(
-                f"- {g.group} {g.topic}/{g.partition}: {g.source_offset} → {g.target_offset}"
-                for g in report.groups
+            *_at_most(
+                [
+                    f"- {g.group} {g.topic}/{g.partition}: {g.source_offset} → {g.target_offset}"
+                    for g in report.groups
+                ],
+                "partitions' offsets translated",
+                full,
             ),
         ]
     if report.progress:
-        lines += ["", "## What is committed", *(f"- {p.describe()}" for p in report.progress)]
+        committed = [f"- {p.describe()}" for p in report.progress]
+        if not full and len(committed) > MANY_ROWS:  # the units not complete, then how many are
+            pending = [f"- {p.describe()}" for p in report.progress if p.status != "complete"]
+            complete = len(report.progress) - len(pending)
+            committed = pending[:TOP_ROWS]
+            if len(pending) > TOP_ROWS:
+                committed.append(f"- … and {len(pending) - TOP_ROWS} more units not complete")
+            committed.append(f"- {complete} units complete (the counts: Resume)")
+        lines += ["", "## What is committed", *committed]
     if report.resume:
         lines += ["", "## Resume", report.resume]
     if report.notes:
@@ -288,12 +322,20 @@ def summary(report: RestoreReport) -> str:
 
 
 def publish(report: RestoreReport) -> None:
-    """The report as the flow run's artifacts: the unit table and the summary."""
+    """The report as the flow run's artifacts: the unit table, past MANY_ROWS units the failed,
+    slowest and largest of them, and the summary."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     create_table_artifact(
         table=unit_rows(report), key="restore-partitions", description=f"Restore {report.restore_id}"
     )
+    if (short := condensed_rows(report)) is not None:
+        create_table_artifact(
+            table=short.rows,
+            key="restore-partitions-slowest-largest",
+            description=f"Restore {report.restore_id}: the failed, slowest and largest {len(short.rows)} of "
+            f"{short.of} units (all of them: the restore-partitions artifact)",
+        )
     create_markdown_artifact(key="restore-summary", markdown=summary(report))
 
 

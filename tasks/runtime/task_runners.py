@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 from prefect import get_run_logger
@@ -36,6 +36,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from core.machine import available_cores
 from tasks.runtime import progress, run_dir, shutdown
 from tasks.runtime.log_format import expected_errors_without_traceback
+from tasks.runtime.overview import ROWS, Overview, overview
 
 TASK_RUNNERS = ("auto", "threads", "processes", "dask", "dask=ADDRESS")
 AUTO_PROCESSES_MIN_RECORDS = 100_000
@@ -200,30 +201,45 @@ def _dask_workers_see(runner: TaskRunner[Any]) -> Iterator[None]:
             client.run(_forget_run_dir, str(directory))
 
 
+def progress_description(description: str, glance: Overview) -> str:
+    """The progress artifact's description (markdown): what the run does, its totals and, past a
+    few partitions, the slowest running ones — a few lines for 3 or 3,000 partitions."""
+    lines = [description, "", glance.describe()]
+    if glance.partitions > ROWS and glance.slowest:
+        slowest = (f"{t}/{p} ({100 * glance.done_share((t, p)):.0f} %)" for t, p in glance.slowest)
+        lines += ["", f"Slowest running: {', '.join(slowest)}"]
+    return "\n".join(lines)
+
+
 class _ProgressArtifact:
-    """The run's progress in the Prefect UI: one progress artifact, updated from the run's
-    directory every PROGRESS_ARTIFACT_EVERY_S."""
+    """The run's progress in the Prefect UI: one progress artifact, updated in place from the run's
+    directory every PROGRESS_ARTIFACT_EVERY_S: the percent of records done, and in its description
+    the totals (partitions done of all, records, rate, ETA) and the slowest running partitions."""
 
     def __init__(self, total: int, description: str) -> None:
         self.total = total
         self.description = description
         self.artifact_id: Any = None
         self.updated = 0.0
+        self.before: Mapping[tuple[str, int], progress.PartitionProgress] = {}
 
     def update(self, final: bool = False) -> None:
         now = time.monotonic()
         if not final and now - self.updated < PROGRESS_ARTIFACT_EVERY_S:
             return
-        self.updated = now
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-        done = sum(p.records for p in progress.snapshot().values())
+        parts = progress.snapshot()
+        glance = overview(parts, self.before, now - self.updated if self.updated else 0.0)
+        self.updated, self.before = now, parts
+        done = glance.records
         percent = 100.0 if final else min(100.0, 100.0 * done / self.total) if self.total else 0.0
+        text = progress_description(self.description, glance)
         try:
             if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(percent, description=self.description)
+                self.artifact_id = create_progress_artifact(percent, description=text)
             else:
-                update_progress_artifact(self.artifact_id, percent)
+                update_progress_artifact(self.artifact_id, percent, description=text)
         except Exception:  # noqa: BLE001 - the UI's progress is not worth failing a run
             get_run_logger().debug("could not publish the progress artifact", exc_info=True)
 

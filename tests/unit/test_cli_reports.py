@@ -141,3 +141,49 @@ def test_a_run_that_ended_without_an_error_says_its_state_and_a_bug_keeps_its_tr
     bug: Any = _State("Failed", KeyError("a bug"))
     with pytest.raises(KeyError):
         failed_run("verify", bug, "the verification")
+
+
+def test_a_backup_of_3000_partitions_prints_totals_and_the_slowest_and_largest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    compacted = (OffsetGap(first=3, last=4, cause="compaction"),)
+    result = _result(
+        "b1", *(_partition(p, 10 + p % 7 * 10, p % 11 / 10, compacted if p % 2 else ()) for p in range(3000))
+    )
+    print_results([result])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) < 45, out
+    assert lines[0].split() == ["topic", "partitions", "records", "bytes", "objects", "gaps", "seconds"]
+    manifest = result.manifest
+    assert lines[2].split() == ["orders", "3000", str(manifest.record_count), str(manifest.byte_count)] + [
+        "11994",
+        "1500",
+        "1498.8",
+    ]
+    assert lines[4] == (
+        "The partitions most worth a look, 10 of 3000 "
+        "(slowest, largest; all in the manifest nightly/_manifests/b1.json, --full-table prints them):"
+    )
+    partitions = [line.split() for line in lines[7:17]]
+    assert all(row[0] == "orders" for row in partitions) and lines[17] == "# Backup b1"
+    assert {row[3] for row in partitions} <= {"70", "60", "50", "40", "20", "10"}
+    assert "- … 1490 more gaps, 1500 in 1500 partitions (all in the manifest)" in out
+    print_results([result], full_table=True)
+    assert len(capsys.readouterr().out.splitlines()) > 3000
+
+
+def test_ls_names_at_most_four_topics_and_four_partitions_of_each() -> None:
+    from kbackup.commands.ls import restore_points
+
+    result = _result("b1", *(_partition(p, 10, 0.1) for p in range(3000)))
+    partitions = tuple(
+        p.model_copy(update={"topic": f"t{p.partition % 6}"}) for p in result.manifest.partitions
+    )
+    manifest = result.manifest.model_copy(update={"partitions": partitions})
+    [row] = restore_points([manifest])
+    assert row["offsets"] == (
+        "t0 0:0-10 6:0-10 12:0-10 18:0-10 … (500 partitions); t1 1:0-10 7:0-10 13:0-10 19:0-10 … (500 partitions); "
+        "t2 2:0-10 8:0-10 14:0-10 20:0-10 … (500 partitions); t3 3:0-10 9:0-10 15:0-10 21:0-10 … (500 partitions); "
+        "… (6 topics)"
+    )

@@ -61,25 +61,30 @@ def test_plain_lines_say_each_moving_partition_every_interval() -> None:
     lines.update(parts)
     first = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
     assert first == [
+        "progress total: 0/2 partitions done, 1 running, 1 waiting; 200/1500 records (13 %), 20.0 KB, "
+        "20 records/s, ETA 1:05",
         "progress orders/0: 200/1000 records (20 %), 20.0 KB, 20 records/s, ETA 0:40",
         "progress orders/1: 0/500 records (0 %), 0 B, 0 records/s, ETA ?",
     ]
     clock.now += 5
     lines.update({**parts, ("orders", 0): PartitionProgress(900, 1000, 90_000)})
-    assert len(out.getvalue().splitlines()) == 2  # not yet
+    assert len(out.getvalue().splitlines()) == 3  # not yet
     clock.now += 5
     parts = {
         ("orders", 0): PartitionProgress(1000, 1000, 100_000),
         ("orders", 1): PartitionProgress(0, 500, 0),
     }
     lines.update(parts)
-    assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()[2:]] == [
-        "progress orders/0: 1000/1000 records (100 %), 100.0 KB, done"  # orders/1 did not move
+    assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()[3:]] == [
+        "progress total: 1/2 partitions done, 0 running, 1 waiting; 1000/1500 records (67 %), 100.0 KB, "
+        "80 records/s, ETA 0:06",
+        "progress orders/0: 1000/1000 records (100 %), 100.0 KB, done",  # orders/1 did not move
     ]
     clock.now += 10
     lines.update(parts)
     lines.update(parts, final=True)
-    assert len(out.getvalue().splitlines()) == 3  # nothing moved; the end adds nothing (the report follows)
+    # nothing moved: the total line only; the end adds nothing (the report follows)
+    assert len(out.getvalue().splitlines()) == 6
     assert re.match(r"\d\d:\d\d:\d\d progress ", out.getvalue())
 
 
@@ -121,3 +126,55 @@ def test_progress_bar_off_a_terminal_prints_plain_lines_from_the_run_directory(
         assert time.monotonic() < deadline
     out = capsys.readouterr()
     assert out.out == ""
+
+
+def _many(count: int, step: int) -> dict[tuple[str, int], PartitionProgress]:
+    """`count` partitions of 1000 records: a third done, a third waiting, a third part way (those
+    with the highest numbers furthest behind)."""
+    parts = {}
+    for p in range(count):
+        records = 1000 if p % 3 == 0 else 0 if p % 3 == 1 else min(999, step * (count - p) // 10 + 1)
+        parts[("orders", p)] = PartitionProgress(records, 1000, records * 100)
+    return parts
+
+
+def test_plain_lines_at_3000_partitions_print_a_total_and_the_slowest_few() -> None:
+    out, clock = io.StringIO(), _Clock()
+    lines = PlainLines(out, every=10, clock=clock)
+    for step in range(1, 4):
+        clock.now += 10
+        lines.update(_many(3000, step))
+    printed = out.getvalue().splitlines()
+    assert len(printed) <= 3 * (1 + console.PLAIN_ROWS)
+    totals = [line for line in printed if " progress total: " in line]
+    assert len(totals) == 3
+    assert totals[-1].endswith(
+        "progress total: 1000/3000 partitions done, 1000 running, 1000 waiting; 1450400/3000000 records "
+        "(48 %), 145.0 MB, 14,990 records/s, ETA 1:43"
+    )
+    last = [line.split(" ", 1)[1] for line in printed[-console.PLAIN_ROWS :]]
+    # the slowest running partitions (the longest remaining at their rate), in a few partitions' format
+    assert last == [
+        "progress orders/2987: 4/1000 records (0 %), 400 B, 0 records/s, ETA 2:46:00",
+        "progress orders/2990: 4/1000 records (0 %), 400 B, 0 records/s, ETA 2:46:00",
+        "progress orders/2993: 3/1000 records (0 %), 300 B, 0 records/s, ETA 2:46:10",
+        "progress orders/2996: 2/1000 records (0 %), 200 B, 0 records/s, ETA 2:46:20",
+        "progress orders/2999: 1/1000 records (0 %), 100 B, 0 records/s, ETA ?",  # did not move
+    ]
+
+
+def test_the_live_display_at_3000_partitions_draws_a_fixed_number_of_rows() -> None:
+    terminal = io.StringIO()
+    live = LiveProgress(Console(file=terminal, force_terminal=True, width=100, color_system=None))
+    try:
+        live.update(_many(3000, 1))
+        live.update(_many(3000, 2), final=True)
+    finally:
+        live.stop()
+    last = terminal.getvalue().rsplit("\x1b[2K", 1)[-1]  # the display's last drawing
+    drawn = [line for line in last.splitlines() if line.strip() and not line.startswith("\x1b")]
+    assert len(drawn) <= console.LIVE_ROWS + 2, drawn
+    assert drawn[0].startswith("1000/3000 partitions done, 1000 running, 1000 waiting; the 12 least done")
+    assert drawn[1].startswith("total ")
+    # the least done running partitions
+    assert sorted(line.split()[0] for line in drawn[2:]) == [f"orders/{p}" for p in range(2966, 3000, 3)]

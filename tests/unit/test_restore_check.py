@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from kcql.selection import Window
 from kcql.specs import CodecOptions
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
@@ -165,3 +167,43 @@ def test_records_with_new_timestamps_are_compared_by_count_only():
         "t", 1, PartitionOutcome(start_offset=0, records=3, digest="sha256:aa"), 3, "sha256:bb", False
     )
     assert check.ok and not check.digest_compared
+
+
+def test_a_failed_restore_of_3000_partitions_reads_in_a_fixed_number_of_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kbackup.commands.restore import _print_report
+
+    units = [_unit(f"src.{p}", p, [10, 10]) for p in range(3000)]
+    plan = _plan(units)
+    outcomes = [
+        RuntimeError("boom") if p % 1000 == 7 else _result(f"src.{p}", "dst", {p: 20}) for p in range(3000)
+    ]
+    committed = {f"src.{p}": CommittedProgress(records=5, starts={p: 0}) for p in (7, 1007, 2007)}
+    rows, resume = target_progress(plan, outcomes, committed)
+    report = restore_report(
+        plan,
+        [TargetInfo(name="dst", partitions=3000, created=True)],
+        unit_reports(plan, outcomes),
+        dry_run=False,
+        started_at=datetime.now(UTC),
+        seconds=12.0,
+        progress=rows,
+        resume=resume,
+    )
+    text = summary(report)
+    assert len(text.splitlines()) < 40
+    committed_lines = text.split("## What is committed\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert committed_lines[:3] == [f"- dst/{p}: partial (5 of 20 records committed)" for p in (7, 1007, 2007)]
+    assert committed_lines[3:] == ["- 2997 units complete (the counts: Resume)"]
+    assert len(summary(report, full=True).splitlines()) > 3000
+
+    _print_report(report, full_table=False)
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) < 70
+    assert out.splitlines()[2].split()[:3] == ["dst", "3000", str(report.records)]
+    assert (
+        "The units most worth a look, 10 of 3000 (failed, slowest, largest; --full-table prints all):" in out
+    )
+    shown = [line.split()[0] for line in out.split("most worth a look", 1)[1].splitlines()[3:13]]
+    assert {"src.7", "src.1007", "src.2007"} <= set(shown)  # the failed units, whatever else
