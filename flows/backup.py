@@ -18,7 +18,7 @@ from core.connections import credential_blocks
 from flows.parameters import KCQL_VARIABLE, BackupParameters, specs_and_transforms
 from formats import get_codec
 from kcql import BackupSpec
-from tasks.backup.export import export_unit_task, export_units
+from tasks.backup.export import earlier_keys_task, export_unit_task, export_units
 from tasks.backup.manifest import build_manifest, registry_schema_ids, write_manifest_task
 from tasks.backup.plan import plan_backup_task
 from tasks.backup.report import BackupResult, not_wire_format, publish, retention_gaps
@@ -57,9 +57,10 @@ def _backup_one(
         logger.info("backup %s is full: it starts a new chain (%s)", plan.backup_id, plan.full_reason)
     for warning in retention_gaps(plan):
         logger.warning(warning)
+    units = export_units(plan, params.concurrency, earlier_keys_task(unwalked(plan)))
     outcomes = run_tasks(  # one task run per work unit: its partitions through one consumer
         export_unit_task,
-        [{"unit": unit, "transforms": transforms} for unit in export_units(plan, params.concurrency)],
+        [{"unit": unit, "transforms": transforms} for unit in units],
         choice=params.task_runner,
         concurrency=params.concurrency,
         records=plan.record_upper_bound,

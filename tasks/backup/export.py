@@ -40,7 +40,7 @@ from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming
 from layout.work_units import Part, pack
 from tasks.backup.plan import BackupPlan, gap_cause
-from tasks.backup.upload import Uploads, upload_finished, written_objects
+from tasks.backup.upload import EarlierKeys, Uploads, earlier_keys, upload_finished, written_objects
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import PartitionWindow
 from tasks.services.kafka.reader import read_windows
@@ -81,6 +81,10 @@ class ExportUnit(BaseModel):
     """Per topic: what an offset hole most likely is (tasks.backup.plan.gap_cause); default
     transaction markers."""
     chain_suffix: str = ""
+    earlier: EarlierKeys | None = None
+    """The keys an earlier attempt or run may have left in the windows (tasks.backup.upload.
+    earlier_keys, listed once for the run before the export); None: each partition's folder is
+    listed (a retried task: its own first attempt may have written since that listing)."""
 
     @classmethod
     def of(cls, request: ExportRequest) -> ExportUnit:
@@ -95,9 +99,21 @@ class ExportUnit(BaseModel):
         )
 
 
-def export_units(plan: BackupPlan, workers: int) -> list[ExportUnit]:
+def export_units(plan: BackupPlan, workers: int, earlier: EarlierKeys | None = None) -> list[ExportUnit]:
     """The plan's windows packed into units for `workers` workers (layout.work_units.pack: by
-    their records; their bytes are not known before they are read)."""
+    their records; their bytes are not known before they are read), each given its share of
+    `earlier` (the run's listing of what earlier attempts left, if made)."""
+
+    def share(windows: tuple[PartitionWindow, ...]) -> EarlierKeys | None:
+        if earlier is None:
+            return None
+        found: EarlierKeys = {}
+        for w in windows:
+            keys = earlier.get(w.topic, {}).get(w.partition)
+            if keys:
+                found.setdefault(w.topic, {})[w.partition] = keys
+        return found
+
     causes = {t.name: gap_cause(t) for t in plan.topics}
     units = pack(plan.windows, lambda w: Part(w.topic, w.partition, w.end - w.start), workers=workers)
     return [
@@ -108,6 +124,7 @@ def export_units(plan: BackupPlan, workers: int) -> list[ExportUnit]:
             windows=unit.items,
             gap_causes={w.topic: causes[w.topic] for w in unit.items},
             chain_suffix=plan.chain_suffix,
+            earlier=share(unit.items),
         )
         for unit in units
     ]
@@ -152,9 +169,9 @@ class UnitContext:
             avro_lookup=avro_lookup,
         )
 
-    def written(self, window: PartitionWindow) -> list[ObjectEntry]:
+    def written(self, window: PartitionWindow, listed: tuple[str, ...] | None = None) -> list[ObjectEntry]:
         """The objects an earlier attempt wrote for this window (tasks.backup.upload.written_objects)."""
-        return written_objects(self.store, self.spec.bucket, self.naming, window)
+        return written_objects(self.store, self.spec.bucket, self.naming, window, listed)
 
     def upload(self, obj: FinishedObject) -> ObjectEntry:
         return upload_finished(self.store, self.spec.bucket, obj, self.backup_id, self.protection)
@@ -304,7 +321,10 @@ def export_unit(
     def written(window: PartitionWindow) -> Future[list[ObjectEntry]]:
         if window.end <= window.start:  # nothing can be written in an empty window
             return _done([])
-        return listing.submit(context.written, window)
+        if unit.earlier is None:
+            return listing.submit(context.written, window)
+        listed = unit.earlier.get(window.topic, {}).get(window.partition, ())
+        return listing.submit(context.written, window, listed) if listed else _done([])
 
     group = f"kbackup-export-{unit.backup_id}"
     listing = ThreadPoolExecutor(
@@ -406,7 +426,7 @@ def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap
     **RETRY_OPTIONS,
 )
 def export_unit_task(unit: ExportUnit, transforms: tuple[Transform, ...] = ()) -> list[PartitionEntry]:
-    from tasks.runtime.progress import report_progress
+    from tasks.runtime.progress import flush_progress, report_progress
     from tasks.services.kafka.clients import client_config
     from tasks.services.object_store import open_store
     from tasks.services.schema_registry import Registry
@@ -416,6 +436,22 @@ def export_unit_task(unit: ExportUnit, transforms: tuple[Transform, ...] = ()) -
     def on_progress(topic: str, partition: int, records: int, written: int) -> None:
         report_progress(topic, partition, records, totals[(topic, partition)], written)
 
+    from prefect.runtime import task_run
+
+    if task_run.run_count > 1:  # a retry: its first attempt may have written since the run's listing
+        unit = unit.model_copy(update={"earlier": None})
     spec = unit.spec
     lookup = Registry(spec.schema_registry_url).avro_lookup() if needs_avro_schemas(spec) else None
-    return export_unit(unit, client_config(), open_store(), transforms, on_progress, lookup)
+    try:
+        return export_unit(unit, client_config(), open_store(), transforms, on_progress, lookup)
+    finally:
+        flush_progress()
+
+
+@task(name="list-earlier-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def earlier_keys_task(plan: BackupPlan) -> EarlierKeys:
+    """What earlier attempts or killed runs left in the plan's windows: one listing per topic."""
+    from tasks.services.object_store import open_store
+
+    naming = key_naming(plan.spec, get_codec(plan.spec.format.value).spec.extension, plan.chain_suffix)
+    return earlier_keys(open_store(), plan.spec.bucket, naming, plan.windows)

@@ -9,7 +9,7 @@ unit sends its objects on a few threads while it reads on (`Uploads`).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -106,25 +106,69 @@ def _optional_int(text: str | None) -> int | None:
     return int(text) if text else None
 
 
+EarlierKeys = dict[str, dict[int, tuple[str, ...]]]
+"""Per topic and partition: keys named as this export names its objects whose last offset lies
+in the partition's window — what an earlier attempt or a killed run may have left there."""
+
+
+def earlier_keys(
+    store: ObjectStore, bucket: str, naming: KeyNaming, windows: Sequence[PartitionWindow]
+) -> EarlierKeys:
+    """The keys in the windows, found by one listing of each topic's folder (a few requests per
+    topic, whatever its partition count) instead of one listing per partition. Empty for the
+    partitioned layouts, which never resume."""
+    found: EarlierKeys = {}
+    if naming.partitioned:
+        return found
+    by_topic: dict[str, dict[int, PartitionWindow]] = {}
+    for window in windows:
+        if window.end > window.start:
+            by_topic.setdefault(window.topic, {})[window.partition] = window
+    for topic, open_windows in by_topic.items():
+        keys: dict[int, list[str]] = {}
+        some_key = naming.object_key(topic, next(iter(open_windows)), 0)  # <folder>/<partition>/<name>
+        for listed in store.list_objects(bucket, some_key.rsplit("/", 2)[0] + "/"):
+            parsed = parse_object_key(listed.key, naming.prefix)
+            found_in = open_windows.get(parsed.partition) if parsed.partition is not None else None
+            if found_in is not None and _named_in(listed.key, parsed.last_offset, naming, found_in):
+                keys.setdefault(found_in.partition, []).append(listed.key)
+        found[topic] = {partition: tuple(names) for partition, names in keys.items()}
+    return found
+
+
+def _named_in(key: str, last_offset: int | None, naming: KeyNaming, window: PartitionWindow) -> bool:
+    """Whether `key` is exactly this export's name of an object ending in the window."""
+    return (
+        last_offset is not None
+        and window.start <= last_offset < window.end
+        and key == naming.object_key(window.topic, window.partition, last_offset)
+    )
+
+
 def written_objects(
-    store: ObjectStore, bucket: str, naming: KeyNaming, window: PartitionWindow
+    store: ObjectStore,
+    bucket: str,
+    naming: KeyNaming,
+    window: PartitionWindow,
+    listed: Iterable[str] | None = None,
 ) -> list[ObjectEntry]:
     """Objects a previous attempt of this export already wrote (default layout only): the chain of
     non-overlapping objects from the window's start, read back from their keys and metadata. Only
     keys named exactly as this export names them count: another chain's objects (another suffix)
-    are never taken for this one's."""
+    are never taken for this one's. `listed`: the keys in the window found by `earlier_keys`;
+    without it the partition's folder is listed here."""
     if naming.partitioned:
         return []
-    folder = join_key(naming.prefix, window.topic, naming.padding.pad("partition", window.partition)) + "/"
+    if listed is None:
+        folder = (
+            join_key(naming.prefix, window.topic, naming.padding.pad("partition", window.partition)) + "/"
+        )
+        listed = (entry.key for entry in store.list_objects(bucket, folder))
     candidates = []
-    for listed in store.list_objects(bucket, folder):
-        parsed = parse_object_key(listed.key, naming.prefix)
-        if (
-            parsed.last_offset is not None
-            and window.start <= parsed.last_offset < window.end
-            and listed.key == naming.object_key(window.topic, window.partition, parsed.last_offset)
-        ):
-            candidates.append((parsed.last_offset, listed.key))
+    for key in listed:
+        last = parse_object_key(key, naming.prefix).last_offset
+        if last is not None and _named_in(key, last, naming, window):
+            candidates.append((last, key))
     chain: list[ObjectEntry] = []
     next_free = window.start
     for last_offset, key in sorted(candidates):

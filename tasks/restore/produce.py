@@ -462,7 +462,7 @@ class _UnitRun:
 def restore_unit_task(
     plan: RestorePlan, unit: RestoreUnit, target_partitions: int, grow_target: bool = False
 ) -> UnitResult:
-    from tasks.runtime.progress import report_progress
+    from tasks.runtime.progress import flush_progress, report_progress
     from tasks.services.kafka.clients import client_config
     from tasks.services.object_store import open_store
 
@@ -471,6 +471,9 @@ def restore_unit_task(
     def on_progress(records: int, written: int) -> None:
         report_progress(unit.target_topic, unit.source_partition or 0, records, max(total, records), written)
 
-    return restore_unit(
-        plan, unit, client_config(), open_store(), target_partitions, on_progress, grow_target
-    )
+    try:
+        return restore_unit(
+            plan, unit, client_config(), open_store(), target_partitions, on_progress, grow_target
+        )
+    finally:
+        flush_progress()

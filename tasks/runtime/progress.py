@@ -1,10 +1,12 @@
 """Per-partition progress of a run, written by its tasks wherever they run.
 
-Exports and restores call `report_progress`; it writes one small JSON file per partition into the
-run's directory (tasks.runtime.run_dir), replaced atomically and at most every REPORT_INTERVAL_S unless
-the partition is done. The command line draws its progress bar from `snapshot()`, the flows
-publish it as a Prefect progress artifact; `snapshot()` reads again only the files replaced since
-its last call (a run of 600 partitions is polled every 0.5 s). Without a run directory (a worker of a remote Dask
+Exports and restores call `report_progress` for each partition they move; each thread that
+reports (a work unit's task, one at a time) keeps its partitions' last reports and writes them
+as one small JSON file into the run's directory (tasks.runtime.run_dir), replaced atomically at
+most every REPORT_INTERVAL_S, and at once on `flush_progress()` (a task's end). So a unit of 1,500
+partitions writes one file, not 1,500. The command line draws its progress bar from
+`snapshot()`, the flows publish it as a Prefect progress artifact; `snapshot()` reads again only
+the files replaced since its last call. Without a run directory (a worker of a remote Dask
 cluster, a plain function call) reports are dropped: progress is never worth an error.
 """
 
@@ -15,13 +17,15 @@ import json
 import os
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.runtime import run_dir
 
 REPORT_INTERVAL_S = 0.25
+
+Where = tuple[str, int]
+"""(topic, partition)."""
 
 
 @dataclass(frozen=True)
@@ -32,41 +36,50 @@ class PartitionProgress:
 
 
 _lock = threading.Lock()
-_last_report: dict[tuple[str, str, int], float] = {}
-# snapshot()'s last reading of each file of one run's directory: the file's (inode, mtime, size),
-# its partition and progress
-_read: dict[str, tuple[tuple[int, int, int], tuple[str, int], PartitionProgress]] = {}
+# Each reporting thread's partitions (per run directory), and when it last wrote its file.
+_reports: dict[tuple[str, int], dict[Where, PartitionProgress]] = {}
+_last_write: dict[tuple[str, int], float] = {}
+# snapshot()'s last reading of each file of one run's directory: the file's (inode, mtime, size)
+# and its partitions' progress
+_read: dict[str, tuple[tuple[int, int, int], dict[Where, PartitionProgress]]] = {}
 _read_in: list[Path | None] = [None]
-
-
-def _file(directory: Path, topic: str, partition: int) -> Path:
-    return directory / "progress" / f"{urllib.parse.quote(topic, safe='')}.{partition}.json"
 
 
 def report_progress(topic: str, partition: int, records: int, total: int, written_bytes: int) -> None:
     directory = run_dir.current()
     if directory is None:
         return
-    key = (str(directory), topic, partition)
-    now = time.monotonic()
+    writer = (str(directory), threading.get_ident())
     with _lock:
-        if records < total and now - _last_report.get(key, 0.0) < REPORT_INTERVAL_S:
+        _reports.setdefault(writer, {})[(topic, partition)] = PartitionProgress(records, total, written_bytes)
+        if time.monotonic() - _last_write.get(writer, 0.0) < REPORT_INTERVAL_S:
             return
-        _last_report[key] = now
-    text = json.dumps(
-        {"topic": topic, "partition": partition, "records": records, "total": total, "bytes": written_bytes}
-    )
+    _write(directory, writer)
+
+
+def flush_progress() -> None:
+    """Write this thread's last reports now (a task calls it as it ends)."""
+    directory = run_dir.current()
+    if directory is not None and (str(directory), threading.get_ident()) in _reports:
+        _write(directory, (str(directory), threading.get_ident()))
+
+
+def _write(directory: Path, writer: tuple[str, int]) -> None:
+    with _lock:
+        _last_write[writer] = time.monotonic()
+        parts = _reports.get(writer, {})
+        text = json.dumps([[t, p, r.records, r.total, r.bytes] for (t, p), r in parts.items()])
     # The directory may have gone (the run ended) or the disk be full: progress is optional.
     with contextlib.suppress(OSError):
-        run_dir.write_atomically(_file(directory, topic, partition), text)
+        run_dir.write_atomically(directory / "progress" / f"{os.getpid()}-{writer[1]}.json", text)
 
 
-def snapshot(directory: Path | None = None) -> dict[tuple[str, int], PartitionProgress]:
+def snapshot(directory: Path | None = None) -> dict[Where, PartitionProgress]:
     """Every partition's last report in the run's directory (this process's, by default)."""
     directory = directory or run_dir.current()
     if directory is None:
         return {}
-    parts: dict[tuple[str, int], PartitionProgress] = {}
+    parts: dict[Where, PartitionProgress] = {}
     with _lock:
         if _read_in[0] != directory:  # another run: forget the last one's files
             _read.clear()
@@ -85,16 +98,16 @@ def snapshot(directory: Path | None = None) -> dict[tuple[str, int], PartitionPr
         version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # a report replaces the file
         known = _read.get(entry.path)
         if known is not None and known[0] == version:
-            parts[known[1]] = known[2]
+            parts.update(known[1])
             continue
         try:
-            data = json.loads(Path(entry.path).read_text())
+            rows = json.loads(Path(entry.path).read_text())
         except (OSError, ValueError):
             continue  # removed meanwhile
-        where = (data["topic"], data["partition"])
-        parts[where] = PartitionProgress(data["records"], data["total"], data["bytes"])
+        found = {(t, p): PartitionProgress(r, total, b) for t, p, r, total, b in rows}
+        parts.update(found)
         with _lock:
-            _read[entry.path] = (version, where, parts[where])
+            _read[entry.path] = (version, found)
     return parts
 
 
@@ -103,5 +116,9 @@ def reset(directory: Path | None = None) -> None:
     directory = directory or run_dir.current()
     if directory is None:
         return
+    with _lock:
+        for writer in [w for w in _reports if w[0] == str(directory)]:
+            del _reports[writer]
+            _last_write.pop(writer, None)
     for path in (directory / "progress").glob("*.json"):
         path.unlink(missing_ok=True)

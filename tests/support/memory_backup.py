@@ -16,9 +16,11 @@ from formats import get_codec
 from kcql import BackupSpec, parse_backup
 from layout.chains import chain_suffix
 from layout.manifest import Manifest, PartitionEntry, TopicEntry, new_backup_id
+from layout.spec_bridge import key_naming
 from tasks.backup.export import export_unit, export_units
 from tasks.backup.manifest import build_manifest
 from tasks.backup.plan import BackupPlan
+from tasks.backup.upload import earlier_keys
 from tasks.services.kafka.admin import PartitionWindow
 from tasks.services.kafka.reader import WindowRun
 from tasks.services.manifest_store import write_manifest
@@ -141,12 +143,16 @@ def plan_of(
 
 
 def export(
-    store: ObjectStore, plan: BackupPlan, source: Partitions, workers: int = 2
+    store: ObjectStore, plan: BackupPlan, source: Partitions, workers: int = 2, listed_once: bool = True
 ) -> list[PartitionEntry]:
     """Every partition's export, as the backup flow runs them (without the retries): in the work
-    units `export_units` packs for `workers`."""
+    units `export_units` packs for `workers`, given what earlier attempts left from one listing
+    per topic (`listed_once`; else each partition looks in its own folder, as a retried task does)."""
+    naming = key_naming(plan.spec, get_codec(plan.spec.format.value).spec.extension, plan.chain_suffix)
+    earlier = earlier_keys(store, plan.spec.bucket, naming, plan.windows) if listed_once else None
     with mock.patch("tasks.backup.export.read_windows", source.read_windows):
-        return [entry for unit in export_units(plan, workers) for entry in export_unit(unit, {}, store)]
+        units = export_units(plan, workers, earlier)
+        return [entry for unit in units for entry in export_unit(unit, {}, store)]
 
 
 def backup(

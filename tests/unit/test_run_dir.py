@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +18,9 @@ from tasks.runtime import progress, run_dir, shutdown
 
 
 def _report(topic: str, partition: int, records: int, total: int) -> None:
+    """A report, and the end of its task (which writes it at once)."""
     progress.report_progress(topic, partition, records, total, records * 10)
+    progress.flush_progress()
 
 
 def _stopped() -> str | None:
@@ -76,19 +79,26 @@ def test_without_a_run_directory_reports_and_stop_checks_do_nothing(
     assert progress.snapshot() == {}
 
 
-def test_reports_are_throttled_except_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
-    with run_dir.run_dir():
+def test_a_threads_reports_are_one_file_throttled_until_its_task_ends() -> None:
+    with run_dir.run_dir() as directory:
         progress.report_progress("t", 0, 1, 10, 0)
-        progress.report_progress("t", 0, 2, 10, 0)  # within REPORT_INTERVAL_S: dropped
-        assert progress.snapshot()[("t", 0)].records == 1
-        progress.report_progress("t", 0, 10, 10, 0)  # done: always written
-        assert progress.snapshot()[("t", 0)].records == 10
+        progress.report_progress("t", 0, 2, 10, 0)  # within REPORT_INTERVAL_S: kept, not written
+        progress.report_progress("t", 1, 10, 10, 0)
+        assert progress.snapshot() == {("t", 0): progress.PartitionProgress(1, 10, 0)}
+        progress.flush_progress()  # the task's end
+        assert progress.snapshot() == {
+            ("t", 0): progress.PartitionProgress(2, 10, 0),
+            ("t", 1): progress.PartitionProgress(10, 10, 0),
+        }
+        assert len(list(directory.glob("progress/*.json"))) == 1  # one file for the thread's partitions
 
 
 def test_the_snapshot_reads_again_only_what_was_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     with run_dir.run_dir():
-        for partition in range(3):
-            _report("t", partition, 1, 10)
+        _report("t", 0, 1, 10)
+        other = threading.Thread(target=lambda: [_report("t", p, 1, 10) for p in (1, 2)])
+        other.start()
+        other.join()
         assert progress.snapshot()[("t", 2)] == progress.PartitionProgress(1, 10, 10)
         reads: list[str] = []
         real = Path.read_text
@@ -100,12 +110,12 @@ def test_the_snapshot_reads_again_only_what_was_replaced(monkeypatch: pytest.Mon
         monkeypatch.setattr(Path, "read_text", counted)
         assert progress.snapshot()[("t", 2)] == progress.PartitionProgress(1, 10, 10)
         assert reads == []  # nothing replaced: nothing read
-        _report("t", 1, 10, 10)  # done: reported at once
+        _report("t", 0, 10, 10)  # this thread's file replaced; the other thread's is not read again
         parts = progress.snapshot()
-        assert reads == ["t.1.json"]
+        assert len(reads) == 1
         assert parts == {
-            ("t", 0): progress.PartitionProgress(1, 10, 10),
-            ("t", 1): progress.PartitionProgress(10, 10, 100),
+            ("t", 0): progress.PartitionProgress(10, 10, 100),
+            ("t", 1): progress.PartitionProgress(1, 10, 10),
             ("t", 2): progress.PartitionProgress(1, 10, 10),
         }
         progress.reset()

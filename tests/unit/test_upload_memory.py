@@ -4,6 +4,7 @@ what counts as that attempt's objects."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from tasks.backup.upload import written_objects
 from tasks.services.errors import ObjectConflictError, TransientStorageError
 from tasks.services.kafka.admin import PartitionWindow
 from tasks.services.object_store import MemoryStore
+from tasks.services.object_store.base import ObjectInfo
 from tests.support.memory_backup import Partitions, export, messages, plan_of, spec_of
 
 BUCKET = "bkt"
@@ -26,6 +28,11 @@ class Flaky(MemoryStore):
         super().__init__()
         self.fail_after = fail_after
         self.puts: list[str] = []
+        self.listings: list[str] = []
+
+    def list_objects(self, bucket: str, prefix: str, *, start_after: str = "") -> Iterator[ObjectInfo]:
+        self.listings.append(prefix)
+        return super().list_objects(bucket, prefix, start_after=start_after)
 
     def put(self, bucket: str, key: str, data: bytes, **options: Any) -> bool:
         if self.fail_after is not None and len(self.puts) >= self.fail_after:
@@ -102,3 +109,26 @@ def test_only_this_exports_own_chain_of_objects_counts_as_written() -> None:
     assert written_objects(store, BUCKET, naming, later) == []  # 0-9 overlaps a window from 5
     partitioned = KeyNaming(prefix="p", extension="avro", partition_names=("region",))
     assert written_objects(store, BUCKET, partitioned, window) == []
+
+
+@pytest.mark.parametrize("listed_once", [True, False])
+def test_a_run_after_a_killed_one_resumes_every_partition_from_one_listing_per_topic(
+    listed_once: bool,
+) -> None:
+    """What a killed run left is found by one listing of the topic's folder (the flow's
+    earlier_keys), not one per partition (a retried task's way), and every partition resumes
+    after it: the same entries, nothing put twice."""
+    source = Partitions("orders", {p: messages(range(25 + p)) for p in range(6)})
+    plan = plan_of(spec_of(KCQL), source)
+    clean = _store()
+    expected = export(clean, plan, source)
+    store = _store(fail_after=7)
+    with pytest.raises(TransientStorageError):
+        export(store, plan, source, workers=1)  # killed after 7 objects
+    left = list(store.puts)
+    store.fail_after, store.puts, store.listings = None, [], []
+    entries = export(store, plan, source, listed_once=listed_once)
+    assert not set(store.puts) & set(left)  # nothing sent again
+    assert len(store.listings) == (1 if listed_once else len(source.by_partition))
+    strip = {"seconds"}
+    assert [e.model_dump(exclude=strip) for e in entries] == [e.model_dump(exclude=strip) for e in expected]
