@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from formats.columns import DECODED, HEADER
+from formats.columns import DECODED, HEADER, SMALL_BATCH, to_records
 from formats.envelope import Record, TimestampType
 
 _NULL = b"\x00"
@@ -186,10 +186,14 @@ def encode_columns(
     keep_metadata: bool = True,
 ) -> bytes:
     """`encode_envelopes` of the batch's records (formats.columns.COLUMNS) with `topic` and
-    `partition`, built column by column with Arrow kernels and numpy."""
+    `partition`, built column by column with Arrow kernels and numpy; under SMALL_BATCH records
+    (a small partition's object) record by record, which costs less than the kernels' calls."""
     count = batch.num_rows
     if not count:
         return b""
+    if count < SMALL_BATCH:
+        records = list(to_records(batch, topic, partition))
+        return encode_envelopes(records, keep_key, keep_value, keep_headers, keep_metadata)
     null = pa.repeat(_NULL_SCALAR, count)
     parts = [
         *(_nullable_column(batch.column("key")) if keep_key else [null]),

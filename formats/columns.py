@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
 
 HEADER = pa.struct([("key", pa.string()), ("value", pa.binary())])
@@ -42,6 +43,10 @@ DECODED = COLUMNS.append(pa.field("topic", pa.string())).append(pa.field("partit
 (from the envelope's metadata, else the object's context)."""
 DECODE_BATCH = 10_000
 """Records per decoded batch when a codec reads record by record."""
+SMALL_BATCH = 256
+"""Under this many records a batch is encoded and digested record by record: the Arrow kernels'
+fixed cost per call outweighs their speed (3.3 ms against 0.7 ms to encode 50 records of 1 KB,
+even at about 800; a partition of 50 records makes one such object)."""
 
 
 class Message(Protocol):
@@ -251,6 +256,13 @@ def records_digest_inputs(
     restore writes may differ from what it read)."""
     if batch.num_rows == 0:
         return pa.array([], pa.large_binary())
+    if batch.num_rows < SMALL_BATCH:
+        return _small_digest_inputs(
+            batch,
+            batch.column("key") if key is None else key,
+            batch.column("value") if value is None else value,
+            batch.column("timestamp_type") if timestamp_type is None else timestamp_type,
+        )
     parts = [
         *_nullable(batch.column("key") if key is None else key),
         *_nullable(batch.column("value") if value is None else value),
@@ -261,6 +273,23 @@ def records_digest_inputs(
         ),
     ]
     return pc.binary_join_element_wise(*parts, _EMPTY)
+
+
+def _small_digest_inputs(
+    batch: pa.RecordBatch, key: pa.Array, value: pa.Array, timestamp_type: pa.Array
+) -> pa.LargeBinaryArray:
+    """`records_digest_inputs` record by record (formats.digest.digest_input): for a few records
+    it costs less than the kernels' calls."""
+    with collector_paused():
+        rows = zip(
+            key.to_pylist(),
+            value.to_pylist(),
+            header_lists(batch.column("headers")),
+            batch.column("timestamp").to_pylist(),
+            timestamp_type.to_pylist(),
+            strict=True,
+        )
+        return pa.array([digest_input(*row) for row in rows], pa.large_binary())
 
 
 def update_digest(hasher: Any, inputs: pa.LargeBinaryArray, start: int = 0, stop: int | None = None) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from tasks.runtime import run_dir
 
 REPORT_INTERVAL_S = 0.25
+PARTS_PER_INTERVAL = 250  # past this many partitions in a file, its interval grows with them
 
 Where = tuple[str, int]
 """(topic, partition)."""
@@ -46,25 +47,31 @@ _read_in: list[Path | None] = [None]
 
 
 def report_progress(topic: str, partition: int, records: int, total: int, written_bytes: int) -> None:
-    directory = run_dir.current()
-    if directory is None:
+    folder = os.environ.get(run_dir.ENV)
+    if not folder:
         return
-    writer = (str(directory), threading.get_ident())
+    writer = (folder, threading.get_ident())
     with _lock:
-        _reports.setdefault(writer, {})[(topic, partition)] = PartitionProgress(records, total, written_bytes)
-        if time.monotonic() - _last_write.get(writer, 0.0) < REPORT_INTERVAL_S:
+        parts = _reports.setdefault(writer, {})
+        parts[(topic, partition)] = PartitionProgress(records, total, written_bytes)
+        # a thread reporting many partitions writes less often: its file grows with them
+        interval = REPORT_INTERVAL_S * max(1.0, len(parts) / PARTS_PER_INTERVAL)
+        if time.monotonic() - _last_write.get(writer, 0.0) < interval:
             return
-    _write(directory, writer)
+    _write(writer)
 
 
 def flush_progress() -> None:
     """Write this thread's last reports now (a task calls it as it ends)."""
+    writer = (os.environ.get(run_dir.ENV, ""), threading.get_ident())
+    if writer in _reports:
+        _write(writer)
+
+
+def _write(writer: tuple[str, int]) -> None:
     directory = run_dir.current()
-    if directory is not None and (str(directory), threading.get_ident()) in _reports:
-        _write(directory, (str(directory), threading.get_ident()))
-
-
-def _write(directory: Path, writer: tuple[str, int]) -> None:
+    if directory is None or str(directory) != writer[0]:
+        return  # not on this disk (a remote Dask worker), or the run ended
     with _lock:
         _last_write[writer] = time.monotonic()
         parts = _reports.get(writer, {})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,9 +24,17 @@ def test_columns_hold_every_record_exactly(records: list[Record]) -> None:
     ]
 
 
-@given(record_lists(), st.data())
+@pytest.mark.parametrize("small_batch", [0, 10**9], ids=["kernels", "record-by-record"])
+@given(records=record_lists(), data=st.data())
 @settings(max_examples=150, deadline=None)
-def test_batch_digest_inputs_are_the_record_digest_inputs(records: list[Record], data: st.DataObject) -> None:
+def test_batch_digest_inputs_are_the_record_digest_inputs(
+    small_batch: int, records: list[Record], data: st.DataObject
+) -> None:
+    with mock.patch("formats.columns.SMALL_BATCH", small_batch):
+        _digest_inputs_are_the_records(records, data)
+
+
+def _digest_inputs_are_the_records(records: list[Record], data: st.DataObject) -> None:
     batch = from_records(records)
     inputs = records_digest_inputs(batch)
     assert [value.as_py() for value in inputs] == [

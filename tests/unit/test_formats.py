@@ -512,13 +512,21 @@ def test_truncated_objects_name_key_and_record_through_columns(fmt: str) -> None
     assert "record" in str(error.value)
 
 
+@pytest.mark.parametrize("small_batch", [0, 10**9], ids=["kernels", "record-by-record"])
 @settings(max_examples=150, deadline=None)
 @given(records=record_lists(), switches=st.tuples(*[st.booleans()] * 4))
 def test_avro_bodies_from_columns_equal_fastavros_encoding(
-    records: list[Record], switches: tuple[bool, ...]
+    small_batch: int, records: list[Record], switches: tuple[bool, ...]
 ) -> None:
     """The vectorised encoder (formats.avro_binary.encode_columns) against fastavro record by
-    record, with every envelope-part switch."""
+    record, with every envelope-part switch: its Arrow kernels and its path for small batches."""
+    from unittest import mock
+
+    with mock.patch("formats.avro_binary.SMALL_BATCH", small_batch):
+        _bodies_equal_fastavros(records, switches)
+
+
+def _bodies_equal_fastavros(records: list[Record], switches: tuple[bool, ...]) -> None:
     import fastavro
 
     from formats.avro import ENVELOPE_SCHEMA, VALUE_SCHEMA
