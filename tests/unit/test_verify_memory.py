@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from layout.manifest import Manifest
+from tasks.backup import verify
 from tasks.backup.verify import (
     SAMPLE_BYTES,
     SAMPLE_FRACTION,
@@ -180,3 +181,29 @@ def test_a_key_the_listing_does_not_show_is_named(store: MemoryStore, manifest: 
     assert problem.startswith(
         f"s3://{BUCKET}/{key} is listed in manifest {manifest.backup_id} but not in a listing"
     )
+
+
+def test_a_sampled_report_is_the_seeds_and_in_the_manifests_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects are asked for on threads; the report is the same on one, its problems in the
+    manifest's order: a missing object, a replaced one, and a changed one the sample decodes."""
+    store = MemoryStore()
+    store.create_bucket(BUCKET)
+    manifest = backup(store, KCQL, Partitions("orders", {p: messages(range(3)) for p in range(40)}))
+    keys = [o.key for p in manifest.partitions for o in p.objects]
+    present = [i for i in range(40) if i != 3]  # partition 3's object goes missing
+    sampled = [present[i] for i in sample([("orders", 1)] * len(present), seed=5)]
+    decoded = next(i for i in sampled if i != 30)
+    gone, changed, replaced = keys[3], keys[decoded], keys[30]
+    store.delete(BUCKET, gone)
+    store.put(BUCKET, replaced, b"not an avro object")
+    _change_silently(store, changed)
+    read_back = _read_back(manifest)
+    reports = [verify_backup(store, BUCKET, m, "sampled", seed=5) for m in (manifest, read_back) * 2]
+    monkeypatch.setattr(verify, "VERIFY_THREADS", 1)
+    assert reports[:2] == [verify_backup(store, BUCKET, m, "sampled", seed=5) for m in (manifest, read_back)]
+    assert reports[:2] == reports[2:]
+    for report in reports[:2]:
+        named = [next(k for k in (gone, changed, replaced) if k in p) for p in report.problems]
+        assert named == sorted(named, key=keys.index) and set(named) == {gone, changed, replaced}
+    assert any(f"s3://{BUCKET}/{changed} is corrupt: its ETag " in p for p in reports[0].problems)
+    assert any(f"s3://{BUCKET}/{changed} is corrupt: sha256 " in p for p in reports[1].problems)
