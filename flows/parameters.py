@@ -77,8 +77,9 @@ class BackupParameters(BaseModel):
     )
     verify: Literal["quick", "sampled", "full"] = Field(
         default="sampled",
-        description="quick: sizes and checksums; sampled: also decode a sample of objects; full: decode everything "
-        "and recompute every partition's records digest.",
+        description="quick: each object listed with its size and its upload's ETag; sampled: also decode a "
+        "sample of the backup's objects (10 %, at least 3 and one per topic, at most 256 MiB past those); full: "
+        "decode everything and recompute every partition's records digest.",
     )
     concurrency: int = concurrency_field(
         "work units of partitions are exported",

@@ -44,6 +44,19 @@ class ObjectEntry(FrozenModel):
     partition_values: dict[str, str | None] = Field(
         default_factory=dict, description="PARTITIONBY values (Hive-style name -> value) of this object."
     )
+    etag: str | None = Field(
+        default=None,
+        exclude=True,
+        description="The ETag the store gave the object when this run uploaded it (or found it "
+        "there): kept in memory for the run's own verification, never written to the manifest "
+        "(None in one read back).",
+    )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal as their JSON is: the ETag, which an entry read back has not, left aside."""
+        if not isinstance(other, ObjectEntry):
+            return NotImplemented
+        return {**self.__dict__, "etag": None} == {**other.__dict__, "etag": None}
 
 
 class PartitionEntry(FrozenModel):

@@ -52,8 +52,9 @@ def upload_finished(
     backup_id: str,
     protection: Protection | None = None,
 ) -> ObjectEntry:
-    """Upload one finished object; `protection`: the backup's encryption and retention."""
-    store.put_once(bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256, protection)
+    """Upload one finished object; `protection`: the backup's encryption and retention. The entry
+    keeps the ETag the store gave it (for the run's verification; not in the manifest's JSON)."""
+    put = store.put_once(bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256, protection)
     return ObjectEntry(
         key=obj.key,
         first_offset=obj.first_offset,
@@ -65,6 +66,7 @@ def upload_finished(
         sha256=obj.sha256,
         records_digest=obj.records_digest,
         partition_values=obj.partition_values,
+        etag=put.etag,
     )
 
 
@@ -190,6 +192,7 @@ def written_objects(
                 size=head.size,
                 sha256=metadata[SHA256_METADATA],
                 records_digest=metadata[_META_DIGEST],
+                etag=head.etag,
             )
         )
         next_free = last_offset + 1

@@ -1,9 +1,31 @@
 """Verification: the objects in the bucket are the ones the manifest names, bit for bit, and
 (deep) decode to the very records that were read from Kafka.
 
-Every key the manifest names must also be in a listing of the prefix: restore discovers objects by
-listing, and a store can answer a HEAD for a key it lists under another name (SeaweedFS keeps
-`a\\b` as `a/b`). Problems name their object as restore's errors do (`s3://bucket/key …`).
+What each depth proves:
+- every depth: each key the manifest names is in a listing of the prefix (restore discovers
+  objects by listing, and a store can answer a HEAD for a key it lists under another name:
+  SeaweedFS keeps `a\\b` as `a/b`), with the manifest's size, and
+  - for an object whose ETag the entry carries (the backup flow's own verification: the ETag the
+    upload's PUT returned, or the HEAD's of an identical object a retried export found there) the
+    listing shows that ETag: the key's current object is the one that PUT wrote. An object put in
+    one request (unencrypted, SSE-S3) has the md5 of its bytes as its ETag, so its bytes are this
+    run's (but for a deliberate md5 collision); with SSE-KMS the ETag is another value S3 gives
+    that object version. No HEAD is made; its sha256 metadata, written by that same PUT, is not
+    read again (a copy of the same bytes over it with other metadata would go unseen);
+  - for any other (a manifest read back from the bucket — `kbackup verify`, older backups — a
+    multipart upload, a store that lists no ETags) a HEAD: its size and its stored sha256
+    metadata equal the manifest's. The bytes are not read: a change that keeps the size and the
+    metadata goes unseen.
+- `quick`: only that.
+- `sampled`: also a sample of the backup's objects (`sample`: SAMPLE_FRACTION of them, SAMPLE_MIN
+  and one of each topic at least, at most SAMPLE_BYTES past those, chosen with the seed) fetched:
+  their bytes' sha256 is the manifest's, and they decode to the manifest's record count and (a
+  lossless backup) records digest, i.e. to the records read from Kafka. A damage to an object
+  outside the sample is seen only as the checks above see it.
+- `full`: every object fetched and its sha256 checked; every partition's records digest recomputed
+  over all its objects' records in offset order.
+
+Problems name their object as restore's errors do (`s3://bucket/key …`).
 """
 
 from __future__ import annotations
@@ -13,7 +35,7 @@ import heapq
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -34,14 +56,16 @@ from layout.schemas import cached_avro_lookup
 from layout.spec_bridge import codec_context, spec_of
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.errors import StorageAccessError, VerificationError
-from tasks.services.object_store import SHA256_METADATA
+from tasks.services.object_store import SHA256_METADATA, ObjectInfo
 
 if TYPE_CHECKING:
     from tasks.services.object_store import ObjectStore
 
 Depth = Literal["quick", "sampled", "full"]
 T = TypeVar("T")
-SAMPLE_FRACTION = 0.1
+SAMPLE_FRACTION = 0.1  # of the backup's objects a sampled verification decodes
+SAMPLE_MIN = 3  # objects it decodes at least (every one of a smaller backup)
+SAMPLE_BYTES = 256 * 1024 * 1024  # what its sample fetches at most, past one object of each topic
 VERIFY_THREADS = 16  # objects asked for at once (boto3's clients are thread-safe)
 VERIFY_BYTES = 128 * 1024 * 1024  # what the decodings running at once may fetch, one at least
 
@@ -59,21 +83,24 @@ class VerifyReport(BaseModel):
         return not self.problems
 
 
-@dataclass(frozen=True)
 class Listing:
-    """The keys a listing of s3://bucket/folder shows (manifests left out): what restore reads.
-    A frozenset, which Prefect does not walk when it inspects a task's parameters."""
+    """The objects a listing of s3://bucket/folder shows (manifests left out): what restore reads;
+    `objects`: key -> the listing's entry (size, ETag). A plain class, which Prefect does not walk
+    when it inspects a task's parameters (it walks dicts and dataclasses, item by item)."""
 
-    bucket: str
-    folder: str
-    keys: frozenset[str]
+    def __init__(self, bucket: str, folder: str, objects: Mapping[str, ObjectInfo]) -> None:
+        self.bucket, self.folder, self.objects = bucket, folder, objects
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(self.objects)
 
 
 def list_prefix(store: ObjectStore, bucket: str, prefix: str) -> Listing:
     """List the prefix as restore does (tasks.restore.discover.plan_restore)."""
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
-    keys = frozenset(o.key for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key))
-    return Listing(bucket, folder, keys)
+    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key)}
+    return Listing(bucket, folder, listed)
 
 
 def _missing(bucket: str, manifest: Manifest, key: str) -> str:
@@ -286,6 +313,59 @@ def _in_order(
             yield running.popleft()[0].result()
 
 
+def _uploaded(listing: Listing, entry: ObjectEntry) -> ObjectInfo | None:
+    """The listing's entry of an object whose upload's ETag is known and listed: no HEAD needed."""
+    listed = listing.objects.get(entry.key)
+    if entry.etag is None or listed is None or listed.etag is None:
+        return None
+    return listed
+
+
+def _check_present(
+    bucket: str, manifest: Manifest, listing: Listing, entry: ObjectEntry, seen: ObjectInfo | None
+) -> list[str]:
+    """The problems of one object as its listing entry (`_uploaded`) or else its HEAD (`seen`)
+    shows it; an object the HEAD does not find is missing."""
+    if seen is None:
+        return [_missing(bucket, manifest, entry.key)]
+    problems = []
+    if entry.key not in listing.objects:
+        problems.append(_not_listed(listing, manifest, entry.key))
+    if seen.size != entry.size:
+        problems.append(_corrupt(bucket, entry.key, f"{seen.size} bytes, the manifest says {entry.size}"))
+    elif entry.etag is not None and seen.etag is not None and seen.etag != entry.etag:
+        problems.append(
+            _corrupt(
+                bucket,
+                entry.key,
+                f"its ETag {seen.etag} is not the one its upload got ({entry.etag}): it was replaced since",
+            )
+        )
+    elif seen.metadata.get(SHA256_METADATA, entry.sha256) != entry.sha256:
+        problems.append(_corrupt(bucket, entry.key, "its stored sha256 differs from the manifest's"))
+    return problems
+
+
+def sample(objects: Sequence[tuple[str, int]], seed: int) -> list[int]:
+    """The indices, in order, of the objects a sampled verification decodes, of `objects` (each
+    object's topic and size): one of each topic, then more in the seed's random order until
+    SAMPLE_FRACTION of them, SAMPLE_MIN at least, are chosen, or the next would take the sample
+    past SAMPLE_BYTES. It grows with the backup's objects, not with its partitions."""
+    order = random.Random(seed).sample(range(len(objects)), len(objects))
+    first_of_topic = {objects[index][0]: index for index in reversed(order)}
+    chosen = set(first_of_topic.values())
+    wanted = max(SAMPLE_MIN, round(len(objects) * SAMPLE_FRACTION))
+    held = sum(objects[i][1] for i in chosen)
+    for index in order:
+        if index in chosen:
+            continue
+        if len(chosen) >= wanted or held + objects[index][1] > SAMPLE_BYTES:
+            break
+        chosen.add(index)
+        held += objects[index][1]
+    return sorted(chosen)
+
+
 def verify_backup(
     store: ObjectStore,
     bucket: str,
@@ -294,8 +374,9 @@ def verify_backup(
     seed: int = 0,
     listing: Listing | None = None,
 ) -> VerifyReport:
-    """Check the manifest's objects: each in `listing` (a listing of the backup's prefix, made here
-    when not given), its size and stored sha256; `sampled`/`full` decode and recompute digests.
+    """Check the manifest's objects as the module docstring says of `depth`: each in `listing` (a
+    listing of the backup's prefix, made here when not given) with its upload's ETag, else HEADed;
+    `sampled`/`full` decode and recompute digests.
 
     Objects are asked for on VERIFY_THREADS threads (HEADs all at once; decodings while the bytes
     they fetch stay within VERIFY_BYTES); the problems are reported in the manifest's order, the
@@ -303,11 +384,12 @@ def verify_backup(
     if listing is None:
         listing = list_prefix(store, bucket, spec_of(manifest).prefix)
     checked = decoded = records = 0
-    rng = random.Random(seed)
     entries = [entry for partition in manifest.partitions for entry in partition.objects]
-    heads = iter(list(_in_order(lambda entry: store.head(bucket, entry.key), entries)))
+    unheaded = [entry for entry in entries if _uploaded(listing, entry) is None]
+    heads = iter(list(_in_order(lambda entry: store.head(bucket, entry.key), unheaded)))
     found: list[list[str]] = []  # each partition's problems, in the manifest's order
     decodings: list[tuple[int, _Decoding]] = []  # (the partition's index, what to decode)
+    present: list[tuple[int, ObjectEntry]] = []  # (the partition's index, an object there)
     for index, partition in enumerate(manifest.partitions):
         found.append([])
         problems = found[-1]
@@ -315,34 +397,24 @@ def verify_backup(
             problems.append(
                 f"{partition.topic}/{partition.partition}: objects hold fewer records than the partition's count"
             )
-        present = []
+        there = []
         for entry in partition.objects:
-            head = next(heads)
+            seen = _uploaded(listing, entry) or next(heads)
             checked += 1
-            if head is None:
-                problems.append(_missing(bucket, manifest, entry.key))
-                continue
-            present.append(entry)
-            if entry.key not in listing.keys:
-                problems.append(_not_listed(listing, manifest, entry.key))
-            if head.size != entry.size:
-                problems.append(
-                    _corrupt(bucket, entry.key, f"{head.size} bytes, the manifest says {entry.size}")
-                )
-            elif head.metadata.get(SHA256_METADATA, entry.sha256) != entry.sha256:
-                problems.append(_corrupt(bucket, entry.key, "its stored sha256 differs from the manifest's"))
-        if depth == "full" and len(present) == len(partition.objects):
+            problems.extend(_check_present(bucket, manifest, listing, entry, seen))
+            if seen is not None:
+                there.append(entry)
+        present.extend((index, entry) for entry in there)
+        if depth == "full" and len(there) == len(partition.objects):
             decodings.append((index, _Decoding(partition, partition.objects, whole_partition=True)))
         elif depth == "full":  # the partition's digest cannot be recomputed; check what is there
             decodings.extend(
-                (index, _Decoding(partition, (entry,), whole_partition=False)) for entry in present
+                (index, _Decoding(partition, (entry,), whole_partition=False)) for entry in there
             )
-        elif depth == "sampled" and present:
-            wanted = max(1, round(len(present) * SAMPLE_FRACTION))
-            decodings.extend(
-                (index, _Decoding(partition, (entry,), whole_partition=False))
-                for entry in rng.sample(present, wanted)
-            )
+    if depth == "sampled":
+        for chosen in sample([(manifest.partitions[i].topic, entry.size) for i, entry in present], seed):
+            index, entry = present[chosen]
+            decodings.append((index, _Decoding(manifest.partitions[index], (entry,), whole_partition=False)))
     outcomes = _in_order(
         lambda job: _run_decoding(store, bucket, manifest, job[1]),
         decodings,

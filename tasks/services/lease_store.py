@@ -84,7 +84,8 @@ def put_record(store: ObjectStore, record: LeaseRecord, *, create: bool) -> bool
     """Write a lease object; with `create`, only if it does not exist yet (False when it did)."""
     key = lease_key(record.prefix, record.kind, record.epoch)
     body = record.model_dump_json(indent=2).encode()
-    return store.put(record.bucket, key, body, content_type="application/json", if_none_match=create)
+    written = store.put(record.bucket, key, body, content_type="application/json", if_none_match=create)
+    return written is not None
 
 
 def read_lock(store: ObjectStore, bucket: str, prefix: str, kind: str) -> LockState | None:

@@ -11,6 +11,7 @@ import pytest
 from tests.support.buckets import empty_and_delete
 from tests.unit.test_object_store_contract import (  # noqa: F401 - collected here, on S3Store
     test_a_delete_in_a_versioned_bucket_leaves_a_marker,
+    test_a_listing_and_a_head_show_the_etag_the_put_returned,
     test_a_listing_is_in_key_order_under_the_prefix,
     test_a_listing_shows_no_deleted_object,
     test_a_missing_object_and_a_missing_bucket_are_told_apart,

@@ -129,19 +129,21 @@ def test_multipart_uploads_carry_encryption_and_retention(
     protection = SSE_CASES[sse][1].model_copy(update={"lock_mode": "GOVERNANCE", "retain_until": until})
     big = os.urandom(1024 * 1024) * (SINGLE_PUT_LIMIT // (1024 * 1024) + 2)
     small = b"small object"
-    assert store.put_once(lock_bucket, "big", big, {}, protection=protection)
-    assert store.put_once(lock_bucket, "small", small, {}, protection=protection)
+    assert store.put_once(lock_bucket, "big", big, {}, protection=protection).written
+    assert store.put_once(lock_bucket, "small", small, {}, protection=protection).written
     head = s3.head_object(Bucket=lock_bucket, Key="big")
     assert head["ETag"].strip('"').endswith("-5")  # 66 MiB in 16 MiB parts: a multipart upload
     for key, data in (("big", big), ("small", small)):
         assert _protection_read_back(s3, lock_bucket, key) == protection, key
         body = s3.get_object(Bucket=lock_bucket, Key=key)["Body"].read()
         assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
-        assert not store.put_once(lock_bucket, key, data, {}, protection=protection)  # a retry: already there
+        assert not store.put_once(
+            lock_bucket, key, data, {}, protection=protection
+        ).written  # a retry: already there
     # A later backup finding the same bytes there (a full backup of offsets an older one holds)
     # retains them as long as itself.
     later = protection.model_copy(update={"retain_until": until + timedelta(minutes=5)})
-    assert not store.put_once(lock_bucket, "small", small, {}, protection=later)
+    assert not store.put_once(lock_bucket, "small", small, {}, protection=later).written
     assert _protection_read_back(s3, lock_bucket, "small") == later
     del big
 

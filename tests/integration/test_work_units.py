@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from kcql import parse_backup
 from layout.manifest import PartitionEntry
 from tasks.backup import verify
@@ -89,7 +89,7 @@ def _comparable(entries: list[PartitionEntry], prefix: str) -> dict[tuple[str, i
 
 
 def test_objects_and_entries_do_not_depend_on_the_grouping(
-    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topic = create_topic("units", partitions=len(COUNTS))
     _fill(kafka_config, topic)
@@ -101,7 +101,7 @@ def test_objects_and_entries_do_not_depend_on_the_grouping(
     def spec(prefix: str) -> Any:
         return parse_backup(kcql.format(prefix=prefix))[0]
 
-    plan = plan_backup(spec("one"), kafka_config, s3)
+    plan = plan_backup(spec("one"), kafka_config, store)
     windows = plan.windows
     assert [w.end - w.start for w in windows][TRANSACTIONAL] == 10  # a b | x y | c | z, 4 markers
     cause = gap_cause(plan.topics[0])
@@ -110,7 +110,7 @@ def test_objects_and_entries_do_not_depend_on_the_grouping(
         export_partition(
             ExportRequest(spec=spec("one"), window=w, backup_id=plan.backup_id, gap_cause=cause),
             kafka_config,
-            s3,
+            store,
         )
         for w in windows
     ]
@@ -124,9 +124,9 @@ def test_objects_and_entries_do_not_depend_on_the_grouping(
             gap_causes={topic: cause},
         )
 
-    everything = export_unit(unit("all"), kafka_config, s3)
+    everything = export_unit(unit("all"), kafka_config, store)
     monkeypatch.setattr(reader, "ASSIGNED_RECORDS", 150)  # a few partitions assigned at a time
-    rounds = export_unit(unit("rounds"), kafka_config, s3)
+    rounds = export_unit(unit("rounds"), kafka_config, store)
     monkeypatch.undo()
 
     expected = _comparable(one, "one")
@@ -156,13 +156,13 @@ def test_objects_and_entries_do_not_depend_on_the_grouping(
     # object of partition 9 gone (rewritten), and the entries are the same
     nine = entries[9].objects
     s3.delete_object(Bucket=bucket, Key=nine[-1].key)
-    again = export_unit(unit("all"), kafka_config, s3)
+    again = export_unit(unit("all"), kafka_config, store)
     assert _comparable(again, "all") == expected
     assert _objects(s3, bucket, "all") == objects
 
 
 def test_the_flow_packs_partitions_into_units(
-    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The flow on 3 workers: 3 task runs for 12 partitions, the same objects and digests as one
     partition at a time; its verification reports what it finds in the same order on 16 threads
@@ -171,17 +171,19 @@ def test_the_flow_packs_partitions_into_units(
     _fill(kafka_config, topic)
     props = "PROPERTIES('store.envelope'=true, 'flush.count'=100)"
     [result] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:flow SELECT * FROM `{topic}` STOREAS AVRO {props}",
-        concurrency=3,
-        task_runner="threads",
-        verify="full",
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:flow SELECT * FROM `{topic}` STOREAS AVRO {props}",
+            concurrency=3,
+            task_runner="threads",
+            verify="full",
+        )
     )
     manifest = result.manifest
     assert [(p.topic, p.partition) for p in manifest.partitions] == [(topic, p) for p in range(len(COUNTS))]
     plan = plan_backup(
         parse_backup(f"INSERT INTO {bucket}:single SELECT * FROM `{topic}` STOREAS AVRO {props}")[0],
         kafka_config,
-        s3,
+        store,
     )
     assert len(export_units(plan, 3)) == 3
     single = [
@@ -190,7 +192,7 @@ def test_the_flow_packs_partitions_into_units(
                 spec=plan.spec, window=w, backup_id=plan.backup_id, gap_cause=gap_cause(plan.topics[0])
             ),
             kafka_config,
-            s3,
+            store,
         )
         for w in plan.windows
     ]
@@ -204,9 +206,9 @@ def test_the_flow_packs_partitions_into_units(
     damaged = by_partition[9].objects[2].key
     s3.delete_object(Bucket=bucket, Key=gone)
     s3.put_object(Bucket=bucket, Key=damaged, Body=b"not an avro object")
-    reports = [verify_backup(s3, bucket, manifest, "full") for _ in range(2)]
+    reports = [verify_backup(store, bucket, manifest, "full") for _ in range(2)]
     monkeypatch.setattr(verify, "VERIFY_THREADS", 1)
-    serial = verify_backup(s3, bucket, manifest, "full")
+    serial = verify_backup(store, bucket, manifest, "full")
     assert reports[0] == reports[1] == serial
     problems = serial.problems
     assert gone in problems[0] and "missing from the bucket" in problems[0]

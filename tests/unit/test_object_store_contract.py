@@ -54,11 +54,13 @@ def test_put_once_writes_then_accepts_the_same_bytes_and_refuses_others(
     store: ObjectStore, make_bucket: MakeBucket
 ) -> None:
     bucket = make_bucket()
-    assert store.put_once(bucket, "p/a", b"first", {"backup-id": "b1"})
+    first = store.put_once(bucket, "p/a", b"first", {"backup-id": "b1"})
+    assert first.written
     head = store.head(bucket, "p/a")
     assert head is not None and head.size == 5
     assert head.metadata == {"backup-id": "b1", "sha256": hashlib.sha256(b"first").hexdigest()}
-    assert not store.put_once(bucket, "p/a", b"first", {"backup-id": "b2"})  # a retry: already there
+    again = store.put_once(bucket, "p/a", b"first", {"backup-id": "b2"})  # a retry: already there
+    assert not again.written and again.etag == first.etag == head.etag is not None
     with pytest.raises(ObjectConflictError) as conflict:
         store.put_once(bucket, "p/a", b"other", {})
     assert (conflict.value.bucket, conflict.value.key) == (bucket, "p/a")
@@ -150,6 +152,26 @@ def test_a_listing_is_in_key_order_under_the_prefix(store: ObjectStore, make_buc
     assert list(store.list_objects(bucket, "nothing/")) == []
 
 
+def test_a_listing_and_a_head_show_the_etag_the_put_returned(
+    store: ObjectStore, make_bucket: MakeBucket
+) -> None:
+    """The ETag of an object put in one request is the hex md5 of its bytes (S3's, without its
+    quotes); the put returns it, a HEAD and a listing show it, and other bytes have another."""
+    bucket = make_bucket()
+    etags = {}
+    for key, data in (("p/a", b"first"), ("p/b", b"firsT")):
+        put = store.put(bucket, key, data)
+        assert put is not None and put.written
+        assert put.etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        etags[key] = put.etag
+    assert {o.key: o.etag for o in store.list_objects(bucket, "p/")} == etags
+    head = store.head(bucket, "p/a")
+    assert head is not None and head.etag == etags["p/a"]
+    replaced = store.put(bucket, "p/a", b"other")  # same size, other bytes
+    assert replaced is not None and replaced.etag != etags["p/a"]
+    assert [o.etag for o in store.list_objects(bucket, "p/a")] == [replaced.etag]
+
+
 def test_a_listing_shows_no_deleted_object(store: ObjectStore, make_bucket: MakeBucket) -> None:
     bucket = make_bucket()
     for key in ("a", "b", "c"):
@@ -208,7 +230,7 @@ def test_a_retained_version_cannot_be_deleted_and_its_retention_only_grows(
     bucket = make_bucket(object_lock=True)
     protection = _locked_for(10)
     assert protection.retain_until is not None
-    assert store.put_once(bucket, "k", b"kept", {}, protection=protection)
+    assert store.put_once(bucket, "k", b"kept", {}, protection=protection).written
     head = store.head(bucket, "k")
     assert head is not None and head.retention == Retention("GOVERNANCE", protection.retain_until)
     [version] = store.versions(bucket, "k")
@@ -219,11 +241,11 @@ def test_a_retained_version_cannot_be_deleted_and_its_retention_only_grows(
     assert (refusal.key, refusal.version_id, refusal.code) == ("k", version, "AccessDenied")
     # a retried upload with a later date retains the object that long; an earlier one changes nothing
     later = protection.model_copy(update={"retain_until": protection.retain_until + timedelta(minutes=5)})
-    assert not store.put_once(bucket, "k", b"kept", {}, protection=later)
+    assert not store.put_once(bucket, "k", b"kept", {}, protection=later).written
     assert store.retention(bucket, "k") == Retention(
         "GOVERNANCE", protection.retain_until + timedelta(minutes=5)
     )
-    assert not store.put_once(bucket, "k", b"kept", {}, protection=protection)
+    assert not store.put_once(bucket, "k", b"kept", {}, protection=protection).written
     assert store.retention(bucket, "k") == Retention(
         "GOVERNANCE", protection.retain_until + timedelta(minutes=5)
     )

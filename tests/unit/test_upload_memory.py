@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from layout.keys import KeyNaming
+from layout.manifest import PartitionEntry
 from tasks.backup.upload import written_objects
 from tasks.services.errors import ObjectConflictError, TransientStorageError
 from tasks.services.kafka.admin import PartitionWindow
-from tasks.services.object_store import MemoryStore
+from tasks.services.object_store import MemoryStore, PutResult
 from tasks.services.object_store.base import ObjectInfo
 from tests.support.memory_backup import Partitions, export, messages, plan_of, spec_of
 
@@ -34,7 +35,7 @@ class Flaky(MemoryStore):
         self.listings.append(prefix)
         return super().list_objects(bucket, prefix, start_after=start_after)
 
-    def put(self, bucket: str, key: str, data: bytes, **options: Any) -> bool:
+    def put(self, bucket: str, key: str, data: bytes, **options: Any) -> PutResult | None:
         if self.fail_after is not None and len(self.puts) >= self.fail_after:
             raise TransientStorageError("PutObject", bucket, key, self.endpoint, "SlowDown")
         self.puts.append(key)
@@ -64,6 +65,14 @@ def test_a_retried_export_resumes_after_the_objects_its_first_attempt_wrote() ->
     assert entry.model_dump(exclude={"seconds"}) == expected.model_dump(exclude={"seconds"})
     for obj in expected.objects:
         assert store.get(BUCKET, obj.key) == clean.get(BUCKET, obj.key)
+    # every entry keeps its object's ETag (the PUT's; a resumed one's the HEAD's) for the run's
+    # verification, outside the manifest's JSON
+    etags = [o.etag for o in entry.objects]
+    assert etags == [o.etag for o in expected.objects]
+    assert etags == [o.etag for o in store.list_objects(BUCKET, "p/")] and None not in etags
+    assert "etag" not in entry.model_dump_json()
+    read_back = PartitionEntry.model_validate_json(entry.model_dump_json())
+    assert read_back == entry and {o.etag for o in read_back.objects} == {None}
 
 
 def test_an_export_writing_the_same_objects_again_is_accepted_and_other_bytes_are_refused() -> None:

@@ -12,6 +12,7 @@ from tasks.services.object_store.base import (
     ObjectInfo,
     ObjectStore,
     ObjectVersion,
+    PutResult,
     Retention,
 )
 from tasks.services.object_store.memory import MemoryStore
@@ -25,6 +26,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "ObjectVersion",
+    "PutResult",
     "Retention",
     "S3Store",
     "open_store",

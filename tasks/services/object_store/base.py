@@ -55,17 +55,33 @@ class Retention:
 @dataclass(frozen=True)
 class ObjectInfo:
     """What a listing or a HEAD says about an object. A listing fills `key`, `size`,
-    `last_modified` and `listed_at`; a HEAD also `metadata`, `version_id` and `retention`."""
+    `last_modified`, `etag` and `listed_at`; a HEAD `etag` too, and also `metadata`, `version_id`
+    and `retention`."""
 
     key: str
     size: int
     last_modified: datetime | None = None
+    etag: str | None = None
+    """The object's ETag without its quotes (None when the store gives none): the hex md5 of its
+    bytes for an object put in one request unencrypted or SSE-S3, another value for a multipart
+    upload or SSE-KMS; a listing and a HEAD of one object version give the same, and the put that
+    wrote it returned it (PutResult)."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     version_id: str | None = None
     retention: Retention | None = None
     listed_at: datetime | None = None
     """The store's clock when it answered the listing that showed this object (S3: the Date
     header), so that times are compared on one clock, never the hosts'."""
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """The object a put left at its key: its ETag as the put's answer gave it (None when there was
+    none to keep: a multipart upload's), and whether this put wrote it (`put_once` may find
+    identical bytes there already; `etag` is then the HEAD's)."""
+
+    etag: str | None
+    written: bool = True
 
 
 @dataclass(frozen=True)
@@ -161,11 +177,11 @@ class ObjectStore(ABC):
         content_type: str | None = None,
         protection: Protection | None = None,
         if_none_match: bool = False,
-    ) -> bool:
+    ) -> PutResult | None:
         """Write `data` at `key` (a new version in a versioned bucket) with the user metadata and
         the protection's server-side encryption and Object Lock retention. With `if_none_match`
-        (`If-None-Match: *`) only when no object is there: False, and nothing written, when one
-        is. True when written. A retention asked in a bucket without Object Lock, or an
+        (`If-None-Match: *`) only when no object is there: None, and nothing written, when one
+        is. When written, the new object's ETag (PutResult). A retention asked in a bucket without Object Lock, or an
         encryption the store cannot do, is a StorageAccessError naming what was asked."""
 
     @abstractmethod
@@ -206,26 +222,28 @@ class ObjectStore(ABC):
         metadata: Mapping[str, str],
         sha256: str | None = None,
         protection: Protection | None = None,
-    ) -> bool:
+    ) -> PutResult:
         """Write `data` at `key` unless an object is there already.
 
         `sha256` is the data's hex digest when the caller has it already; it is stored as the
         `sha256` metadata entry. `protection` (layout.manifest.Protection) is the upload's
-        server-side encryption and Object Lock retention. Returns True when written, False when
-        an identical object (same sha256) was already there (a retried export), which is then
-        retained at least as long as this upload asked. An existing object with other content is
+        server-side encryption and Object Lock retention. Returns the object's ETag (the put's, or
+        the HEAD's of the object found), `written` False when an identical object (same sha256)
+        was already there (a retried export), which is then retained at least as long as this
+        upload asked. An existing object with other content is
         an ObjectConflictError.
         """
         sha256 = sha256 or hashlib.sha256(data).hexdigest()
         stored = {**metadata, SHA256_METADATA: sha256}
-        if self.put(bucket, key, data, metadata=stored, protection=protection, if_none_match=True):
-            return True
+        put = self.put(bucket, key, data, metadata=stored, protection=protection, if_none_match=True)
+        if put is not None:
+            return put
         existing = self.head(bucket, key)
         existing_sha = existing.metadata.get(SHA256_METADATA) if existing else None
         if existing is None or existing_sha != sha256:
             raise ObjectConflictError(bucket, key, existing_sha, sha256)
         self._retain_at_least(bucket, key, existing, protection)
-        return False
+        return PutResult(existing.etag, written=False)
 
     def _retain_at_least(
         self, bucket: str, key: str, existing: ObjectInfo, protection: Protection | None

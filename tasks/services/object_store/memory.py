@@ -4,6 +4,7 @@ the same error classes raised in the same situations, so that the tasks' logic â
 once and resume, verification, prune, restore planning and pre-flight â€” runs in unit tests
 without a service. Its contract is tests/unit/test_object_store_contract.py.
 
+An object's ETag is the hex md5 of its bytes, as S3 gives for an object put in one request.
 What it does not model: multipart uploads (a put is a put), server-side encryption (accepted and
 forgotten), permissions (everything is allowed but deleting a retained version), and GOVERNANCE's
 bypass (never asked for).
@@ -11,6 +12,7 @@ bypass (never asked for).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +31,7 @@ from tasks.services.object_store.base import (
     ObjectInfo,
     ObjectStore,
     ObjectVersion,
+    PutResult,
     Retention,
     put_operation,
 )
@@ -49,6 +52,7 @@ class _Version:
     metadata: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
     retention: Retention | None = None
+    etag: str | None = None  # the md5 of `data`
 
 
 @dataclass
@@ -138,6 +142,7 @@ class MemoryStore(ObjectStore):
                 key=key,
                 size=len(current.data),
                 last_modified=current.last_modified,
+                etag=current.etag,
                 metadata=dict(current.metadata),
                 version_id=current.version_id if self._buckets[bucket].versioning else None,
                 retention=current.retention,
@@ -164,7 +169,13 @@ class MemoryStore(ObjectStore):
                 current = versions[-1]
                 if key.startswith(prefix) and key > start_after and current.data is not None:
                     found.append(
-                        ObjectInfo(key, len(current.data), current.last_modified, listed_at=listed_at)
+                        ObjectInfo(
+                            key,
+                            len(current.data),
+                            current.last_modified,
+                            etag=current.etag,
+                            listed_at=listed_at,
+                        )
                     )
         # S3 lists by the keys' UTF-8 bytes, which sort as their code points do
         yield from sorted(found, key=lambda info: info.key)
@@ -179,7 +190,7 @@ class MemoryStore(ObjectStore):
         content_type: str | None = None,
         protection: Protection | None = None,
         if_none_match: bool = False,
-    ) -> bool:
+    ) -> PutResult | None:
         with self._mutex:
             found = self._bucket(bucket)
             retention = None
@@ -188,7 +199,7 @@ class MemoryStore(ObjectStore):
                     raise StorageAccessError(put_operation(protection), bucket, key, self._endpoint, NO_LOCK)
                 retention = Retention(protection.lock_mode, protection.retain_until)
             if if_none_match and self._current(bucket, key) is not None:
-                return False
+                return None
             version = _Version(
                 version_id=str(next(self._ids)) if found.versioning else "null",
                 data=bytes(data),
@@ -196,12 +207,13 @@ class MemoryStore(ObjectStore):
                 metadata=dict(metadata or {}),
                 content_type=content_type,
                 retention=retention,
+                etag=hashlib.md5(data, usedforsecurity=False).hexdigest(),
             )
             if found.versioning:
                 found.objects.setdefault(key, []).append(version)
             else:
                 found.objects[key] = [version]
-            return True
+            return PutResult(version.etag)
 
     def _delete(self, bucket: str, key: str, version_id: str | None) -> None:
         found = self._bucket(bucket)

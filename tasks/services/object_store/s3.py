@@ -31,6 +31,7 @@ from tasks.services.object_store.base import (
     ObjectInfo,
     ObjectStore,
     ObjectVersion,
+    PutResult,
     Retention,
     put_operation,
 )
@@ -124,6 +125,11 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _etag(value: str | None) -> str | None:
+    """An ETag without the quotes S3 puts around it."""
+    return value.strip('"') if value else None
+
+
 def _server_time(response: Mapping[str, Any]) -> datetime | None:
     """The Date header of an answer: the S3 server's clock."""
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
@@ -215,6 +221,7 @@ class S3Store(ObjectStore):
             last_modified=answer.get("LastModified"),
             metadata=dict(answer.get("Metadata", {})),
             version_id=answer.get("VersionId"),
+            etag=_etag(answer.get("ETag")),
             retention=Retention(str(answer.get("ObjectLockMode", "")), until) if until else None,
         )
 
@@ -246,6 +253,7 @@ class S3Store(ObjectStore):
                         key=entry["Key"],
                         size=int(entry.get("Size", 0)),
                         last_modified=entry.get("LastModified"),
+                        etag=_etag(entry.get("ETag")),
                         listed_at=listed_at,
                     )
         except (ClientError, BotoCoreError) as exc:
@@ -261,9 +269,10 @@ class S3Store(ObjectStore):
         content_type: str | None = None,
         protection: Protection | None = None,
         if_none_match: bool = False,
-    ) -> bool:
+    ) -> PutResult | None:
         """As the interface says; data of SINGLE_PUT_LIMIT or more goes up as a multipart upload
-        (boto3's transfer manager), for `if_none_match` after a HEAD finds no object there."""
+        (boto3's transfer manager, which keeps no ETag), for `if_none_match` after a HEAD finds no
+        object there."""
         extra: dict[str, Any] = protection.put_arguments() if protection else {}
         if metadata is not None:
             extra["Metadata"] = dict(metadata)
@@ -273,15 +282,15 @@ class S3Store(ObjectStore):
             if len(data) < SINGLE_PUT_LIMIT:
                 if if_none_match:
                     extra["IfNoneMatch"] = "*"
-                self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
-                return True
+                answer = self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+                return PutResult(_etag(answer.get("ETag")))
             if if_none_match and self.head(bucket, key) is not None:
-                return False
+                return None
             self.client.upload_fileobj(io.BytesIO(data), bucket, key, ExtraArgs=extra, Config=TRANSFER_CONFIG)
-            return True
+            return PutResult(None)
         except ClientError as exc:
             if if_none_match and _code(exc) in _PRECONDITION_CODES:
-                return False
+                return None
             raise self.error(put_operation(protection), bucket, key, exc) from exc
         except BotoCoreError as exc:
             raise self.error("PutObject", bucket, key, exc) from exc
