@@ -19,30 +19,23 @@ from core.connections import RegistrySettings, credential_blocks
 from core.errors import InputError
 from flows.parameters import RestoreParameters, selection_of
 from layout.restore.plan import RestorePlan
-from tasks.restore.check import (
-    PartitionCheck,
-    check_shared_task,
-    check_unit_task,
-    committed_progress_task,
-    split_by_writers,
-)
+from tasks.restore.check import PartitionCheck, check_restored, committed_progress_task
 from tasks.restore.discover import plan_restore_task
 from tasks.restore.errors import RestoreCheckError, RestoreError
 from tasks.restore.groups import translate_groups_task
-from tasks.restore.produce import UnitResult, restore_unit_task
+from tasks.restore.produce import UnitResult
 from tasks.restore.report import (
     RestoreReport,
     planned_units,
     publish,
-    records_of,
     restore_report,
     target_progress,
     unit_reports,
 )
 from tasks.restore.target import prepare_targets_task
+from tasks.restore.work import restore_units
 from tasks.runtime.run_dir import run_dir
 from tasks.runtime.shutdown import stop_tasks_when_terminated
-from tasks.runtime.task_runners import run_tasks
 from tasks.services.schema_registry import register_schemas_task
 
 __all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
@@ -94,23 +87,7 @@ def _restore(params: RestoreParameters) -> RestoreReport:
     if params.dry_run:
         return report(planned_units(plan))
     plan = _with_target_schema_ids(plan)
-    target = {t.name: t for t in targets}
-    outcomes = run_tasks(
-        restore_unit_task,
-        [
-            {
-                "plan": plan,
-                "unit": unit,
-                "target_partitions": target[unit.target_topic].partitions,
-                "grow_target": target[unit.target_topic].created,
-            }
-            for unit in plan.units
-        ],
-        choice=params.task_runner,
-        concurrency=params.concurrency,
-        records=sum(records_of(o) for unit in plan.units for o in unit.objects),
-        description=f"Restore {plan.restore_id}: records produced",
-    )
+    outcomes = restore_units(plan, targets, choice=params.task_runner, concurrency=params.concurrency)
     units = unit_reports(plan, outcomes)
     failed = [(u, o) for u, o in zip(plan.units, outcomes, strict=True) if isinstance(o, BaseException)]
     if failed:
@@ -152,21 +129,6 @@ def _with_target_schema_ids(plan: RestorePlan) -> RestorePlan:
 
 
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:
-    """Read back what was restored: by digest, each unit's target partitions in parallel on the
-    restore's runner where the unit alone wrote them; by count where several units did."""
-    alone, shared = split_by_writers(results)
-    checks: list[PartitionCheck] = []
-    if alone:
-        outcomes = run_tasks(
-            check_unit_task,
-            [{"result": unit} for unit in alone],
-            choice=params.task_runner,
-            concurrency=params.concurrency,
-            records=sum(p.records for unit in alone for p in unit.partitions.values()),
-            description="Check: records read back",
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        checks = [check for outcome in outcomes for check in outcome]
-    return checks + (check_shared_task(shared) if shared else [])
+    """Read back what was restored: by digest where a unit alone wrote a target partition (work
+    units in parallel on the restore's runner), by count where several units did."""
+    return check_restored(results, choice=params.task_runner, concurrency=params.concurrency)

@@ -202,6 +202,20 @@ def _list_offsets(
         raise kafka_failure("list offsets", config, exc) from exc
 
 
+def partition_offsets(
+    admin: AdminClient,
+    config: dict[str, Any],
+    partitions: Iterable[tuple[str, int]],
+    which: str = "latest",
+    isolation: str = "read_uncommitted",
+) -> dict[tuple[str, int], int]:
+    """Each (topic, partition)'s `which` ("earliest" or "latest") offset in one batched ListOffsets
+    request (one per partition leader): under read_uncommitted, its low or high watermark."""
+    spec = OffsetSpec.earliest() if which == "earliest" else OffsetSpec.latest()
+    wanted = [TopicPartition(topic, partition) for topic, partition in dict.fromkeys(partitions)]
+    return _list_offsets(admin, config, wanted, spec, isolation)
+
+
 def snapshot_windows(
     admin: AdminClient,
     config: dict[str, Any],
