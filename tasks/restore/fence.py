@@ -21,9 +21,9 @@ aborted records there are the restore's own, not someone else's.
 
 Restores made before work units produced under one transactional id per unit
 (tasks.restore.writer.unit_names). The first run under work units (no slot count recorded yet)
-also fences the ids of the units whose offsets an open transaction holds, and of those that began
-(such a run may have produced records before it sent their offsets), so that a restore killed
-by an older kbackup resumes.
+into targets it did not create also fences the ids of the units whose offsets an open
+transaction holds, and of those that began (such a run may have produced records before it sent
+their offsets), so that a restore killed by an older kbackup resumes.
 
 `fence_earlier_runs` is the plain function; `fence_task` its thin retryable task.
 """
@@ -73,18 +73,23 @@ class Fenced(BaseModel):
 
 
 def fence_earlier_runs(
-    kafka_config: dict[str, Any], plan: RestorePlan, slots: int, sizes: dict[str, int]
+    kafka_config: dict[str, Any],
+    plan: RestorePlan,
+    slots: int,
+    sizes: dict[str, int],
+    targets_created: bool = False,
 ) -> Fenced:
     """Fence every transactional id an earlier run of the restore may have left a transaction open
     under, and record that this run uses `slots` slots and where the restore begins in the target
-    partitions it writes (`sizes`: each target's partition count; see the module's docstring)."""
+    partitions it writes (`sizes`: each target's partition count; see the module's docstring).
+    `targets_created`: this run created every target, so no earlier run wrote to them."""
     admin = admin_client(kafka_config)
     anchor = (min(target.name for target in plan.targets), ANCHOR_PARTITION)
     partitions = [anchor, *_written(plan, sizes)]
     recorded = restore_group_offsets(admin, kafka_config, plan, partitions)
     used = _slots_of(recorded.get(anchor))
     ids = [slot_id(plan, slot) for slot in range(used or 0)]
-    if used is None:
+    if used is None and not targets_created:
         ids += _units_begun_before_work_units(admin, kafka_config, plan)
     fence(kafka_config, ids)
     missing = [where for where in dict.fromkeys(partitions) if where not in recorded]
@@ -177,12 +182,12 @@ def _fence_one(config: dict[str, Any], transactional_id: str) -> None:
 
 
 @task(name="fence-earlier-runs", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def fence_task(plan: RestorePlan, slots: int, sizes: dict[str, int]) -> Fenced:
+def fence_task(plan: RestorePlan, slots: int, sizes: dict[str, int], targets_created: bool) -> Fenced:
     from prefect import get_run_logger
 
     from tasks.services.kafka.clients import client_config
 
-    fenced = fence_earlier_runs(client_config(), plan, slots, sizes)
+    fenced = fence_earlier_runs(client_config(), plan, slots, sizes, targets_created)
     if fenced.transactional_ids:
         get_run_logger().info(
             "fenced %d transactional ids earlier runs of restore %s used (%s)",

@@ -256,16 +256,15 @@ def _attempt(
             kafka_config, [(unit_names(plan, m.unit)[1], m.unit.target_topic) for m in todo], admin
         )
         # Where the units that never began begin: their partitions' high watermarks, asked at once.
-        starts = high_watermarks(
-            kafka_config,
-            [
-                (m.unit.target_topic, p)
-                for m, (_, metadata) in zip(todo, found, strict=True)
-                if not metadata
-                for p in _partitions(m.unit, sizes)
-            ],
-            admin,
-        )
+        fresh = {
+            (m.unit.target_topic, p): None
+            for m, (_, metadata) in zip(todo, found, strict=True)
+            if not metadata
+            for p in _partitions(m.unit, sizes)
+        }
+        starts: dict[str, dict[int, int]] = {}
+        for (topic, partition), high in high_watermarks(kafka_config, list(fresh), admin).items():
+            starts.setdefault(topic, {})[partition] = high
         for member, (done, _) in zip(todo, found, strict=True):
             member.committed = done
             if member.resumed_from is None:
@@ -283,7 +282,7 @@ def _attempt(
                 grow.get(unit.target_topic, False),
                 done,
                 metadata,
-                {p: o for (topic, p), o in starts.items() if topic == unit.target_topic},
+                starts.get(unit.target_topic, {}),
                 member.committed_bytes,
                 member.resumed_from or 0,
             )
@@ -353,7 +352,7 @@ def restore_units(
     works = pack_units(plan, concurrency)
     sizes = {t.name: t.partitions for t in targets}
     try:
-        fence_task(plan, len(works), sizes)
+        fence_task(plan, len(works), sizes, all(t.created for t in targets))
     except KbackupError as exc:
         return [exc for _ in plan.units]
     grow = {t.name: t.created for t in targets}
