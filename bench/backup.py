@@ -30,13 +30,15 @@ from bench.common import (  # noqa: E402
 )
 
 
-def _backup(s3: object, topic: str, fmt: str, runner: str, workers: int, records: int) -> tuple[float, int]:
+def _backup(
+    store: object, topic: str, fmt: str, runner: str, workers: int, records: int
+) -> tuple[float, int]:
     """One backup in its own process into a bucket of its own: (wall seconds, peak tree RSS).
     Raises unless its manifest holds all `records` records."""
     options = ["--verify", "quick", "--task-runner", runner, "--concurrency", str(workers)]
-    with scratch_bucket(s3) as bucket:
+    with scratch_bucket(store) as bucket:
         wall, rss, _ = measured_backup(
-            s3, [sys.executable, "-m", "kbackup.cli"], bucket, "", topic, fmt, records, options
+            store, [sys.executable, "-m", "kbackup.cli"], bucket, "", topic, fmt, records, options
         )
     return wall, rss
 
@@ -49,9 +51,9 @@ def main() -> int:
     parser.add_argument("--formats", default="PARQUET,AVRO")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import S3Store
 
-    s3 = s3_client()
+    store = S3Store.from_settings()
     workers = [int(w) for w in args.workers.split(",")]
     formats = args.formats.split(",")
     plans = [(int(1_000_000 * args.scale), formats), (int(3_000_000 * args.scale), formats[:1])]
@@ -68,7 +70,7 @@ def main() -> int:
         rows.append((data, "raw consume (ceiling)", "1", wall, ceiling, data_bytes / wall / 1e6, rss, 1.0))
         for fmt in plan_formats:
             for count in workers:
-                wall, rss = _backup(s3, topic, fmt, args.task_runner, count, records)
+                wall, rss = _backup(store, topic, fmt, args.task_runner, count, records)
                 rate = records / wall
                 rows.append(
                     (

@@ -223,18 +223,18 @@ def drop_topic(name: str) -> None:
 
 
 @contextlib.contextmanager
-def scratch_bucket(s3: Any, stem: str = "bench") -> Iterator[str]:
+def scratch_bucket(store: Any, stem: str = "bench") -> Iterator[str]:
     """A new bucket `<stem>-<random>` for a benchmark's backups; deleted with its objects afterwards."""
     bucket = f"{stem}-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
+    store.client.create_bucket(Bucket=bucket)
     try:
         yield bucket
     finally:
-        drop_bucket(s3, bucket)
+        drop_bucket(store, bucket)
 
 
 def measured_backup(
-    s3: Any,
+    store: Any,
     command: Sequence[str],
     bucket: str,
     prefix: str,
@@ -252,18 +252,18 @@ def measured_backup(
     target = f"{bucket}:{prefix}" if prefix else bucket
     kcql = f"INSERT INTO {target} SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)"
     wall, rss, _ = run_measured([*command, "backup", "--kcql", kcql, *options], env=env)
-    manifest = latest_manifest(s3, bucket, prefix)
+    manifest = latest_manifest(store, bucket, prefix)
     if manifest is None or manifest.record_count != records:
         held = manifest.record_count if manifest else "no manifest"
         raise RuntimeError(f"backup of {topic} into {target}: {held} of {records} records")
     return wall, rss, manifest
 
 
-def drop_bucket(s3: Any, bucket: str) -> None:
+def drop_bucket(store: Any, bucket: str) -> None:
     """Delete a bucket a benchmark made, with every object in it."""
-    paginator = s3.get_paginator("list_objects_v2")
+    paginator = store.client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
-    s3.delete_bucket(Bucket=bucket)
+            store.client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    store.client.delete_bucket(Bucket=bucket)

@@ -115,11 +115,11 @@ def prefect_server(home: Path) -> Iterator[str]:
         log.close()
 
 
-def _backup(s3: Any, bucket: str, topic: str, env: dict[str, str], records: int) -> tuple[float, float]:
+def _backup(store: Any, bucket: str, topic: str, env: dict[str, str], records: int) -> tuple[float, float]:
     """One backup in its own process under a new prefix of `bucket`: (wall seconds, export
     seconds). Raises unless its manifest holds all `records` records of the topic."""
     prefix = f"run-{uuid.uuid4().hex[:8]}"
-    wall, _, manifest = measured_backup(s3, _kbackup(), bucket, prefix, topic, "PARQUET", records, env=env)
+    wall, _, manifest = measured_backup(store, _kbackup(), bucket, prefix, topic, "PARQUET", records, env=env)
     parallel = min(CONCURRENCY, len(manifest.partitions)) or 1
     return wall, sum(p.seconds for p in manifest.partitions) / parallel
 
@@ -130,23 +130,23 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="backups per row (the table shows medians)")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import S3Store
 
-    s3 = s3_client()
+    store = S3Store.from_settings()
     topic = bench_topic_name(args.records, VALUE_SIZE)
     ensure_topic(topic, args.records, VALUE_SIZE)
     empty = bench_topic_name(0, VALUE_SIZE)
     ensure_topic(empty, 0, VALUE_SIZE)
     rows = []
-    with scratch_bucket(s3, "bench-fixed") as bucket:
+    with scratch_bucket(store, "bench-fixed") as bucket:
         # an object first: the bucket's storage exists before the first measured run
-        s3.put_object(Bucket=bucket, Key="bench-fixed-cost", Body=b"")
+        store.put(bucket, "bench-fixed-cost", b"")
         with tempfile.TemporaryDirectory(prefix="bench-fixed-") as work:
             temporary_home, server_home = Path(work, "temporary-api"), Path(work, "server")
             temporary_home.mkdir()
             server_home.mkdir()
             # The first run in a new PREFECT_HOME creates the temporary API's database (migrations).
-            wall, export = _backup(s3, bucket, topic, _environment(temporary_home, None), args.records)
+            wall, export = _backup(store, bucket, topic, _environment(temporary_home, None), args.records)
             rows.append(
                 (
                     "none (temporary API), first run in a new PREFECT_HOME",
@@ -166,7 +166,7 @@ def main() -> int:
                         (f"{args.records:,}", args.records, topic),
                         ("empty topic", 0, empty),
                     ):
-                        runs = [_backup(s3, bucket, name, env, records) for _ in range(args.runs)]
+                        runs = [_backup(store, bucket, name, env, records) for _ in range(args.runs)]
                         wall = statistics.median(w for w, _ in runs)
                         export = statistics.median(e for _, e in runs)
                         rows.append((label, data, args.runs, wall, export))
@@ -184,7 +184,7 @@ def main() -> int:
         "Each run backs up under a new prefix of one bucket. Wall time is the whole process, from exec to exit "
         "(its temporary API's start included; its stop is not waited for); "
         "export is the manifest's partition seconds divided by the partitions exported at once. "
-        "The README's *Fixed cost of a run* says where these seconds go.\n\n" + "\n".join(table)
+        "*Fixed cost of a run*, below, says where these seconds go.\n\n" + "\n".join(table)
     )
     if not args.no_readme:
         write_section("Fixed cost of a small backup", body)

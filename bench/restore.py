@@ -17,6 +17,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,15 +66,22 @@ assert producer.flush(120) == 0
 """
 
 
-def _ensure_backup(s3: object, bucket: str, prefix: str, topic: str, fmt: str, records: int) -> None:
+def _ensure_backup(store: Any, bucket: str, prefix: str, topic: str, fmt: str, records: int) -> None:
     from tasks.services.manifest_store import list_backup_ids
 
     with contextlib.suppress(Exception):  # it exists
-        s3.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
-    if list_backup_ids(s3, bucket, prefix):
+        store.create_bucket(bucket)
+    if list_backup_ids(store, bucket, prefix):
         return
     measured_backup(
-        s3, [sys.executable, "-m", "kbackup.cli"], bucket, prefix, topic, fmt, records, ["--verify", "quick"]
+        store,
+        [sys.executable, "-m", "kbackup.cli"],
+        bucket,
+        prefix,
+        topic,
+        fmt,
+        records,
+        ["--verify", "quick"],
     )
 
 
@@ -85,14 +93,14 @@ def main() -> int:
     parser.add_argument("--task-runner", default="processes")
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import S3Store
 
-    s3 = s3_client()
+    store = S3Store.from_settings()
     records = args.records
     topic = bench_topic_name(records, VALUE_SIZE)
     data_bytes = ensure_topic(topic, records, VALUE_SIZE)
     bucket, prefix = "kbackup-bench", f"restore/{topic}/{args.format.lower()}"
-    _ensure_backup(s3, bucket, prefix, topic, args.format, records)
+    _ensure_backup(store, bucket, prefix, topic, args.format, records)
 
     ceiling_topic = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     ceiling_wall, _, _ = run_measured(

@@ -1,8 +1,8 @@
 """Connection settings: how to reach the Kafka cluster and the object store.
 
 Read from the environment (and `.env`) with pydantic-settings; `tasks/` builds its clients from
-them (`tasks.services.kafka.clients.client_config`, `tasks.services.object_store.s3_client`) and the command line uses the
-same classes, so nothing below the CLI depends on it. Plain settings only: no client library is
+them (`tasks.services.kafka.clients.client_config`, `tasks.services.object_store.open_store`) and the
+command line uses the same classes, so nothing below the CLI depends on it. Plain settings only: no client library is
 imported here.
 
 Secrets never become flow parameters and are never logged: `SecretStr` hides them in reprs.
@@ -136,7 +136,7 @@ class S3Settings(BaseSettings):
 
 
 class RegistrySettings(BaseSettings):
-    """How to reach a Confluent-compatible Schema Registry (README, "Schema Registry"): the source's
+    """How to reach a Confluent-compatible Schema Registry (docs/user-guide.md, "Schema Registry"): the source's
     for a backup, the target's for a restore. A KCQL `schema.registry.url` (or a connector
     config's `value.converter.schema.registry.url`) names the URL for one statement instead."""
 

@@ -1,12 +1,16 @@
-"""What a backup or a restore run is asked to do: the flows' parameters (pydantic models the
-Prefect UI renders as forms) and their parsing into what the tasks take — the backup's specs, the
-restore's Selection (kcql/selection.py parses the statement and applies the overrides)."""
+"""What a backup, a verification or a restore run is asked to do: the flows' parameters (one
+pydantic model per flow, which the Prefect UI renders as a form) and their parsing into what the
+tasks take — the backup's specs (its KCQL from the Prefect Variable when the run names none), the
+restore's Selection (kcql/selection.py parses the statement and applies the overrides). The prune
+flow's are beside it, in flows/prune.py."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+from prefect import get_run_logger
+from prefect.variables import Variable
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from kcql import BackupSpec, parse_backup, parse_connector_config
@@ -49,7 +53,8 @@ def task_runner_field(work: str) -> Any:
 
 
 class BackupParameters(BaseModel):
-    """What one backup run does; rendered as a form in the Prefect UI."""
+    """What one backup run does; rendered as a form in the Prefect UI. With neither `kcql` nor
+    `connector_config`, the run backs up what the Prefect Variable kbackup_backup_kcql says."""
 
     kcql: str | None = Field(
         default=None,
@@ -58,7 +63,7 @@ class BackupParameters(BaseModel):
     )
     connector_config: str | None = Field(
         default=None,
-        description="Alternatively, a Kafka Connect S3 sink .properties text (connect.s3.kcql=…).",
+        description="Instead of kcql, a Kafka Connect S3 sink .properties text (connect.s3.kcql=…).",
     )
     verify: Literal["quick", "sampled", "full"] = Field(
         default="sampled",
@@ -77,18 +82,47 @@ class BackupParameters(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> BackupParameters:
-        if bool(self.kcql) == bool(self.connector_config):
-            raise ValueError("give exactly one of kcql and connector_config")
+        if self.kcql and self.connector_config:
+            raise ValueError(
+                f"give one of kcql and connector_config, not both (neither: the Prefect Variable {KCQL_VARIABLE})"
+            )
         return self
 
 
 def specs_and_transforms(params: BackupParameters) -> tuple[list[BackupSpec], tuple, tuple[str, ...]]:
-    """The statements to run, the connector config's transforms, and its `topics` list."""
-    if params.kcql:
-        return parse_backup(params.kcql), (), ()
-    assert params.connector_config is not None
-    config = parse_connector_config(params.connector_config)
-    return list(config.specs), tuple(config.transforms), tuple(config.topics)
+    """The statements to run, the connector config's transforms, and its `topics` list; with
+    neither KCQL nor a connector config, the Prefect Variable's KCQL (read now)."""
+    if params.connector_config:
+        config = parse_connector_config(params.connector_config)
+        return list(config.specs), tuple(config.transforms), tuple(config.topics)
+    return parse_backup(params.kcql or kcql_from_variable()), (), ()
+
+
+def kcql_from_variable() -> str:
+    """The KCQL held by the Prefect Variable, or a clear error naming it."""
+    value = Variable.get(KCQL_VARIABLE, default=None)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(
+            f"no KCQL given: pass the kcql parameter or set the Prefect Variable {KCQL_VARIABLE!r} "
+            f"(now {value!r})"
+        )
+    get_run_logger().info("KCQL from the Prefect Variable %s: %s", KCQL_VARIABLE, value)
+    return value
+
+
+class VerifyParameters(BaseModel):
+    """What one verification checks; rendered as a form in the Prefect UI."""
+
+    bucket: str = Field(description="The bucket of the backups.")
+    prefix: str = Field(default="", description="Their prefix (as in the backup's KCQL: bucket:prefix).")
+    deep: bool = Field(
+        default=False,
+        description="Decode every object and recompute every partition's records digest (else: each object "
+        "listed with its manifest's size and checksum).",
+    )
+    backup_id: str | None = Field(
+        default=None, description="Verify this backup only (kbackup ls lists them); every one when empty."
+    )
 
 
 class RestoreParameters(BaseModel):

@@ -2,9 +2,8 @@
 unit, exactly once and resumable → check → translate consumer groups → report.
 
 Composition only. The statement and the parameters' overrides are parsed once (kcql/selection.py,
-through flows/parameters.py); the work is in tasks/restore_*.py, the check where several units
-share a target partition in tasks/restore/check.py, the report and its rendering in
-tasks/restore/report.py.
+through flows/parameters.py); the work is in tasks/restore/ (the check where several units share a
+target partition in check.py, the report, its rendering and RestoreFailed in report.py).
 """
 
 from __future__ import annotations
@@ -15,16 +14,15 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.connections import RegistrySettings, credential_blocks
-from core.errors import InputError
+from core.connections import credential_blocks
 from flows.parameters import RestoreParameters, selection_of
-from layout.restore.plan import RestorePlan
 from tasks.restore.check import PartitionCheck, check_restored, committed_progress_task
 from tasks.restore.discover import plan_restore_task
-from tasks.restore.errors import RestoreCheckError, RestoreError
+from tasks.restore.errors import RestoreCheckError
 from tasks.restore.groups import translate_groups_task
 from tasks.restore.produce import UnitResult
 from tasks.restore.report import (
+    RestoreFailed,
     RestoreReport,
     planned_units,
     publish,
@@ -32,23 +30,13 @@ from tasks.restore.report import (
     target_progress,
     unit_reports,
 )
-from tasks.restore.target import prepare_targets_task
+from tasks.restore.target import prepare_targets_task, schemas_to_register
 from tasks.restore.work import restore_units
 from tasks.runtime.run_dir import run_dir
 from tasks.runtime.shutdown import stop_tasks_when_terminated
 from tasks.services.schema_registry import register_schemas_task
 
 __all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
-
-
-class RestoreFailed(RestoreError):  # noqa: N818 - it is the restore's outcome, not a bug class
-    """A unit or a check failed; `report` says what is done (and committed), `cause` why."""
-
-    def __init__(self, report: RestoreReport, cause: BaseException) -> None:
-        self.report = report
-        self.cause = cause
-        failed = [u.unit for u in report.units if u.status == "failed"]
-        super().__init__(f"restore {report.restore_id} failed ({', '.join(failed) or 'check'}): {cause}")
 
 
 @flow(name="restore", log_prints=True)
@@ -86,7 +74,13 @@ def _restore(params: RestoreParameters) -> RestoreReport:
 
     if params.dry_run:
         return report(planned_units(plan))
-    plan = _with_target_schema_ids(plan)
+    if schemas := schemas_to_register(plan):  # each record's schema id is rewritten as it is produced
+        mapping = register_schemas_task(plan.schema_registry_url, schemas)
+        changes = ", ".join(f"{old} → {new}" for old, new in sorted(mapping.items()))
+        get_run_logger().info(
+            "schemas registered in the target registry (source id → target id): %s", changes
+        )
+        plan = plan.model_copy(update={"schema_id_map": mapping})
     outcomes = restore_units(plan, targets, choice=params.task_runner, concurrency=params.concurrency)
     units = unit_reports(plan, outcomes)
     failed = [(u, o) for u, o in zip(plan.units, outcomes, strict=True) if isinstance(o, BaseException)]
@@ -106,26 +100,6 @@ def _restore(params: RestoreParameters) -> RestoreReport:
         )
     untranslated = "consumer-group offsets were not translated: translation needs the check step"
     return report(units, checks=checks, notes=[untranslated] if plan.consumer_groups else [])
-
-
-def _with_target_schema_ids(plan: RestorePlan) -> RestorePlan:
-    """The backup's registry schemas registered in the target's registry (referenced ones first,
-    identical ones reused) and the plan told old id → new id, so that each record's id is
-    rewritten as it is produced; nothing to do when the backup holds no schema or the ids are kept."""
-    if not plan.schemas or not plan.wire_sides or plan.schema_ids == "keep":
-        return plan
-    if not (plan.schema_registry_url or RegistrySettings().url):
-        raise InputError(
-            f"the backup holds {len(plan.schemas)} registry schemas that its records name: set "
-            "KBACKUP_SCHEMA_REGISTRY_URL (or 'schema.registry.url') to the target's registry, or "
-            "restore with 'restore.schema.ids'='keep' into a registry that has the same ids"
-        )
-    mapping = register_schemas_task(plan.schema_registry_url, plan.schemas)
-    get_run_logger().info(
-        "schemas registered in the target registry (source id → target id): %s",
-        ", ".join(f"{old} → {new}" for old, new in sorted(mapping.items())),
-    )
-    return plan.model_copy(update={"schema_id_map": mapping})
 
 
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:

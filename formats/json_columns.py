@@ -1,7 +1,7 @@
 """Typed columns for JSON values: what value-only PARQUET and AVRO objects hold with
 `value.converter=json`, so that a query engine can select and sum the documents' fields.
 
-The rules (the README's "Querying a backup" states them for users):
+The rules (docs/user-guide.md, "Querying a backup", states them for users):
 - **Schema.** Inferred per object by pyarrow's JSON reader (`pyarrow.json.read_json`) over the
   object's values as newline-delimited JSON: numbers are `int64` (a column mixing integers and
   fractions is `double`), strings `string`, booleans `bool`, nested objects structs, arrays lists,

@@ -227,10 +227,10 @@ def _warm_up() -> None:
     ):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
     with contextlib.suppress(Exception):  # a bad setting is reported by the run itself
-        s3_client()
+        open_store()
 
 
 def server_settings(server: TemporaryApi | None) -> contextlib.AbstractContextManager[Any]:

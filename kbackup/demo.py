@@ -23,8 +23,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kbackup.console import human_bytes, table
 from tasks.restore.check import read_restored
+from tasks.services.errors import BucketNotFoundError
 from tasks.services.kafka.clients import client_config
-from tasks.services.object_store import list_objects, s3_client
+from tasks.services.object_store import open_store
 
 BUCKET = "demo-backups"
 REGIONS = ["EMEA", "APAC", "AMER"]
@@ -99,13 +100,15 @@ def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
 def run_demo() -> int:
     config = client_config()
     admin = AdminClient(config)
-    s3 = s3_client()
+    store = open_store()
     suffix = os.environ.get("KBACKUP_DEMO_SUFFIX", time.strftime("%H%M%S"))
     sales, payments = "sales", "payments"
     _create(admin, sales, 3)
     _create(admin, payments, 3)
-    if BUCKET not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
-        s3.create_bucket(Bucket=BUCKET)
+    try:
+        store.check_bucket(BUCKET)
+    except BucketNotFoundError:
+        store.create_bucket(BUCKET)
     _produce_seed_data(config, sales, payments, 3000)
     print(f"Produced 3,000 records to each of {sales!r} and {payments!r}.")
 
@@ -115,12 +118,12 @@ def run_demo() -> int:
         "STOREAS AVRO PROPERTIES('store.envelope'=true, 'partition.include.keys'=true)"
     )
     print("\nBackup KCQL:\n" + backup_kcql)
-    _run_deployment("backup/backup", {"kcql": backup_kcql, "verify": "full"})
+    _run_deployment("backup/backup", {"params": {"kcql": backup_kcql, "verify": "full"}})
 
     print(f"\nObjects in s3://{BUCKET}:")
-    objects = list(list_objects(s3, BUCKET, ""))
+    objects = list(store.list_objects(BUCKET, ""))
     for obj in objects[:12]:
-        print(f"  {obj['Key']}  ({human_bytes(obj['Size'])})")
+        print(f"  {obj.key}  ({human_bytes(obj.size)})")
     if len(objects) > 12:
         print(f"  … {len(objects) - 12} more")
 

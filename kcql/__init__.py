@@ -9,6 +9,7 @@ from kcql.parser import parse_backup, parse_restore
 from kcql.render import render, spec_json
 from kcql.specs import (
     BackupSpec,
+    CodecOptions,
     EnvelopeOptions,
     Format,
     PaddingOptions,
@@ -20,6 +21,7 @@ from kcql.transforms import InsertWallclockTransform, TimestampConverterTransfor
 
 __all__ = [
     "BackupSpec",
+    "CodecOptions",
     "ConnectorConfig",
     "EnvelopeOptions",
     "Format",

@@ -1,5 +1,5 @@
 """Recursive-descent parser for KCQL statements: the grammar below; the properties are in
-kcql/properties.py, and README ("Using it", "KCQL properties we add to Stream Reactor's") shows both.
+kcql/properties.py, and docs/user-guide.md ("KCQL", "KCQL properties we add to Stream Reactor's") shows both.
 
 statements := statement (';' statement)* [';']
 statement  := INSERT INTO target SELECT '*' FROM source clause*

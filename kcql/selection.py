@@ -17,7 +17,7 @@ from core.models import FrozenModel
 from kcql.errors import KcqlValueError
 from kcql.parser import parse_restore
 from kcql.properties import PropertyProblem, partition_list, restore_bound, restore_filter
-from kcql.specs import RestoreBound, RestoreSpec
+from kcql.specs import Converter, RestoreBound, RestoreSpec
 
 T = TypeVar("T")
 Preflight = Literal["quick", "full", "none"]
@@ -92,8 +92,8 @@ class Selection(FrozenModel):
     format: str | None = None
     envelope: bool | None = None
     envelope_parts: tuple[bool, bool, bool, bool] = (True, True, True, True)
-    key_converter: str = "bytes"
-    value_converter: str = "bytes"
+    key_converter: Converter = "bytes"
+    value_converter: Converter = "bytes"
     source_topic: str | None = None
     window: Window = Window()
     partitions: tuple[int, ...] | None = None

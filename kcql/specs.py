@@ -74,6 +74,19 @@ class EnvelopeOptions(FrozenModel):
     metadata: bool = True
 
 
+class CodecOptions(FrozenModel):
+    """How records are encoded in a backup's objects: which parts of the envelope they carry, the
+    key and value converters, the compression. A BackupSpec's (`BackupSpec.codec`), or, for Stream
+    Reactor data restored without a manifest, the restore statement's. layout.spec_bridge.codec_context
+    makes a codec's context of them."""
+
+    envelope: EnvelopeOptions = EnvelopeOptions()
+    key_converter: Converter = "bytes"
+    value_converter: Converter = "bytes"
+    compression: str | None = None
+    compression_level: int | None = None
+
+
 class PaddingOptions(FrozenModel):
     type: Literal["LeftPad", "RightPad", "NoOp"] = "LeftPad"
     char: str = Field(default="0", min_length=1, max_length=1)
@@ -91,7 +104,7 @@ LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 
 
 class ProtectionOptions(FrozenModel):
-    """How a backup's objects and manifest are protected in the store (README, "Encryption and
+    """How a backup's objects and manifest are protected in the store (docs/user-guide.md, "Encryption and
     immutability"): server-side encryption and S3 Object Lock retention."""
 
     sse: SseMode | None = Field(default=None, description="Server-side encryption (`sse`).")
@@ -144,6 +157,17 @@ class BackupSpec(FrozenModel):
     )
     protection: ProtectionOptions = ProtectionOptions()
     properties: dict[str, PropertyValue] = Field(default_factory=dict)
+
+    @property
+    def codec(self) -> CodecOptions:
+        """The statement's codec options (not a field: a manifest keeps the spec as it always was)."""
+        return CodecOptions(
+            envelope=self.envelope,
+            key_converter=self.key_converter,
+            value_converter=self.value_converter,
+            compression=self.compression,
+            compression_level=self.compression_level,
+        )
 
 
 class RestoreSpec(FrozenModel):

@@ -1,4 +1,4 @@
-"""Restore points and their chains (README, "Backup lifecycle").
+"""Restore points and their chains (docs/user-guide.md, "Backup lifecycle").
 
 Every committed backup (a manifest) is a restore point. An incremental backup continues the one
 before it (`previous_backup_id`): restoring a point reads every backup of its chain from the

@@ -1,4 +1,4 @@
-"""The manifest: the commit point of a backup (README, "What a backup does").
+"""The manifest: the commit point of a backup (docs/user-guide.md, "What a backup does").
 
 Written last to `<prefix>/_manifests/<backup_id>.json`, after every object it names was uploaded;
 a backup without one is incomplete and is never restored silently.

@@ -1,9 +1,9 @@
-"""The registry schemas a backup holds (README, "Schema Registry").
+"""The registry schemas a backup holds (docs/user-guide.md, "Schema Registry").
 
 Records in the Confluent wire format (`key.converter` / `value.converter` `avro`) name a schema
 by its registry id in their first five bytes. A backup records every schema its records use,
 with the schemas those reference, in its manifest (`Manifest.schemas`): a restore registers them
-in the target's registry and rewrites the ids (tasks/restore_schemas.py), and value-only objects
+in the target's registry and rewrites the ids (tasks/services/schema_registry.py), and value-only objects
 with typed columns are read back with them (formats/avro_columns.py).
 
 Pure: no registry client here (tasks/services/schema_registry.py talks to the registry).
@@ -120,10 +120,11 @@ def registration_order(schemas: Sequence[StoredSchema]) -> list[StoredSchema]:
 
 
 @functools.lru_cache(maxsize=16)
-def cached_avro_lookup(schemas: tuple[StoredSchema, ...]) -> Callable[[int], Any]:
+def cached_avro_lookup(schemas: tuple[StoredSchema, ...]) -> Callable[[int], Any] | None:
     """`avro_lookup` made once per set of schemas: a restore's objects and a verification's share
-    it, so each schema is parsed once, not once an object."""
-    return avro_lookup(schemas)
+    it, so each schema is parsed once, not once an object. None without schemas: objects are read
+    without (layout.spec_bridge.codec_context's `avro_schemas`)."""
+    return avro_lookup(schemas) if schemas else None
 
 
 def avro_lookup(schemas: Sequence[StoredSchema]) -> Callable[[int], Any]:

@@ -1,19 +1,18 @@
 """From a parsed BackupSpec to the pieces the export and verification use: how objects are
-named, when they roll, how the codec is set up, and how PARTITIONBY values are computed."""
+named, when they roll, how the codec is set up (for the restore too), and how PARTITIONBY values
+are computed."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from formats import CodecContext, get_codec
-from kcql import BackupSpec
+from kcql import BackupSpec, CodecOptions
 from layout.keys import KeyNaming, Padding
 from layout.manifest import Manifest
 from layout.objects import FlushRules
 from layout.partition_values import FieldRule, PartitionValues, avro_decoder
-from layout.schemas import cached_avro_lookup
 
 
 def key_naming(spec: BackupSpec, extension: str, chain_suffix: str = "") -> KeyNaming:
@@ -34,22 +33,32 @@ def flush_rules(spec: BackupSpec) -> FlushRules:
 
 
 def codec_context(
-    spec: BackupSpec, topic: str, partition: int, object_key: str | None = None
+    fmt: str,
+    options: CodecOptions,
+    topic: str,
+    partition: int,
+    object_key: str | None = None,
+    avro_schemas: Callable[[int], Any] | None = None,
 ) -> CodecContext:
-    envelope = spec.envelope.enabled and get_codec(spec.format.value).spec.supports_envelope
+    """The context a codec of `fmt` writes or reads one object of `topic`/`partition` with: the
+    envelope where the format carries one; `avro_schemas` (schema id → parsed schema) types the
+    value-only columns of Avro values. Every codec context is made here: the export's of its spec,
+    the verification's and the restore's of the backup's (RestorePlan.codec)."""
+    envelope = options.envelope
     return CodecContext(
         topic=topic,
         partition=partition,
-        envelope=envelope,
-        envelope_key=spec.envelope.key,
-        envelope_value=spec.envelope.value,
-        envelope_headers=spec.envelope.headers,
-        envelope_metadata=spec.envelope.metadata,
-        key_converter=spec.key_converter,
-        value_converter=spec.value_converter,
-        compression=spec.compression,
-        compression_level=spec.compression_level,
+        envelope=envelope.enabled and get_codec(fmt).spec.supports_envelope,
+        envelope_key=envelope.key,
+        envelope_value=envelope.value,
+        envelope_headers=envelope.headers,
+        envelope_metadata=envelope.metadata,
+        key_converter=options.key_converter,
+        value_converter=options.value_converter,
+        compression=options.compression,
+        compression_level=options.compression_level,
         object_key=object_key,
+        avro_schemas=avro_schemas,
     )
 
 
@@ -57,15 +66,11 @@ def spec_of(manifest: Manifest) -> BackupSpec:
     return BackupSpec.model_validate(manifest.spec)
 
 
-def codec_context_from_manifest(
-    manifest: Manifest, topic: str, partition: int, object_key: str
-) -> CodecContext:
-    """The context to read one of the manifest's objects, with its registry schemas (value-only
-    objects with typed columns from Avro values are read back with them)."""
-    context = codec_context(spec_of(manifest), topic, partition, object_key)
-    if not manifest.schemas:
-        return context
-    return dataclasses.replace(context, avro_schemas=cached_avro_lookup(manifest.schemas))
+def codec_of(manifest: Manifest) -> CodecOptions:
+    """The codec options the manifest's spec records, read alone (defaults for those it predates):
+    what a restore needs of the spec, even of one whose other properties this version would refuse."""
+    fields = CodecOptions.model_fields
+    return CodecOptions.model_validate({k: v for k, v in manifest.spec.items() if k in fields})
 
 
 BYTE_EXACT_CONVERTERS = ("bytes", "avro")

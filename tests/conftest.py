@@ -74,9 +74,19 @@ def admin(kafka_config: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="session")
 def s3(stack_env: dict[str, str]) -> Any:
-    from tasks.services.object_store import s3_client
+    """A boto3 client of the stack's S3, for setting up buckets and objects and injecting faults."""
+    from tasks.services.object_store.s3 import s3_client
 
     return s3_client()
+
+
+@pytest.fixture(scope="session")
+def store(s3: Any) -> Any:
+    """The object store on that client (tasks.services.object_store.S3Store): what the code under
+    test is given."""
+    from tasks.services.object_store import S3Store
+
+    return S3Store(s3)
 
 
 def _slug(text: str, limit: int) -> str:

@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     from flows.backup import BackupParameters, backup_flow, specs_and_transforms
 
+    if not (args.kcql or args.connector_config):  # an empty --kcql: the flow would read the Variable
+        print("kbackup backup: --kcql is empty", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         config_text = args.connector_config.read_text() if args.connector_config else None
         params = BackupParameters(
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kbackup backup: {invalid_parameters(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     with progress_bar():
-        state = backup_flow(**params.model_dump(), return_state=True)
+        state = backup_flow(params, return_state=True)
     if not state.is_completed():
         return failed_run("backup", state, "the backup", "the backup failed: ")
     print_results(state.result())

@@ -24,13 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from layout.schemas import merged
     from tasks.services.manifest_store import read_chain
-    from tasks.services.object_store import check_bucket, s3_client
+    from tasks.services.object_store import open_store
 
     # A KbackupError (a bad location, a missing bucket, a bad manifest) is reported by kbackup.cli.
     bucket, prefix = parse_s3_url(args.location)
-    s3 = s3_client()
-    check_bucket(s3, bucket)
-    manifests = read_chain(s3, bucket, prefix)
+    store = open_store()
+    store.check_bucket(bucket)
+    manifests = read_chain(store, bucket, prefix)
     print(table(restore_points(manifests)))
     schemas = merged(*(m.schemas for m in manifests))
     if schemas:

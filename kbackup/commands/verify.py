@@ -19,10 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.verify import verify_flow
+    from flows.verify import VerifyParameters, verify_flow
 
     bucket, prefix = parse_s3_url(args.location)  # a LocationError is reported by kbackup.cli
-    state = verify_flow(bucket, prefix, args.deep, args.backup_id, return_state=True)
+    params = VerifyParameters(bucket=bucket, prefix=prefix, deep=args.deep, backup_id=args.backup_id)
+    state = verify_flow(params, return_state=True)
     if not state.is_completed():
         return failed_run("verify", state, "the verification")
     reports = state.result()

@@ -8,8 +8,7 @@ reads them); tested in memory in tests/unit/test_restore_plan.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
 
 from formats.registry import supports_envelope
 from kcql.selection import Selection
@@ -24,6 +23,7 @@ from layout.restore.units import (
     selected_objects,
     target_name,
 )
+from layout.spec_bridge import codec_of
 
 NOT_LOSSLESS = (
     "the backup is not lossless (value only, or envelope parts or converters dropped): "
@@ -33,9 +33,9 @@ GROUPS_NOT_TRANSLATED = "consumer-group offsets are not translated with restore.
 
 
 def plan_from_manifests(
-    selection: Selection, chain: Sequence[Manifest], listed: Mapping[str, Mapping[str, Any]]
+    selection: Selection, chain: Sequence[Manifest], listed: Collection[str]
 ) -> RestorePlan:
-    """The plan for the chain (oldest first, not empty); `listed` is the prefix's objects by key,
+    """The plan for the chain (oldest first, not empty); `listed` is the keys of the prefix's objects,
     used here only to tell an unbacked topic from one whose objects no manifest commits."""
     last = chain[-1]
     _check_format(selection, chain)
@@ -99,7 +99,7 @@ def plan_from_manifests(
         lossless=lossless,
         manifest_format=True,
         backup_ids=tuple(ids),
-        codec_spec=dict(last.spec),
+        codec=codec_of(last),
         targets=tuple(targets.values()),
         units=tuple(units),
         consumer_groups=tuple(last.consumer_groups) if selection.translate_groups else (),
@@ -109,8 +109,8 @@ def plan_from_manifests(
 
 def manifest_envelope(manifest: Manifest) -> bool:
     """Whether the manifest's objects carry the envelope (its spec says; older ones: lossless)."""
-    envelope = manifest.spec.get("envelope")
-    enabled = bool(envelope.get("enabled")) if isinstance(envelope, dict) else manifest.lossless
+    codec = codec_of(manifest)
+    enabled = codec.envelope.enabled if "envelope" in codec.model_fields_set else manifest.lossless
     return enabled and supports_envelope(manifest.format)
 
 
@@ -128,9 +128,7 @@ def _check_format(selection: Selection, chain: Sequence[Manifest]) -> None:
         )
 
 
-def _source_topics(
-    selection: Selection, chain: Sequence[Manifest], listed: Mapping[str, Mapping[str, Any]]
-) -> list[str]:
+def _source_topics(selection: Selection, chain: Sequence[Manifest], listed: Collection[str]) -> list[str]:
     """The topics restored: 'source.topic', or every topic of the chain (several only into *)."""
     bucket, prefix = selection.bucket, selection.prefix
     in_chain = {p.topic for m in chain for p in m.partitions}

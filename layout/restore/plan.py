@@ -15,6 +15,7 @@ from pydantic import Field
 
 from core.models import FrozenModel
 from kcql.selection import Selection, TargetNonEmpty, Window
+from kcql.specs import CodecOptions
 from layout.manifest import GroupOffsets, OffsetGap
 from layout.schemas import StoredSchema
 
@@ -86,7 +87,10 @@ class RestorePlan(FrozenModel):
     lossless: bool
     manifest_format: bool = Field(description="Discovered from manifests (else a listing).")
     backup_ids: tuple[str, ...]
-    codec_spec: dict[str, Any] = Field(description="BackupSpec JSON of the last manifest, or codec options.")
+    codec: CodecOptions = Field(
+        description="How the objects are encoded: the last manifest's spec's codec options, or, without "
+        "a manifest, the statement's envelope and converters."
+    )
     batch: int
     window: Window
     partitioner: str
@@ -115,7 +119,8 @@ class RestorePlan(FrozenModel):
     @property
     def wire_sides(self) -> tuple[str, ...]:
         """`key` / `value`: the sides whose bytes are in the Confluent wire format (converter avro)."""
-        return tuple(s for s in ("key", "value") if self.codec_spec.get(f"{s}_converter") == "avro")
+        converters = {"key": self.codec.key_converter, "value": self.codec.value_converter}
+        return tuple(side for side, converter in converters.items() if converter == "avro")
 
     def target(self, name: str) -> TargetTopic:
         return next(t for t in self.targets if t.name == name)

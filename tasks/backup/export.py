@@ -10,7 +10,6 @@ the conditional upload accepts as already done.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -29,14 +28,14 @@ from layout.grouping import PartitionGrouping
 from layout.manifest import GapCause, OffsetGap, PartitionEntry, protection_of
 from layout.objects import FinishedObject, ObjectRoller
 from layout.spec_bridge import codec_context, flush_rules, key_naming
+from tasks.backup.plan import BackupPlan, gap_cause
 from tasks.backup.upload import upload_finished, written_objects
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import PartitionWindow
 from tasks.services.kafka.reader import read_window
-from tasks.services.object_store import check_object_lock
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (records read so far, bytes written so far)."""
@@ -52,10 +51,25 @@ class ExportRequest(BaseModel):
     chain_suffix: str = ""
 
 
+def export_requests(plan: BackupPlan) -> list[ExportRequest]:
+    """One export per partition window of the plan."""
+    causes = {t.name: gap_cause(t) for t in plan.topics}
+    return [
+        ExportRequest(
+            spec=plan.spec,
+            window=w,
+            backup_id=plan.backup_id,
+            gap_cause=causes[w.topic],
+            chain_suffix=plan.chain_suffix,
+        )
+        for w in plan.windows
+    ]
+
+
 def export_partition(
     request: ExportRequest,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     transforms: tuple[Transform, ...] = (),
     on_progress: ProgressCallback | None = None,
     avro_lookup: Callable[[int], Any] | None = None,
@@ -66,17 +80,16 @@ def export_partition(
     started = time.monotonic()
     protection = protection_of(spec.protection, request.backup_id)
     if protection and protection.lock_mode:
-        check_object_lock(s3, spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
-    extra = protection.put_arguments() if protection else {}
+        store.check_object_lock(spec.bucket, f"'object.lock.mode'='{protection.lock_mode}'")
     codec = get_codec(spec.format.value)
     naming = key_naming(spec, codec.spec.extension, request.chain_suffix)
-    context = codec_context(spec, window.topic, window.partition)
-    if avro_lookup is not None:
-        context = dataclasses.replace(context, avro_schemas=avro_lookup)
+    context = codec_context(
+        spec.format.value, spec.codec, window.topic, window.partition, avro_schemas=avro_lookup
+    )
     roller = ObjectRoller(codec, context, naming, flush_rules(spec))
     wire = WireIds(spec)
     grouping = PartitionGrouping(spec, window.topic, window.partition, transforms, avro_lookup)
-    objects = written_objects(s3, spec.bucket, naming, window)
+    objects = written_objects(store, spec.bucket, naming, window)
     resume_after = objects[-1].last_offset if objects else window.start - 1
 
     digest = hashlib.sha256()
@@ -89,7 +102,7 @@ def export_partition(
     def upload(finished: list[FinishedObject]) -> None:
         nonlocal written_bytes
         for obj in finished:
-            objects.append(upload_finished(s3, spec.bucket, obj, request.backup_id, extra))
+            objects.append(upload_finished(store, spec.bucket, obj, request.backup_id, protection))
             written_bytes += len(obj.data)
 
     group = f"kbackup-export-{request.backup_id}"
@@ -186,7 +199,7 @@ def _gaps(offsets: np.ndarray, expected: int, cause: GapCause) -> list[OffsetGap
 def export_partition_task(request: ExportRequest, transforms: tuple[Transform, ...] = ()) -> PartitionEntry:
     from tasks.runtime.progress import report_progress
     from tasks.services.kafka.clients import client_config
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
     from tasks.services.schema_registry import Registry
 
     spec = request.spec
@@ -201,4 +214,4 @@ def export_partition_task(request: ExportRequest, transforms: tuple[Transform, .
         )
 
     lookup = Registry(spec.schema_registry_url).avro_lookup() if needs_avro_schemas(spec) else None
-    return export_partition(request, client_config(), s3_client(), transforms, on_progress, lookup)
+    return export_partition(request, client_config(), open_store(), transforms, on_progress, lookup)

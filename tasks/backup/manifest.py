@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kcql import render
 from layout.manifest import Manifest, PartitionEntry, protection_of
-from layout.schemas import StoredSchema
+from layout.schemas import Side, StoredSchema
 from layout.spec_bridge import is_lossless
 from tasks.backup.plan import BackupPlan
 from tasks.runtime.retry import RETRY_OPTIONS
@@ -44,8 +44,18 @@ def build_manifest(
     )
 
 
+def registry_schema_ids(partitions: list[PartitionEntry]) -> dict[Side, list[int]]:
+    """The registry schema ids the exported records name, by side (none unless a converter is
+    `avro`): the schemas the manifest keeps, with those they reference."""
+    ids: dict[Side, set[int]] = {}
+    for entry in partitions:
+        for side, side_ids in entry.schema_ids.items():
+            ids.setdefault("key" if side == "key" else "value", set()).update(side_ids)
+    return {side: sorted(side_ids) for side, side_ids in ids.items()}
+
+
 @task(name="write-manifest", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def write_manifest_task(manifest: Manifest, bucket: str, prefix: str) -> str:
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
-    return write_manifest(s3_client(), bucket, prefix, manifest)
+    return write_manifest(open_store(), bucket, prefix, manifest)

@@ -23,10 +23,9 @@ from tasks.services.kafka.admin import (
     snapshot_windows,
 )
 from tasks.services.manifest_store import latest_manifest, read_chain
-from tasks.services.object_store import check_bucket
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 
 class BackupPlan(BaseModel):
@@ -62,21 +61,21 @@ def gap_cause(topic: TopicEntry) -> GapCause:
 def plan_backup(
     spec: BackupSpec,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     topics_override: tuple[str, ...] = (),
     full: bool = False,
 ) -> BackupPlan:
     """The snapshot: an incremental backup continues the newest backup's chain from where it
     ended; a full one (asked for, the first, or when the chain is older than
     `backup.full.every`) starts a new chain from each partition's earliest offset."""
-    check_bucket(s3, spec.bucket)
+    store.check_bucket(spec.bucket)
     admin = admin_client(kafka_config)
     started_at = datetime.now(UTC)
     names = resolve_topics(admin, kafka_config, topics_override or spec.topics)
     topics = describe_topics(admin, kafka_config, names)
-    previous = latest_manifest(s3, spec.bucket, spec.prefix)
+    previous = latest_manifest(store, spec.bucket, spec.prefix)
     backup_id = new_backup_id(started_at)
-    chain_id = _chain_id(s3, spec, previous) if previous else backup_id
+    chain_id = _chain_id(store, spec, previous) if previous else backup_id
     reason = full_backup_reason(spec, previous, chain_id, started_at, full)
     suffix = previous.chain_suffix if previous else ""
     if reason:
@@ -99,11 +98,11 @@ def plan_backup(
     )
 
 
-def _chain_id(s3: S3Client, spec: BackupSpec, previous: Manifest) -> str:
+def _chain_id(store: ObjectStore, spec: BackupSpec, previous: Manifest) -> str:
     """The chain the newest backup belongs to (followed link by link for manifests without one)."""
     if previous.chain_id:
         return previous.chain_id
-    return chain_base(read_chain(s3, spec.bucket, spec.prefix), previous.backup_id)
+    return chain_base(read_chain(store, spec.bucket, spec.prefix), previous.backup_id)
 
 
 def full_backup_reason(
@@ -126,6 +125,6 @@ def plan_backup_task(
     spec: BackupSpec, topics_override: tuple[str, ...] = (), full: bool = False
 ) -> BackupPlan:
     from tasks.services.kafka.clients import client_config
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
-    return plan_backup(spec, client_config(), s3_client(), topics_override, full)
+    return plan_backup(spec, client_config(), open_store(), topics_override, full)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from layout.manifest import Manifest
+from layout.manifest import Manifest, PartitionEntry
 from layout.schemas import describe
 from tasks.backup.plan import BackupPlan
 from tasks.backup.verify import VerifyReport
@@ -26,6 +26,16 @@ def retention_gaps(plan: BackupPlan) -> list[str]:
         "by retention before they were backed up"
         for w in plan.windows
         if w.retention_gap
+    ]
+
+
+def not_wire_format(partitions: list[PartitionEntry]) -> list[str]:
+    """A warning per partition whose keys or values under converter avro were not in the wire format."""
+    return [
+        f"{entry.topic}[{entry.partition}]: {entry.not_wire_format} keys or values are not in the Confluent "
+        "wire format (converter avro): kept byte for byte, with no schema id"
+        for entry in partitions
+        if entry.not_wire_format
     ]
 
 

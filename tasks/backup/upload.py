@@ -1,23 +1,22 @@
 """Uploading a partition's finished objects, and finding what an earlier attempt uploaded.
 
-Each object is put once (tasks.services.object_store.put_object_once: a conditional put that accepts the same
-bytes already there) with metadata saying which records it holds, so that a retried export of
-the default layout can resume after the chain of objects it already wrote.
+Each object is put once (`ObjectStore.put_once`, tasks.services.object_store: a conditional put
+that accepts the same bytes already there) with metadata saying which records it holds, so that a
+retried export of the default layout can resume after the chain of objects it already wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from layout.keys import KeyNaming, parse_object_key
-from layout.manifest import ObjectEntry, join_key
+from layout.manifest import ObjectEntry, Protection, join_key
 from layout.objects import FinishedObject
 from tasks.services.kafka.admin import PartitionWindow
-from tasks.services.object_store import head_object, list_objects, put_object_once
+from tasks.services.object_store import SHA256_METADATA
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 _META_FIRST = "first-offset"
 _META_COUNT = "record-count"
@@ -39,11 +38,14 @@ def _object_metadata(obj: FinishedObject, backup_id: str) -> dict[str, str]:
 
 
 def upload_finished(
-    s3: S3Client, bucket: str, obj: FinishedObject, backup_id: str, extra: Mapping[str, Any] | None = None
+    store: ObjectStore,
+    bucket: str,
+    obj: FinishedObject,
+    backup_id: str,
+    protection: Protection | None = None,
 ) -> ObjectEntry:
-    """Upload one finished object; `extra`: the backup's encryption and retention arguments
-    (layout.manifest.Protection.put_arguments)."""
-    put_object_once(s3, bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256, extra)
+    """Upload one finished object; `protection`: the backup's encryption and retention."""
+    store.put_once(bucket, obj.key, obj.data, _object_metadata(obj, backup_id), obj.sha256, protection)
     return ObjectEntry(
         key=obj.key,
         first_offset=obj.first_offset,
@@ -63,7 +65,7 @@ def _optional_int(text: str | None) -> int | None:
 
 
 def written_objects(
-    s3: S3Client, bucket: str, naming: KeyNaming, window: PartitionWindow
+    store: ObjectStore, bucket: str, naming: KeyNaming, window: PartitionWindow
 ) -> list[ObjectEntry]:
     """Objects a previous attempt of this export already wrote (default layout only): the chain of
     non-overlapping objects from the window's start, read back from their keys and metadata. Only
@@ -73,21 +75,21 @@ def written_objects(
         return []
     folder = join_key(naming.prefix, window.topic, naming.padding.pad("partition", window.partition)) + "/"
     candidates = []
-    for listed in list_objects(s3, bucket, folder):
-        parsed = parse_object_key(listed["Key"], naming.prefix)
+    for listed in store.list_objects(bucket, folder):
+        parsed = parse_object_key(listed.key, naming.prefix)
         if (
             parsed.last_offset is not None
             and window.start <= parsed.last_offset < window.end
-            and listed["Key"] == naming.object_key(window.topic, window.partition, parsed.last_offset)
+            and listed.key == naming.object_key(window.topic, window.partition, parsed.last_offset)
         ):
-            candidates.append((parsed.last_offset, listed["Key"]))
+            candidates.append((parsed.last_offset, listed.key))
     chain: list[ObjectEntry] = []
     next_free = window.start
     for last_offset, key in sorted(candidates):
-        head = head_object(s3, bucket, key)
-        metadata = (head or {}).get("Metadata", {})
-        if not head or _META_FIRST not in metadata or "sha256" not in metadata:
+        head = store.head(bucket, key)
+        if head is None or _META_FIRST not in head.metadata or SHA256_METADATA not in head.metadata:
             break
+        metadata = head.metadata
         first = int(metadata[_META_FIRST])
         if first < next_free:
             break  # overlaps the chain: an orphan of another window; resume before it
@@ -99,8 +101,8 @@ def written_objects(
                 record_count=int(metadata[_META_COUNT]),
                 min_timestamp=_optional_int(metadata.get(_META_MIN_TS)),
                 max_timestamp=_optional_int(metadata.get(_META_MAX_TS)),
-                size=int(head["ContentLength"]),
-                sha256=metadata["sha256"],
+                size=head.size,
+                sha256=metadata[SHA256_METADATA],
                 records_digest=metadata[_META_DIGEST],
             )
         )

@@ -28,13 +28,14 @@ from formats.errors import CorruptObjectError, undecodable
 from layout.keys import is_manifest_key
 from layout.manifest import Manifest, ObjectEntry, PartitionEntry, join_key
 from layout.restore.errors import MissingObjectError
-from layout.spec_bridge import codec_context_from_manifest, spec_of
+from layout.schemas import cached_avro_lookup
+from layout.spec_bridge import codec_context, spec_of
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.errors import StorageAccessError, VerificationError
-from tasks.services.object_store import SHA256_METADATA, get_object_bytes, head_object, list_objects
+from tasks.services.object_store import SHA256_METADATA
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 Depth = Literal["quick", "sampled", "full"]
 T = TypeVar("T")
@@ -64,10 +65,10 @@ class Listing:
     keys: frozenset[str]
 
 
-def list_prefix(s3: S3Client, bucket: str, prefix: str) -> Listing:
+def list_prefix(store: ObjectStore, bucket: str, prefix: str) -> Listing:
     """List the prefix as restore does (tasks.restore.discover.plan_restore)."""
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
-    keys = frozenset(o["Key"] for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"]))
+    keys = frozenset(o.key for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key))
     return Listing(bucket, folder, keys)
 
 
@@ -88,14 +89,14 @@ def _not_listed(listing: Listing, manifest: Manifest, key: str) -> str:
 
 
 def _fetch(
-    s3: S3Client, bucket: str, manifest: Manifest, entry: ObjectEntry, problems: list[str]
+    store: ObjectStore, bucket: str, manifest: Manifest, entry: ObjectEntry, problems: list[str]
 ) -> bytes | None:
     """The object's bytes (None, noted as missing, when it was deleted since it was checked); a
     sha256 other than the manifest's is noted and the bytes are still decoded."""
     try:
-        data = get_object_bytes(s3, bucket, entry.key)
+        data = store.get(bucket, entry.key)
     except StorageAccessError:
-        if head_object(s3, bucket, entry.key) is not None:
+        if store.head(bucket, entry.key) is not None:
             raise
         problems.append(_missing(bucket, manifest, entry.key))  # deleted since it was checked
         return None
@@ -122,7 +123,7 @@ COLUMNS: _Reading[pa.RecordBatch] = _Reading(
 
 
 def _decode(
-    s3: S3Client,
+    store: ObjectStore,
     bucket: str,
     manifest: Manifest,
     entry: ObjectEntry,
@@ -133,11 +134,15 @@ def _decode(
     """The object decoded as `reading` says (records for merging interleaved objects by offset,
     column batches otherwise); a decoding failure is noted, naming the object and the first record
     not decoded."""
-    data = _fetch(s3, bucket, manifest, entry, problems)
+    data = _fetch(store, bucket, manifest, entry, problems)
     if data is None:
         return
     codec = get_codec(manifest.format)
-    context = codec_context_from_manifest(manifest, partition.topic, partition.partition, entry.key)
+    spec = spec_of(manifest)
+    lookup = cached_avro_lookup(manifest.schemas)
+    context = codec_context(
+        spec.format.value, spec.codec, partition.topic, partition.partition, entry.key, lookup
+    )
     decoded = 0
     try:
         for item in reading.read(codec, data, context):
@@ -168,7 +173,7 @@ def _digest_parts(record: Record) -> tuple[Any, ...]:
 
 
 def _check_object(
-    s3: S3Client,
+    store: ObjectStore,
     bucket: str,
     manifest: Manifest,
     partition: PartitionEntry,
@@ -176,7 +181,7 @@ def _check_object(
     problems: list[str],
 ) -> int:
     count, digest = _digest_batches(
-        _decode(s3, bucket, manifest, entry, partition, problems, COLUMNS), manifest.lossless
+        _decode(store, bucket, manifest, entry, partition, problems, COLUMNS), manifest.lossless
     )
     if count != entry.record_count:
         problems.append(
@@ -194,7 +199,7 @@ def _check_object(
 
 
 def _check_partition_digest(
-    s3: S3Client, bucket: str, manifest: Manifest, partition: PartitionEntry, problems: list[str]
+    store: ObjectStore, bucket: str, manifest: Manifest, partition: PartitionEntry, problems: list[str]
 ) -> int:
     """Recompute the partition's digest over all its objects' records in offset order: column
     batches object after object for a chain, a merge record by record where objects interleave
@@ -204,11 +209,11 @@ def _check_partition_digest(
         batches = (
             batch
             for entry in objects
-            for batch in _decode(s3, bucket, manifest, entry, partition, problems, COLUMNS)
+            for batch in _decode(store, bucket, manifest, entry, partition, problems, COLUMNS)
         )
         count, hexdigest = _digest_batches(batches, manifest.lossless)
     else:
-        streams = [_decode(s3, bucket, manifest, entry, partition, problems, RECORDS) for entry in objects]
+        streams = [_decode(store, bucket, manifest, entry, partition, problems, RECORDS) for entry in objects]
         records_digest = RecordsDigest()
         count = 0
         for record in heapq.merge(*streams, key=lambda r: r.offset):
@@ -228,12 +233,17 @@ def _check_partition_digest(
 
 
 def verify_backup(
-    s3: S3Client, bucket: str, manifest: Manifest, depth: Depth, seed: int = 0, listing: Listing | None = None
+    store: ObjectStore,
+    bucket: str,
+    manifest: Manifest,
+    depth: Depth,
+    seed: int = 0,
+    listing: Listing | None = None,
 ) -> VerifyReport:
     """Check the manifest's objects: each in `listing` (a listing of the backup's prefix, made here
     when not given), its size and stored sha256; `sampled`/`full` decode and recompute digests."""
     if listing is None:
-        listing = list_prefix(s3, bucket, spec_of(manifest).prefix)
+        listing = list_prefix(store, bucket, spec_of(manifest).prefix)
     problems: list[str] = []
     checked = decoded = records = 0
     rng = random.Random(seed)
@@ -244,7 +254,7 @@ def verify_backup(
             )
         present = []
         for entry in partition.objects:
-            head = head_object(s3, bucket, entry.key)
+            head = store.head(bucket, entry.key)
             checked += 1
             if head is None:
                 problems.append(_missing(bucket, manifest, entry.key))
@@ -252,25 +262,23 @@ def verify_backup(
             present.append(entry)
             if entry.key not in listing.keys:
                 problems.append(_not_listed(listing, manifest, entry.key))
-            if head["ContentLength"] != entry.size:
+            if head.size != entry.size:
                 problems.append(
-                    _corrupt(
-                        bucket, entry.key, f"{head['ContentLength']} bytes, the manifest says {entry.size}"
-                    )
+                    _corrupt(bucket, entry.key, f"{head.size} bytes, the manifest says {entry.size}")
                 )
-            elif head.get("Metadata", {}).get(SHA256_METADATA, entry.sha256) != entry.sha256:
+            elif head.metadata.get(SHA256_METADATA, entry.sha256) != entry.sha256:
                 problems.append(_corrupt(bucket, entry.key, "its stored sha256 differs from the manifest's"))
         if depth == "full" and len(present) == len(partition.objects):
-            records += _check_partition_digest(s3, bucket, manifest, partition, problems)
+            records += _check_partition_digest(store, bucket, manifest, partition, problems)
             decoded += len(partition.objects)
         elif depth == "full":  # the partition's digest cannot be recomputed; check what is there
             for entry in present:
-                records += _check_object(s3, bucket, manifest, partition, entry, problems)
+                records += _check_object(store, bucket, manifest, partition, entry, problems)
                 decoded += 1
         elif depth == "sampled" and present:
             wanted = max(1, round(len(present) * SAMPLE_FRACTION))
             for entry in rng.sample(present, wanted):
-                records += _check_object(s3, bucket, manifest, partition, entry, problems)
+                records += _check_object(store, bucket, manifest, partition, entry, problems)
                 decoded += 1
     return VerifyReport(
         backup_id=manifest.backup_id,
@@ -284,16 +292,16 @@ def verify_backup(
 
 @task(name="list-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def list_prefix_task(bucket: str, prefix: str) -> Listing:
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
-    return list_prefix(s3_client(), bucket, prefix)
+    return list_prefix(open_store(), bucket, prefix)
 
 
 @task(name="verify-backup", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def verify_backup_task(bucket: str, manifest: Manifest, depth: Depth) -> VerifyReport:
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
-    report = verify_backup(s3_client(), bucket, manifest, depth)
+    report = verify_backup(open_store(), bucket, manifest, depth)
     if report.problems:
         raise VerificationError(bucket, manifest.backup_id, report.problems)
     return report

@@ -14,15 +14,15 @@ from tasks.services.manifest_store import read_chain
 
 @task(name="read-manifests", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def read_manifests_task(bucket: str, prefix: str) -> list[Manifest]:
-    from tasks.services.object_store import check_bucket, s3_client
+    from tasks.services.object_store import open_store
 
-    s3 = s3_client()
-    check_bucket(s3, bucket)
-    return read_chain(s3, bucket, prefix)
+    store = open_store()
+    store.check_bucket(bucket)
+    return read_chain(store, bucket, prefix)
 
 
 @task(name="verify-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def check_backup_task(bucket: str, manifest: Manifest, depth: Depth, listing: Listing) -> VerifyReport:
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
-    return verify_backup(s3_client(), bucket, manifest, depth, listing=listing)
+    return verify_backup(open_store(), bucket, manifest, depth, listing=listing)

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
@@ -36,13 +35,13 @@ from layout.manifest import Manifest, join_key, manifest_key
 from layout.spec_bridge import key_naming, spec_of
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.manifest_store import read_chain
-from tasks.services.object_store import check_bucket, list_objects, storage_error
+from tasks.services.object_store import ObjectVersion
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
-DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+DELETE_BATCH = 1000  # keys deleted together (S3's DeleteObjects takes at most 1,000)
 
 
 class PruneReport(BaseModel):
@@ -66,7 +65,7 @@ class PruneReport(BaseModel):
 
 
 def prune(
-    s3: S3Client,
+    store: ObjectStore,
     bucket: str,
     prefix: str,
     *,
@@ -77,8 +76,8 @@ def prune(
 ) -> PruneReport:
     """Delete what the policy drops (see the module docstring); the caller holds the backup lock."""
     now = now or datetime.now(UTC)
-    check_bucket(s3, bucket)
-    manifests = read_chain(s3, bucket, prefix)
+    store.check_bucket(bucket)
+    manifests = read_chain(store, bucket, prefix)
     policy = ", ".join(
         part
         for part in (
@@ -91,16 +90,16 @@ def prune(
     plan = retention_plan(manifests, now, keep_last, keep_within)
     report.kept, report.needed, report.dropped = list(plan.kept), list(plan.needed), list(plan.dropped)
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
-    listed = {o["Key"]: o for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"])}
+    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key)}
     orphans = _orphans(listed, manifests, prefix)
     if dry_run:
         report.deleted_manifests = list(plan.dropped)
         gone = _doomed(manifests, set(plan.dropped), orphans)
     else:
-        deleted = _delete_manifests(s3, bucket, prefix, manifests, plan, report)
-        gone = _delete_objects(s3, bucket, sorted(_doomed(manifests, deleted, orphans)), report)
+        deleted = _delete_manifests(store, bucket, prefix, manifests, plan, report)
+        gone = _delete_objects(store, bucket, sorted(_doomed(manifests, deleted, orphans)), report)
     report.deleted_objects = len(gone)
-    report.deleted_bytes = sum(int(listed.get(k, {}).get("Size", 0)) for k in gone)
+    report.deleted_bytes = sum(listed[k].size for k in gone if k in listed)
     report.orphans = len(gone & orphans)
     return report
 
@@ -112,7 +111,7 @@ def _doomed(manifests: Sequence[Manifest], gone: set[str], orphans: set[str]) ->
     return (referenced_keys([m for m in manifests if m.backup_id in gone]) | orphans) - remaining
 
 
-def _orphans(listed: dict[str, Any], manifests: Sequence[Manifest], prefix: str) -> set[str]:
+def _orphans(listed: Mapping[str, ObjectInfo], manifests: Sequence[Manifest], prefix: str) -> set[str]:
     """Objects that no manifest commits but that these backups' statements name objects so
     (default layout, a topic they hold; the first chain's names, or any chain's: its suffix is a
     backup id, `layout.chains.chain_suffix`): what a failed or killed backup uploaded, and what a
@@ -151,7 +150,7 @@ _CHAIN_NAMED = re.compile(r"-c\d{8}T\d{9}Z-[0-9a-f]{6}\.[A-Za-z0-9]+")
 
 
 def _delete_manifests(
-    s3: S3Client,
+    store: ObjectStore,
     bucket: str,
     prefix: str,
     manifests: Sequence[Manifest],
@@ -165,7 +164,7 @@ def _delete_manifests(
         if backup_id in keep:
             continue
         key = manifest_key(prefix, backup_id)
-        refused = _delete_versions(s3, bucket, [key])
+        refused = _delete_versions(store, bucket, [key])
         if refused:
             report.not_deleted.extend(refused)
             keep.update(m.backup_id for m in chain_of(manifests, backup_id))
@@ -176,77 +175,44 @@ def _delete_manifests(
     return deleted
 
 
-def _delete_objects(s3: S3Client, bucket: str, keys: Sequence[str], report: PruneReport) -> set[str]:
+def _delete_objects(store: ObjectStore, bucket: str, keys: Sequence[str], report: PruneReport) -> set[str]:
     gone: set[str] = set()
     for start in range(0, len(keys), DELETE_BATCH):
         batch = list(keys[start : start + DELETE_BATCH])
-        refused = _delete_versions(s3, bucket, batch)
+        refused = _delete_versions(store, bucket, batch)
         report.not_deleted.extend(refused)
         refused_keys = {line.split(" ", 1)[0] for line in refused}
         gone.update(k for k in batch if k not in refused_keys)
     return gone
 
 
-def _delete_versions(s3: S3Client, bucket: str, keys: Iterable[str]) -> list[str]:
+def _delete_versions(store: ObjectStore, bucket: str, keys: Iterable[str]) -> list[str]:
     """Delete the keys — every version of each in a versioned bucket — and return one line per
     key the store refused ("key: why")."""
     keys = list(keys)
-    targets: list[dict[str, str]] = [{"Key": k} for k in keys]
-    if _versioned(s3, bucket):
-        targets = []
-        for key in keys:
-            targets.extend({"Key": key, "VersionId": v} for v in _versions(s3, bucket, key))
+    targets = [ObjectVersion(k) for k in keys]
+    if store.versioned(bucket):
+        targets = [ObjectVersion(k, v) for k in keys for v in store.versions(bucket, k)]
     if not targets:
         return []
-    try:
-        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": targets, "Quiet": True})  # type: ignore[typeddict-item]
-    except (ClientError, BotoCoreError) as exc:
-        raise storage_error(s3, "DeleteObjects", bucket, keys[0], exc) from exc
     refused: dict[str, tuple[str, str | None]] = {}
-    for error in answer.get("Errors", []):
-        key = str(error.get("Key", ""))
-        line = f"{key} {error.get('Code', '')}: {error.get('Message', '')}".strip()
-        refused.setdefault(key, (line, error.get("VersionId")))
+    for refusal in store.delete_many(bucket, targets):
+        line = f"{refusal.key} {refusal.code}: {refusal.message}".strip()
+        refused.setdefault(refusal.key, (line, refusal.version_id))
     lines = []
     for key, (line, version) in refused.items():
-        until = _retained_until(s3, bucket, key, version)
+        until = _retained_until(store, bucket, key, version)
         lines.append(line + (f" (retained until {until})" if until else ""))
     return lines
 
 
-def _versioned(s3: S3Client, bucket: str) -> bool:
-    try:
-        return s3.get_bucket_versioning(Bucket=bucket).get("Status") in ("Enabled", "Suspended")
-    except (ClientError, BotoCoreError):
-        return False
-
-
-def _versions(s3: S3Client, bucket: str, key: str) -> list[str]:
-    """Every version id (delete markers too) of exactly `key`."""
-    found: list[str] = []
-    try:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
-            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                if entry.get("Key") == key and entry.get("VersionId"):
-                    found.append(str(entry["VersionId"]))
-    except (ClientError, BotoCoreError) as exc:
-        raise storage_error(s3, "ListObjectVersions", bucket, key, exc) from exc
-    return found
-
-
-def _retained_until(s3: S3Client, bucket: str, key: str, version: str | None = None) -> str | None:
+def _retained_until(store: ObjectStore, bucket: str, key: str, version: str | None = None) -> str | None:
     """The Object Lock retention of the refused version (else of the key's current one), or None:
-    none (S3 and SeaweedFS answer ObjectLockConfigurationNotFoundError, 404; a bucket without
-    Object Lock, InvalidRequest) or not readable."""
-    request: dict[str, str] = {"Bucket": bucket, "Key": key}
-    if version:
-        request["VersionId"] = version
-    try:
-        retention = s3.get_object_retention(**request).get("Retention", {})  # type: ignore[arg-type]
-    except (ClientError, BotoCoreError):
+    none, or not readable."""
+    retention = store.retention(bucket, key, version)
+    if retention is None:
         return None
-    until = retention.get("RetainUntilDate")
-    return f"{until:%Y-%m-%d %H:%M:%S} UTC, {retention.get('Mode', '').lower()}" if until else None
+    return f"{retention.until:%Y-%m-%d %H:%M:%S} UTC, {retention.mode.lower()}"
 
 
 @task(name="prune-backups", cache_policy=NO_CACHE, **RETRY_OPTIONS)
@@ -257,10 +223,10 @@ def prune_task(
     keep_within_s: int | None,
     dry_run: bool,
 ) -> PruneReport:
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
     within = timedelta(seconds=keep_within_s) if keep_within_s is not None else None
-    return prune(s3_client(), bucket, prefix, keep_last=keep_last, keep_within=within, dry_run=dry_run)
+    return prune(open_store(), bucket, prefix, keep_last=keep_last, keep_within=within, dry_run=dry_run)
 
 
 def summary(report: PruneReport) -> str:

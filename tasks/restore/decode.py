@@ -9,7 +9,6 @@ A check that fails names the first offending record; the records before it are s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -18,48 +17,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from formats import CodecContext, get_codec
+from formats import get_codec
 from formats.columns import DECODED
 from formats.errors import CorruptObjectError, undecodable
 from layout.restore.errors import OrderingViolationError
 from layout.restore.order import Order, SourceBatch, clusters, first_true, in_gaps, merged, object_violation
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from layout.schemas import cached_avro_lookup
-from tasks.services.object_store import get_object_bytes
+from layout.spec_bridge import codec_context
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 
-def codec_context(plan: RestorePlan, topic: str, partition: int, object_key: str) -> CodecContext:
-    if plan.manifest_format:
-        from kcql import BackupSpec
-        from layout.spec_bridge import codec_context as from_spec
-
-        context = from_spec(BackupSpec.model_validate(plan.codec_spec), topic, partition, object_key)
-        if not plan.schemas:
-            return context
-        # value-only objects with typed columns from Avro values are encoded back with them
-        return dataclasses.replace(context, avro_schemas=cached_avro_lookup(plan.schemas))
-    envelope = plan.codec_spec["envelope"]
-    return CodecContext(
-        topic=topic,
-        partition=partition,
-        envelope=bool(envelope["enabled"]),
-        envelope_key=envelope["key"],
-        envelope_value=envelope["value"],
-        envelope_headers=envelope["headers"],
-        envelope_metadata=envelope["metadata"],
-        key_converter=plan.codec_spec["key_converter"],
-        value_converter=plan.codec_spec["value_converter"],
-        compression=None,
-        compression_level=None,
-        object_key=object_key,
-    )
-
-
-def fetch_object(s3: S3Client, bucket: str, obj: RestoreObject) -> bytes:
-    data = get_object_bytes(s3, bucket, obj.key)
+def fetch_object(store: ObjectStore, bucket: str, obj: RestoreObject) -> bytes:
+    data = store.get(bucket, obj.key)
     if obj.size is not None and len(data) != obj.size:
         raise CorruptObjectError(bucket, obj.key, f"{len(data)} bytes, the manifest says {obj.size}")
     if obj.sha256 is not None:
@@ -81,13 +53,15 @@ def _conform(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def decode_object(
-    s3: S3Client, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
+    store: ObjectStore, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
 ) -> Iterator[pa.RecordBatch]:
     """The object's records as DECODED batches, decoded lazily; a decoding failure names the
     object, and the record count is checked against the manifest once the object is read."""
-    data = fetch_object(s3, plan.bucket, obj)
+    data = fetch_object(store, plan.bucket, obj)
     codec = get_codec(plan.format)
-    context = codec_context(plan, unit.source_topic or unit.target_topic, unit.source_partition or 0, obj.key)
+    topic, partition = unit.source_topic or unit.target_topic, unit.source_partition or 0
+    lookup = cached_avro_lookup(plan.schemas)  # value-only objects' typed columns of Avro values
+    context = codec_context(plan.format, plan.codec, topic, partition, obj.key, lookup)
     count = 0
     try:
         for batch in codec.read_columns(data, context):
@@ -107,11 +81,11 @@ def _offsets(batch: pa.RecordBatch) -> np.ndarray:
 
 
 def _object_batches(
-    s3: S3Client, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
+    store: ObjectStore, plan: RestorePlan, unit: RestoreUnit, obj: RestoreObject
 ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     """An object's batches with their source offsets, checked against the object's bounds."""
     previous: int | None = None
-    for batch in decode_object(s3, plan, unit, obj):
+    for batch in decode_object(store, plan, unit, obj):
         offsets = _offsets(batch)
         found = object_violation(obj, offsets, previous)
         if found is not None:
@@ -125,7 +99,7 @@ def _object_batches(
         yield batch, offsets
 
 
-def _value_only_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def _value_only_records(store: ObjectStore, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Objects without offsets (value-only): records in object order, numbered by position.
     With a manifest, an object whose offsets are contiguous gets its real offsets."""
     position = 0
@@ -136,7 +110,7 @@ def _value_only_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> I
             and obj.record_count == obj.last_offset - obj.first_offset + 1
         )
         index = 0
-        for batch in decode_object(s3, plan, unit, obj):
+        for batch in decode_object(store, plan, unit, obj):
             rows = batch.num_rows
             base = obj.first_offset + index if contiguous and obj.first_offset is not None else position
             yield SourceBatch(batch, np.arange(base, base + rows, dtype=np.int64), (obj.key,))
@@ -144,11 +118,11 @@ def _value_only_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> I
             position += rows
 
 
-def _metadata_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def _metadata_records(store: ObjectStore, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Envelopes without a manifest: objects in key order; offsets must increase per source partition."""
     last: dict[tuple[str, int], tuple[int, str]] = {}
     for obj in unit.objects:
-        for batch in decode_object(s3, plan, unit, obj):
+        for batch in decode_object(store, plan, unit, obj):
             offsets = _offsets(batch)
             topics = batch.column("topic").to_pylist()
             partitions = batch.column("partition").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -193,7 +167,7 @@ def _metadata_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Ite
             yield SourceBatch(batch, offsets, (obj.key,))
 
 
-def _manifest_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def _manifest_records(store: ObjectStore, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """One source partition's records in offset order across its objects (merged where PARTITIONBY
     interleaves them), with every ordering rule checked."""
     by_values: dict[str, RestoreObject] = {}
@@ -217,10 +191,10 @@ def _manifest_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Ite
     order = Order(unit)
     for cluster in clusters(unit.objects):
         if len(cluster) > 1:
-            yield from merged(unit, cluster, order, lambda obj: _object_batches(s3, plan, unit, obj))
+            yield from merged(unit, cluster, order, lambda obj: _object_batches(store, plan, unit, obj))
             continue
         [obj] = cluster
-        for batch, offsets in _object_batches(s3, plan, unit, obj):
+        for batch, offsets in _object_batches(store, plan, unit, obj):
             found = order.violation(offsets, [obj.key], np.zeros(len(offsets), dtype=np.int64))
             if found is not None:
                 index, reason = found
@@ -245,15 +219,10 @@ def _manifest_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Ite
             )
 
 
-def unit_records(s3: S3Client, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
+def unit_records(store: ObjectStore, plan: RestorePlan, unit: RestoreUnit) -> Iterator[SourceBatch]:
     """Every record of the unit's objects (before the window), in restore order, as batches."""
     if unit.routing == "metadata" or (not plan.manifest_format and plan.envelope):
-        return _metadata_records(s3, plan, unit)
-    if not unit.offsets_known or not plan.envelope or not _has_metadata(plan):
-        return _value_only_records(s3, plan, unit)
-    return _manifest_records(s3, plan, unit)
-
-
-def _has_metadata(plan: RestorePlan) -> bool:
-    envelope = plan.codec_spec.get("envelope")
-    return not isinstance(envelope, dict) or bool(envelope.get("metadata", True))
+        return _metadata_records(store, plan, unit)
+    if not unit.offsets_known or not plan.envelope or not plan.codec.envelope.metadata:
+        return _value_only_records(store, plan, unit)
+    return _manifest_records(store, plan, unit)

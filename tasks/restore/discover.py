@@ -31,21 +31,20 @@ from tasks.restore.discover_listing import plan_from_listing, refuse_uncommitted
 from tasks.restore.preflight import preflight
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.manifest_store import read_chain
-from tasks.services.object_store import check_bucket, list_objects
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 
-def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:
+def plan_restore(store: ObjectStore, selection: Selection) -> RestorePlan:
     """Find what to restore under s3://bucket/prefix and run the pre-flight; raise before anything
     is produced when the backup is incomplete, an object is missing or not as the manifest says
     (PreflightError, naming every such object), or a filter names an unknown key."""
     bucket, prefix = selection.bucket, selection.prefix
-    check_bucket(s3, bucket)
+    store.check_bucket(bucket)
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
-    listed = {o["Key"]: o for o in list_objects(s3, bucket, folder) if not is_manifest_key(o["Key"])}
-    chain = read_chain(s3, bucket, prefix)
+    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key)}
+    chain = read_chain(store, bucket, prefix)
     if chain:
         point = selection.point or chain[-1].backup_id
         chain = chain_of(chain, point)  # the point's chain alone, its base first
@@ -54,7 +53,7 @@ def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:
     elif listed:
         if selection.point:
             raise ChainError(f"restore point {selection.point!r}: s3://{bucket}/{prefix} holds no manifest")
-        refuse_uncommitted_backup(s3, bucket, prefix, listed)
+        refuse_uncommitted_backup(store, bucket, prefix, listed)
         plan = plan_from_listing(selection, listed)
     else:
         raise NothingToRestoreError(bucket, prefix, "no objects and no manifest under the prefix")
@@ -62,11 +61,11 @@ def plan_restore(s3: S3Client, selection: Selection) -> RestorePlan:
         raise NothingToRestoreError(
             bucket, prefix, "the selection (topic, partitions, filter, window) matches no object"
         )
-    return plan.model_copy(update={"preflight": preflight(s3, plan, listed, selection.preflight)})
+    return plan.model_copy(update={"preflight": preflight(store, plan, listed, selection.preflight)})
 
 
 @task(name="discover-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)
 def plan_restore_task(selection: Selection) -> RestorePlan:
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
-    return plan_restore(s3_client(), selection)
+    return plan_restore(open_store(), selection)

@@ -13,10 +13,11 @@ reads it); tested in memory in tests/unit/test_restore_plan.py.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from formats.registry import format_of_extension, supports_envelope
 from kcql.selection import Selection
+from kcql.specs import CodecOptions, EnvelopeOptions
 from layout.keys import ParsedKey, parse_object_key
 from layout.restore.errors import BackupIncompleteError
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit, Routing, TargetTopic, plan_of
@@ -28,12 +29,12 @@ from layout.restore.units import (
     selected_objects,
     stream_unit,
 )
-from tasks.services.object_store import head_object
+from tasks.services.object_store import ObjectInfo
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
-Listing = Mapping[str, Mapping[str, Any]]  # key -> the listing's entry (Size, ...)
+Listing = Mapping[str, ObjectInfo]  # key -> the listing's entry (size, ...)
 
 # Object metadata our backup writes on every object: its presence means "kbackup wrote this".
 KBACKUP_OBJECT_METADATA = "backup-id"
@@ -45,13 +46,13 @@ VALUE_ONLY_NOTE = (
 )
 
 
-def refuse_uncommitted_backup(s3: S3Client, bucket: str, prefix: str, listed: Listing) -> None:
+def refuse_uncommitted_backup(store: ObjectStore, bucket: str, prefix: str, listed: Listing) -> None:
     """Raise BackupIncompleteError when the first objects carry our backup's metadata: a backup
     that wrote objects but no manifest, which must not restore as Stream Reactor data."""
     keys = sorted(listed)
     for key in keys[:3]:
-        head = head_object(s3, bucket, key) or {}
-        if KBACKUP_OBJECT_METADATA in head.get("Metadata", {}):
+        head = store.head(bucket, key)
+        if head is not None and KBACKUP_OBJECT_METADATA in head.metadata:
             raise BackupIncompleteError(bucket, prefix, "no manifest", tuple(keys))
 
 
@@ -79,8 +80,7 @@ def plan_from_listing(selection: Selection, listed: Listing) -> RestorePlan:
     envelope = bool(selection.envelope) and supports_envelope(fmt)
     parsed = [parse_object_key(k, prefix) for k in keys]
     objects = [
-        RestoreObject(key=p.key, partition_values=p.partition_values, size=listed[p.key].get("Size"))
-        for p in parsed
+        RestoreObject(key=p.key, partition_values=p.partition_values, size=listed[p.key].size) for p in parsed
     ]
     available_keys = {name for p in parsed for name in p.partition_values}
     if envelope:
@@ -105,7 +105,7 @@ def plan_from_listing(selection: Selection, listed: Listing) -> RestorePlan:
         lossless=False,
         manifest_format=False,
         backup_ids=(),
-        codec_spec=_codec_spec(selection, envelope),
+        codec=_codec(selection, envelope),
         targets=tuple(targets.values()),
         units=tuple(u for u in units if u.objects),
         consumer_groups=(),
@@ -165,17 +165,11 @@ def _value_only_units(
     return []
 
 
-def _codec_spec(selection: Selection, envelope: bool) -> dict[str, Any]:
+def _codec(selection: Selection, envelope: bool) -> CodecOptions:
     """What the codecs need to read Stream Reactor's objects: the statement's envelope and converters."""
     key, value, headers, metadata = selection.envelope_parts
-    return {
-        "envelope": {
-            "enabled": envelope,
-            "key": key,
-            "value": value,
-            "headers": headers,
-            "metadata": metadata,
-        },
-        "key_converter": selection.key_converter,
-        "value_converter": selection.value_converter,
-    }
+    return CodecOptions(
+        envelope=EnvelopeOptions(enabled=envelope, key=key, value=value, headers=headers, metadata=metadata),
+        key_converter=selection.key_converter,
+        value_converter=selection.value_converter,
+    )

@@ -14,35 +14,29 @@ nothing to check it against.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING
 
 from formats.errors import CorruptObjectError
 from layout.restore.errors import MissingObjectError
 from layout.restore.plan import RestoreObject, RestorePlan
 from tasks.restore.errors import PreflightError, RestoreError
 from tasks.runtime import shutdown
-from tasks.services.object_store import storage_error
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectInfo, ObjectStore
 
 HASH_WORKERS = 8
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
-def object_sha256(s3: S3Client, bucket: str, key: str) -> str:
+def object_sha256(store: ObjectStore, bucket: str, key: str) -> str:
     """The sha256 of an object's bytes, streamed (never the whole object in memory)."""
     digest = hashlib.sha256()
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        for chunk in body.iter_chunks(CHUNK_BYTES):
-            shutdown.raise_if_stopping()
-            digest.update(chunk)
-    except (ClientError, BotoCoreError) as exc:
-        raise storage_error(s3, "GetObject", bucket, key, exc) from exc
+    for chunk in store.read_chunks(bucket, key, CHUNK_BYTES):
+        shutdown.raise_if_stopping()
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -54,7 +48,7 @@ def _objects(plan: RestorePlan) -> list[RestoreObject]:
     return list(seen.values())
 
 
-def preflight(s3: S3Client, plan: RestorePlan, listed: dict[str, dict[str, Any]], mode: str) -> str:
+def preflight(store: ObjectStore, plan: RestorePlan, listed: Mapping[str, ObjectInfo], mode: str) -> str:
     """Check the plan's objects as `mode` says; raise PreflightError naming every object that is
     missing or not as the manifest says. Returns what was checked, for the report."""
     if mode == "none":
@@ -68,12 +62,10 @@ def preflight(s3: S3Client, plan: RestorePlan, listed: dict[str, dict[str, Any]]
         entry = listed.get(obj.key)
         if entry is None:
             problems.append(MissingObjectError(plan.bucket, obj.key, obj.backup_id or "?"))
-        elif obj.size is not None and entry.get("Size") != obj.size:
+        elif obj.size is not None and entry.size != obj.size:
             problems.append(
                 CorruptObjectError(
-                    plan.bucket,
-                    obj.key,
-                    f"{entry.get('Size')} bytes in the bucket, the manifest says {obj.size}",
+                    plan.bucket, obj.key, f"{entry.size} bytes in the bucket, the manifest says {obj.size}"
                 )
             )
         else:
@@ -82,7 +74,7 @@ def preflight(s3: S3Client, plan: RestorePlan, listed: dict[str, dict[str, Any]]
     if mode == "full":
         to_hash = [o for o in sound if o.sha256 is not None]
         with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="kbackup-preflight") as pool:
-            actual = pool.map(lambda o: object_sha256(s3, plan.bucket, o.key), to_hash)
+            actual = pool.map(lambda o: object_sha256(store, plan.bucket, o.key), to_hash)
             for obj, sha256 in zip(to_hash, actual, strict=True):
                 hashed += 1
                 if sha256 != obj.sha256:

@@ -1,6 +1,6 @@
 """The restore's report: what each unit did, what a failed restore committed per target partition
 and how to resume, rendered once — the same rows and text for the Prefect artifacts and the
-command line's output."""
+command line's output; a failed restore raises RestoreFailed, which carries its report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.errors import RestoreError
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.restore.check import PartitionCheck
 from tasks.restore.groups import GroupTranslation
@@ -95,6 +96,16 @@ class RestoreReport(BaseModel):
     @property
     def bytes(self) -> int:
         return sum(u.bytes for u in self.units)
+
+
+class RestoreFailed(RestoreError):  # noqa: N818 - it is the restore's outcome, not a bug class
+    """A unit or a check failed; `report` says what is done (and committed), `cause` why."""
+
+    def __init__(self, report: RestoreReport, cause: BaseException) -> None:
+        self.report = report
+        self.cause = cause
+        failed = [u.unit for u in report.units if u.status == "failed"]
+        super().__init__(f"restore {report.restore_id} failed ({', '.join(failed) or 'check'}): {cause}")
 
 
 # --- from the plan and the tasks' outcomes -------------------------------------------------------

@@ -1,7 +1,7 @@
 """The target side of a restore, before anything is produced: create the target topics (with the
-backed-up partition count and configs) or check the existing ones, and refuse records that are
-not this restore's own. The check afterwards is tasks.restore.check; consumer-group
-translation, tasks.restore.groups.
+backed-up partition count and configs) or check the existing ones, refuse records that are not
+this restore's own, and say which schemas the target's registry must be given. The check
+afterwards is tasks.restore.check; consumer-group translation, tasks.restore.groups.
 
 Plain functions with thin retryable tasks at the bottom.
 """
@@ -18,7 +18,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from core.connections import RegistrySettings
+from core.errors import InputError
 from layout.restore.plan import RestorePlan
+from layout.schemas import StoredSchema
 from tasks.restore.errors import TargetNotEmptyError, TargetPartitionsError
 from tasks.restore.writer import committed_progress, restore_group_offsets
 from tasks.runtime import shutdown
@@ -34,11 +37,41 @@ _NOT_COPIED = {
 }
 
 
+def schemas_to_register(plan: RestorePlan) -> tuple[StoredSchema, ...]:
+    """The backup's registry schemas to register in the target's registry, so that each record's
+    schema id is rewritten to the target's as it is produced: none when the backup holds none, its
+    records name none, or the ids are kept. InputError when there are some and no registry."""
+    if not plan.schemas or not plan.wire_sides or plan.schema_ids == "keep":
+        return ()
+    if not (plan.schema_registry_url or RegistrySettings().url):
+        raise InputError(
+            f"the backup holds {len(plan.schemas)} registry schemas that its records name: set "
+            "KBACKUP_SCHEMA_REGISTRY_URL (or 'schema.registry.url') to the target's registry, or "
+            "restore with 'restore.schema.ids'='keep' into a registry that has the same ids"
+        )
+    return plan.schemas
+
+
 class TargetInfo(BaseModel):
     name: str
     partitions: int
     created: bool
     warnings: list[str] = Field(default_factory=list)
+
+
+def unit_parameters(plan: RestorePlan, targets: Sequence[TargetInfo]) -> list[dict[str, Any]]:
+    """restore_unit_task's parameters for each unit of the plan: with its target's partition count,
+    and whether this restore created the target (then it may grow it)."""
+    target = {t.name: t for t in targets}
+    return [
+        {
+            "plan": plan,
+            "unit": unit,
+            "target_partitions": target[unit.target_topic].partitions,
+            "grow_target": target[unit.target_topic].created,
+        }
+        for unit in plan.units
+    ]
 
 
 def prepare_targets(

@@ -57,7 +57,7 @@ from tasks.services.errors import KbackupError, is_retryable
 from tasks.services.kafka.admin import admin_client
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def restore_work_unit(
     units: Sequence[RestoreUnit],
     slot: int,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     sizes: dict[str, int],
     grow: dict[str, bool] | None = None,
     on_progress: Callable[[RestoreUnit], ProgressCallback | None] | None = None,
@@ -183,7 +183,15 @@ def restore_work_unit(
     while any(m.open for m in members):
         try:
             _attempt(
-                plan, members, slot_id(plan, slot), kafka_config, s3, sizes, grow or {}, on_progress, progress
+                plan,
+                members,
+                slot_id(plan, slot),
+                kafka_config,
+                store,
+                sizes,
+                grow or {},
+                on_progress,
+                progress,
             )
         except _UnitFailed as failed:
             failed.member.failure = failed.cause
@@ -226,7 +234,7 @@ def _attempt(
     members: list[_Member],
     transactional_id: str,
     kafka_config: dict[str, Any],
-    s3: S3Client,
+    store: ObjectStore,
     sizes: dict[str, int],
     grow: dict[str, bool],
     on_progress: Callable[[RestoreUnit], ProgressCallback | None] | None,
@@ -289,7 +297,7 @@ def _attempt(
             member_of[id(run)] = member
             callback = on_progress(unit) if on_progress else None
             try:
-                for source in unit_records(s3, plan, unit):
+                for source in unit_records(store, plan, unit):
                     shutdown.raise_if_stopping()
                     run.add(source, callback)
                 result = run.finish(callback)
@@ -327,7 +335,7 @@ def restore_work_unit_task(
 ) -> list[UnitResult]:
     from tasks.runtime.progress import report_progress
     from tasks.services.kafka.clients import client_config
-    from tasks.services.object_store import s3_client
+    from tasks.services.object_store import open_store
 
     def on_progress(unit: RestoreUnit) -> ProgressCallback:
         total = sum(o.record_count or 0 for o in unit.objects)
@@ -340,7 +348,7 @@ def restore_work_unit_task(
         return report
 
     return restore_work_unit(
-        plan, units, slot, client_config(), s3_client(), sizes, grow, on_progress, name=name
+        plan, units, slot, client_config(), open_store(), sizes, grow, on_progress, name=name
     )
 
 

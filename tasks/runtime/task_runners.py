@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from prefect import get_run_logger
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
@@ -42,6 +42,7 @@ STOP_GRACE_S = 8.0
 PROGRESS_ARTIFACT_EVERY_S = 2.0
 
 Kind = Literal["threads", "processes", "dask"]
+T = TypeVar("T")
 
 
 def check_task_runner(choice: str) -> str:
@@ -272,6 +273,15 @@ def run_tasks(
         raise
     artifact.update(final=True)
     return outcomes
+
+
+def results_or_first_failure(outcomes: Sequence[T | BaseException]) -> list[T]:
+    """run_tasks' outcomes when every task succeeded; else the first failure, raised (the others
+    are in the run's logs)."""
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(list[T], list(outcomes))
 
 
 def _wait(futures: Sequence[Any], artifact: _ProgressArtifact) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "LockTimeoutError",
     "ManifestError",
     "ObjectConflictError",
+    "ObjectNotFoundError",
     "Retryable",
     "StorageAccessError",
     "StorageError",
@@ -114,6 +115,10 @@ class StorageAccessError(StorageError):
         self.reason = reason
         where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
         super().__init__(f"S3 {operation} of {where} at {endpoint} failed: {reason}")
+
+
+class ObjectNotFoundError(StorageAccessError):
+    """The bucket is there but the object is not (S3's NoSuchKey): a retry cannot fix that."""
 
 
 class TransientStorageError(StorageAccessError, Retryable):

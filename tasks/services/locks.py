@@ -2,14 +2,16 @@
 of one bucket/prefix never run at once (their chains would fork).
 
 Only conditional puts (`If-None-Match: *`) are needed. The leases are numbered objects
-(layout.lock); the highest number is the current one. To acquire, a run lists them and, when the
-highest is released or expired, creates the next number — one contender wins, the others look
-again. The number is a fencing token: the holder renews by rewriting its own object only while no
-higher number exists, and checks that once more just before its commit (the manifest).
+(layout.lock; read and written by tasks.services.lease_store); the highest number is the current
+one. To acquire, a run lists them and, when the highest is released or expired, creates the next
+number — one contender wins, the others look again. The number is a fencing token: the holder
+renews by rewriting its own object only while no higher number exists, and checks that once more
+just before its commit (the manifest).
 
-Expiry is judged on the S3 server's clock: an object's LastModified plus its lease time, against
-the Date header of the listing that showed it, so the clocks of the hosts never matter. A killed
-run's lease is free after at most its lease time (default 60 s) plus CLOCK_MARGIN_SECONDS.
+Expiry is judged on the store's clock: an object's LastModified plus its lease time, against the
+time of the listing that showed it (S3: its Date header), so the clocks of the hosts never
+matter. A killed run's lease is free after at most its lease time (default 60 s) plus
+CLOCK_MARGIN_SECONDS.
 
 Why not a Prefect global concurrency limit: it protects only runs that talk to the same Prefect
 API, and in the temporary API of a CLI run a killed run's slot was never given back.
@@ -23,35 +25,53 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
+from layout.lock import LeaseRecord, lease_key
 from tasks.runtime import shutdown
 from tasks.services.errors import KbackupError, LockLostError, LockTimeoutError
-from tasks.services.object_store import storage_error
+from tasks.services.lease_store import (
+    CLOCK_MARGIN_SECONDS,
+    LockState,
+    delete_leases,
+    newer_lease,
+    put_record,
+    read_lock,
+    read_record,
+)
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ListObjectsV2RequestTypeDef, PutObjectRequestTypeDef
+    from tasks.services.object_store import ObjectStore
 
-# S3 times have one-second resolution (LastModified and Date are both truncated): a lease counts
-# as expired only this long after its last write plus its lease time.
-CLOCK_MARGIN_SECONDS = 2.0
+__all__ = [
+    "CLOCK_MARGIN_SECONDS",
+    "POLL_JITTER",
+    "Lease",
+    "LeaseKeeper",
+    "LockSettings",
+    "LockState",
+    "acquire_lease",
+    "ensure_held",
+    "exclusive",
+    "poll_seconds",
+    "read_lock",
+    "release_lease",
+    "renew_lease",
+    "waiting_message",
+]
+
 POLL_JITTER = 1.25  # a waiting run looks again after poll_seconds() times up to this
 # A waiting run says who it waits for at most this often.
 WAIT_LOG_SECONDS = 15.0
 # Lease objects kept below the current one (older ones are deleted by the next acquirer).
 KEEP_PREVIOUS = 1
-_PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict")
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -76,7 +96,7 @@ class LockSettings(BaseSettings):
 class Lease:
     """A lease this process holds. Renewed by a LeaseKeeper thread; `check()` before a commit."""
 
-    s3: S3Client
+    store: ObjectStore
     record: LeaseRecord
     valid_until: float  # time.monotonic() until which no other run can take it over
     lost: LockLostError | None = None
@@ -97,138 +117,6 @@ class Lease:
         ensure_held(self)
 
 
-@dataclass(frozen=True)
-class LockState:
-    """What one listing says about a lock: its lease objects and the current (highest) one."""
-
-    epochs: tuple[tuple[int, str], ...]  # (epoch, key), ascending
-    current: LeaseRecord | None  # None: no lease yet, or its body is unreadable
-    last_modified: datetime | None  # server clock, of the current lease object
-    server_now: datetime  # server clock (Date header), else this host's
-
-    @property
-    def epoch(self) -> int:
-        return self.epochs[-1][0] if self.epochs else 0
-
-    def expires_at(self, default_lease_seconds: float) -> datetime | None:
-        """When the current lease runs out, on the server's clock."""
-        if self.last_modified is None:
-            return None
-        seconds = self.current.lease_seconds if self.current else default_lease_seconds
-        return self.last_modified + timedelta(seconds=seconds)
-
-    def free(self, default_lease_seconds: float) -> bool:
-        """No lease yet, the current one released, or expired (by the server's clock)."""
-        if not self.epochs or (self.current is not None and self.current.released):
-            return True
-        expires_at = self.expires_at(default_lease_seconds)
-        margin = timedelta(seconds=CLOCK_MARGIN_SECONDS)
-        return expires_at is not None and self.server_now >= expires_at + margin
-
-
-# --- S3 -----------------------------------------------------------------------------------------
-
-
-def _server_time(response: Mapping[str, Any]) -> datetime | None:
-    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    try:
-        return parsedate_to_datetime(date).astimezone(UTC) if date else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _list_epochs(
-    s3: S3Client, bucket: str, folder: str, start_after: str = ""
-) -> tuple[list[tuple[int, str, datetime]], datetime]:
-    """(epoch, key, LastModified) of the lease objects in `folder` (after `start_after`), ascending,
-    and the server's time of the listing."""
-    found: list[tuple[int, str, datetime]] = []
-    server_now: datetime | None = None
-    kwargs: ListObjectsV2RequestTypeDef = {"Bucket": bucket, "Prefix": folder}
-    if start_after:
-        kwargs["StartAfter"] = start_after
-    while True:
-        try:
-            page = s3.list_objects_v2(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise storage_error(s3, "ListObjectsV2", bucket, folder, exc) from exc
-        server_now = server_now or _server_time(page)
-        for listed in page.get("Contents", []):
-            epoch = epoch_of(listed["Key"], folder)
-            if epoch is not None:
-                found.append((epoch, listed["Key"], listed["LastModified"]))
-        if not page.get("IsTruncated"):
-            break
-        kwargs["ContinuationToken"] = page["NextContinuationToken"]
-    return sorted(found), server_now or datetime.now(UTC)
-
-
-def _read_record(s3: S3Client, bucket: str, key: str) -> LeaseRecord | None:
-    """The lease at `key`; None when its body is not a lease. Raises FileNotFoundError when gone."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            raise FileNotFoundError(key) from exc
-        raise storage_error(s3, "GetObject", bucket, key, exc) from exc
-    except BotoCoreError as exc:
-        raise storage_error(s3, "GetObject", bucket, key, exc) from exc
-    try:
-        return LeaseRecord.model_validate_json(body)
-    except ValidationError:
-        return None
-
-
-def _put_record(s3: S3Client, record: LeaseRecord, *, create: bool) -> bool:
-    """Write a lease object; with `create`, only if it does not exist yet (False when it did)."""
-    key = lease_key(record.prefix, record.kind, record.epoch)
-    request: PutObjectRequestTypeDef = {
-        "Bucket": record.bucket,
-        "Key": key,
-        "Body": record.model_dump_json(indent=2).encode(),
-        "ContentType": "application/json",
-    }
-    if create:
-        request["IfNoneMatch"] = "*"
-    try:
-        s3.put_object(**request)
-    except ClientError as exc:
-        if create and str(exc.response.get("Error", {}).get("Code", "")) in _PRECONDITION_CODES:
-            return False
-        raise storage_error(s3, "PutObject", record.bucket, key, exc) from exc
-    except BotoCoreError as exc:
-        raise storage_error(s3, "PutObject", record.bucket, key, exc) from exc
-    return True
-
-
-def read_lock(s3: S3Client, bucket: str, prefix: str, kind: str) -> LockState | None:
-    """The lock's state now; None when the current lease vanished while being read (look again)."""
-    folder = lock_folder(prefix, kind)
-    listed, server_now = _list_epochs(s3, bucket, folder)
-    if not listed:
-        return LockState((), None, None, server_now)
-    _, key, last_modified = listed[-1]
-    try:
-        record = _read_record(s3, bucket, key)
-    except FileNotFoundError:
-        return None
-    return LockState(tuple((e, k) for e, k, _ in listed), record, last_modified, server_now)
-
-
-def _newer_lease(lease: Lease) -> tuple[int, LeaseRecord | None] | None:
-    """The highest lease above this one, if any: then this one is lost."""
-    record = lease.record
-    folder = lock_folder(record.prefix, record.kind)
-    listed, _ = _list_epochs(lease.s3, record.bucket, folder, start_after=lease.key)
-    if not listed:
-        return None
-    epoch, key, _ = listed[-1]
-    try:
-        return epoch, _read_record(lease.s3, record.bucket, key)
-    except FileNotFoundError:
-        return epoch, None
-
-
 # --- acquire, renew, release ---------------------------------------------------------------------
 
 
@@ -242,7 +130,7 @@ def _flow_run() -> tuple[str | None, str | None]:
 
 
 def _create_lease(
-    s3: S3Client,
+    store: ObjectStore,
     kind: str,
     bucket: str,
     prefix: str,
@@ -268,27 +156,18 @@ def _create_lease(
         expires_at=now + timedelta(seconds=lease_seconds),
     )
     started = time.monotonic()
-    if not _put_record(s3, record, create=True):
+    if not put_record(store, record, create=True):
         # Lost the race — unless the first attempt of a retried request was ours after all.
         try:
-            if _read_record(s3, bucket, lease_key(prefix, kind, epoch)) != record:
+            if read_record(store, bucket, lease_key(prefix, kind, epoch)) != record:
                 return None
         except FileNotFoundError:
             return None
-    lease = Lease(s3=s3, record=record, valid_until=started + lease_seconds)
     # A contender that listed before the newest leases were written may have created a number that
     # an older lease had (since deleted): only the highest number counts.
-    return None if _newer_lease(lease) else lease
-
-
-def _prune(s3: S3Client, bucket: str, epochs: tuple[tuple[int, str], ...], keep_from: int) -> None:
-    """Delete lease objects below `keep_from` (best effort: a leftover is harmless)."""
-    for epoch, key in epochs:
-        if epoch < keep_from:
-            try:
-                s3.delete_object(Bucket=bucket, Key=key)
-            except (ClientError, BotoCoreError):
-                return
+    if newer_lease(store, record):
+        return None
+    return Lease(store=store, record=record, valid_until=started + lease_seconds)
 
 
 def waiting_message(kind: str, where: str, state: LockState, default_lease_seconds: float) -> str:
@@ -304,7 +183,7 @@ def poll_seconds(lease_seconds: float) -> float:
 
 
 def acquire_lease(
-    s3: S3Client,
+    store: ObjectStore,
     kind: str,
     bucket: str,
     prefix: str,
@@ -319,11 +198,11 @@ def acquire_lease(
     started = time.monotonic()
     next_log = started
     while True:
-        state = read_lock(s3, bucket, prefix, kind)
+        state = read_lock(store, bucket, prefix, kind)
         if state is None:
             continue
         if state.free(lease_seconds):
-            lease = _create_lease(s3, kind, bucket, prefix, state.epoch + 1, lease_seconds)
+            lease = _create_lease(store, kind, bucket, prefix, state.epoch + 1, lease_seconds)
             if lease is None:
                 continue  # another run took this epoch: look again
             previous = state.current
@@ -336,7 +215,7 @@ def acquire_lease(
                     holder,
                     (state.expires_at(lease_seconds) or state.server_now).isoformat(timespec="seconds"),
                 )
-            _prune(s3, bucket, state.epochs, keep_from=lease.record.epoch - KEEP_PREVIOUS)
+            delete_leases(store, bucket, state.epochs, keep_from=lease.record.epoch - KEEP_PREVIOUS)
             logger.info(
                 "holding the %s lock of %s (epoch %s, lease %s s)",
                 kind,
@@ -380,14 +259,14 @@ def renew_lease(lease: Lease) -> None:
         if lease.released:
             return
         record = lease.record
-        newer = _newer_lease(lease)
+        newer = newer_lease(lease.store, record)
         if newer is not None:
             raise _lost(
                 lease, f"a newer lease (epoch {newer[0]}) was taken while this one had run out", newer
             )
         if time.monotonic() >= lease.valid_until:
             lapsed = _create_lease(
-                lease.s3,
+                lease.store,
                 record.kind,
                 record.bucket,
                 record.prefix,
@@ -399,7 +278,7 @@ def renew_lease(lease: Lease) -> None:
                 raise _lost(
                     lease,
                     "the lease ran out before it was renewed, and another run took it",
-                    _newer_lease(lease),
+                    newer_lease(lease.store, record),
                 )
             lease.record, lease.valid_until = lapsed.record, lapsed.valid_until
             return
@@ -408,7 +287,7 @@ def renew_lease(lease: Lease) -> None:
             update={"renewed_at": now, "expires_at": now + timedelta(seconds=record.lease_seconds)}
         )
         started = time.monotonic()
-        _put_record(lease.s3, renewed, create=False)
+        put_record(lease.store, renewed, create=False)
         lease.record, lease.valid_until = renewed, started + record.lease_seconds
 
 
@@ -418,7 +297,7 @@ def ensure_held(lease: Lease) -> None:
     try:
         renew_lease(lease)
         with lease.mutex:
-            newer = _newer_lease(lease)
+            newer = newer_lease(lease.store, lease.record)
             if newer is not None:
                 raise _lost(lease, f"a newer lease (epoch {newer[0]}) was taken", newer)
     except LockLostError:
@@ -433,13 +312,13 @@ def release_lease(lease: Lease) -> bool:
     with lease.mutex:
         if lease.lost is not None or lease.released:
             return False
-        newer = _newer_lease(lease)
+        newer = newer_lease(lease.store, lease.record)
         if newer is not None:
             _lost(lease, f"a newer lease (epoch {newer[0]}) was taken", newer)
             return False
         now = datetime.now(UTC)
-        _put_record(
-            lease.s3,
+        put_record(
+            lease.store,
             lease.record.model_copy(update={"released": True, "renewed_at": now, "expires_at": now}),
             create=False,
         )
@@ -498,16 +377,17 @@ def exclusive(
     *,
     lease_seconds: float | None = None,
     timeout_seconds: float | None = None,
-    s3: S3Client | None = None,
+    store: ObjectStore | None = None,
 ) -> Iterator[Lease]:
     """Hold the `kind` lock of bucket/prefix for the duration of the block; call the yielded
-    lease's `check()` just before committing. Defaults: LockSettings (KBACKUP_LOCK_*)."""
-    from tasks.services.object_store import s3_client
+    lease's `check()` just before committing. Defaults: LockSettings (KBACKUP_LOCK_*), the store
+    the settings configure (tasks.services.object_store.open_store)."""
+    from tasks.services.object_store import open_store
 
     settings = LockSettings()
     logger = _logger()
     lease = acquire_lease(
-        s3 or s3_client(),
+        store or open_store(),
         kind,
         bucket,
         prefix,

@@ -8,26 +8,25 @@ from pydantic import ValidationError
 
 from layout.manifest import Manifest, manifest_key, manifests_prefix
 from tasks.services.errors import ManifestError
-from tasks.services.object_store import get_object_bytes, list_objects, put_json_once
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from tasks.services.object_store import ObjectStore
 
 
-def list_backup_ids(s3: S3Client, bucket: str, prefix: str) -> list[str]:
+def list_backup_ids(store: ObjectStore, bucket: str, prefix: str) -> list[str]:
     """Backup ids under the prefix, oldest first (ids sort by time)."""
     folder = manifests_prefix(prefix)
     ids = []
-    for listed in list_objects(s3, bucket, folder):
-        name = listed["Key"][len(folder) :]
+    for listed in store.list_objects(bucket, folder):
+        name = listed.key[len(folder) :]
         if name.endswith(".json") and "/" not in name:
             ids.append(name[: -len(".json")])
     return sorted(ids)
 
 
-def read_manifest(s3: S3Client, bucket: str, prefix: str, backup_id: str) -> Manifest:
+def read_manifest(store: ObjectStore, bucket: str, prefix: str, backup_id: str) -> Manifest:
     key = manifest_key(prefix, backup_id)
-    data = get_object_bytes(s3, bucket, key)
+    data = store.get(bucket, key)
     try:
         return Manifest.model_validate_json(data)
     except ValidationError as exc:
@@ -36,19 +35,23 @@ def read_manifest(s3: S3Client, bucket: str, prefix: str, backup_id: str) -> Man
         ) from exc
 
 
-def latest_manifest(s3: S3Client, bucket: str, prefix: str) -> Manifest | None:
-    ids = list_backup_ids(s3, bucket, prefix)
-    return read_manifest(s3, bucket, prefix, ids[-1]) if ids else None
+def latest_manifest(store: ObjectStore, bucket: str, prefix: str) -> Manifest | None:
+    ids = list_backup_ids(store, bucket, prefix)
+    return read_manifest(store, bucket, prefix, ids[-1]) if ids else None
 
 
-def read_chain(s3: S3Client, bucket: str, prefix: str) -> list[Manifest]:
+def read_chain(store: ObjectStore, bucket: str, prefix: str) -> list[Manifest]:
     """Every manifest under the prefix, oldest first."""
-    return [read_manifest(s3, bucket, prefix, backup_id) for backup_id in list_backup_ids(s3, bucket, prefix)]
+    return [
+        read_manifest(store, bucket, prefix, backup_id)
+        for backup_id in list_backup_ids(store, bucket, prefix)
+    ]
 
 
-def write_manifest(s3: S3Client, bucket: str, prefix: str, manifest: Manifest) -> str:
+def write_manifest(store: ObjectStore, bucket: str, prefix: str, manifest: Manifest) -> str:
     key = manifest_key(prefix, manifest.backup_id)
     # The manifest is encrypted and retained as its objects are (Manifest.protection).
-    extra = manifest.protection.put_arguments() if manifest.protection else None
-    put_json_once(s3, bucket, key, manifest.model_dump_json(indent=2), extra)
+    store.put_once(
+        bucket, key, manifest.model_dump_json(indent=2).encode(), {}, protection=manifest.protection
+    )
     return key

@@ -1,4 +1,4 @@
-"""Talking to a Confluent-compatible Schema Registry (README, "Schema Registry"): fetching the
+"""Talking to a Confluent-compatible Schema Registry (docs/user-guide.md, "Schema Registry"): fetching the
 schemas a backup's records name (with the schemas they reference) and registering a backup's
 schemas in a restore's target registry, old id → new id.
 

@@ -54,7 +54,7 @@ def _lease(s3: Any, bucket: str, epoch: int) -> LeaseRecord | None:
 
 @pytest.mark.timeout(240)
 def test_a_killed_backup_holds_the_lock_only_for_its_lease(
-    kafka_config: dict, s3: Any, create_topic: Any, bucket: str, stack_env: dict, tmp_path: Path
+    kafka_config: dict, s3: Any, store: Any, create_topic: Any, bucket: str, stack_env: dict, tmp_path: Path
 ) -> None:
     topic = create_topic("killed", partitions=2)
     produce(
@@ -85,7 +85,7 @@ def test_a_killed_backup_holds_the_lock_only_for_its_lease(
         killed.send_signal(signal.SIGKILL)
         killed_at = datetime.now(UTC)
         killed.wait(30)
-        assert list_backup_ids(s3, bucket, "k") == []
+        assert list_backup_ids(store, bucket, "k") == []
 
         survivor.wait(150)
         output = survivor_output.read_text()
@@ -101,5 +101,5 @@ def test_a_killed_backup_holds_the_lock_only_for_its_lease(
     assert taken is not None and taken.pid == survivor.pid
     # free at the latest a lease (plus margin, timestamp resolution and one poll) after the kill
     assert (taken.acquired_at - killed_at).total_seconds() <= LEASE_SECONDS + CLOCK_MARGIN_SECONDS + 1 + 2.5
-    [manifest] = read_chain(s3, bucket, "k")
+    [manifest] = read_chain(store, bucket, "k")
     assert manifest.record_count == RECORDS

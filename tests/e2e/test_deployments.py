@@ -77,7 +77,7 @@ def test_failed_backup_calls_the_alert_webhook(
         setup_alerts(url)
         try:
             deployment = client.read_deployment_by_name("backup/backup")
-            run = client.create_flow_run_from_deployment(deployment.id, parameters={"kcql": kcql})
+            run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": {"kcql": kcql}})
             finished = wait_for_final_state(client, run.id, served_api)
             assert finished.state.is_failed(), f"{finished.state!r}\n{served_api.logs()}"
             assert missing in (finished.state.message or "")
@@ -114,7 +114,12 @@ def _covered(manifests: list[Any], topic: str, watermarks: list[tuple[int, int]]
 
 
 def test_scheduled_backup_chains_incremental_manifests(
-    served_api: ServedPrefect, kafka_config: dict[str, Any], create_topic: Any, bucket: str, s3: Any
+    served_api: ServedPrefect,
+    kafka_config: dict[str, Any],
+    create_topic: Any,
+    bucket: str,
+    s3: Any,
+    store: Any,
 ) -> None:
     """The scheduled runs take their KCQL from the Prefect Variable when they start: serve.sh
     deployed with the demo's KCQL in it, the test sets its own afterwards (no redeploy), and an edit
@@ -138,7 +143,7 @@ def test_scheduled_backup_chains_incremental_manifests(
     Variable.set(KCQL_VARIABLE, kcql("hourly"), overwrite=True)
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("backup/backup")
-        assert "kcql" not in (deployment.parameters or {})  # nothing resolved at deploy time
+        assert "kcql" not in (deployment.parameters or {})["params"]  # nothing resolved at deploy time
         original = client.read_deployment_schedules(deployment.id)
         assert [s.schedule.cron for s in original] == ["0 0 1 1 *"]  # the cron prefect.yaml deployed
         for schedule in original:
@@ -167,7 +172,7 @@ def test_scheduled_backup_chains_incremental_manifests(
                 interval=2,
                 details=served_api.logs,
             )
-            first = read_chain(s3, bucket, "hourly")
+            first = read_chain(store, bucket, "hourly")
             assert first, "a completed backup run left no manifest"
             assert first[0].previous_backup_id is None
             assert first[0].record_count == first_batch
@@ -175,7 +180,7 @@ def test_scheduled_backup_chains_incremental_manifests(
             produce(kafka_config, topic, _messages(first_batch, second_batch))
             watermarks = high_watermarks(kafka_config, topic, 2)
             chain = wait_for(
-                lambda: (c := read_chain(s3, bucket, "hourly")) and _covered(c, topic, watermarks) and c,
+                lambda: (c := read_chain(store, bucket, "hourly")) and _covered(c, topic, watermarks) and c,
                 timeout=420,
                 what="a scheduled backup run that covers the second batch",
                 interval=2,
@@ -193,7 +198,7 @@ def test_scheduled_backup_chains_incremental_manifests(
             # An edit in the UI (the Variable) reaches the next scheduled run without a redeploy.
             Variable.set(KCQL_VARIABLE, kcql("edited"), overwrite=True)
             edited = wait_for(
-                lambda: read_chain(s3, bucket, "edited"),
+                lambda: read_chain(store, bucket, "edited"),
                 timeout=300,
                 what="a scheduled backup run with the edited KCQL",
                 interval=2,
@@ -203,7 +208,7 @@ def test_scheduled_backup_chains_incremental_manifests(
             Variable.set(KCQL_VARIABLE, deployed_kcql, overwrite=True)
             _stop_schedule(client, deployment.id, schedule.id, served_api)
 
-    assert all("kcql" not in r.parameters for r in runs)
+    assert all("kcql" not in r.parameters["params"] for r in runs)
     # The edited KCQL started a chain of its own under the new prefix, with every record in it.
     assert edited[0].previous_backup_id is None
     assert edited[0].record_count == first_batch + second_batch
@@ -350,22 +355,26 @@ def test_restore_from_the_ui_custom_run(
 
 
 def test_the_daily_prune_deployment_prunes_a_prefix(
-    served_api: ServedPrefect, kafka_config: dict[str, Any], s3: Any, filled_topic: Any, bucket: str
+    served_api: ServedPrefect,
+    kafka_config: dict[str, Any],
+    store: Any,
+    filled_topic: Any,
+    bucket: str,
 ) -> None:
     """prefect.yaml's prune deployment: daily, parameters from serve.sh's environment; a run with
     a policy of its own drops the older chain and leaves its report as an artifact."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from flows.backup import backup_flow
+    from flows.backup import BackupParameters, backup_flow
 
     topic = filled_topic("prune", 1, ({"key": f"k{i}".encode(), "value": b"v"} for i in range(30)))
     kcql = (
         f"INSERT INTO {bucket}:daily SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
     )
-    backup_flow(kcql=kcql)
-    backup_flow(kcql=kcql, full=True)
-    older, newer = read_chain(s3, bucket, "daily")
+    backup_flow(BackupParameters(kcql=kcql))
+    backup_flow(BackupParameters(kcql=kcql, full=True))
+    older, newer = read_chain(store, bucket, "daily")
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("prune/prune")
         assert [s.schedule.cron for s in client.read_deployment_schedules(deployment.id)] == ["0 0 1 1 *"]
@@ -377,7 +386,7 @@ def test_the_daily_prune_deployment_prunes_a_prefix(
         timeout=300,
     )
     assert run.state is not None and run.state.is_completed(), f"{run.state!r}\n{served_api.logs()}"
-    assert [m.backup_id for m in read_chain(s3, bucket, "daily")] == [newer.backup_id]
+    assert [m.backup_id for m in read_chain(store, bucket, "daily")] == [newer.backup_id]
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     with get_client(sync_client=True) as client:
@@ -423,7 +432,7 @@ def test_cancelling_a_backup_run_stops_its_exports_at_once(
     kcql = f"INSERT INTO {bucket}:c SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true, 'flush.count'=5000)"
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("backup/backup")
-        run = client.create_flow_run_from_deployment(deployment.id, parameters={"kcql": kcql})
+        run = client.create_flow_run_from_deployment(deployment.id, parameters={"params": {"kcql": kcql}})
         wait_for(
             lambda: s3.list_objects_v2(Bucket=bucket, Prefix=f"c/{topic}/").get("KeyCount", 0),
             timeout=300,

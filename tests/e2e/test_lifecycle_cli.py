@@ -35,8 +35,8 @@ def _batch(round_number: int) -> list[dict[str, Any]]:
 class History:
     """The source's digests at each restore point, by backup id."""
 
-    def __init__(self, kafka_config: dict[str, Any], s3: Any, bucket: str, topic: str, cwd: Any, env: Any):
-        self.kafka_config, self.s3, self.bucket, self.topic = kafka_config, s3, bucket, topic
+    def __init__(self, kafka_config: dict[str, Any], store: Any, bucket: str, topic: str, cwd: Any, env: Any):
+        self.kafka_config, self.store, self.bucket, self.topic = kafka_config, store, bucket, topic
         self.cwd, self.env = cwd, env
         self.digests: dict[str, dict[int, str]] = {}
         self.rounds = 0
@@ -50,7 +50,7 @@ class History:
         )
         result = run_kbackup("backup", "--kcql", kcql, *flags, cwd=self.cwd, env=self.env)
         assert result.returncode == 0, result.stderr
-        newest = read_chain(self.s3, self.bucket, "life")[-1]
+        newest = read_chain(self.store, self.bucket, "life")[-1]
         self.digests[newest.backup_id] = topic_digests(consume_all(self.kafka_config, self.topic, PARTITIONS))
         return newest.backup_id
 
@@ -82,13 +82,13 @@ def _restore_points(history: History, points: list[str], target_topic: Any) -> N
 
 
 def test_prune_keeps_every_kept_point_restorable(
-    kafka_config, s3, create_topic, bucket, target_topic, stack_env, tmp_path
+    kafka_config, s3, store, create_topic, bucket, target_topic, stack_env, tmp_path
 ):
     topic = create_topic("life", partitions=PARTITIONS)
-    history = History(kafka_config, s3, bucket, topic, tmp_path, stack_env)
+    history = History(kafka_config, store, bucket, topic, tmp_path, stack_env)
     chain_a = [history.backup(), history.backup(), history.backup()]  # the first is full
     chain_b = [history.backup("--full"), history.backup(), history.backup()]
-    manifests = read_chain(s3, bucket, "life")
+    manifests = read_chain(store, bucket, "life")
     assert [m.chain_id for m in manifests] == [chain_a[0]] * 3 + [chain_b[0]] * 3
     assert chain_of(manifests, chain_b[2]) == manifests[3:]
 
@@ -106,7 +106,7 @@ def test_prune_keeps_every_kept_point_restorable(
     pruned = history.kbackup("prune", f"s3://{bucket}/life", "--keep-last", "3")
     assert pruned.returncode == 0, pruned.stderr
     assert "deleted: 3 manifests" in pruned.stdout
-    remaining = read_chain(s3, bucket, "life")
+    remaining = read_chain(store, bucket, "life")
     assert [m.backup_id for m in remaining] == chain_b
     kept_keys = {o.key for m in remaining for p in m.partitions for o in p.objects}
     left = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="life/")["Contents"]}
@@ -123,12 +123,12 @@ def test_prune_keeps_every_kept_point_restorable(
     chain_c = [history.backup("--full"), history.backup()]
     within = history.kbackup("prune", f"s3://{bucket}/life", "--keep-within", "40s")
     assert within.returncode == 0, within.stderr
-    assert [m.backup_id for m in read_chain(s3, bucket, "life")] == chain_c
+    assert [m.backup_id for m in read_chain(store, bucket, "life")] == chain_c
     _restore_points(history, chain_c, target_topic)
 
 
 def test_a_prune_stopped_after_its_manifests_leaves_kept_points_restorable(
-    kafka_config, s3, create_topic, bucket, target_topic, stack_env, tmp_path
+    kafka_config, s3, store, create_topic, bucket, target_topic, stack_env, tmp_path
 ):
     """The prune's first step (manifests, newest first) alone — as a prune killed right after it
     — then the kept points restore; the next prune deletes the objects left behind."""
@@ -138,21 +138,21 @@ def test_a_prune_stopped_after_its_manifests_leaves_kept_points_restorable(
     from tasks.lifecycle.prune import PruneReport, _delete_manifests
 
     topic = create_topic("stop", partitions=PARTITIONS)
-    history = History(kafka_config, s3, bucket, topic, tmp_path, stack_env)
+    history = History(kafka_config, store, bucket, topic, tmp_path, stack_env)
     points = [history.backup(), history.backup(), history.backup("--full"), history.backup()]
-    manifests = read_chain(s3, bucket, "life")
+    manifests = read_chain(store, bucket, "life")
     plan = retention_plan(manifests, datetime.now(UTC), keep_last=2)
     assert plan.dropped == tuple(points[:2])
     report = PruneReport(
         bucket=bucket, prefix="life", policy="keep last 2", dry_run=False, started_at=datetime.now(UTC)
     )
-    _delete_manifests(s3, bucket, "life", manifests, plan, report)
+    _delete_manifests(store, bucket, "life", manifests, plan, report)
     assert s3.list_objects_v2(Bucket=bucket, Prefix=manifest_key("life", points[0]))["KeyCount"] == 0
     _restore_points(history, points[2:], target_topic)
 
     again = history.kbackup("prune", f"s3://{bucket}/life", "--keep-last", "2")
     assert again.returncode == 0, again.stderr
     assert "deleted: 0 manifests" in again.stdout and "uncommitted leftovers" in again.stdout
-    kept_keys = {o.key for m in read_chain(s3, bucket, "life") for p in m.partitions for o in p.objects}
+    kept_keys = {o.key for m in read_chain(store, bucket, "life") for p in m.partitions for o in p.objects}
     left = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="life/")["Contents"]}
     assert not [k for k in left - kept_keys if not k.startswith("life/_manifests/")]

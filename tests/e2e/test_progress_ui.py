@@ -29,7 +29,7 @@ def _cli_run(client: Any, kcql: str) -> Any:
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["backup"])))
-    return next((run for run in runs if run.parameters.get("kcql") == kcql), None)
+    return next((run for run in runs if (run.parameters.get("params") or {}).get("kcql") == kcql), None)
 
 
 def _progress_artifact(client: Any, flow_run_id: UUID) -> Any:

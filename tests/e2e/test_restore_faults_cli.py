@@ -13,7 +13,7 @@ import time
 from core.connections import S3Settings
 from tasks.restore.produce import RECOVERY_S
 from tasks.services.kafka.calls import TXN_TIMEOUT_S, WATCHDOG_GRACE_S
-from tasks.services.object_store import s3_client
+from tasks.services.object_store.s3 import s3_client
 from tests.support.cli import kbackup_command, run_kbackup, user_environment
 from tests.support.kafka import (
     by_partition,

@@ -40,10 +40,10 @@ def _backup(
 
 @pytest.mark.parametrize("deep", [False, True], ids=["quick", "deep"])
 def test_deleted_object_is_named_by_bucket_and_key(
-    deep: bool, kafka_config: dict, create_topic: Any, bucket: str, s3: Any, kbackup: Kbackup
+    deep: bool, kafka_config: dict, create_topic: Any, bucket: str, s3: Any, store: Any, kbackup: Kbackup
 ) -> None:
     _backup(kafka_config, create_topic, bucket, kbackup)
-    [manifest] = read_chain(s3, bucket, "nightly")
+    [manifest] = read_chain(store, bucket, "nightly")
     key = manifest.partitions[1].objects[0].key
     s3.delete_object(Bucket=bucket, Key=key)
 
@@ -58,12 +58,12 @@ def test_deleted_object_is_named_by_bucket_and_key(
 
 
 def test_manifest_key_missing_from_the_listing_is_named(
-    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, kbackup: Kbackup
+    kafka_config: dict, create_topic: Any, bucket: str, s3: Any, store: Any, kbackup: Kbackup
 ) -> None:
     """What an unescaped `\\` in a key did: the store keeps `v=a\\b/…` as `v=a/b/…`, so a HEAD of
     the manifest's key finds the object, but no listing (and so no restore) ever shows that key."""
     _backup(kafka_config, create_topic, bucket, kbackup, "PARTITIONBY _value.v")
-    [manifest] = read_chain(s3, bucket, "nightly")
+    [manifest] = read_chain(store, bucket, "nightly")
     good = manifest.partitions[0].objects[0].key
     assert "/v=a/" in good
     bad = good.replace("/v=a/", "/v=a\\b/")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from layout.manifest import Manifest
 from tasks.services.manifest_store import read_chain
 from tests.support.kafka import consume_all, numbered_messages, produce
@@ -22,15 +22,17 @@ def _keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
 
 @pytest.mark.parametrize("fmt", ["AVRO", "PARQUET", "JSON"])
 def test_envelope_backup_keeps_every_record(
-    fmt: str, kafka_config: dict, create_topic: Any, bucket: str, s3: Any
+    fmt: str, kafka_config: dict, create_topic: Any, bucket: str, store: Any
 ) -> None:
     topic = create_topic("tricky", partitions=4)
     produce(kafka_config, topic, tricky_messages())
     expected = topic_digests(consume_all(kafka_config, topic, 4))
 
     [result] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:bk SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)",
-        verify="full",
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:bk SELECT * FROM `{topic}` STOREAS {fmt} PROPERTIES('store.envelope'=true)",
+            verify="full",
+        ),
     )
 
     manifest = result.manifest
@@ -38,7 +40,7 @@ def test_envelope_backup_keeps_every_record(
     assert {p.partition: p.records_digest for p in manifest.partitions} == expected
     assert manifest.record_count == 13 + 4 * 150
     assert result.verification.records_decoded == manifest.record_count
-    assert read_chain(s3, bucket, "bk") == [manifest]
+    assert read_chain(store, bucket, "bk") == [manifest]
     ext = fmt.lower()
     for partition in manifest.partitions:
         assert [o.key for o in partition.objects] == [
@@ -49,7 +51,7 @@ def test_envelope_backup_keeps_every_record(
 def test_seed_payments_statement_default_layout(filled_topic: Any, bucket: str, s3: Any) -> None:
     topic = filled_topic("payments", 3, numbered_messages(300, 3, key="p{i}", value=b"{}"))
     kcql = f"INSERT INTO {bucket}\nSELECT * FROM `{topic}`\nSTOREAS AVRO\nPROPERTIES (\n ‘store.envelope’=true\n);"
-    [result] = backup_flow(kcql=kcql)
+    [result] = backup_flow(BackupParameters(kcql=kcql))
     assert _keys(s3, bucket, topic) == [f"{topic}/{p}/000000000099.avro" for p in range(3)]
     assert result.manifest.record_count == 300
 
@@ -85,7 +87,7 @@ def test_seed_sales_partitionby(
         f"INSERT INTO {bucket}:sales SELECT * FROM `{topic}` "
         f"PARTITIONBY _key.year, _value.product_category, _headers.region STOREAS AVRO PROPERTIES({props})"
     )
-    [result] = backup_flow(kcql=kcql, verify="full")
+    [result] = backup_flow(BackupParameters(kcql=kcql, verify="full"))
     keys = [k for k in _keys(s3, bucket, "sales/") if "/_manifests/" not in k]
     folders = sorted({k.rsplit("/", 1)[0] for k in keys})
     if include_keys:
@@ -113,7 +115,9 @@ def test_flush_count_rolls_objects(kafka_config: dict, create_topic: Any, bucket
         kafka_config, topic, ({"value": b"x" * 10, "partition": p} for p in range(2) for _ in range(10_500))
     )
     [result] = backup_flow(
-        kcql=f"INSERT INTO {bucket} SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true, 'flush.count'=1000)"
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket} SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true, 'flush.count'=1000)",
+        ),
     )
     for partition in result.manifest.partitions:
         assert [o.record_count for o in partition.objects] == [1000] * 10 + [500]
@@ -130,7 +134,9 @@ def test_flush_size_and_interval_roll_objects(kafka_config: dict, create_topic: 
         kafka_config, topic, ({"value": rng.randbytes(10_000), "timestamp": NOW_MS + i} for i in range(400))
     )
     [by_size] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:size SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true, 'flush.size'=1000000, 'compression'='null')"
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:size SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true, 'flush.size'=1000000, 'compression'='null')",
+        ),
     )
     objects = by_size.manifest.partitions[0].objects
     assert len(objects) >= 4
@@ -141,19 +147,21 @@ def test_flush_size_and_interval_roll_objects(kafka_config: dict, create_topic: 
     # One record a minute for 3 hours; flush.interval 3600 s → one object per hour of record time.
     produce(kafka_config, topic2, ({"value": b"v", "timestamp": NOW_MS + i * 60_000} for i in range(180)))
     [by_time] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:time SELECT * FROM `{topic2}` STOREAS JSON PROPERTIES('store.envelope'=true, 'flush.interval'=3600)"
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:time SELECT * FROM `{topic2}` STOREAS JSON PROPERTIES('store.envelope'=true, 'flush.interval'=3600)",
+        ),
     )
     assert [o.record_count for o in by_time.manifest.partitions[0].objects] == [60, 60, 60]
 
 
-def test_incremental_backups_chain(kafka_config: dict, create_topic: Any, bucket: str, s3: Any) -> None:
+def test_incremental_backups_chain(kafka_config: dict, create_topic: Any, bucket: str, store: Any) -> None:
     topic = create_topic("incr", partitions=2)
     kcql = f"INSERT INTO {bucket}:inc SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
     produce(kafka_config, topic, ({"value": f"a{i}".encode(), "partition": i % 2} for i in range(100)))
-    [first] = backup_flow(kcql=kcql)
+    [first] = backup_flow(BackupParameters(kcql=kcql))
     produce(kafka_config, topic, ({"value": f"b{i}".encode(), "partition": i % 2} for i in range(30)))
-    [second] = backup_flow(kcql=kcql, verify="full")
-    [third] = backup_flow(kcql=kcql)
+    [second] = backup_flow(BackupParameters(kcql=kcql, verify="full"))
+    [third] = backup_flow(BackupParameters(kcql=kcql))
 
     assert second.manifest.previous_backup_id == first.manifest.backup_id
     assert third.manifest.previous_backup_id == second.manifest.backup_id
@@ -162,7 +170,7 @@ def test_incremental_backups_chain(kafka_config: dict, create_topic: Any, bucket
         assert (one.start_offset, one.end_offset) == (0, 50)
         assert (two.start_offset, two.end_offset, two.record_count) == (50, 65, 15)
         assert (three.start_offset, three.end_offset, three.record_count, three.objects) == (65, 65, 0, ())
-    assert [m.backup_id for m in read_chain(s3, bucket, "inc")] == [
+    assert [m.backup_id for m in read_chain(store, bucket, "inc")] == [
         r.manifest.backup_id for r in (first, second, third)
     ]
 
@@ -184,8 +192,10 @@ def test_compacted_and_transactional_topics_back_up_with_gaps(
         producer.flush(30)
         producer.commit_transaction(30) if commit else producer.abort_transaction(30)
     [result] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:txn SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true)",
-        verify="full",
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:txn SELECT * FROM `{topic}` STOREAS PARQUET PROPERTIES('store.envelope'=true)",
+            verify="full",
+        ),
     )
     entry = result.manifest.partitions[0]
     assert entry.record_count == 3
@@ -204,8 +214,10 @@ def test_compacted_and_transactional_topics_back_up_with_gaps(
         kafka_config, compacted, ({"key": f"k{i % 3}".encode(), "value": f"v{i}".encode()} for i in range(30))
     )
     [backup] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:cmp SELECT * FROM `{compacted}` STOREAS JSON PROPERTIES('store.envelope'=true)",
-        verify="full",
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:cmp SELECT * FROM `{compacted}` STOREAS JSON PROPERTIES('store.envelope'=true)",
+            verify="full",
+        ),
     )
     assert backup.verification.records_decoded == backup.manifest.record_count
 
@@ -215,7 +227,9 @@ def test_missing_bucket_fails_naming_it(kafka_config: dict, create_topic: Any, u
 
     topic = create_topic("nobucket")
     missing = unique_name("absent")
-    state = backup_flow(kcql=f"INSERT INTO {missing} SELECT * FROM `{topic}`", return_state=True)
+    state = backup_flow(
+        BackupParameters(kcql=f"INSERT INTO {missing} SELECT * FROM `{topic}`"), return_state=True
+    )
     assert state.is_failed()
     with pytest.raises(BucketNotFoundError) as error:
         state.result()

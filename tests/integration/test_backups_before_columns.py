@@ -73,7 +73,7 @@ def test_backup_made_before_columns_verifies_and_restores(
     name, prefect_harness, kafka_config, s3, admin, bucket, unique_name
 ):
     from flows.restore import RestoreParameters, restore_flow
-    from flows.verify import verify_flow
+    from flows.verify import VerifyParameters, verify_flow
 
     expected = EXPECTED["backups"][name]
     manifests = _manifests(name)
@@ -81,7 +81,7 @@ def test_backup_made_before_columns_verifies_and_restores(
     source_type = LOG_APPEND_TIME if expected["timestamp_type"] == "LogAppendTime" else CREATE_TIME
     _upload(s3, bucket, name)
 
-    reports = verify_flow(bucket, name, deep=True)
+    reports = verify_flow(VerifyParameters(bucket=bucket, prefix=name, deep=True))
     assert [r.backup_id for r in reports] == [m["backup_id"] for m in manifests]
     for report, manifest in zip(reports, manifests, strict=True):
         assert report.depth == "full" and report.problems == []

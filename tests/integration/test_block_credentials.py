@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.connections import CredentialsBlockError
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
 from tests.support.kafka import consume_all, create_topic, delete_topics, produce
 from tests.support.prefect_records import prefect_records
@@ -92,12 +92,14 @@ def test_backup_and_restore_with_credentials_from_prefect_blocks(
     try:
         _no_credentials_in_the_environment(monkeypatch, kafka_env)
         [result] = backup_flow(
-            kcql=f"INSERT INTO {secure.bucket}:{prefix} SELECT * FROM `{topic}` STOREAS PARQUET "
-            "PROPERTIES('store.envelope'=true)",
-            concurrency=PARTITIONS,
-            task_runner="processes",
-            s3_credentials_block=blocks["s3-backup"],
-            kafka_password_block=blocks["kafka-backup"],
+            BackupParameters(
+                kcql=f"INSERT INTO {secure.bucket}:{prefix} SELECT * FROM `{topic}` STOREAS PARQUET "
+                "PROPERTIES('store.envelope'=true)",
+                concurrency=PARTITIONS,
+                task_runner="processes",
+                s3_credentials_block=blocks["s3-backup"],
+                kafka_password_block=blocks["kafka-backup"],
+            ),
         )
         assert {p.partition: p.records_digest for p in result.manifest.partitions} == expected
 
@@ -134,8 +136,10 @@ def test_a_missing_block_fails_at_once_naming_it(
     started = time.monotonic()
     with pytest.raises(CredentialsBlockError) as failed:
         backup_flow(
-            kcql=f"INSERT INTO {secure.bucket}:{unique_name('bk')} SELECT * FROM `{unique_name('t')}`",
-            s3_credentials_block=missing,
+            BackupParameters(
+                kcql=f"INSERT INTO {secure.bucket}:{unique_name('bk')} SELECT * FROM `{unique_name('t')}`",
+                s3_credentials_block=missing,
+            ),
         )
     assert time.monotonic() - started < 15  # not retried
     assert (failed.value.block_type, failed.value.name) == ("AwsCredentials", missing)

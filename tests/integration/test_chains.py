@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
 from layout.chains import chain_suffix
 from tests.support.kafka import consume_all, produce
@@ -31,12 +31,14 @@ def test_a_full_backup_beside_an_older_chain_names_its_objects_apart(
 
     topic = create_topic("chains", partitions=1)
     produce(kafka_config, topic, ({"key": f"k{i}".encode(), "value": b"v" * i} for i in range(20)))
-    [first] = backup_flow(kcql=_kcql(bucket, topic, 7))  # objects end at 6, 13, 19
+    [first] = backup_flow(BackupParameters(kcql=_kcql(bucket, topic, 7)))  # objects end at 6, 13, 19
     first_digests = topic_digests(consume_all(kafka_config, topic, 1))
     produce(kafka_config, topic, ({"key": f"k{i}".encode(), "value": b"w"} for i in range(20, 25)))
     for future in admin.delete_records([TopicPartition(topic, 0, 3)]).values():
         future.result(timeout=30)  # retention: the log now starts at offset 3
-    [second] = backup_flow(kcql=_kcql(bucket, topic, 4), full=True)  # ends at 6 (3..6), 10, ..., 24
+    [second] = backup_flow(
+        BackupParameters(kcql=_kcql(bucket, topic, 4), full=True)
+    )  # ends at 6 (3..6), 10, ..., 24
     base = second.manifest.backup_id
     assert second.manifest.previous_backup_id is None and second.manifest.chain_id == base
     first_keys = {o.key for p in first.manifest.partitions for o in p.objects}
@@ -46,7 +48,9 @@ def test_a_full_backup_beside_an_older_chain_names_its_objects_apart(
     assert len(second_keys) == 6
     assert second.manifest.partitions[0].start_offset == 3
 
-    [third] = backup_flow(kcql=_kcql(bucket, topic, 4))  # continues the new chain, same names
+    [third] = backup_flow(
+        BackupParameters(kcql=_kcql(bucket, topic, 4))
+    )  # continues the new chain, same names
     assert third.manifest.chain_id == base and third.manifest.chain_suffix == chain_suffix(base)
 
     for point, expected in ((first.manifest.backup_id, first_digests), (base, None)):
@@ -60,7 +64,7 @@ def test_a_full_backup_beside_an_older_chain_names_its_objects_apart(
 
 
 def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
-    kafka_config, s3, create_topic, bucket
+    kafka_config, s3, store, create_topic, bucket
 ):
     """Another backup under `ch/nested` (inside this prefix) of the same topic is not a leftover
     of `ch`'s; an uncommitted object named as `ch`'s backup names its objects is."""
@@ -71,8 +75,8 @@ def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
 
     topic = create_topic("nested", partitions=1)
     produce(kafka_config, topic, ({"key": f"k{i}".encode(), "value": b"v"} for i in range(10)))
-    backup_flow(kcql=_kcql(bucket, topic, 4))
-    backup_flow(kcql=_kcql(bucket, topic, 4).replace(f"{bucket}:ch", f"{bucket}:ch/nested"))
+    backup_flow(BackupParameters(kcql=_kcql(bucket, topic, 4)))
+    backup_flow(BackupParameters(kcql=_kcql(bucket, topic, 4).replace(f"{bucket}:ch", f"{bucket}:ch/nested")))
     leftover = f"ch/{topic}/0/000000000099.avro"
     s3.put_object(Bucket=bucket, Key=leftover, Body=b"uploaded by a killed backup")
     chain_leftover = f"ch/{topic}/0/000000000098-c20261128T000000000Z-abcdef.avro"  # a killed full backup's
@@ -80,7 +84,7 @@ def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
     s3.put_object(Bucket=bucket, Key=f"ch/{topic}/0/notes.txt", Body=b"someone else's file")
     nested_before = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]}
 
-    report = prune(s3, bucket, "ch", keep_last=1, keep_within=timedelta(days=1))
+    report = prune(store, bucket, "ch", keep_last=1, keep_within=timedelta(days=1))
     assert report.orphans == 2 and report.deleted_objects == 2
     assert s3.list_objects_v2(Bucket=bucket, Prefix=leftover)["KeyCount"] == 0
     assert s3.list_objects_v2(Bucket=bucket, Prefix=chain_leftover)["KeyCount"] == 0
@@ -88,4 +92,4 @@ def test_prune_leaves_a_nested_prefixs_backup_and_takes_only_its_own_leftovers(
     assert {
         o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="ch/nested/")["Contents"]
     } == nested_before
-    assert len(read_chain(s3, bucket, "ch/nested")) == 1
+    assert len(read_chain(store, bucket, "ch/nested")) == 1

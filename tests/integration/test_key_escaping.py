@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
-from flows.verify import verify_flow
+from flows.verify import VerifyParameters, verify_flow
 from layout.keys import parse_object_key
 from layout.manifest import MANIFESTS_FOLDER
 from tests.support.kafka import consume_all, produce
@@ -80,8 +80,10 @@ def test_nasty_partition_values_back_up_verify_and_restore(
         ", 'partition.include.keys'=true" if include_keys else ""
     )
     [result] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:esc SELECT * FROM `{topic}` PARTITIONBY _value.v STOREAS AVRO PROPERTIES({props})",
-        verify="full",
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:esc SELECT * FROM `{topic}` PARTITIONBY _value.v STOREAS AVRO PROPERTIES({props})",
+            verify="full",
+        ),
     )
     manifest = result.manifest
     objects = [o for p in manifest.partitions for o in p.objects]
@@ -100,7 +102,7 @@ def test_nasty_partition_values_back_up_verify_and_restore(
         assert (parsed.topic, parsed.last_offset) == (topic, o.last_offset)
         assert list(parsed.partition_values.values()) == [o.partition_values["v"]]
 
-    [report] = verify_flow(bucket, "esc", deep=True)
+    [report] = verify_flow(VerifyParameters(bucket=bucket, prefix="esc", deep=True))
     assert report.ok and report.records_decoded == len(source)
 
     everything, filtered = unique_name("all"), unique_name("one")

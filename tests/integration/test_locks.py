@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from layout.keys import is_manifest_key
 from layout.lock import LeaseRecord, lease_key, lock_folder
 from tasks.runtime import shutdown
@@ -37,10 +37,10 @@ from tests.support.locks import lease_record
 LOG = logging.getLogger("tests.locks")
 
 
-def _acquire(s3: Any, bucket: str, lease_seconds: float, timeout_seconds: float = 30) -> Lease:
+def _acquire(store: Any, bucket: str, lease_seconds: float, timeout_seconds: float = 30) -> Lease:
     """A lease with no renewal thread: a holder that stops renewing, like a killed run."""
     return acquire_lease(
-        s3, "backup", bucket, "p", lease_seconds=lease_seconds, timeout_seconds=timeout_seconds, logger=LOG
+        store, "backup", bucket, "p", lease_seconds=lease_seconds, timeout_seconds=timeout_seconds, logger=LOG
     )
 
 
@@ -50,16 +50,16 @@ def _lease_objects(s3: Any, bucket: str) -> list[str]:
 
 
 def test_a_second_backup_waits_for_the_first_and_says_for_whom(
-    s3: Any, bucket: str, caplog: pytest.LogCaptureFixture
+    s3: Any, store: Any, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="tasks.services.locks")
     got: dict[str, Any] = {}
 
     def second() -> None:
-        with exclusive("backup", bucket, "p", lease_seconds=4, timeout_seconds=60, s3=s3) as lease:
+        with exclusive("backup", bucket, "p", lease_seconds=4, timeout_seconds=60, store=store) as lease:
             got["epoch"], got["at"] = lease.record.epoch, time.monotonic()
 
-    with exclusive("backup", bucket, "p", lease_seconds=4, s3=s3) as first:
+    with exclusive("backup", bucket, "p", lease_seconds=4, store=store) as first:
         contender = threading.Thread(target=second)
         contender.start()
         time.sleep(8)  # twice the lease: the renewals keep it
@@ -79,19 +79,19 @@ def test_a_second_backup_waits_for_the_first_and_says_for_whom(
     assert len(waiting) == 1  # at most one line every 15 s
     # the lease objects are neither backups (kbackup ls, the chain) nor data (restore discovery)
     assert _lease_objects(s3, bucket) == [lease_key("p", "backup", 1), lease_key("p", "backup", 2)]
-    assert list_backup_ids(s3, bucket, "p") == []
+    assert list_backup_ids(store, bucket, "p") == []
     assert all(is_manifest_key(key) for key in _lease_objects(s3, bucket))
-    state = read_lock(s3, bucket, "p", "backup")
+    state = read_lock(store, bucket, "p", "backup")
     assert state is not None and state.current is not None and state.current.released
 
 
 def test_an_expired_lease_is_taken_over_within_its_lease_time(
-    s3: Any, bucket: str, caplog: pytest.LogCaptureFixture
+    store: Any, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="tests.locks")
-    stopped = _acquire(s3, bucket, lease_seconds=3)
+    stopped = _acquire(store, bucket, lease_seconds=3)
     started = time.monotonic()
-    taker = _acquire(s3, bucket, lease_seconds=30)
+    taker = _acquire(store, bucket, lease_seconds=30)
     waited = time.monotonic() - started
     assert taker.record.epoch == 2
     # The lease, the margin, a second each for the truncation of the lease's LastModified and of the
@@ -106,9 +106,9 @@ def test_an_expired_lease_is_taken_over_within_its_lease_time(
     )
 
 
-def test_a_holder_whose_lease_was_taken_over_refuses_to_commit(s3: Any, bucket: str) -> None:
-    stale = _acquire(s3, bucket, lease_seconds=2)
-    taker = _acquire(s3, bucket, lease_seconds=30)
+def test_a_holder_whose_lease_was_taken_over_refuses_to_commit(store: Any, bucket: str) -> None:
+    stale = _acquire(store, bucket, lease_seconds=2)
+    taker = _acquire(store, bucket, lease_seconds=30)
     with pytest.raises(LockLostError) as lost:
         stale.check()
     assert (lost.value.bucket, lost.value.prefix, lost.value.epoch) == (bucket, "p", 1)
@@ -116,14 +116,14 @@ def test_a_holder_whose_lease_was_taken_over_refuses_to_commit(s3: Any, bucket: 
     with pytest.raises(LockLostError):
         renew_lease(stale)
     assert not release_lease(stale)  # leaves the new holder's lease alone
-    state = read_lock(s3, bucket, "p", "backup")
+    state = read_lock(store, bucket, "p", "backup")
     assert state is not None and state.current == taker.record
     taker.check()
     assert release_lease(taker)
 
 
-def test_a_lapsed_lease_nobody_took_is_won_again_with_the_next_epoch(s3: Any, bucket: str) -> None:
-    lapsed = _acquire(s3, bucket, lease_seconds=1)
+def test_a_lapsed_lease_nobody_took_is_won_again_with_the_next_epoch(store: Any, bucket: str) -> None:
+    lapsed = _acquire(store, bucket, lease_seconds=1)
     since = lapsed.record.acquired_at
     time.sleep(1.5)
     lapsed.check()
@@ -131,23 +131,23 @@ def test_a_lapsed_lease_nobody_took_is_won_again_with_the_next_epoch(s3: Any, bu
     assert release_lease(lapsed)
 
 
-def test_a_wait_has_a_bound_and_then_names_the_holder(s3: Any, bucket: str) -> None:
-    holder = _acquire(s3, bucket, lease_seconds=30)
+def test_a_wait_has_a_bound_and_then_names_the_holder(store: Any, bucket: str) -> None:
+    holder = _acquire(store, bucket, lease_seconds=30)
     with pytest.raises(LockTimeoutError) as timeout:
-        _acquire(s3, bucket, lease_seconds=30, timeout_seconds=1)
+        _acquire(store, bucket, lease_seconds=30, timeout_seconds=1)
     assert timeout.value.holder == holder.record
     assert f"pid {os.getpid()} since" in str(timeout.value)
     assert release_lease(holder)
 
 
-def test_a_stop_request_ends_the_wait_at_once(s3: Any, bucket: str) -> None:
-    holder = _acquire(s3, bucket, lease_seconds=30)
+def test_a_stop_request_ends_the_wait_at_once(store: Any, bucket: str) -> None:
+    holder = _acquire(store, bucket, lease_seconds=30)
     timer = threading.Timer(1.0, shutdown.request_stop, args=("SIGTERM",))
     timer.start()
     started = time.monotonic()
     try:
         with pytest.raises(shutdown.RunInterrupted):
-            _acquire(s3, bucket, lease_seconds=30, timeout_seconds=60)
+            _acquire(store, bucket, lease_seconds=30, timeout_seconds=60)
     finally:
         timer.join()
         shutdown.clear()
@@ -157,7 +157,7 @@ def test_a_stop_request_ends_the_wait_at_once(s3: Any, bucket: str) -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_backup_whose_lock_was_taken_over_writes_no_manifest(
-    filled_topic: Any, bucket: str, s3: Any
+    filled_topic: Any, bucket: str, s3: Any, store: Any
 ) -> None:
     topic = filled_topic("fenced", 2, numbered_messages(20_000, 2, value=200))
     intruder: dict[str, LeaseRecord] = {}
@@ -185,10 +185,14 @@ def test_a_backup_whose_lock_was_taken_over_writes_no_manifest(
     thread.start()
     try:
         with pytest.raises(LockLostError) as lost:
-            backup_flow(kcql=f"INSERT INTO {bucket}:p SELECT * FROM `{topic}` STOREAS AVRO", verify="quick")
+            backup_flow(
+                BackupParameters(
+                    kcql=f"INSERT INTO {bucket}:p SELECT * FROM `{topic}` STOREAS AVRO", verify="quick"
+                )
+            )
     finally:
         thread.join(150)
     assert lost.value.holder == intruder["record"]
-    assert list_backup_ids(s3, bucket, "p") == []
-    state = read_lock(s3, bucket, "p", "backup")
+    assert list_backup_ids(store, bucket, "p") == []
+    state = read_lock(store, bucket, "p", "backup")
     assert state is not None and state.current == intruder["record"]  # untouched by the loser

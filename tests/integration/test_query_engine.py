@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
 from tests.support.kafka import consume_all, produce
 
@@ -103,7 +103,7 @@ def test_duckdb_aggregates_a_hive_partitioned_backup(
         "PROPERTIES('partition.include.keys'=true, 'key.converter'='json', 'value.converter'='json', "
         "'flush.count'=40)"
     )
-    [result] = backup_flow(kcql=kcql, verify="full")
+    [result] = backup_flow(BackupParameters(kcql=kcql, verify="full"))
     assert result.manifest.record_count == 600 and not result.manifest.lossless
 
     paths = _download(s3, bucket, "sales/", tmp_path)
@@ -241,7 +241,7 @@ def test_duckdb_aggregates_typed_columns_of_avro_values(
         "PROPERTIES('partition.include.keys'=true, 'key.converter'='avro', 'value.converter'='avro', "
         "'flush.count'=40)"
     )
-    [result] = backup_flow(kcql=kcql, verify="full")
+    [result] = backup_flow(BackupParameters(kcql=kcql, verify="full"))
     assert result.manifest.record_count == 600 and not result.manifest.lossless
 
     paths = _download(s3, bucket, "sales/", tmp_path)

@@ -347,14 +347,16 @@ def test_rerun_after_completion_adds_nothing(kafka_config, s3, admin, create_top
 def test_log_append_time_source_keeps_its_timestamps(
     prefect_harness, kafka_config, s3, admin, create_topic, bucket, unique_name
 ):
-    from flows.backup import backup_flow
+    from flows.backup import BackupParameters, backup_flow
 
     source = create_topic("appendtime", partitions=2, config={"message.timestamp.type": "LogAppendTime"})
     produce(kafka_config, source, numbered_messages(40, 2, value=b"v"))
     source_records = consume_all(kafka_config, source, 2)
     assert {m.timestamp()[0] for m in source_records} == {2}  # LogAppendTime, stamped by the broker
     backup_flow(
-        kcql=f"INSERT INTO {bucket}:lat SELECT * FROM `{source}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:lat SELECT * FROM `{source}` STOREAS AVRO PROPERTIES('store.envelope'=true)",
+        ),
     )
     target = unique_name("dst")
     try:

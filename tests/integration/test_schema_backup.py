@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegis
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
 from tasks.services.schema_registry import Registry, RegistryRequestError, RegistryUnavailableError
 from tests.support.kafka import consume_all
@@ -94,9 +94,11 @@ def test_backup_lists_the_schemas_and_a_restore_into_the_same_registry_is_byte_e
 ):
     source = _avro_topic(registry, kafka_config, create_topic)
     [result] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
-        "PROPERTIES('store.envelope'=true, 'key.converter'='avro', 'value.converter'='avro')",
-        verify="full",
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
+            "PROPERTIES('store.envelope'=true, 'key.converter'='avro', 'value.converter'='avro')",
+            verify="full",
+        ),
     )
     manifest = result.manifest
     subjects = {v.subject for s in manifest.schemas for v in s.versions}
@@ -144,8 +146,10 @@ def test_a_target_subject_that_refuses_the_schema_fails_the_restore_before_produ
 
     source = _avro_topic(registry, kafka_config, create_topic)
     backup_flow(
-        kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
-        "PROPERTIES('store.envelope'=true, 'key.converter'='avro', 'value.converter'='avro')"
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
+            "PROPERTIES('store.envelope'=true, 'key.converter'='avro', 'value.converter'='avro')",
+        ),
     )
     target = target_topic("refused")
     with fresh_registry(tmp_path / "registry") as url:
@@ -175,8 +179,10 @@ def test_a_backup_with_schemas_and_no_target_registry_says_what_to_do(
 
     source = _avro_topic(registry, kafka_config, create_topic)
     backup_flow(
-        kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
-        "PROPERTIES('store.envelope'=true, 'value.converter'='avro')"
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:avro SELECT * FROM `{source}` STOREAS AVRO "
+            "PROPERTIES('store.envelope'=true, 'value.converter'='avro')",
+        ),
     )
     monkeypatch.delenv("KBACKUP_SCHEMA_REGISTRY_URL")
     with pytest.raises(InputError, match="restore.schema.ids'='keep'"):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreFailed, RestoreParameters, restore_flow
 from tasks.services.errors import (
     BrokerUnavailableError,
@@ -82,7 +82,7 @@ class Secured:
             f"INSERT INTO {bucket or self.stack.bucket}:{prefix or self.name('bk')} SELECT * FROM "
             f"`{self.topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
         )
-        return backup_flow(kcql=kcql)
+        return backup_flow(BackupParameters(kcql=kcql))
 
     def backed_up(self, prefix: str) -> None:
         """A backup under `prefix`, made as a least-privilege user."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flows.backup import backup_flow
+from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
 from tests.support.kafka import consume_all
 from tests.support.topics import topic_digests, tricky_messages
@@ -41,10 +41,12 @@ def test_backup_and_restore(
     expected = topic_digests(consume_all(kafka_config, source, 4))
 
     [backup] = backup_flow(
-        kcql=f"INSERT INTO {bucket}:bk SELECT * FROM `{source}` STOREAS PARQUET PROPERTIES('store.envelope'=true, 'flush.count'=20)",
-        verify="full",
-        concurrency=2,
-        task_runner=task_runner,
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:bk SELECT * FROM `{source}` STOREAS PARQUET PROPERTIES('store.envelope'=true, 'flush.count'=20)",
+            verify="full",
+            concurrency=2,
+            task_runner=task_runner,
+        ),
     )
     assert {p.partition: p.records_digest for p in backup.manifest.partitions} == expected
 

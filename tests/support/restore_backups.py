@@ -92,7 +92,7 @@ def build_backup(
         for values, group in groups_of.items():
             for start in range(0, len(group), per_object):
                 chunk = group[start : start + per_object]
-                writer = codec.writer(codec_context(spec, topic, partition))
+                writer = codec.writer(codec_context(spec.format.value, spec.codec, topic, partition))
                 writer.write(chunk)
                 data = writer.finish()
                 key = naming.object_key(topic, partition, chunk[-1].offset, [v for _, v in values])

@@ -21,8 +21,8 @@ from core.connections import (
 )
 from flows.backup import backup_flow
 from flows.parameters import BackupParameters, RestoreParameters
-from tasks.services import object_store as s3
 from tasks.services.kafka import clients as kafka_clients
+from tasks.services.object_store import s3
 
 SECRET = "block-secret-value"
 
@@ -135,9 +135,9 @@ def test_credential_blocks_name_the_blocks_for_the_body_only(clean_env: pytest.M
 
 
 def test_the_flows_take_block_names_as_parameters() -> None:
-    parameters = inspect.signature(backup_flow.fn).parameters
-    assert parameters["s3_credentials_block"].default is None
-    assert parameters["kafka_password_block"].default is None
+    assert list(inspect.signature(backup_flow.fn).parameters) == ["params"]  # one BackupParameters
+    assert BackupParameters.model_fields["s3_credentials_block"].default is None
+    assert BackupParameters.model_fields["kafka_password_block"].default is None
     backup = BackupParameters(kcql="INSERT INTO b:p SELECT * FROM t", s3_credentials_block="s3")
     restore = RestoreParameters(kcql="INSERT INTO t SELECT * FROM b:p", kafka_password_block="kafka")
     assert (backup.s3_credentials_block, backup.kafka_password_block) == ("s3", None)

@@ -118,7 +118,7 @@ def test_avro_default_is_zstd_level_1() -> None:
 def test_avro_objects_are_deterministic(columns: bool) -> None:
     """The same records encode to the same bytes (the sync marker comes from the object's topic,
     partition and first offset, not from urandom): a retried export uploads an identical object,
-    which tasks/s3.put_object_once accepts instead of raising ObjectConflictError. Objects that
+    which ObjectStore.put_once accepts instead of raising ObjectConflictError. Objects that
     start elsewhere get another marker."""
     import fastavro
 

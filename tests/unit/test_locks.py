@@ -1,7 +1,9 @@
-"""The backup lock's pure parts: lease keys, expiry on the server's clock, what a waiting run says."""
+"""The backup lock's pure parts: lease keys, expiry on the server's clock, what a waiting run says;
+and taking a lease over on a MemoryStore."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +11,16 @@ import pytest
 from layout.keys import is_manifest_key, parse_object_key
 from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
 from tasks.services.errors import LockLostError, LockTimeoutError
-from tasks.services.locks import CLOCK_MARGIN_SECONDS, LockState, waiting_message
+from tasks.services.locks import (
+    CLOCK_MARGIN_SECONDS,
+    Lease,
+    LockState,
+    acquire_lease,
+    read_lock,
+    release_lease,
+    waiting_message,
+)
+from tasks.services.object_store import MemoryStore
 from tests.support.locks import lease_record
 
 T0 = datetime(2026, 11, 28, 2, 52, 41, tzinfo=UTC)
@@ -96,3 +107,33 @@ def test_lock_errors_keep_what_they_are_about() -> None:
     assert str(lost).startswith(
         "lost the backup lock of s3://b/nightly (epoch 6): taken over; now held by run"
     )
+
+
+def test_a_lease_runs_out_on_the_stores_clock_and_the_taker_fences_the_old_holder() -> None:
+    """acquire_lease and the fencing check on a MemoryStore, whose clock is the only one that
+    says when a lease ran out (the hosts' never do)."""
+    clock = [T0]
+    store = MemoryStore(clock=lambda: clock[0])
+    store.create_bucket("b")
+    log = logging.getLogger("tests.locks")
+
+    def acquire(timeout_seconds: float = 0) -> Lease:
+        return acquire_lease(
+            store, "backup", "b", "nightly", lease_seconds=30, timeout_seconds=timeout_seconds, logger=log
+        )
+
+    holder = acquire()
+    assert holder.record.epoch == 1
+    with pytest.raises(LockTimeoutError) as waited:
+        acquire()
+    assert waited.value.holder == holder.record
+    clock[0] += timedelta(seconds=30 + CLOCK_MARGIN_SECONDS)  # the store's clock: the lease ran out
+    taker = acquire()
+    assert taker.record.epoch == 2
+    with pytest.raises(LockLostError) as lost:
+        holder.check()
+    assert lost.value.holder == taker.record
+    assert not release_lease(holder) and release_lease(taker)
+    state = read_lock(store, "b", "nightly", "backup")
+    assert state is not None and state.current is not None and state.current.released
+    assert [e for e, _ in state.epochs] == [1, 2]

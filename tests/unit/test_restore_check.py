@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from kcql.selection import Window
+from kcql.specs import CodecOptions
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.restore.check import compare, split_by_writers
 from tasks.restore.produce import PartitionOutcome, UnitResult
@@ -71,7 +72,7 @@ def _plan(units: list[RestoreUnit], window: Window | None = None) -> RestorePlan
         lossless=True,
         manifest_format=True,
         backup_ids=("b1",),
-        codec_spec={},
+        codec=CodecOptions(),
         batch=500,
         window=window or Window(),
         partitioner="preserve",

@@ -18,6 +18,7 @@ from formats.columns import from_records
 from formats.digest import digest_input
 from formats.envelope import Record, TimestampType
 from kcql.selection import Window
+from kcql.specs import CodecOptions
 from layout.manifest import OffsetGap
 from layout.restore.digests import SegmentDigests
 from layout.restore.errors import OrderingViolationError
@@ -68,7 +69,7 @@ class _Plan:
 
     manifest_format = True
     envelope = True
-    codec_spec: dict[str, object] = {}
+    codec = CodecOptions()
 
 
 def unit(

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kcql.selection import Selection, Window, restore_selection
+from kcql.specs import BackupSpec, CodecOptions, EnvelopeOptions, Format
 from layout.keys import KeyNaming
 from layout.manifest import (
     CommittedOffset,
@@ -30,6 +31,7 @@ from layout.restore.errors import (
 )
 from layout.restore.from_manifests import GROUPS_NOT_TRANSLATED, NOT_LOSSLESS, plan_from_manifests
 from layout.restore.plan import RestorePlan, restore_id
+from layout.spec_bridge import codec_context, codec_of
 from tasks.restore.discover_listing import (
     ENVELOPE_NOTE,
     OFFSET_WINDOW_NOTE,
@@ -40,6 +42,7 @@ from tasks.restore.discover_listing import (
 )
 from tasks.restore.errors import PreflightError
 from tasks.restore.preflight import preflight
+from tasks.services.object_store import ObjectInfo
 
 BUCKET, PREFIX = "bkt", "nightly"
 T0 = 1_700_000_000_000  # a record timestamp: offset n of a partition is stamped T0 + n
@@ -120,9 +123,9 @@ def manifest(
     )
 
 
-def listing_of(chain: list[Manifest]) -> dict[str, dict[str, Any]]:
+def listing_of(chain: list[Manifest]) -> dict[str, ObjectInfo]:
     """The listing of the prefix, every manifest's objects in the bucket with their sizes."""
-    return {o.key: {"Key": o.key, "Size": o.size} for m in chain for p in m.partitions for o in p.objects}
+    return {o.key: ObjectInfo(o.key, o.size) for m in chain for p in m.partitions for o in p.objects}
 
 
 def a_chain() -> list[Manifest]:
@@ -336,6 +339,31 @@ def test_the_envelope_is_only_where_the_format_carries_one():
     assert plan_from_manifests(selection(), chain, listing_of(chain)).envelope is False
 
 
+def test_the_plan_holds_the_last_manifests_codec_options_and_one_function_makes_the_context():
+    spec = BackupSpec(
+        bucket=BUCKET,
+        prefix=PREFIX,
+        topics=("orders",),
+        format=Format.AVRO,
+        envelope=EnvelopeOptions(enabled=True, headers=False),
+        value_converter="avro",
+        compression="zstd",
+        compression_level=3,
+    )
+    *older, last = a_chain()
+    chain = [*older, last.model_copy(update={"spec": spec.model_dump(mode="json")})]
+    plan = plan_from_manifests(selection(), chain, listing_of(chain))
+    assert plan.codec == spec.codec == codec_of(chain[-1])
+    assert plan.wire_sides == ("value",)
+    context = codec_context(plan.format, plan.codec, "orders", 1, "k")
+    assert (context.envelope, context.envelope_headers, context.value_converter) == (True, False, "avro")
+    assert (context.compression, context.compression_level, context.object_key) == ("zstd", 3, "k")
+    assert codec_context("CSV", plan.codec, "orders", 1).envelope is False  # CSV carries none
+    # A spec this version would refuse whole still tells how its objects are encoded.
+    partial = last.model_copy(update={"spec": {"format": "AVRO", "key_converter": "avro"}})
+    assert codec_of(partial) == CodecOptions(key_converter="avro")
+
+
 def test_several_topics_restore_into_star_or_one_by_source_topic():
     chain = [
         manifest(
@@ -362,7 +390,7 @@ def test_several_topics_restore_into_star_or_one_by_source_topic():
 def test_a_source_topic_no_manifest_commits_is_refused_naming_its_objects():
     chain = a_chain()
     orphan = KeyNaming(prefix=PREFIX, extension="avro").object_key("refunds", 0, 9)
-    listed = {**listing_of(chain), orphan: {"Key": orphan, "Size": 1}}
+    listed = {**listing_of(chain), orphan: ObjectInfo(orphan, 1)}
     with pytest.raises(BackupIncompleteError) as error:
         plan_from_manifests(selection(source_topic="refunds"), chain, listed)
     assert error.value.keys == (orphan,)
@@ -386,7 +414,7 @@ def test_the_preflight_names_every_object_missing_or_not_the_size_the_manifest_s
     gone = chain[0].partitions[1].objects[0].key
     shrunk = chain[1].partitions[0].objects[0].key
     del listed[gone]
-    listed[shrunk] = {"Key": shrunk, "Size": 1}
+    listed[shrunk] = ObjectInfo(shrunk, 1)
     plan = plan_from_manifests(selection(), chain, listed)  # discovery does not look: the pre-flight does
     with pytest.raises(PreflightError) as error:
         preflight(None, plan, listed, "quick")
@@ -401,8 +429,8 @@ def test_the_preflight_names_every_object_missing_or_not_the_size_the_manifest_s
 # --- from a listing (no manifest) ------------------------------------------------------------
 
 
-def listed(*keys: str, size: int = 10) -> dict[str, dict[str, Any]]:
-    return {k: {"Key": k, "Size": size} for k in keys}
+def listed(*keys: str, size: int = 10) -> dict[str, ObjectInfo]:
+    return {k: ObjectInfo(k, size) for k in keys}
 
 
 def test_the_default_layout_restores_each_partition_in_last_offset_order():
@@ -427,7 +455,7 @@ def test_the_default_layout_restores_each_partition_in_last_offset_order():
     assert (target.name, target.partitions_needed, target.partition_count) == ("copy", 3, 3)
     assert plan.notes == (VALUE_ONLY_NOTE,)
     assert plan.restore_id == restore_id(selection(), [f"listing:6:{sorted(keys)[-1]}"])
-    assert plan.codec_spec["envelope"]["enabled"] is False
+    assert plan.codec.envelope.enabled is False
 
 
 def test_stream_reactor_partitionby_keys_filter_by_their_values():
@@ -538,15 +566,15 @@ def test_a_selection_matching_nothing_plans_no_units():
 
 
 class _HeadOnly:
-    """An S3 client that answers HeadObject from a dict of metadata by key."""
+    """An object store that answers HEAD from a dict of metadata by key, and notes the keys asked."""
 
     def __init__(self, metadata: dict[str, dict[str, str]]) -> None:
         self.metadata = metadata
         self.heads: list[str] = []
 
-    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
-        self.heads.append(Key)
-        return {"Metadata": self.metadata.get(Key, {})}
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        self.heads.append(key)
+        return ObjectInfo(key, 10, metadata=self.metadata.get(key, {}))
 
 
 def test_our_own_objects_without_a_manifest_are_a_backup_that_never_committed():

@@ -17,6 +17,7 @@ from formats.columns import from_records
 from formats.envelope import Record, TimestampType
 from formats.errors import CorruptObjectError
 from kcql.selection import Window
+from kcql.specs import CodecOptions
 from layout.restore.order import SourceBatch
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.restore import work, writer
@@ -55,7 +56,7 @@ def _plan(units: list[RestoreUnit], batch: int = 5) -> RestorePlan:
         lossless=True,
         manifest_format=True,
         backup_ids=("b1",),
-        codec_spec={},
+        codec=CodecOptions(),
         batch=batch,
         window=Window(),
         partitioner="preserve",
