@@ -307,7 +307,7 @@ def test_a_rerun_in_fewer_work_units_fences_the_slots_it_no_longer_uses(
 
 
 def test_a_restore_left_open_by_a_version_before_work_units_resumes(
-    kafka_config, s3, admin, create_topic, bucket, unique_name
+    kafka_config, s3, store, admin, create_topic, bucket, unique_name
 ):
     """Before work units a restore produced under one transactional id per unit: a run killed in
     its first (begin-marker) transaction leaves the unit's group held under that id. The first run
@@ -327,7 +327,7 @@ def test_a_restore_left_open_by_a_version_before_work_units_resumes(
     create_plain_topic(admin, target, 2, {})
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:old"
     try:
-        plan = plan_restore(s3, selection_of(RestoreParameters(kcql=kcql)))
+        plan = plan_restore(store, selection_of(RestoreParameters(kcql=kcql)))
         transactional_id, group = unit_names(plan, plan.units[0])
         dangling = _dangling_transaction(kafka_config, transactional_id, group, target, False)
         started = time.monotonic()
