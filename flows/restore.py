@@ -16,31 +16,24 @@ from prefect import flow, get_run_logger
 
 from core.connections import credential_blocks
 from flows.parameters import RestoreParameters, selection_of
-from tasks.restore.check import (
-    PartitionCheck,
-    check_shared_task,
-    check_unit_task,
-    committed_progress_task,
-    split_by_writers,
-)
+from tasks.restore.check import PartitionCheck, check_restored, committed_progress_task
 from tasks.restore.discover import plan_restore_task
 from tasks.restore.errors import RestoreCheckError
 from tasks.restore.groups import translate_groups_task
-from tasks.restore.produce import UnitResult, restore_unit_task
+from tasks.restore.produce import UnitResult
 from tasks.restore.report import (
     RestoreFailed,
     RestoreReport,
     planned_units,
     publish,
-    records_of,
     restore_report,
     target_progress,
     unit_reports,
 )
-from tasks.restore.target import prepare_targets_task, schemas_to_register, unit_parameters
+from tasks.restore.target import prepare_targets_task, schemas_to_register
+from tasks.restore.work import restore_units
 from tasks.runtime.run_dir import run_dir
 from tasks.runtime.shutdown import stop_tasks_when_terminated
-from tasks.runtime.task_runners import results_or_first_failure, run_tasks
 from tasks.services.schema_registry import register_schemas_task
 
 __all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
@@ -88,14 +81,7 @@ def _restore(params: RestoreParameters) -> RestoreReport:
             "schemas registered in the target registry (source id → target id): %s", changes
         )
         plan = plan.model_copy(update={"schema_id_map": mapping})
-    outcomes = run_tasks(
-        restore_unit_task,
-        unit_parameters(plan, targets),
-        choice=params.task_runner,
-        concurrency=params.concurrency,
-        records=sum(records_of(o) for unit in plan.units for o in unit.objects),
-        description=f"Restore {plan.restore_id}: records produced",
-    )
+    outcomes = restore_units(plan, targets, choice=params.task_runner, concurrency=params.concurrency)
     units = unit_reports(plan, outcomes)
     failed = [(u, o) for u, o in zip(plan.units, outcomes, strict=True) if isinstance(o, BaseException)]
     if failed:
@@ -117,18 +103,6 @@ def _restore(params: RestoreParameters) -> RestoreReport:
 
 
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:
-    """Read back what was restored: by digest, each unit's target partitions in parallel on the
-    restore's runner where the unit alone wrote them; by count where several units did."""
-    alone, shared = split_by_writers(results)
-    checks: list[PartitionCheck] = []
-    if alone:
-        outcomes = run_tasks(
-            check_unit_task,
-            [{"result": unit} for unit in alone],
-            choice=params.task_runner,
-            concurrency=params.concurrency,
-            records=sum(p.records for unit in alone for p in unit.partitions.values()),
-            description="Check: records read back",
-        )
-        checks = [check for outcome in results_or_first_failure(outcomes) for check in outcome]
-    return checks + (check_shared_task(shared) if shared else [])
+    """Read back what was restored: by digest where a unit alone wrote a target partition (work
+    units in parallel on the restore's runner), by count where several units did."""
+    return check_restored(results, choice=params.task_runner, concurrency=params.concurrency)

@@ -7,10 +7,12 @@ envelopes → produce with ordering checks → check → consumer groups → rep
   anything is produced.
 - `target`: creating or checking the target topics (`prepare_targets_task`).
 - `decode`: a unit's objects fetched and decoded into columns, in restore order.
-- `produce`: one unit produced exactly once and resumably (`restore_unit_task`), through
-  `writer`, its transactional producer.
-- `check`: reading back what was restored and comparing digests; `groups`: consumer-group
-  offsets translated onto the target.
+- `work`: the units packed into work units, one task run each (`restore_units`), after
+  `fence` has aborted what earlier runs left open; `produce`: the units of a work unit produced
+  exactly once and resumably, several to a transaction, through `writer`, the work unit's
+  transactional producer.
+- `check`: reading back what was restored (a consumer per work unit) and comparing digests;
+  `groups`: consumer-group offsets translated onto the target.
 - `report`: what each unit did, and how to resume a failed restore.
 - `errors`: the stages' errors.
 

@@ -1,6 +1,7 @@
 """Consumer-group translation: each backed-up consumer group's committed offsets, moved onto the
 offsets its records have in the restored topic (read by the check), so that consumers resume
-where they were.
+where they were. Every group's offsets are committed at once (one request each, all in flight
+together).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from layout.restore.plan import RestorePlan
 from tasks.restore.check import PartitionCheck
 from tasks.restore.produce import UnitResult
 from tasks.runtime.retry import RETRY_OPTIONS
-from tasks.services.kafka.admin import admin_client, kafka_failure
+from tasks.services.kafka.admin import admin_client, admin_result, kafka_failure
 from tasks.services.kafka.calls import LOOKUP_TIMEOUT_S
 from tasks.services.kafka.clients import client_config
 
@@ -64,39 +65,49 @@ def translate_groups(
                 )
             )
     if translations and not dry_run:
-        admin = admin_client(kafka_config)
-        by_group: dict[str, list[TopicPartition]] = {}
-        # keyed by source topic; a unit without one (None) finds no committed metadata
-        metadata_of: dict[tuple[str, str | None, int], str] = {
-            (f"{plan.group_prefix}{g.group}", c.topic, c.partition): c.metadata
-            for g in plan.consumer_groups
-            for c in g.offsets
-        }
-        for t in translations:
-            source_topic = next(
-                (
-                    r.source_topic
-                    for r in results
-                    if r.target_topic == t.topic and t.partition in r.partitions
-                ),
-                t.topic,
-            )
-            meta = metadata_of.get((t.group, source_topic, t.partition), "")
-            by_group.setdefault(t.group, []).append(
-                # confluent-kafka refuses metadata=None: leave it out when the group had none
-                TopicPartition(t.topic, t.partition, t.target_offset, metadata=meta)
-                if meta
-                else TopicPartition(t.topic, t.partition, t.target_offset)
-            )
-        for group_name, partitions in by_group.items():
-            future = admin.alter_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=LOOKUP_TIMEOUT_S
-            )[group_name]
-            try:
-                future.result(timeout=LOOKUP_TIMEOUT_S)
-            except KafkaException as exc:
-                raise kafka_failure(f"commit offsets of group {group_name}", kafka_config, exc) from exc
+        _commit(plan, results, translations, kafka_config)
     return translations
+
+
+def _commit(
+    plan: RestorePlan,
+    results: Sequence[UnitResult],
+    translations: Sequence[GroupTranslation],
+    kafka_config: dict[str, Any],
+) -> None:
+    """Commit the translated offsets, every group's request sent at once."""
+    admin = admin_client(kafka_config)
+    # keyed by source topic; a unit without one (None) finds no committed metadata
+    metadata_of: dict[tuple[str, str | None, int], str] = {
+        (f"{plan.group_prefix}{g.group}", c.topic, c.partition): c.metadata
+        for g in plan.consumer_groups
+        for c in g.offsets
+    }
+    source_of: dict[tuple[str, int], str | None] = {}  # target partition -> the first unit's source topic
+    for result in results:
+        for partition in result.partitions:
+            source_of.setdefault((result.target_topic, partition), result.source_topic)
+    by_group: dict[str, list[TopicPartition]] = {}
+    for t in translations:
+        source_topic = source_of.get((t.topic, t.partition), t.topic)
+        meta = metadata_of.get((t.group, source_topic, t.partition), "")
+        by_group.setdefault(t.group, []).append(
+            # confluent-kafka refuses metadata=None: leave it out when the group had none
+            TopicPartition(t.topic, t.partition, t.target_offset, metadata=meta)
+            if meta
+            else TopicPartition(t.topic, t.partition, t.target_offset)
+        )
+    futures = {
+        group_name: admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=LOOKUP_TIMEOUT_S
+        )[group_name]
+        for group_name, partitions in by_group.items()
+    }
+    for group_name, future in futures.items():
+        try:
+            admin_result(admin, future, LOOKUP_TIMEOUT_S)
+        except KafkaException as exc:
+            raise kafka_failure(f"commit offsets of group {group_name}", kafka_config, exc) from exc
 
 
 @task(name="translate-consumer-groups", cache_policy=NO_CACHE, **RETRY_OPTIONS)

@@ -1,36 +1,33 @@
-"""Producing one restore unit, exactly once and resumably.
+"""Producing restore units exactly once and resumably, several to a transaction.
 
 A unit's records come decoded, a batch of columns at a time (tasks.restore.decode). For each
 batch: the restore window as a mask, routing (layout.restore.routing), the digests of what each
-target partition receives, then one tight `produce` loop through the unit's transactional writer
-(tasks.restore.writer), committing every `plan.batch` records together with the count restored
-so far. A run resumes after what an earlier run of the same restore committed: the records
-before that count are decoded and digested again (the digests cover everything) but not
-produced. A broker outage is ridden out: the unit starts again from its committed count with a
-fresh producer until it goes `recovery_s` without progress. Every loop checks `tasks.runtime.shutdown`:
-a stop request aborts the open transaction and ends the unit within seconds.
+target partition receives, then one tight `produce` loop through the work unit's transactional
+writer (tasks.restore.writer). The units of a work unit (tasks.restore.work) are produced one
+after another into one stream of transactions (`WorkTransaction`): each commits once it holds
+`plan.batch` records, whichever units they belong to, together with the count each of those
+units has restored so far (its own consumer group). A run resumes after what an earlier run of
+the same restore committed: the records before that count are decoded and digested again (the
+digests cover everything) but not produced. Every loop checks `tasks.runtime.shutdown`: a stop
+request aborts the open transaction and ends the work unit within seconds.
 
-Before its first record a unit commits an empty transaction with count 0: from then on its
-group's metadata says where in the target it began, so a rerun (and the check that refuses a
-non-empty target) can tell the unit's own records from records that were there before.
-
-`restore_unit` is the plain function; `restore_unit_task` its thin retryable task.
+A unit's first commit carries, in its group's metadata, where in the target it began (`starts`,
+measured before its first record): no record of a unit is ever committed without it, so a rerun
+(and the check that refuses a non-empty target) can tell the unit's own records from records
+that were there before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from formats.columns import header_lists, records_digest_inputs
@@ -42,28 +39,14 @@ from layout.restore.digests import SegmentDigests, hash_rows
 from layout.restore.order import SourceBatch
 from layout.restore.plan import RestorePlan, RestoreUnit
 from layout.restore.routing import target_partitions_of
-from tasks.restore.decode import unit_records
-from tasks.restore.errors import RestoreStalledError, TargetPartitionsError, TransactionFatalError
-from tasks.restore.writer import (
-    TransactionalWriter,
-    UnitProgress,
-    committed,
-    high_watermarks,
-    unit_names,
-)
+from tasks.restore.errors import TargetPartitionsError
+from tasks.restore.writer import GroupCommit, TransactionalWriter, unit_names
 from tasks.runtime import shutdown
-from tasks.runtime.retry import RETRY_OPTIONS
-from tasks.services.errors import KbackupError, is_retryable
-
-if TYPE_CHECKING:
-    from tasks.services.object_store import ObjectStore
 
 ProgressCallback = Callable[[int, int], None]
-RECOVERY_S = 120  # how long a unit retries without progress (a commit or a delivered record)
+RECOVERY_S = 120  # how long a work unit retries without progress (a commit or a delivered record)
 CHECK_EVERY = 256  # records between stop checks (and looks at the producer's queue)
 CREATE_TIME = int(TimestampType.CREATE_TIME)
-
-log = logging.getLogger(__name__)
 
 
 class PartitionOutcome(BaseModel):
@@ -95,86 +78,6 @@ class UnitResult(BaseModel):
     )
     last_source_offset: int | None = None
     problems: list[str] = Field(default_factory=list)
-
-
-def restore_unit(
-    plan: RestorePlan,
-    unit: RestoreUnit,
-    kafka_config: dict[str, Any],
-    store: ObjectStore,
-    target_partitions: int,
-    on_progress: ProgressCallback | None = None,
-    grow_target: bool = False,
-    recovery_s: float = RECOVERY_S,
-) -> UnitResult:
-    """Produce the unit's selected records into the target, resuming after what a previous run
-    of the same restore committed. With `grow_target` (a topic this restore created, records
-    routed by their metadata's partition), the topic gets the partitions the records name.
-    Raises (naming the object) on corrupt objects and ordering violations; what was committed
-    before stays and is resumed from. A broker outage is ridden out: the unit starts again from
-    its committed count with a fresh producer until it goes `recovery_s` without progress, then
-    fails with RestoreStalledError."""
-    started = time.monotonic()
-    progress = UnitProgress(unit.target_topic, unit.unit_id, recovery_s)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            result = _attempt(
-                plan, unit, kafka_config, store, target_partitions, on_progress, grow_target, progress
-            )
-        except (RestoreStalledError, TransactionFatalError):
-            raise
-        except KbackupError as exc:
-            if not is_retryable(exc):
-                raise
-            if progress.expired():
-                raise progress.stalled(str(exc)) from exc
-            log.warning(
-                "restore of %s into %s: %s; starting again after its %d committed records",
-                unit.unit_id,
-                unit.target_topic,
-                exc,
-                progress.committed,
-            )
-            shutdown.sleep(min(1.0 * attempt, 5.0))
-            continue
-        return result.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
-
-
-def _attempt(
-    plan: RestorePlan,
-    unit: RestoreUnit,
-    kafka_config: dict[str, Any],
-    store: ObjectStore,
-    target_partitions: int,
-    on_progress: ProgressCallback | None,
-    grow_target: bool,
-    progress: UnitProgress,
-) -> UnitResult:
-    """One pass over the unit's records with one producer, producing what comes after the
-    committed count."""
-    transactional_id, group = unit_names(plan, unit)
-    writer = TransactionalWriter(kafka_config, transactional_id, group, progress)
-    try:
-        # First fence a killed (or wedged) earlier producer: init_transactions aborts its open
-        # transaction, which otherwise holds the group's committed offset (read below).
-        writer.init()
-        done, metadata = committed(kafka_config, group, unit.target_topic)
-        progress.committed = done
-        if progress.resumed_from is None:
-            progress.resumed_from = done
-        progress.moved()
-        run = _UnitRun(plan, unit, kafka_config, target_partitions, grow_target, writer, done, metadata)
-        for source in unit_records(store, plan, unit):
-            shutdown.raise_if_stopping()
-            run.add(source, on_progress)
-        return run.finish(on_progress)
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        writer.close()
 
 
 def window_mask(window: Window, offsets: np.ndarray, timestamps: pa.Array) -> np.ndarray | None:
@@ -218,60 +121,116 @@ def _lengths(array: pa.Array) -> np.ndarray:
     return pc.fill_null(pc.binary_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-class _UnitRun:
+class WorkTransaction:
+    """The open transaction of a work unit's writer, across its units: begun before a record,
+    committed once it holds `batch_size` records (and when the work unit ends), with the progress
+    of every unit that moved in it; `on_commit` hears which units those were."""
+
+    def __init__(
+        self,
+        writer: TransactionalWriter,
+        batch_size: int,
+        on_commit: Callable[[list[UnitRun]], None],
+    ) -> None:
+        self.writer = writer
+        self.batch_size = max(1, batch_size)
+        self.on_commit = on_commit
+        self.held = 0  # records in the open transaction
+        self.moved: dict[int, UnitRun] = {}  # the units with records in it, by id(), in order
+
+    @property
+    def room(self) -> int:
+        return self.batch_size - self.held
+
+    def begin(self) -> None:
+        if not self.writer.in_transaction:
+            self.writer.begin()
+
+    def add(self, run: UnitRun, records: int) -> None:
+        """`records` of `run` were produced into the open transaction; commit when it is full."""
+        self.held += records
+        self.moved[id(run)] = run
+        if self.held >= self.batch_size:
+            self.commit()
+
+    def commit(self) -> None:
+        if not self.moved:
+            return
+        runs = list(self.moved.values())
+        self.writer.commit([run.group_commit() for run in runs])
+        self.moved.clear()
+        self.held = 0
+        for run in runs:
+            run.committed()
+        self.on_commit(runs)
+
+    def holds(self, run: UnitRun) -> bool:
+        return id(run) in self.moved
+
+
+class UnitRun:
     """One attempt's pass over a unit's decoded batches: the window, routing and digests computed
     on columns, then one tight `produce` loop per batch (no callback per record; a failed
-    delivery fails the transaction's commit), committing every `plan.batch` records."""
+    delivery fails the transaction's commit) into the work unit's transaction."""
 
     def __init__(
         self,
         plan: RestorePlan,
         unit: RestoreUnit,
-        kafka_config: dict[str, Any],
-        target_partitions: int,
+        txn: WorkTransaction,
+        sizes: dict[str, int],
         grow_target: bool,
-        writer: TransactionalWriter,
         done: int,
         metadata: dict[str, Any],
+        starts: dict[int, int],
+        written_bytes: int = 0,
+        resumed_from: int = 0,
     ) -> None:
-        self.plan, self.unit, self.writer = plan, unit, writer
+        """`sizes`: the work unit's target partition counts (topic -> count, updated when a unit
+        grows its topic); `done`, `metadata`: the unit's committed progress; `starts`: the high
+        watermarks of its target partitions before this attempt produced (used when `metadata`
+        has none); `written_bytes`: what earlier attempts of this run committed of it."""
+        self.plan, self.unit, self.txn, self.writer = plan, unit, txn, txn.writer
         self.topic = unit.target_topic
-        self.target_partitions = target_partitions
+        self.group = unit_names(plan, unit)[1]
+        self.sizes = sizes
+        self.target_partitions = sizes[self.topic]
         self.grow_target = grow_target
         self.done = done  # records an earlier run committed: decoded and digested, not produced
+        self.resumed_from = resumed_from
         if unit.routing == "preserve":
             assert unit.target_partition is not None
             self.partitions = [unit.target_partition]
         else:
-            self.partitions = list(range(target_partitions))
-        # Where in each target partition the unit began: from its first commit's metadata, or now.
-        self.starts = {int(p): o for p, o in metadata.get("starts", {}).items()} or high_watermarks(
-            kafka_config, self.topic, self.partitions
-        )
+            self.partitions = list(range(self.target_partitions))
+        # Where in each target partition the unit began: from its first commit's metadata, or now
+        # (a partition added by this restore begins at 0).
+        began = {int(p): o for p, o in metadata.get("starts", {}).items()}
+        self.starts = began or {p: starts.get(p, 0) for p in self.partitions}
         self.digests = {p: hashlib.sha256() for p in self.partitions}
         self.counts = dict.fromkeys(self.partitions, 0)
         self.segment_digests = SegmentDigests(unit)
         self.pending = sorted(unit.translate_offsets)  # source offsets still to place
         self.points: dict[int, int] = {}
         self.selected = self.decoded = 0
-        self.written_bytes = writer.progress.committed_bytes  # an earlier attempt's committed part counts
-        self.in_transaction = 0
+        self.written_bytes = self.committed_bytes = written_bytes
+        self.count = self.committed_count = done  # selected records produced / committed so far
+        self._committing = (done, written_bytes)
         self.timestamps_kept = True
         self.last_source: int | None = None
         self.objects_seen: set[str] = set()
-        self.last_report = 0.0
-        self.batch_size = max(1, plan.batch)
+        self.last_report = time.monotonic()  # a small unit reports once, when it is done
         self.id_changes = {old: new for old, new in plan.schema_id_map.items() if old != new}
-        if not metadata:
-            # Mark the beginning before the first record: the group's metadata now says where in
-            # the target this unit began, so its own records are never taken for someone else's.
-            self.commit(0)
 
-    def commit(self, count: int) -> None:
+    def group_commit(self) -> GroupCommit:
+        """The unit's progress for the transaction being committed; its metadata says where the
+        unit began (a unit's first commit always carries its records with it)."""
         metadata = json.dumps({"src": self.last_source, "starts": self.starts}, separators=(",", ":"))
-        self.writer.commit(self.topic, count, metadata)
-        self.writer.progress.committed_bytes = self.written_bytes
-        self.in_transaction = 0
+        self._committing = (self.count, self.written_bytes)
+        return GroupCommit(self.group, self.topic, self.count, metadata)
+
+    def committed(self) -> None:
+        self.committed_count, self.committed_bytes = self._committing
 
     def add(self, source: SourceBatch, on_progress: ProgressCallback | None) -> None:
         """Select, route, digest and produce one decoded batch."""
@@ -322,6 +281,7 @@ class _UnitRun:
                 beyond = int(targets[np.argmax(targets >= self.target_partitions)])
                 raise TargetPartitionsError(self.topic, beyond + 1, self.target_partitions)
             self.target_partitions = self.writer.grow_topic(self.topic, int(targets.max()) + 1)
+            self.sizes[self.topic] = self.target_partitions
             for added in range(len(self.partitions), self.target_partitions):
                 self.partitions.append(added)
                 self.starts[added] = 0
@@ -356,9 +316,9 @@ class _UnitRun:
         first: int,
         on_progress: ProgressCallback | None,
     ) -> None:
-        """Produce `batch` (its first record being the unit's `first`-th selected one), committing
-        whenever a transaction holds `batch_size` records."""
-        writer, topic = self.writer, self.topic
+        """Produce `batch` (its first record being the unit's `first`-th selected one) into the
+        work unit's transaction, which commits whenever it holds its batch of records."""
+        writer, txn, topic = self.writer, self.txn, self.topic
         values = batch.column("value").to_pylist()
         keys = batch.column("key").to_pylist()
         headers = header_lists(batch.column("headers"))
@@ -370,9 +330,8 @@ class _UnitRun:
         count = len(values)
         position = 0
         while position < count:
-            if self.in_transaction == 0:
-                writer.begin()
-            end = min(count, position + CHECK_EVERY, position + self.batch_size - self.in_transaction)
+            txn.begin()
+            end = min(count, position + CHECK_EVERY, position + txn.room)
             for i in range(position, end):
                 try:
                     produce(
@@ -393,22 +352,20 @@ class _UnitRun:
                         timestamp=stamps[i],
                     )
             writer.produced(end - position)
-            self.in_transaction += end - position
             self.written_bytes = base_bytes + sizes[end - 1]
             self.last_source = int(offsets[end - 1])
-            position = end
+            self.count = first + end
             shutdown.raise_if_stopping()
-            if self.in_transaction >= self.batch_size:
-                self.commit(first + end)
+            txn.add(self, end - position)  # commits when the transaction is full
+            position = end
             if on_progress and time.monotonic() - self.last_report > 0.5:
                 on_progress(first + end, self.written_bytes)
                 self.last_report = time.monotonic()
 
     def finish(self, on_progress: ProgressCallback | None) -> UnitResult:
-        """Commit the rest, check the decoded records against the manifest, and say what was done."""
+        """Check the decoded records against the manifest and say what was done; what the open
+        transaction holds of the unit is committed with it (the result counts once it is)."""
         plan, unit = self.plan, self.unit
-        if self.in_transaction:
-            self.commit(self.selected)
         while self.pending:
             self.points[self.pending.pop(0)] = self.selected
         where = unit.objects[-1].key if unit.objects else plan.prefix
@@ -424,7 +381,7 @@ class _UnitRun:
             raise CorruptObjectError(plan.bucket, where, "; ".join(problems))
         if on_progress:
             on_progress(self.selected, self.written_bytes)
-        resumed_from = self.writer.progress.resumed_from or 0
+        resumed_from = self.resumed_from
         return UnitResult(
             unit_id=unit.unit_id,
             source_topic=unit.source_topic,
@@ -451,29 +408,3 @@ class _UnitRun:
             translate_points=self.points,
             last_source_offset=self.last_source,
         )
-
-
-@task(
-    name="restore-partition",
-    cache_policy=NO_CACHE,
-    task_run_name="restore {unit.unit_id} → {unit.target_topic}",
-    **RETRY_OPTIONS,
-)
-def restore_unit_task(
-    plan: RestorePlan, unit: RestoreUnit, target_partitions: int, grow_target: bool = False
-) -> UnitResult:
-    from tasks.runtime.progress import flush_progress, report_progress
-    from tasks.services.kafka.clients import client_config
-    from tasks.services.object_store import open_store
-
-    total = sum(o.record_count or 0 for o in unit.objects)
-
-    def on_progress(records: int, written: int) -> None:
-        report_progress(unit.target_topic, unit.source_partition or 0, records, max(total, records), written)
-
-    try:
-        return restore_unit(
-            plan, unit, client_config(), open_store(), target_partitions, on_progress, grow_target
-        )
-    finally:
-        flush_progress()

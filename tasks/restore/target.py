@@ -8,12 +8,11 @@ Plain functions with thin retryable tasks at the bottom.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -24,10 +23,10 @@ from core.errors import InputError
 from layout.restore.plan import RestorePlan
 from layout.schemas import StoredSchema
 from tasks.restore.errors import TargetNotEmptyError, TargetPartitionsError
-from tasks.restore.writer import committed_progress
+from tasks.restore.writer import committed_progress, restore_group_offsets
 from tasks.runtime import shutdown
 from tasks.runtime.retry import RETRY_OPTIONS
-from tasks.services.kafka.admin import admin_client, cluster_metadata, kafka_failure
+from tasks.services.kafka.admin import admin_client, cluster_metadata, kafka_failure, partition_offsets
 from tasks.services.kafka.calls import LOOKUP_TIMEOUT_S
 
 # Configs that describe the source cluster's topic, not data placement: never copied.
@@ -129,9 +128,17 @@ def prepare_targets(
                         raise kafka_failure(f"create topic {target.name}", kafka_config, exc) from exc
                 _wait_for_topic(admin, kafka_config, target.name, partitions)
                 created = True
-        retention = _retention_ms(
-            admin, kafka_config, target.name, target.configs, dry_run and not created and existing is None
+        infos.append(TargetInfo(name=target.name, partitions=partitions, created=created, warnings=warnings))
+    # Every target's retention in one request (a dry run's targets to be created: as planned).
+    planned_only = {t.name for t in plan.targets if dry_run and metadata.topics.get(t.name) is None}
+    retentions = _retentions_ms(admin, [t.name for t in plan.targets if t.name not in planned_only])
+    for target, info in zip(plan.targets, infos, strict=True):
+        retention = (
+            _planned_retention_ms(target.configs)
+            if target.name in planned_only
+            else retentions.get(target.name)
         )
+        warnings = info.warnings
         if retention is not None and retention >= 0 and target.oldest_timestamp is not None:
             deadline = target.oldest_timestamp + retention
             if deadline < time.time() * 1000:
@@ -141,34 +148,29 @@ def prepare_targets(
                     f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(target.oldest_timestamp / 1000))}); "
                     "set retention.ms=-1 on the target to keep them"
                 )
-        infos.append(TargetInfo(name=target.name, partitions=partitions, created=created, warnings=warnings))
     return infos
 
 
 def watermarks(
     kafka_config: dict[str, Any], topic: str, partitions: Sequence[int]
 ) -> dict[int, tuple[int, int]]:
-    """(low, high) watermark of each partition."""
-    consumer = Consumer({**kafka_config, "group.id": "kbackup-restore-watermarks", "log_level": 3})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=LOOKUP_TIMEOUT_S)
-            for p in partitions
-        }
-    except KafkaException as exc:
-        raise kafka_failure(f"watermarks of {topic}", kafka_config, exc) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            consumer.close()
+    """(low, high) watermark of each partition, in one batched ListOffsets per bound."""
+    admin = admin_client(kafka_config)
+    wanted = [(topic, p) for p in partitions]
+    low = partition_offsets(admin, kafka_config, wanted, "earliest")
+    high = partition_offsets(admin, kafka_config, wanted, "latest")
+    return {p: (low[(topic, p)], high[(topic, p)]) for p in partitions}
 
 
 def refuse_foreign_records(
     plan: RestorePlan, kafka_config: dict[str, Any], topic: str, partition_count: int
 ) -> None:
     """Raise TargetNotEmptyError when a partition this restore writes holds records it did not
-    write. Its own (a rerun resuming after a kill) lie at or after where each unit began, which
-    the unit's group commits before its first record (tasks.restore.writer); anything below is
-    someone else's. Counted by offsets (transaction markers included)."""
+    write. Its own (a rerun resuming after a kill) lie at or after where the restore began, which
+    its group records before any record is produced (tasks.restore.fence), and where each unit
+    began, which the unit's group commits with its first records (tasks.restore.produce; restores
+    by older versions committed it before); anything below both is someone else's. Counted by
+    offsets (transaction markers and aborted records included)."""
     units = [u for u in plan.units if u.target_topic == topic]
     written = {
         u.target_partition for u in units if u.routing == "preserve" and u.target_partition is not None
@@ -182,7 +184,9 @@ def refuse_foreign_records(
     }
     if not occupied:
         return
-    began: dict[int, int] = {}
+    admin = admin_client(kafka_config)
+    recorded = restore_group_offsets(admin, kafka_config, plan, [(topic, p) for p in sorted(occupied)])
+    began: dict[int, int] = {p: offset for (_, p), (offset, _) in recorded.items()}
     for progress in committed_progress(kafka_config, plan, units).values():
         for partition, start in progress.starts.items():
             began[partition] = min(start, began.get(partition, start))
@@ -209,24 +213,31 @@ def _wait_for_topic(admin: Any, config: dict[str, Any], topic: str, partitions: 
         shutdown.sleep(0.2)
 
 
-def _retention_ms(
-    admin: Any, config: dict[str, Any], topic: str, planned: dict[str, str], planned_only: bool
-) -> int | None:
-    if planned_only:
-        value = planned.get("retention.ms")
-        return int(value) if value is not None else 7 * 24 * 3600 * 1000
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    try:
-        configs = admin.describe_configs([resource], request_timeout=LOOKUP_TIMEOUT_S)[resource].result(
-            timeout=LOOKUP_TIMEOUT_S
-        )
-    except KafkaException:
-        return None
-    entry = configs.get("retention.ms")
-    cleanup = configs.get("cleanup.policy")
-    if cleanup is not None and "delete" not in str(cleanup.value):
-        return None
-    return int(entry.value) if entry is not None and entry.value is not None else None
+def _planned_retention_ms(planned: dict[str, str]) -> int:
+    value = planned.get("retention.ms")
+    return int(value) if value is not None else 7 * 24 * 3600 * 1000
+
+
+def _retentions_ms(admin: Any, topics: Sequence[str]) -> dict[str, int | None]:
+    """Each topic's time retention (None: none, not deleting, or not readable), described at once."""
+    resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in topics]
+    if not resources:
+        return {}
+    futures = admin.describe_configs(resources, request_timeout=LOOKUP_TIMEOUT_S)
+    found: dict[str, int | None] = {}
+    for resource, topic in zip(resources, topics, strict=True):
+        try:
+            configs = futures[resource].result(timeout=LOOKUP_TIMEOUT_S)
+        except KafkaException:
+            found[topic] = None
+            continue
+        entry = configs.get("retention.ms")
+        cleanup = configs.get("cleanup.policy")
+        if cleanup is not None and "delete" not in str(cleanup.value):
+            found[topic] = None
+        else:
+            found[topic] = int(entry.value) if entry is not None and entry.value is not None else None
+    return found
 
 
 # --- tasks -----------------------------------------------------------------------------------

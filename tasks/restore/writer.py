@@ -1,18 +1,21 @@
-"""The transactional writer of a restore unit: begin, produce, commit, resume.
+"""The transactional writer of a restore work unit: begin, produce, commit, resume.
 
-One transactional producer per unit attempt (idempotent, acks=all). Every `batch` records, one
-transaction holds the records *and*, through `send_offsets_to_transaction`, the number of
-selected records restored so far as the committed offset of a restore-specific consumer group
-(metadata: the last source offset and where in the target the restore started). A restore that
-is killed loses its open transaction (the next `init_transactions` aborts it); started again,
-it reads the committed count back (`committed`) and continues after it: no duplicates, no holes.
+One transactional producer per work-unit attempt (idempotent, acks=all), under the id of the
+work unit's slot (`slot_id`, kbackup-restore-{restore_id}-w{slot}). A work unit restores several
+units (source partitions) one after another; every `batch` records, one transaction holds the
+records *and*, through one `send_offsets_to_transaction` per unit whose count moved in it, each of
+those units' number of selected records restored so far as the committed offset of the unit's own
+consumer group (`unit_names`; metadata: the last source offset and where in the target the unit
+began). A restore that is killed loses its open transaction (fencing aborts it,
+tasks.restore.fence); started again, each unit reads its committed count back (`committed`) and
+continues after it: no duplicates, no holes, however the units are grouped this time.
 
 Every blocking call goes through `tasks.services.kafka.calls.bounded_call`: a call that has not returned
-some seconds after its own timeout marks the producer wedged; it is abandoned and the unit
+some seconds after its own timeout marks the producer wedged; it is abandoned and the work unit
 starts again with a fresh producer under the same transactional id, whose `init_transactions`
 fences the old one and aborts its open transaction. Retriable errors are retried in place a few
-times; `txn_requires_abort()` errors abort; fatal errors, and a unit that makes no progress (no
-commit, no delivered record) for its recovery time, fail naming the target and what is
+times; `txn_requires_abort()` errors abort; fatal errors, and a work unit that makes no progress
+(no commit, no delivered record) for its recovery time, fail naming the target and what is
 committed.
 
 The producer reports failed deliveries only (delivery.report.only.error): no Python callback per
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +47,7 @@ from layout.restore.plan import RestorePlan, RestoreUnit
 from tasks.restore.errors import RestoreStalledError, TransactionFatalError
 from tasks.runtime import shutdown
 from tasks.services.errors import KafkaOperationError
-from tasks.services.kafka.admin import admin_client, admin_result, kafka_failure
+from tasks.services.kafka.admin import admin_client, admin_result, kafka_failure, partition_offsets
 from tasks.services.kafka.calls import (
     LOOKUP_TIMEOUT_S,
     TXN_TIMEOUT_S,
@@ -55,7 +59,7 @@ from tasks.services.kafka.calls import (
     dispose,
 )
 
-IN_PLACE_RETRIES = 3  # retriable errors of one call before the unit starts again with a new producer
+IN_PLACE_RETRIES = 3  # retriable errors of one call before the work unit starts again with a new producer
 ANCHOR_PARTITION = 0  # the target partition each unit's bookkeeping offset is committed on
 POLL_EVERY = 8192  # records between polls of the producer's events
 
@@ -63,9 +67,24 @@ log = logging.getLogger(__name__)
 
 
 def unit_names(plan: RestorePlan, unit: RestoreUnit) -> tuple[str, str]:
-    """(transactional.id, consumer group) of a unit: stable across reruns of the same restore."""
+    """(transactional.id, consumer group) of a unit: stable across reruns of the same restore.
+    The group holds the unit's progress; the transactional id is the one restores made before
+    work units (one producer per unit), fenced when such a restore is resumed."""
     name = f"kbackup-restore-{plan.restore_id}-{unit.target_topic}-{unit.unit_id}"
     return name, name
+
+
+def slot_id(plan: RestorePlan, slot: int) -> str:
+    """The transactional.id of a work unit's slot (0..N-1): the same slot of every run of a restore
+    shares it, so that a rerun's producer fences the earlier run's."""
+    return f"kbackup-restore-{plan.restore_id}-w{slot}"
+
+
+def restore_group(plan: RestorePlan) -> str:
+    """The restore's own consumer group: its offsets say where the restore began in each target
+    partition, their metadata on the first target's partition 0 how many slots its runs used
+    (tasks.restore.fence)."""
+    return f"kbackup-restore-{plan.restore_id}"
 
 
 def producer_config(config: dict[str, Any], transactional_id: str) -> dict[str, Any]:
@@ -95,41 +114,68 @@ class AbortRequiredError(KafkaOperationError):
 
 # --- committed progress: where a unit resumes ----------------------------------------------
 
+Progress = tuple[int, dict[str, Any]]  # (records restored, metadata; {}: the unit never began)
 
-def committed(config: dict[str, Any], group: str, topic: str) -> tuple[int, dict[str, Any]]:
-    """(records restored so far, metadata) of a unit, from its consumer group's committed offset;
-    ({} metadata: the unit never began). Call it after `init_transactions`, which aborts a killed
-    run's open transaction: until then its offsets hold the stable read back."""
-    admin = admin_client(config)
+
+def read_progress(
+    admin: Any, config: dict[str, Any], reads: Sequence[tuple[str, str]], require_stable: bool
+) -> list[Progress | None]:
+    """The committed progress of each (group, topic) in `reads`, through the admin API (which,
+    unlike a consumer's committed(), reports a missing group ACL at once as an authorization
+    error), all groups asked at once; None where an open transaction holds the group's offsets
+    (UNSTABLE_OFFSET_COMMIT, only with `require_stable`)."""
+    futures = [
+        admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, ANCHOR_PARTITION)])],
+            require_stable=require_stable,
+            request_timeout=LOOKUP_TIMEOUT_S,
+        )[group]
+        for group, topic in reads
+    ]
+    found: list[Progress | None] = []
+    for (group, _), future in zip(reads, futures, strict=True):
+        try:
+            [tp] = admin_result(admin, future, LOOKUP_TIMEOUT_S).topic_partitions
+        except KafkaException as exc:
+            if _unstable(exc.args[0] if exc.args else None):
+                found.append(None)
+                continue
+            raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
+        found.append(None if _unstable(tp.error) else _decode(tp))
+    return found
+
+
+def _unstable(error: Any) -> bool:
+    return isinstance(error, KafkaError) and error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT
+
+
+def committed(config: dict[str, Any], reads: Sequence[tuple[str, str]], admin: Any = None) -> list[Progress]:
+    """(records restored so far, metadata) of each (group, topic), read concurrently. Call it after
+    fencing (tasks.restore.fence) and `init_transactions`, which abort a killed run's open
+    transactions: until then their offsets hold the stable read back. Groups whose offsets are
+    still settling are asked again for a while."""
+    admin = admin or admin_client(config)
+    found: list[Progress | None] = [None] * len(reads)
+    waiting = list(range(len(reads)))
     deadline = time.monotonic() + LOOKUP_TIMEOUT_S
     while True:
-        try:
-            return _read_progress(admin, config, group, topic, require_stable=True)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            # The aborted transaction's offsets may still be settling at the group coordinator.
-            unstable = isinstance(error, KafkaError) and error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT
-            if not unstable or time.monotonic() >= deadline:
-                raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
-            shutdown.sleep(0.2)
+        answers = read_progress(admin, config, [reads[i] for i in waiting], require_stable=True)
+        for index, answer in zip(waiting, answers, strict=True):
+            found[index] = answer
+        waiting = [i for i in waiting if found[i] is None]
+        if not waiting:
+            return [progress for progress in found if progress is not None]
+        if time.monotonic() >= deadline:
+            group = reads[waiting[0]][0]
+            raise KafkaOperationError(
+                f"read committed offsets of {group}",
+                "an open transaction still holds them (UNSTABLE_OFFSET_COMMIT)",
+                retryable=True,
+            )
+        shutdown.sleep(0.2)
 
 
-def _read_progress(
-    admin: Any, config: dict[str, Any], group: str, topic: str, require_stable: bool
-) -> tuple[int, dict[str, Any]]:
-    """The unit's committed progress through the admin API, which (unlike a consumer's
-    committed()) reports a missing group ACL at once as an authorization error."""
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, ANCHOR_PARTITION)])
-    future = admin.list_consumer_group_offsets(
-        [request], require_stable=require_stable, request_timeout=LOOKUP_TIMEOUT_S
-    )[group]
-    [tp] = admin_result(admin, future).topic_partitions
-    if tp.error is not None and tp.error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT:
-        raise KafkaException(tp.error)
-    return _decode(tp)
-
-
-def _decode(tp: Any) -> tuple[int, dict[str, Any]]:
+def _decode(tp: Any) -> Progress:
     if tp.error or tp.offset < 0:
         return 0, {}
     try:
@@ -152,37 +198,80 @@ def committed_progress(
     kafka_config: dict[str, Any], plan: RestorePlan, units: Sequence[RestoreUnit]
 ) -> dict[str, CommittedProgress]:
     """Each unit's last *committed* progress, through the admin API without waiting for open
-    transactions (require_stable=False): what a rerun would at least resume from."""
+    transactions (require_stable=False), every unit's group asked at once: what a rerun would
+    at least resume from."""
     admin = admin_client(kafka_config)
+    reads = [(unit_names(plan, unit)[1], unit.target_topic) for unit in units]
     result: dict[str, CommittedProgress] = {}
-    for unit in units:
-        _, group = unit_names(plan, unit)
-        try:
-            records, metadata = _read_progress(admin, kafka_config, group, unit.target_topic, False)
-        except KafkaException as exc:
-            raise kafka_failure(f"read committed offsets of {group}", kafka_config, exc) from exc
+    for unit, found in zip(units, read_progress(admin, kafka_config, reads, False), strict=True):
+        records, metadata = found or (0, {})
         starts = {int(p): int(o) for p, o in (metadata.get("starts") or {}).items()}
         result[unit.unit_id] = CommittedProgress(records=records, starts=starts)
     return result
 
 
-def high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
-    consumer = Consumer({**config, "group.id": "kbackup-restore-watermarks", "log_level": 3})
+def restore_group_offsets(
+    admin: Any, config: dict[str, Any], plan: RestorePlan, partitions: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], Progress]:
+    """The restore's own group's committed (offset, metadata) on each of `partitions` that has
+    one: where in each target partition the restore began (tasks.restore.fence)."""
+    if not partitions:
+        return {}
+    group = restore_group(plan)
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(t, p) for t, p in dict.fromkeys(partitions)]
+    )
     try:
-        result = {}
-        for partition in partitions:
-            operation = f"watermarks of {topic}/{partition}"
-            try:
-                where = TopicPartition(topic, partition)
-                _, high = bounded_call(
-                    operation,
-                    lambda: consumer.get_watermark_offsets(where, timeout=LOOKUP_TIMEOUT_S),  # noqa: B023 - called at once
-                    LOOKUP_TIMEOUT_S + WATCHDOG_GRACE_S,
-                )
-            except KafkaException as exc:
-                raise kafka_failure(operation, config, exc) from exc
-            result[partition] = high
-        return result
+        future = admin.list_consumer_group_offsets([request], request_timeout=LOOKUP_TIMEOUT_S)[group]
+        found = admin_result(admin, future, LOOKUP_TIMEOUT_S).topic_partitions
+    except KafkaException as exc:
+        raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
+    return {(tp.topic, tp.partition): _decode(tp) for tp in found if not tp.error and tp.offset >= 0}
+
+
+def high_watermarks(
+    config: dict[str, Any], partitions: Sequence[tuple[str, int]], admin: Any = None
+) -> dict[tuple[str, int], int]:
+    """The high watermark of each (topic, partition), in one batched ListOffsets."""
+    if not partitions:
+        return {}
+    return partition_offsets(admin or admin_client(config), config, partitions, "latest")
+
+
+@dataclass(frozen=True)
+class GroupCommit:
+    """One unit's progress, committed with a transaction: `count` records restored, as the
+    offset of the unit's group on (`topic`, ANCHOR_PARTITION), with `metadata`."""
+
+    group: str
+    topic: str
+    count: int
+    metadata: str
+
+
+_PROBE_GROUP = "kbackup-restore-probe"
+_template: list[bytes] = []
+_template_lock = threading.Lock()
+
+
+def group_metadata(config: dict[str, Any], group: str) -> Any:
+    """The consumer-group metadata `send_offsets_to_transaction` takes for `group`, without a
+    consumer per group: librdkafka serialises it (generation -1, no member, as a consumer that never
+    joined has) with the group id NUL-terminated, so one consumer's metadata serves as a template.
+    A consumer of the group itself when the template is not what that expects."""
+    with _template_lock:
+        if not _template:
+            _template.append(_consumer_group_metadata(config, _PROBE_GROUP))
+    template, probe = _template[0], _PROBE_GROUP.encode() + b"\0"
+    if isinstance(template, bytes) and template.count(probe) == 1 and "\0" not in group:
+        return template.replace(probe, group.encode() + b"\0")
+    return _consumer_group_metadata(config, group)
+
+
+def _consumer_group_metadata(config: dict[str, Any], group: str) -> Any:
+    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False, "log_level": 3})
+    try:
+        return consumer.consumer_group_metadata()
     finally:
         close_consumer(consumer)
 
@@ -192,14 +281,13 @@ def high_watermarks(config: dict[str, Any], topic: str, partitions: list[int]) -
 
 @dataclass
 class UnitProgress:
-    """A unit's progress across its attempts: what is committed, and when anything last moved."""
+    """A work unit's progress across its attempts: what is committed (records of all its units),
+    and when anything last moved. `topic` names its targets, `unit_id` the work unit."""
 
     topic: str
     unit_id: str
     recovery_s: float
     committed: int = 0
-    committed_bytes: int = 0  # key and value bytes this run produced and committed
-    resumed_from: int | None = None
     last_moved: float = field(default_factory=time.monotonic)
 
     def moved(self) -> None:
@@ -215,15 +303,12 @@ class UnitProgress:
 
 
 class TransactionalWriter:
-    """One attempt's transactional producer and group metadata; every call bounded, retriable
-    errors retried in place a few times, the rest classified for restore_unit."""
+    """One attempt's transactional producer; every call bounded, retriable errors retried in place
+    a few times, the rest classified for the work unit (tasks.restore.work)."""
 
-    def __init__(
-        self, kafka_config: dict[str, Any], transactional_id: str, group: str, progress: UnitProgress
-    ) -> None:
+    def __init__(self, kafka_config: dict[str, Any], transactional_id: str, progress: UnitProgress) -> None:
         self.config = kafka_config
         self.transactional_id = transactional_id
-        self.group = group
         self.progress = progress
         self.producer: Any = Producer(
             {
@@ -234,10 +319,6 @@ class TransactionalWriter:
         )
         self.queued = 0  # the producer's queue length at the last look (see produced)
         self.unpolled = 0  # records produced since the last poll
-        self.group_consumer: Any = Consumer(
-            {**kafka_config, "group.id": group, "enable.auto.commit": False, "log_level": 3}
-        )
-        self.group_metadata = self.group_consumer.consumer_group_metadata()
         self.wedged = False
         self.in_transaction = False
         self.errors: list[Any] = []
@@ -287,23 +368,27 @@ class TransactionalWriter:
         self.call(f"begin transaction of {self.transactional_id}", self.producer.begin_transaction)
         self.in_transaction = True
 
-    def commit(self, topic: str, count: int, metadata: str) -> None:
-        """Commit the open transaction with `count` as the unit's committed progress."""
+    def commit(self, offsets: Sequence[GroupCommit]) -> None:
+        """Commit the open transaction with each unit's progress in `offsets` (one
+        send_offsets_to_transaction per unit's group: librdkafka takes several in a transaction)."""
         if not self.in_transaction:
             self.begin()
-        offsets = [TopicPartition(topic, ANCHOR_PARTITION, count, metadata=metadata)]
-        self.call(
-            f"send offsets of {self.group}",
-            lambda: self.producer.send_offsets_to_transaction(offsets, self.group_metadata, TXN_TIMEOUT_S),
-        )
+        for offset in offsets:
+            where = [TopicPartition(offset.topic, ANCHOR_PARTITION, offset.count, metadata=offset.metadata)]
+            metadata = group_metadata(self.config, offset.group)
+            self.call(
+                f"send offsets of {offset.group}",
+                lambda: self.producer.send_offsets_to_transaction(where, metadata, TXN_TIMEOUT_S),  # noqa: B023 - called at once
+            )
         self.call(
             f"commit transaction of {self.transactional_id}",
             lambda: self.producer.commit_transaction(TXN_TIMEOUT_S),
         )
         self.in_transaction = False
         if self.errors:  # a failed delivery makes the commit fail; never commit past one
-            raise KafkaOperationError(f"produce to {topic}", str(self.errors[0]), retryable=False)
-        self.progress.committed = count
+            raise KafkaOperationError(
+                f"produce to {self.progress.topic}", str(self.errors[0]), retryable=False
+            )
         self.progress.moved()
         self.queued = len(self.producer)
 
@@ -360,7 +445,6 @@ class TransactionalWriter:
             log.warning("abort transaction of %s failed: %s", self.transactional_id, exc)
 
     def close(self) -> None:
-        close_consumer(self.group_consumer)
         producer, self.producer = self.producer, None
         if not self.wedged:
             dispose(producer)

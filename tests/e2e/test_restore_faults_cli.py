@@ -1,9 +1,12 @@
 """`kbackup restore` through faults, as a user runs it: the broker killed and restarted in the
-middle of a restore (on a Kafka + SeaweedFS of the test session's own), and a restore that fails
-half-way printing what is committed per target partition and the command that resumes it."""
+middle of a restore (on a Kafka + SeaweedFS of the test session's own), a restore that fails
+half-way printing what is committed per target partition and the command that resumes it, and a
+restore killed outright (SIGKILL) resumed by a run that packs the partitions into other work
+units."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
@@ -21,6 +24,7 @@ from tests.support.kafka import (
     wait_for_records,
 )
 from tests.support.restore_backups import build_backup
+from tests.support.topics import topic_digests
 
 RECORDS = 100_000
 # A wedged call is given up after TXN_TIMEOUT_S + WATCHDOG_GRACE_S; a unit that cannot go on fails
@@ -121,5 +125,69 @@ def test_failed_restore_prints_what_is_committed_and_the_command_that_resumes(
         assert by_partition(consume_all(kafka_config, target, 2)) == by_partition(
             consume_all(kafka_config, source, 2)
         )
+    finally:
+        admin.delete_topics([target])
+
+
+def test_a_killed_restore_rerun_with_other_work_units_is_exactly_once(
+    kafka_config, s3, admin, filled_topic, bucket, unique_name, stack_env, tmp_path
+):
+    """SIGKILL mid-restore leaves transactions open under the work units' slots (5 work units on
+    a process pool); the rerun packs the 12 partitions into 2 work units (another --concurrency and
+    task runner), whose producers take over slots 0 and 1 only: it fences all 5 slots before it
+    produces, and every partition ends up exactly as the source, no record twice or missing."""
+    partitions, records = 12, 120_000
+    source = filled_topic(
+        "src", partitions, numbered_messages(records, partitions, key="k{i:06d}", value=100)
+    )
+    build_backup(s3, kafka_config, source, partitions, bucket, "k", per_object=2_500)
+    target = unique_name("dst")
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:k LIMIT 1000"
+    log = tmp_path / "killed.log"
+    try:
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                kbackup_command("restore", "--kcql", kcql, "--concurrency", "5"),
+                env=user_environment(tmp_path, stack_env),
+                cwd=tmp_path,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            try:
+                written = wait_for_records(
+                    kafka_config,
+                    target,
+                    partitions,
+                    more_than=records // 5,
+                    timeout=180,
+                    running=lambda: process.poll() is None,
+                )
+                assert process.poll() is None, f"the restore ended before it was killed:\n{log.read_text()}"
+                assert written < records
+            finally:
+                process.send_signal(signal.SIGKILL)
+                process.wait(30)
+        assert "5 tasks on" in log.read_text(), log.read_text()
+
+        rerun = run_kbackup(
+            "restore",
+            "--kcql",
+            kcql,
+            "--concurrency",
+            "2",
+            "--task-runner",
+            "threads",
+            cwd=tmp_path,
+            env=stack_env,
+            timeout=600,
+        )
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert "2 tasks on threads" in rerun.stderr, rerun.stderr
+        assert "fenced 5 transactional ids earlier runs of restore" in rerun.stderr, rerun.stderr
+        restored = consume_all(kafka_config, target, partitions)
+        original = consume_all(kafka_config, source, partitions)
+        assert len(restored) == len(original) == records
+        assert topic_digests(restored) == topic_digests(original)
     finally:
         admin.delete_topics([target])

@@ -97,8 +97,15 @@ def test_full_preflight_finds_other_bytes_of_the_same_size(
     assert not _topic_exists(admin, target)
 
 
+# concurrency 1: both partitions in one work unit (one producer, transactions spanning both)
+WORK_UNITS = pytest.mark.parametrize(
+    "concurrency", [4, 1], ids=["a-work-unit-per-partition", "one-work-unit"]
+)
+
+
+@WORK_UNITS
 def test_failure_mid_restore_reports_what_is_committed_and_a_rerun_resumes(
-    kafka_config, s3, admin, create_topic, bucket, unique_name
+    kafka_config, s3, admin, create_topic, bucket, unique_name, concurrency
 ):
     source = _two_partitions(kafka_config, create_topic)
     manifest = build_backup(s3, kafka_config, source, 2, bucket, "mid", per_object=10)
@@ -110,7 +117,7 @@ def test_failure_mid_restore_reports_what_is_committed_and_a_rerun_resumes(
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:mid LIMIT 5 PROPERTIES('restore.preflight'='none')"
     try:
         with pytest.raises(RestoreFailed) as caught:
-            _restore(kcql)
+            _restore(kcql, concurrency=concurrency)
         assert isinstance(caught.value.cause, CorruptObjectError) and caught.value.cause.key == bad
         report = caught.value.report
         progress = {p.target: (p.status, p.committed, p.expected) for p in report.progress}
@@ -167,8 +174,9 @@ def test_a_target_with_records_of_its_own_is_refused_unless_appending(
         admin.delete_topics([target])
 
 
+@pytest.mark.parametrize("concurrency", [2, 1], ids=["a-work-unit-per-partition", "one-work-unit"])
 def test_a_stop_request_ends_the_restore_within_seconds_and_a_rerun_resumes(
-    kafka_config, s3, admin, create_topic, bucket, unique_name
+    kafka_config, s3, admin, create_topic, bucket, unique_name, concurrency
 ):
     records = 40_000
     source = create_topic("stop", partitions=2)
@@ -184,7 +192,7 @@ def test_a_stop_request_ends_the_restore_within_seconds_and_a_rerun_resumes(
 
     def run() -> None:
         try:
-            outcome.append(_restore(kcql, concurrency=2))
+            outcome.append(_restore(kcql, concurrency=concurrency))
         except BaseException as exc:  # noqa: BLE001 - inspected below
             outcome.append(exc)
 
@@ -220,6 +228,112 @@ def test_a_stop_request_ends_the_restore_within_seconds_and_a_rerun_resumes(
     try:
         rerun = _restore(kcql)
         assert rerun.ok and rerun.records == records
+        assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
+            consume_all(kafka_config, source, 2)
+        )
+    finally:
+        admin.delete_topics([target])
+
+
+def _dangling_transaction(
+    kafka_config: dict[str, Any], transactional_id: str, group: str, topic: str, record: bool
+) -> Any:
+    """A producer that began a transaction under `transactional_id` (a record in `topic`/0 when
+    `record`, and offset 0 for `group` with a unit's first metadata) and never ends it, as a
+    killed restore leaves it: its offsets hold the group (UNSTABLE_OFFSET_COMMIT), its record the
+    partition's last stable offset."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    producer = Producer(
+        {**kafka_config, "transactional.id": transactional_id, "transaction.timeout.ms": 120_000}
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    if record:
+        producer.produce(topic, b"dangling", b"dangling", partition=0)
+        producer.flush(30)
+    consumer = Consumer({**kafka_config, "group.id": group})
+    metadata = consumer.consumer_group_metadata()
+    consumer.close()
+    where = [TopicPartition(topic, 0, 0, metadata='{"src":null,"starts":{"0":0}}')]
+    producer.send_offsets_to_transaction(where, metadata, 30)
+    return producer
+
+
+def _is_fenced(producer: Any) -> bool:
+    """Whether the dangling transaction was aborted and its producer fenced by someone else."""
+    from confluent_kafka import KafkaException
+
+    try:
+        producer.commit_transaction(30)
+    except KafkaException as exc:
+        error = exc.args[0]
+        return bool(error.fatal() or error.txn_requires_abort())
+    return False
+
+
+def test_a_rerun_in_fewer_work_units_fences_the_slots_it_no_longer_uses(
+    kafka_config, s3, admin, create_topic, bucket, unique_name
+):
+    """A run in 4 work units, then a transaction left open under slot 3 (a killed run); the
+    rerun works in 1 work unit (slot 0) and must fence slot 3 before anything else: else its
+    open transaction would hold a unit's group and its partition until the broker's timeout."""
+    source = create_topic("src", partitions=4)
+    produce(
+        kafka_config,
+        source,
+        ({"partition": i % 4, "key": f"k{i}".encode(), "value": b"v"} for i in range(40)),
+    )
+    build_backup(s3, kafka_config, source, 4, bucket, "sl", per_object=5)
+    target = unique_name("dst")
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:sl"
+    try:
+        first = _restore(kcql, concurrency=4)
+        assert first.ok
+        names = f"kbackup-restore-{first.restore_id}"  # tasks.restore.writer: slot ids, unit groups
+        dangling = _dangling_transaction(
+            kafka_config, f"{names}-w3", f"{names}-{target}-{source}.0", target, True
+        )
+        started = time.monotonic()
+        rerun = _restore(kcql, concurrency=1)
+        assert rerun.ok and time.monotonic() - started < 60
+        assert [u.produced for u in rerun.units] == [0, 0, 0, 0]
+        assert _is_fenced(dangling)
+        assert _by_partition(consume_all(kafka_config, target, 4)) == _by_partition(
+            consume_all(kafka_config, source, 4)
+        )
+    finally:
+        admin.delete_topics([target])
+
+
+def test_a_restore_left_open_by_a_version_before_work_units_resumes(
+    kafka_config, s3, store, admin, create_topic, bucket, unique_name
+):
+    """Before work units a restore produced under one transactional id per unit: a run killed in
+    its first (begin-marker) transaction leaves the unit's group held under that id. The first run
+    under work units fences it (the restore has recorded no slots yet) and restores everything."""
+    from flows.parameters import selection_of
+    from tasks.restore.discover import plan_restore
+    from tasks.restore.writer import unit_names
+
+    source = create_topic("src", partitions=2)
+    produce(
+        kafka_config,
+        source,
+        ({"partition": i % 2, "key": f"k{i}".encode(), "value": b"v"} for i in range(20)),
+    )
+    build_backup(s3, kafka_config, source, 2, bucket, "old", per_object=5)
+    target = unique_name("dst")
+    create_plain_topic(admin, target, 2, {})
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:old"
+    try:
+        plan = plan_restore(store, selection_of(RestoreParameters(kcql=kcql)))
+        transactional_id, group = unit_names(plan, plan.units[0])
+        dangling = _dangling_transaction(kafka_config, transactional_id, group, target, False)
+        started = time.monotonic()
+        report = _restore(kcql)
+        assert report.ok and report.records == 20 and time.monotonic() - started < 60
+        assert _is_fenced(dangling)
         assert _by_partition(consume_all(kafka_config, target, 2)) == _by_partition(
             consume_all(kafka_config, source, 2)
         )

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, Off
 from pydantic import BaseModel, ConfigDict
 
 from layout.manifest import CommittedOffset, GroupOffsets, Manifest, OffsetGap, TopicEntry
+from tasks.runtime import shutdown
 from tasks.services.errors import BrokerUnavailableError, KafkaOperationError, TopicNotFoundError
 from tasks.services.kafka.calls import ADMIN_TIMEOUT_S
 from tasks.services.kafka.clients import last_connection_error, security_error
@@ -27,6 +28,7 @@ from tasks.services.kafka.clients import last_connection_error, security_error
 # How long each metadata request of the connection check waits before the admin client is polled
 # for what librdkafka reported meanwhile (an authentication or TLS failure is raised from there).
 CONNECT_POLL_S = 1.0
+LIST_OFFSETS_RETRY_S = 10.0  # how long partition_offsets asks again after a retryable error
 _UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
 _RETRYABLE_CODES = {
     KafkaError._TRANSPORT,
@@ -200,6 +202,29 @@ def _list_offsets(
         }
     except KafkaException as exc:
         raise kafka_failure("list offsets", config, exc) from exc
+
+
+def partition_offsets(
+    admin: AdminClient,
+    config: dict[str, Any],
+    partitions: Iterable[tuple[str, int]],
+    which: str = "latest",
+    isolation: str = "read_uncommitted",
+) -> dict[tuple[str, int], int]:
+    """Each (topic, partition)'s `which` ("earliest" or "latest") offset in one batched ListOffsets
+    request (one per partition leader): under read_uncommitted, its low or high watermark."""
+    spec = OffsetSpec.earliest() if which == "earliest" else OffsetSpec.latest()
+    wanted = [TopicPartition(topic, partition) for topic, partition in dict.fromkeys(partitions)]
+    # A topic created a moment ago may not have its leaders everywhere yet (NOT_LEADER_FOR_PARTITION):
+    # asked again at once for a while, instead of failing the task into its retry back-off.
+    deadline = time.monotonic() + LIST_OFFSETS_RETRY_S
+    while True:
+        try:
+            return _list_offsets(admin, config, wanted, spec, isolation)
+        except KafkaOperationError as exc:
+            if not exc.retryable or time.monotonic() > deadline:
+                raise
+        shutdown.sleep(0.2)
 
 
 def snapshot_windows(
