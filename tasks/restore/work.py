@@ -55,6 +55,7 @@ from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.runtime.task_runners import run_tasks
 from tasks.services.errors import KbackupError, is_retryable
 from tasks.services.kafka.admin import admin_client
+from tasks.services.object_store.prefetch import Prefetch
 
 if TYPE_CHECKING:
     from tasks.services.object_store import ObjectStore
@@ -280,36 +281,40 @@ def _attempt(
         progress.committed = sum(m.committed for m in members)
         progress.moved()
         txn = WorkTransaction(writer, plan.batch, on_commit)
-        for member, (done, metadata) in zip(todo, found, strict=True):
-            unit, began = member.unit, time.monotonic()
-            run = UnitRun(
-                plan,
-                unit,
-                txn,
-                sizes,
-                grow.get(unit.target_topic, False),
-                done,
-                metadata,
-                starts.get(unit.target_topic, {}),
-                member.committed_bytes,
-                member.resumed_from or 0,
-            )
-            member_of[id(run)] = member
-            callback = on_progress(unit) if on_progress else None
-            try:
-                for source in unit_records(store, plan, unit):
-                    shutdown.raise_if_stopping()
-                    run.add(source, callback)
-                result = run.finish(callback)
-            except KbackupError as exc:
-                if fails_unit_alone(exc):
-                    raise _UnitFailed(member, exc) from exc
-                raise
-            result = result.model_copy(update={"seconds": round(time.monotonic() - began, 3)})
-            if txn.holds(run):
-                finished[id(run)] = (member, result)
-            else:
-                member.result = result
+        # the units' objects are fetched ahead of their decoding, a few at a time
+        objects = [(o.key, o.size) for m in todo for o in m.unit.objects]
+        with Prefetch(store, plan.bucket, objects) as ahead:
+            reading = ahead.store()
+            for member, (done, metadata) in zip(todo, found, strict=True):
+                unit, began = member.unit, time.monotonic()
+                run = UnitRun(
+                    plan,
+                    unit,
+                    txn,
+                    sizes,
+                    grow.get(unit.target_topic, False),
+                    done,
+                    metadata,
+                    starts.get(unit.target_topic, {}),
+                    member.committed_bytes,
+                    member.resumed_from or 0,
+                )
+                member_of[id(run)] = member
+                callback = on_progress(unit) if on_progress else None
+                try:
+                    for source in unit_records(reading, plan, unit):
+                        shutdown.raise_if_stopping()
+                        run.add(source, callback)
+                    result = run.finish(callback)
+                except KbackupError as exc:
+                    if fails_unit_alone(exc):
+                        raise _UnitFailed(member, exc) from exc
+                    raise
+                result = result.model_copy(update={"seconds": round(time.monotonic() - began, 3)})
+                if txn.holds(run):
+                    finished[id(run)] = (member, result)
+                else:
+                    member.result = result
         txn.commit()
     except BaseException:
         writer.abort()
