@@ -1,10 +1,12 @@
 """Cost per partition: kbackup and OSO kafka-backup side by side on many small partitions.
 
-    python bench/partitions.py [--sizes 600,3000] [--topics 200] [--records 50] [--oso PATH]
+    python bench/partitions.py [--sizes 600,3000] [--topics 200] [--records 50] [--large N] [--oso PATH]
 
 Data sets (each record 1 KB, 3 headers; made once and reused):
 - one topic of N partitions × R records, for each N of --sizes;
-- --topics topics × 3 partitions × R records.
+- --topics topics × 3 partitions × R records;
+- with --large N, one topic of 6 partitions × N records: the other direction of growth, where the
+  cost per record dominates (the issue's "no regression at 6 × 1M").
 
 For each data set, in the same run: the ceiling (one raw consumer reading every partition to its
 end; one raw idempotent producer writing the same records to a scratch topic of the same shape),
@@ -135,6 +137,34 @@ def record_counts(topics: list[str], partitions: int) -> int:
             time.sleep(1)
 
 
+def restored_count(topics: list[str], partitions: int) -> int:
+    """The records the topics hold, consumed under read_committed: a transactional restore's
+    commit markers take offsets too, so the high watermarks count more than the records."""
+    consumer = Consumer(
+        {
+            **kafka_config(),
+            "group.id": f"bench-count-{uuid.uuid4().hex[:6]}",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
+        done: set[tuple[str, int]] = set()
+        count = 0
+        deadline = time.monotonic() + 600
+        while len(done) < len(topics) * partitions and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=0.1):
+                if message.error():
+                    done.add((message.topic(), message.partition()))
+                else:
+                    count += 1
+        return count
+    finally:
+        consumer.close()
+
+
 def fill(topics: list[str], partitions: int, per_partition: int, seed: int = 7) -> float:
     """Produce `per_partition` 1 KB records into every partition; returns the wall seconds (the
     produce ceiling: an idempotent producer, acks=all)."""
@@ -260,7 +290,7 @@ def kbackup_restore(row: Row, bucket: str) -> None:
         kcql = f"INSERT INTO * SELECT * FROM {bucket}:kb"
         targets = data.topics
     wall, rss, out = run_measured([*kbackup(), "restore", "--kcql", kcql], env=_child_env())
-    restored = record_counts(targets, data.partitions_per_topic)
+    restored = restored_count(targets, data.partitions_per_topic)
     if restored != data.records:
         raise RuntimeError(f"kbackup restore of {data.name}: {restored} of {data.records} records")
     row.figures["kbackup restore (checked)"], row.rss["kbackup restore (checked)"] = wall, rss
@@ -326,7 +356,7 @@ def oso_run(row: Row, oso: Path, bucket: str) -> None:
         config = oso_config("restore", data, bucket, backup_id, workdir)
         wall, rss, _ = run_measured([str(oso), "restore", "--config", str(config)])
         row.figures["OSO restore"], row.rss["OSO restore"] = wall, rss
-        restored = record_counts(targets, data.partitions_per_topic)
+        restored = restored_count(targets, data.partitions_per_topic)
         if restored != data.records:
             raise RuntimeError(f"OSO restore of {data.name}: {restored} of {data.records} records")
         if len(data.topics) == 1:
@@ -430,6 +460,9 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=200, help="topics of 3 partitions (0: none)")
     parser.add_argument("--records", type=int, default=50, help="records per partition")
     parser.add_argument("--oso", type=Path, default=OSO_DEFAULT, help="OSO kafka-backup's CLI")
+    parser.add_argument(
+        "--large", type=int, default=0, help="also one topic of 6 partitions × this many records (0: none)"
+    )
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
     oso = args.oso if args.oso.exists() else None
@@ -440,6 +473,10 @@ def main() -> None:
     if args.topics:
         names = [f"bench-many-{args.topics}x3x{args.records}-{i:04d}" for i in range(args.topics)]
         sets.append(DataSet(f"{args.topics} topics × 3", names, 3, args.records))
+    if args.large:
+        sets.append(
+            DataSet(f"1 topic × 6, {args.large:,} each", [f"bench-parts-6x{args.large}"], 6, args.large)
+        )
     rows = [measure(data, oso) for data in sets]
     table = render(rows, sizes, oso)
     print(table)

@@ -22,7 +22,12 @@ def test_killed_restore_resumes_exactly_once(
     kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:k LIMIT 500"
     env = user_environment(tmp_path, stack_env)
     process = subprocess.Popen(kbackup_command("restore", "--kcql", kcql), env=env, cwd=tmp_path)
-    wait_for_records(kafka_config, target, 2, more_than=2_000, timeout=60)  # kill once some are in
+    # kill once some are in (the wait ends early if the restore ends by itself)
+    written = wait_for_records(
+        kafka_config, target, 2, more_than=2_000, timeout=120, running=lambda: process.poll() is None
+    )
+    assert process.poll() is None, "the restore ended before it was killed"
+    assert written > 2_000, f"{written} records restored in 120 s: the kill would test nothing"
     process.send_signal(signal.SIGKILL)
     process.wait(30)
     assert process.returncode == -signal.SIGKILL
