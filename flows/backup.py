@@ -23,6 +23,7 @@ from tasks.backup.manifest import build_manifest, registry_schema_ids, write_man
 from tasks.backup.plan import plan_backup_task
 from tasks.backup.report import BackupResult, not_wire_format, publish, retention_gaps
 from tasks.backup.verify import verify_backup_task
+from tasks.runtime.progress import announce
 from tasks.runtime.run_dir import run_dir
 from tasks.runtime.shutdown import stop_tasks_when_terminated
 from tasks.runtime.task_runners import results_or_first_failure, run_tasks
@@ -58,6 +59,7 @@ def _backup_one(
     for warning in retention_gaps(plan):
         logger.warning(warning)
     units = export_units(plan, params.concurrency, earlier_keys_task(unwalked(plan)))
+    announce((w.topic, w.partition, w.end - w.start) for w in plan.windows)  # waiting, in the display
     outcomes = run_tasks(  # one task run per work unit: its partitions through one consumer
         export_unit_task,
         [{"unit": unit, "transforms": transforms} for unit in units],

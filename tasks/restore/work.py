@@ -51,6 +51,7 @@ from tasks.restore.writer import (
     unit_names,
 )
 from tasks.runtime import shutdown
+from tasks.runtime.progress import announce
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.runtime.task_runners import run_tasks
 from tasks.services.errors import KbackupError, is_retryable
@@ -372,6 +373,10 @@ def restore_units(
     except KbackupError as exc:
         return [exc for _ in plan.units]
     grow = {t.name: t.created for t in targets}
+    announce(  # every partition waiting, in the display, until its unit reports it
+        (u.target_topic, u.source_partition or 0, sum(o.record_count or 0 for o in u.objects))
+        for u in plan.units
+    )
     outcomes = run_tasks(
         restore_work_unit_task,
         [

@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,17 +106,34 @@ def snapshot(directory: Path | None = None) -> dict[Where, PartitionProgress]:
         version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # a report replaces the file
         known = _read.get(entry.path)
         if known is not None and known[0] == version:
-            parts.update(known[1])
+            _merge(parts, known[1])
             continue
         try:
             rows = json.loads(Path(entry.path).read_text())
         except (OSError, ValueError):
             continue  # removed meanwhile
         found = {(t, p): PartitionProgress(r, total, b) for t, p, r, total, b in rows}
-        parts.update(found)
+        _merge(parts, found)
         with _lock:
             _read[entry.path] = (version, found)
     return parts
+
+
+def _merge(parts: dict[Where, PartitionProgress], found: dict[Where, PartitionProgress]) -> None:
+    """A partition reported in several files (announced, then moved by its task; a retried unit
+    on another thread) is as far as the furthest says: progress only grows."""
+    for where, progress in found.items():
+        known = parts.get(where)
+        if known is None or progress.records >= known.records:
+            parts[where] = progress
+
+
+def announce(partitions: Iterable[tuple[str, int, int]]) -> None:
+    """Every partition the run will move, as (topic, partition, records), at 0: so that the
+    display counts those not started yet as waiting."""
+    for topic, partition, total in partitions:
+        report_progress(topic, partition, 0, total, 0)
+    flush_progress()
 
 
 def reset(directory: Path | None = None) -> None:

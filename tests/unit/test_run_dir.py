@@ -120,3 +120,16 @@ def test_the_snapshot_reads_again_only_what_was_replaced(monkeypatch: pytest.Mon
         }
         progress.reset()
         assert progress.snapshot() == {}
+
+
+def test_announced_partitions_wait_until_their_task_moves_them() -> None:
+    with run_dir.run_dir():
+        progress.announce([("t", p, 10) for p in range(3)])
+        mover = threading.Thread(target=lambda: _report("t", 1, 4, 10))
+        mover.start()
+        mover.join()
+        assert progress.snapshot() == {
+            ("t", 0): progress.PartitionProgress(0, 10, 0),
+            ("t", 1): progress.PartitionProgress(4, 10, 40),  # the furthest report wins, whichever file
+            ("t", 2): progress.PartitionProgress(0, 10, 0),
+        }
