@@ -1,6 +1,6 @@
 """Cost per partition: kbackup and OSO kafka-backup side by side on many small partitions.
 
-    python bench/partitions.py [--sizes 600,3000] [--topics 200] [--records 50] [--large N] [--oso PATH]
+    python bench/partitions.py [--sizes 600,3000] [--topics 200] [--records 50] [--large N] [--prefect-api]
 
 Data sets (each record 1 KB, 3 headers; made once and reused):
 - one topic of N partitions × R records, for each N of --sizes;
@@ -463,8 +463,26 @@ def main() -> None:
     parser.add_argument(
         "--large", type=int, default=0, help="also one topic of 6 partitions × this many records (0: none)"
     )
+    parser.add_argument(
+        "--prefect-api",
+        action="store_true",
+        help="run kbackup against a `prefect server start` of the benchmark's (as a deployment runs), "
+        "not its temporary API",
+    )
     parser.add_argument("--no-readme", action="store_true", help="print the table only")
     args = parser.parse_args()
+    if args.prefect_api:
+        from bench.fixed_cost import prefect_server
+
+        with tempfile.TemporaryDirectory(prefix="bench-prefect-") as home, prefect_server(Path(home)) as url:
+            os.environ["PREFECT_API_URL"] = url
+            os.environ["PREFECT_HOME"] = home
+            measure_all(args)
+        return
+    measure_all(args)
+
+
+def measure_all(args: argparse.Namespace) -> None:
     oso = args.oso if args.oso.exists() else None
     if oso is None:
         print(f"OSO kafka-backup not found at {args.oso}: measuring kbackup alone", flush=True)
@@ -481,7 +499,7 @@ def main() -> None:
     table = render(rows, sizes, oso)
     print(table)
     if not args.no_readme:
-        write_section("Partitions", table)
+        write_section("Partitions" + (" (a configured Prefect API)" if args.prefect_api else ""), table)
 
 
 if __name__ == "__main__":
