@@ -77,25 +77,28 @@ def fence_earlier_runs(
     plan: RestorePlan,
     slots: int,
     sizes: dict[str, int],
-    targets_created: bool = False,
+    created: frozenset[str] = frozenset(),
 ) -> Fenced:
     """Fence every transactional id an earlier run of the restore may have left a transaction open
     under, and record that this run uses `slots` slots and where the restore begins in the target
     partitions it writes (`sizes`: each target's partition count; see the module's docstring).
-    `targets_created`: this run created every target, so no earlier run wrote to them."""
+    `created`: the targets this run created: no earlier run wrote to them, and they begin at 0
+    (a partition of a topic created a moment ago may not answer ListOffsets yet)."""
     admin = admin_client(kafka_config)
     anchor = (min(target.name for target in plan.targets), ANCHOR_PARTITION)
     partitions = [anchor, *_written(plan, sizes)]
     recorded = restore_group_offsets(admin, kafka_config, plan, partitions)
     used = _slots_of(recorded.get(anchor))
     ids = [slot_id(plan, slot) for slot in range(used or 0)]
-    if used is None and not targets_created:
+    if used is None and not created >= {target.name for target in plan.targets}:
         ids += _units_begun_before_work_units(admin, kafka_config, plan)
     fence(kafka_config, ids)
     missing = [where for where in dict.fromkeys(partitions) if where not in recorded]
     if missing or slots > (used or 0):
         starts = {where: offset for where, (offset, _) in recorded.items()}
-        starts.update(partition_offsets(admin, kafka_config, missing, "latest"))
+        asked = [where for where in missing if where[0] not in created]
+        starts.update({where: 0 for where in missing if where[0] in created})
+        starts.update(partition_offsets(admin, kafka_config, asked, "latest"))
         _record(admin, kafka_config, plan, anchor, starts, missing, max(slots, used or 0))
     return Fenced(slots=max(slots, used or 0), transactional_ids=ids)
 
@@ -182,12 +185,12 @@ def _fence_one(config: dict[str, Any], transactional_id: str) -> None:
 
 
 @task(name="fence-earlier-runs", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def fence_task(plan: RestorePlan, slots: int, sizes: dict[str, int], targets_created: bool) -> Fenced:
+def fence_task(plan: RestorePlan, slots: int, sizes: dict[str, int], created: frozenset[str]) -> Fenced:
     from prefect import get_run_logger
 
     from tasks.services.kafka.clients import client_config
 
-    fenced = fence_earlier_runs(client_config(), plan, slots, sizes, targets_created)
+    fenced = fence_earlier_runs(client_config(), plan, slots, sizes, created)
     if fenced.transactional_ids:
         get_run_logger().info(
             "fenced %d transactional ids earlier runs of restore %s used (%s)",

@@ -266,13 +266,19 @@ def _attempt(
             kafka_config, [(unit_names(plan, m.unit)[1], m.unit.target_topic) for m in todo], admin
         )
         # Where the units that never began begin: their partitions' high watermarks, asked at once.
+        # (a topic this restore created begins at 0: nothing else wrote to it, and a partition
+        # created a moment ago may not answer ListOffsets yet)
         fresh = {
             (m.unit.target_topic, p): None
             for m, (_, metadata) in zip(todo, found, strict=True)
-            if not metadata
+            if not metadata and not grow.get(m.unit.target_topic, False)
             for p in _partitions(m.unit, sizes)
         }
-        starts: dict[str, dict[int, int]] = {}
+        starts: dict[str, dict[int, int]] = {
+            m.unit.target_topic: dict.fromkeys(range(sizes[m.unit.target_topic]), 0)
+            for m in todo
+            if grow.get(m.unit.target_topic, False)
+        }
         for (topic, partition), high in high_watermarks(kafka_config, list(fresh), admin).items():
             starts.setdefault(topic, {})[partition] = high
         for member, (done, _) in zip(todo, found, strict=True):
@@ -369,7 +375,7 @@ def restore_units(
     works = pack_units(plan, concurrency)
     sizes = {t.name: t.partitions for t in targets}
     try:
-        fence_task(plan, len(works), sizes, all(t.created for t in targets))
+        fence_task(plan, len(works), sizes, frozenset(t.name for t in targets if t.created))
     except KbackupError as exc:
         return [exc for _ in plan.units]
     grow = {t.name: t.created for t in targets}
