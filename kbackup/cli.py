@@ -76,6 +76,19 @@ def invalid_parameters(error: ValidationError) -> str:
     )
 
 
+def add_concurrency_argument(parser: argparse.ArgumentParser, work: str) -> None:
+    """`--concurrency`: the task runner's workers, by default the cores this process may use."""
+    from core.machine import default_workers
+
+    cores = default_workers()
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=cores,
+        help=f"workers: {work} at once (default: the cores this process may use, {cores} here)",
+    )
+
+
 def add_task_runner_argument(parser: argparse.ArgumentParser) -> None:
     """`--task-runner`: where the per-partition tasks run (tasks/runtime/task_runners.py; checked with the
     other parameters, so that building the parser imports nothing heavy)."""

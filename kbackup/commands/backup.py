@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.machine import default_workers
 from kbackup.cli import (
     EXIT_BAD_INPUT,
     EXIT_OK,
+    add_concurrency_argument,
     add_credentials_block_arguments,
     add_full_table_argument,
     add_task_runner_argument,
@@ -32,13 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--verify", choices=["quick", "sampled", "full"], default="sampled", help="verification depth"
     )
-    cores = default_workers()
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=cores,
-        help=f"workers: work units of partitions exported at once (default: the cores this process may use, {cores} here)",
-    )
+    add_concurrency_argument(parser, "work units of partitions exported")
     parser.add_argument(
         "--full", action="store_true", help="a full backup: start a new chain from the earliest offsets"
     )

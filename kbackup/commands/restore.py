@@ -8,11 +8,11 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
-from core.machine import default_workers
 from kbackup.cli import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    add_concurrency_argument,
     add_credentials_block_arguments,
     add_full_table_argument,
     add_task_runner_argument,
@@ -42,13 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-check", action="store_true", help="skip consuming the restored records to compare digests"
     )
     parser.add_argument("--dry-run", action="store_true", help="plan and report only")
-    cores = default_workers()
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=cores,
-        help=f"workers: units of partitions restored at once (default: the cores this process may use, {cores} here)",
-    )
+    add_concurrency_argument(parser, "units of partitions restored")
     add_task_runner_argument(parser)
     add_full_table_argument(parser)
     add_credentials_block_arguments(parser)
