@@ -66,6 +66,7 @@ class Row:
     figures: dict[str, float] = field(default_factory=dict)
     rss: dict[str, int] = field(default_factory=dict)
     task_runs: dict[str, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -135,6 +136,15 @@ def record_counts(topics: list[str], partitions: int) -> int:
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+def ready(topics: list[str], partitions: int) -> None:
+    """The target topics created empty and answering ListOffsets on every partition: a topic of
+    thousands of partitions created a moment ago answers NOT_LEADER_FOR_PARTITION for a while on
+    this broker (OSO's restore gave up on it; kbackup's does not ask a topic it created). Both
+    tools restore into topics made ready so, so that neither pays for the creation."""
+    create_topics(topics, partitions)
+    record_counts(topics, partitions)
 
 
 def restored_count(topics: list[str], partitions: int) -> int:
@@ -289,6 +299,7 @@ def kbackup_restore(row: Row, bucket: str) -> None:
         delete_topics(data.topics)
         kcql = f"INSERT INTO * SELECT * FROM {bucket}:kb"
         targets = data.topics
+    ready(targets, data.partitions_per_topic)
     wall, rss, out = run_measured([*kbackup(), "restore", "--kcql", kcql], env=_child_env())
     restored = restored_count(targets, data.partitions_per_topic)
     if restored != data.records:
@@ -353,12 +364,15 @@ def oso_run(row: Row, oso: Path, bucket: str) -> None:
         row.figures["OSO backup"], row.rss["OSO backup"] = wall, rss
         targets = [oso_target(data, t) for t in data.topics]
         delete_topics(targets)
+        ready(targets, data.partitions_per_topic)
         config = oso_config("restore", data, bucket, backup_id, workdir)
         wall, rss, _ = run_measured([str(oso), "restore", "--config", str(config)])
-        row.figures["OSO restore"], row.rss["OSO restore"] = wall, rss
         restored = restored_count(targets, data.partitions_per_topic)
         if restored != data.records:
-            raise RuntimeError(f"OSO restore of {data.name}: {restored} of {data.records} records")
+            print(f"  OSO restore of {data.name} FAILED: {restored} of {data.records} records", flush=True)
+            row.failed.append("OSO restore")
+        else:
+            row.figures["OSO restore"], row.rss["OSO restore"] = wall, rss
         if len(data.topics) == 1:
             delete_topics(targets)
 
@@ -441,6 +455,9 @@ def render(rows: list[Row], sizes: list[int], oso: Path | None) -> str:
             f"| {row.data.name} | {row.data.partitions} | {row.data.records} | ceiling: raw consume / produce | "
             f"{f['ceiling: raw consume']:.1f} / {f['ceiling: raw produce']:.1f} | | | | | |"
         )
+    for row in rows:
+        for run in row.failed:
+            lines.append(f"\n{run} of {row.data.name} failed (not every record restored): see the run's log.")
     singles = {r.data.partitions: r for r in rows if len(r.data.topics) == 1}
     if len(sizes) == 2 and all(s in singles for s in sizes):
         small, large = singles[sizes[0]], singles[sizes[1]]
