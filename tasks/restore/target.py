@@ -59,21 +59,6 @@ class TargetInfo(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-def unit_parameters(plan: RestorePlan, targets: Sequence[TargetInfo]) -> list[dict[str, Any]]:
-    """restore_unit_task's parameters for each unit of the plan: with its target's partition count,
-    and whether this restore created the target (then it may grow it)."""
-    target = {t.name: t for t in targets}
-    return [
-        {
-            "plan": plan,
-            "unit": unit,
-            "target_partitions": target[unit.target_topic].partitions,
-            "grow_target": target[unit.target_topic].created,
-        }
-        for unit in plan.units
-    ]
-
-
 def prepare_targets(
     plan: RestorePlan, kafka_config: dict[str, Any], dry_run: bool = False
 ) -> list[TargetInfo]:
