@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help install browser up down test unit lint demo serve bench clean
+.PHONY: help install browser up down test unit lint demo serve bench fidelity clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -44,6 +44,9 @@ demo: install up serve  ## the main job end to end: seed topics, backup and rest
 
 serve: up  ## a local Prefect server + worker with the backup, restore and prune deployments (UI address printed)
 	scripts/serve.sh
+
+fidelity: install up  ## observe the fidelity matrix on the real stack and rewrite docs/fidelity.md with it
+	set -a; . .stack/env; set +a; KBACKUP_WRITE_FIDELITY=1 $(BIN)/pytest tests/integration/test_fidelity_matrix.py $(PYTEST_ARGS)
 
 BENCH_SCALE ?= 1.0
 bench: install up  ## the benchmarks in bench/ (writes bench/README.md tables; BENCH_SCALE=0.2 for a quicker run)
