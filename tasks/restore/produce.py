@@ -36,9 +36,11 @@ from formats.errors import CorruptObjectError
 from formats.wire import rewrite_schema_ids
 from kcql.selection import Window
 from layout.restore.digests import SegmentDigests, hash_rows
+from layout.restore.errors import UnwritableTimestampError
 from layout.restore.order import SourceBatch
 from layout.restore.plan import RestorePlan, RestoreUnit
 from layout.restore.routing import target_partitions_of
+from layout.restore.timestamps import substituted, zero_rows
 from tasks.restore.errors import TargetPartitionsError
 from tasks.restore.writer import GroupCommit, TransactionalWriter, unit_names
 from tasks.runtime import shutdown
@@ -72,6 +74,10 @@ class UnitResult(BaseModel):
     seconds: float
     partitions: dict[int, PartitionOutcome]
     timestamps_kept: bool
+    timestamps_substituted: int = Field(
+        default=0,
+        description="Selected records with timestamp 0, written with the substitute 1 ('restore.timestamp.zero').",
+    )
     translate_points: dict[int, int] = Field(
         default_factory=dict,
         description="Source offset -> index of the first selected record at or after it.",
@@ -217,6 +223,7 @@ class UnitRun:
         self.count = self.committed_count = done  # selected records produced / committed so far
         self._committing = (done, written_bytes)
         self.timestamps_kept = True
+        self.substituted = 0  # selected records written with the substitute timestamp
         self.last_source: int | None = None
         self.objects_seen: set[str] = set()
         self.last_report = time.monotonic()  # a small unit reports once, when it is done
@@ -249,6 +256,11 @@ class UnitRun:
             chosen = pa.array(mask)
             batch, offsets = batch.filter(chosen), offsets[mask]
             source_inputs = None if source_inputs is None else source_inputs.filter(chosen)
+        zeros = zero_rows(batch.column("timestamp"))
+        if len(zeros):  # the producer cannot write timestamp 0 (layout.restore.timestamps)
+            self._refuse_zeros(batch, offsets, zeros, source.objects)
+            batch, source_inputs = substituted(batch, zeros), None
+            self.substituted += len(zeros)
         first = self.selected  # selected records before this batch
         self._place_translate_points(offsets, first)
         targets = self._route(batch, first)
@@ -258,6 +270,25 @@ class UnitRun:
         if skip < batch.num_rows:
             self._produce(batch.slice(skip), offsets[skip:], targets[skip:], first + skip, on_progress)
         self.last_source = int(offsets[-1])
+
+    def _refuse_zeros(
+        self, batch: pa.RecordBatch, offsets: np.ndarray, zeros: np.ndarray, objects: tuple[str, ...]
+    ) -> None:
+        """Refuse the batch before any of it is produced, unless 'restore.timestamp.zero' is
+        'substitute'. (With a manifest the pre-flight refused already; this is for data without
+        one, and a rerun whose choice changed.)"""
+        if self.plan.timestamp_zero == "substitute":
+            return
+        row = int(zeros[0])
+        raise UnwritableTimestampError(
+            batch.column("topic")[row].as_py() or self.unit.source_topic,
+            batch.column("partition")[row].as_py(),
+            int(offsets[row]),
+            0,
+            ", ".join(objects),
+            len(zeros),
+            written=True,
+        )
 
     def _place_translate_points(self, offsets: np.ndarray, first: int) -> None:
         """The first selected record at or after each source offset a consumer group is at."""
@@ -405,6 +436,7 @@ class UnitRun:
                 if self.counts[p]
             },
             timestamps_kept=self.timestamps_kept,
+            timestamps_substituted=self.substituted,
             translate_points=self.points,
             last_source_offset=self.last_source,
         )
