@@ -67,7 +67,11 @@ class UnitResult(BaseModel):
     routing: str
     selected: int = Field(description="Records selected from the backup (window and filter applied).")
     produced: int = Field(description="Records produced by this run (the rest were restored before).")
-    resumed_after: int = Field(description="Records already restored when this run started.")
+    resumed_after: int = Field(
+        description="Records already committed when the unit last started: by an earlier run, or by this run "
+        "before its work unit started again with a fresh producer (a broker outage, a wedged producer); "
+        "`produced` counts the latter too."
+    )
     decoded: int
     bytes: int
     objects: int
@@ -412,7 +416,7 @@ class UnitRun:
             raise CorruptObjectError(plan.bucket, where, "; ".join(problems))
         if on_progress:
             on_progress(self.selected, self.written_bytes)
-        resumed_from = self.resumed_from
+        resumed_from = self.resumed_from  # what earlier runs committed
         return UnitResult(
             unit_id=unit.unit_id,
             source_topic=unit.source_topic,
@@ -421,7 +425,7 @@ class UnitRun:
             routing=unit.routing,
             selected=self.selected,
             produced=max(0, self.selected - resumed_from),
-            resumed_after=min(resumed_from, self.selected),
+            resumed_after=min(self.done, self.selected),  # where this attempt started
             decoded=self.decoded,
             bytes=self.written_bytes,
             objects=len(self.objects_seen),
