@@ -238,7 +238,8 @@ def target_progress(
     summary = ", ".join(f"{n} {s}" for s, n in tally.items() if n)
     resume = (
         f"{summary} (of {len(rows)}). To resume, remove the cause and run the same restore again (the same "
-        "KCQL and options; 'restore.preflight' and 'restore.target.nonempty' may differ): restore "
+        "KCQL and options; 'restore.preflight', 'restore.target.nonempty' and 'restore.timestamp.zero' may "
+        "differ): restore "
         f"{plan.restore_id} continues each partition after its last committed record, exactly once — "
         "nothing committed is produced again"
     )
