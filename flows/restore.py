@@ -27,6 +27,7 @@ from tasks.restore.report import (
     planned_units,
     publish,
     restore_report,
+    substitution_notes,
     target_progress,
     unit_reports,
 )
@@ -83,23 +84,24 @@ def _restore(params: RestoreParameters) -> RestoreReport:
         plan = plan.model_copy(update={"schema_id_map": mapping})
     outcomes = restore_units(plan, targets, choice=params.task_runner, concurrency=params.concurrency)
     units = unit_reports(plan, outcomes)
+    results = [o for o in outcomes if isinstance(o, UnitResult)]
+    notes = substitution_notes(results)
     failed = [(u, o) for u, o in zip(plan.units, outcomes, strict=True) if isinstance(o, BaseException)]
     if failed:
         read = committed_progress_task(plan, [unit for unit, _ in failed], return_state=True)
         progress, resume = target_progress(plan, outcomes, read.result() if read.is_completed() else None)
-        raise RestoreFailed(report(units, progress=progress, resume=resume), failed[0][1])
-    results = [o for o in outcomes if isinstance(o, UnitResult)]
+        raise RestoreFailed(report(units, progress=progress, resume=resume, notes=notes), failed[0][1])
     checks = _check(results, params) if params.check else []
     bad = [c for c in checks if not c.ok]
     if bad:
         cause = RestoreCheckError(bad[0].topic, bad[0].partition, bad[0].problem or "mismatch")
-        raise RestoreFailed(report(units, checks=checks), cause)
+        raise RestoreFailed(report(units, checks=checks, notes=notes), cause)
     if plan.consumer_groups and params.check:
-        return report(
-            units, checks=checks, groups=translate_groups_task(plan, results, checks, params.dry_run)
-        )
-    untranslated = "consumer-group offsets were not translated: translation needs the check step"
-    return report(units, checks=checks, notes=[untranslated] if plan.consumer_groups else [])
+        groups = translate_groups_task(plan, results, checks, params.dry_run)
+        return report(units, checks=checks, groups=groups, notes=notes)
+    if plan.consumer_groups:
+        notes.append("consumer-group offsets were not translated: translation needs the check step")
+    return report(units, checks=checks, notes=notes)
 
 
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:

@@ -184,6 +184,13 @@ _PROPERTIES = [
         backup=False,
         restore=True,
     ),
+    Property(
+        "restore.timestamp.zero",
+        "timestamp_zero",
+        _choice("refuse", "substitute"),
+        backup=False,
+        restore=True,
+    ),
 ]
 PROPERTIES = {p.name: p for p in _PROPERTIES}
 PADDING_LENGTH_PREFIX = "padding.length."

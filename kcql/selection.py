@@ -22,6 +22,7 @@ from kcql.specs import Converter, RestoreBound, RestoreSpec
 T = TypeVar("T")
 Preflight = Literal["quick", "full", "none"]
 TargetNonEmpty = Literal["refuse", "append"]
+TimestampZero = Literal["refuse", "substitute"]
 DEFAULT_BATCH = 10_000
 
 
@@ -82,7 +83,7 @@ class Window(FrozenModel):
 class Selection(FrozenModel):
     """The restore's choices: its statement's spec with the run's overrides applied.
 
-    Its fields (but batch, preflight and target_nonempty) are hashed into the restore's id
+    Its fields (but batch, preflight, target_nonempty and timestamp_zero) are hashed into the restore's id
     (layout.restore.plan.restore_id), which names its transactional ids: renaming or adding a
     field changes the id of every restore, and a rerun would no longer resume."""
 
@@ -104,6 +105,7 @@ class Selection(FrozenModel):
     translate_groups: bool = True
     preflight: Preflight = "quick"
     target_nonempty: TargetNonEmpty = "refuse"
+    timestamp_zero: TimestampZero = "refuse"
     schema_ids: Literal["rewrite", "keep"] = "rewrite"
     schema_registry_url: str | None = None
     point: str | None = None
@@ -191,6 +193,7 @@ def _selection(spec: RestoreSpec, *, group_prefix: str, translate_groups: bool) 
         window=Window.between(spec.restore_from, spec.restore_to),
         preflight=spec.preflight or "quick",
         target_nonempty=spec.target_nonempty or "refuse",
+        timestamp_zero=spec.timestamp_zero,
         schema_ids=spec.schema_ids,
         schema_registry_url=spec.schema_registry_url,
         point=spec.point,

@@ -194,6 +194,12 @@ class RestoreSpec(FrozenModel):
         default="refuse",
         description="A target partition that holds records this restore did not write: refuse, or append after them.",
     )
+    timestamp_zero: Literal["refuse", "substitute"] = Field(
+        default="refuse",
+        description="A selected record with timestamp 0 (1970-01-01T00:00:00Z), which the producer client "
+        "cannot write (it reads 0 as 'now'): refuse the restore before anything is written, or write "
+        "it with the substitute timestamp 1 (1 ms later).",
+    )
     schema_ids: Literal["rewrite", "keep"] = Field(
         default="rewrite",
         description="Registry schema ids in the records: rewrite to the target registry's ids (registering "

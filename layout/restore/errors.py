@@ -19,6 +19,7 @@ __all__ = [
     "RestoreError",
     "RestoreFilterError",
     "UnsupportedRestoreError",
+    "UnwritableTimestampError",
 ]
 
 
@@ -83,3 +84,42 @@ class UnsupportedRestoreError(RestoreError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"cannot restore: {reason}")
+
+
+class UnwritableTimestampError(RestoreError):
+    """A selected record has a timestamp the producer cannot write (0: librdkafka reads it as
+    "now"), and 'restore.timestamp.zero' is 'refuse'. `first` is the first such record's
+    (topic, partition, offset), `count` how many were found, `written` whether records of the
+    restore may already be committed (no manifest to find them by: each batch is checked before
+    it is produced)."""
+
+    def __init__(
+        self,
+        topic: str | None,
+        partition: int | None,
+        offset: int,
+        timestamp: int,
+        key: str,
+        count: int = 1,
+        written: bool = False,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.count = count
+        self.written = written
+        more = f" (and {count - 1} more such records)" if count > 1 else ""
+        when = (
+            "the restore stopped before producing it (records before it may be committed, exactly as backed "
+            "up: a rerun with the property continues after them)"
+            if written
+            else "nothing was written"
+        )
+        super().__init__(
+            f"{topic}/{partition} offset {offset} (object {key}) has timestamp {timestamp} "
+            f"(1970-01-01T00:00:00Z){more}, which the producer cannot write: librdkafka reads 0 as 'now' and "
+            f"would give it the restore's time; {when}. Set 'restore.timestamp.zero'='substitute' to write "
+            "such records with timestamp 1 (1970-01-01T00:00:00.001Z); the report counts them"
+        )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from core.models import FrozenModel
-from kcql.selection import Selection, TargetNonEmpty, Window
+from kcql.selection import Selection, TargetNonEmpty, TimestampZero, Window
 from kcql.specs import CodecOptions
 from layout.manifest import GroupOffsets, OffsetGap
 from layout.schemas import StoredSchema
@@ -102,6 +102,11 @@ class RestorePlan(FrozenModel):
         default="refuse",
         description="A target partition holding records this restore did not write: refuse or append.",
     )
+    timestamp_zero: TimestampZero = Field(
+        default="refuse",
+        description="A selected record with timestamp 0, which the producer cannot write: refuse before "
+        "anything is written, or write it with the substitute (layout.restore.timestamps).",
+    )
     preflight: str = Field(
         default="none", description="What the pre-flight checked before anything was produced."
     )
@@ -133,7 +138,16 @@ class RestorePlan(FrozenModel):
 # Choices that do not change what is restored where: a rerun that sets them differently (say,
 # 'restore.preflight'='none' after a long full pre-flight) is still the same restore and resumes.
 # (The restore point is in the id through the backups it restores.)
-_NOT_IN_RESTORE_ID = {"batch", "preflight", "target_nonempty", "schema_registry_url", "point"}
+# 'restore.timestamp.zero' too: a run that refuses writes no substitute, so a rerun that substitutes
+# continues it.
+_NOT_IN_RESTORE_ID = {
+    "batch",
+    "preflight",
+    "target_nonempty",
+    "timestamp_zero",
+    "schema_registry_url",
+    "point",
+}
 
 
 def _not_in_restore_id(selection: Selection) -> set[str]:
@@ -165,6 +179,7 @@ def plan_of(selection: Selection, identity: Sequence[str], **found: Any) -> Rest
         partitioner=selection.partitioner,
         group_prefix=selection.group_prefix,
         target_nonempty=selection.target_nonempty,
+        timestamp_zero=selection.timestamp_zero,
         schema_ids=selection.schema_ids,
         schema_registry_url=selection.schema_registry_url,
         **found,

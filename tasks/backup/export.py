@@ -6,8 +6,7 @@ A work unit (layout.work_units: many partitions, one task run) reads all its win
 consumer (`read_windows`) and feeds each partition's records to that partition's own export
 state (`PartitionExport`: roller, digest, gaps, schema ids, grouping, where to resume), so that
 keys, object bytes, digests and manifest entries are the same whatever the grouping.
-`export_unit` is the plain function and `export_unit_task` its thin retryable task;
-`export_partition` is the one-window case of the same code.
+`export_unit` is the plain function and `export_unit_task` its thin retryable task.
 
 A retried unit resumes each partition after the objects it already wrote (default layout: their
 names and metadata say where they stop) and otherwise rewrites the same keys with the same
@@ -56,18 +55,6 @@ LISTING_THREADS = 8
 """Partitions whose earlier objects (a retried unit's) are looked up at once."""
 
 
-class ExportRequest(BaseModel):
-    """One partition's export (a unit of one window)."""
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    spec: BackupSpec
-    window: PartitionWindow
-    backup_id: str
-    gap_cause: GapCause = "transaction-markers"
-    chain_suffix: str = ""
-
-
 class ExportUnit(BaseModel):
     """The windows one task run exports (layout.work_units), in (topic, partition) order."""
 
@@ -85,18 +72,6 @@ class ExportUnit(BaseModel):
     """The keys an earlier attempt or run may have left in the windows (tasks.backup.upload.
     earlier_keys, listed once for the run before the export); None: each partition's folder is
     listed (a retried task: its own first attempt may have written since that listing)."""
-
-    @classmethod
-    def of(cls, request: ExportRequest) -> ExportUnit:
-        window = request.window
-        return cls(
-            spec=request.spec,
-            backup_id=request.backup_id,
-            name=f"{window.topic}[{window.partition}]",
-            windows=(window,),
-            gap_causes={window.topic: request.gap_cause},
-            chain_suffix=request.chain_suffix,
-        )
 
 
 def export_units(plan: BackupPlan, workers: int, earlier: EarlierKeys | None = None) -> list[ExportUnit]:
@@ -361,20 +336,6 @@ def _done(value: list[ObjectEntry]) -> Future[list[ObjectEntry]]:
     future: Future[list[ObjectEntry]] = Future()
     future.set_result(value)
     return future
-
-
-def export_partition(
-    request: ExportRequest,
-    kafka_config: dict[str, Any],
-    store: ObjectStore,
-    transforms: tuple[Transform, ...] = (),
-    on_progress: ProgressCallback | None = None,
-    avro_lookup: Callable[[int], Any] | None = None,
-) -> PartitionEntry:
-    """Export one partition's window: `export_unit` of a unit of that window alone."""
-    progress = None if on_progress is None else lambda _t, _p, records, written: on_progress(records, written)
-    [entry] = export_unit(ExportUnit.of(request), kafka_config, store, transforms, progress, avro_lookup)
-    return entry
 
 
 def needs_avro_schemas(spec: BackupSpec) -> bool:

@@ -26,9 +26,10 @@ from layout.manifest import join_key
 from layout.restore.errors import NothingToRestoreError
 from layout.restore.from_manifests import plan_from_manifests
 from layout.restore.plan import RestorePlan
+from layout.restore.timestamps import PROPERTY
 from layout.schemas import merged
 from tasks.restore.discover_listing import plan_from_listing, refuse_uncommitted_backup
-from tasks.restore.preflight import preflight
+from tasks.restore.preflight import preflight, zero_timestamps
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.manifest_store import read_chain
 
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
 def plan_restore(store: ObjectStore, selection: Selection) -> RestorePlan:
     """Find what to restore under s3://bucket/prefix and run the pre-flight; raise before anything
     is produced when the backup is incomplete, an object is missing or not as the manifest says
-    (PreflightError, naming every such object), or a filter names an unknown key."""
+    (PreflightError, naming every such object), a selected record has timestamp 0 and
+    'restore.timestamp.zero' is 'refuse' (UnwritableTimestampError), or a filter names an unknown
+    key."""
     bucket, prefix = selection.bucket, selection.prefix
     store.check_bucket(bucket)
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
@@ -61,7 +64,13 @@ def plan_restore(store: ObjectStore, selection: Selection) -> RestorePlan:
         raise NothingToRestoreError(
             bucket, prefix, "the selection (topic, partitions, filter, window) matches no object"
         )
-    return plan.model_copy(update={"preflight": preflight(store, plan, listed, selection.preflight)})
+    checked = preflight(store, plan, listed, selection.preflight)
+    zeros = zero_timestamps(store, plan)
+    if zeros is not None:
+        if plan.timestamp_zero == "refuse":
+            raise zeros
+        checked += f"; {zeros.count} records with timestamp 0, written with timestamp 1 ({PROPERTY})"
+    return plan.model_copy(update={"preflight": checked})
 
 
 @task(name="discover-objects", cache_policy=NO_CACHE, **RETRY_OPTIONS)

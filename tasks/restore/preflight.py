@@ -9,6 +9,12 @@ not — instead of failing one partition half-way while the others are committed
 
 Data written without a manifest (Stream Reactor) is discovered from the listing itself: there is
 nothing to check it against.
+
+Whatever the mode, `zero_timestamps` finds the selected records with timestamp 0, which the
+producer cannot write (layout.restore.timestamps): the manifest's per-object timestamp bounds say
+which objects may hold one (usually none), and only those are decoded, to name each record.
+Without a manifest there are no bounds: each batch is checked before it is produced
+(tasks.restore.produce).
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from formats.errors import CorruptObjectError
-from layout.restore.errors import MissingObjectError
+from layout.restore.errors import MissingObjectError, UnwritableTimestampError
 from layout.restore.plan import RestoreObject, RestorePlan
+from layout.restore.timestamps import suspects, zero_rows
+from tasks.restore.decode import decode_object
 from tasks.restore.errors import PreflightError, RestoreError
+from tasks.restore.produce import window_mask
 from tasks.runtime import shutdown
 
 if TYPE_CHECKING:
@@ -89,3 +98,35 @@ def preflight(store: ObjectStore, plan: RestorePlan, listed: Mapping[str, Object
     if mode == "full":
         return f"full: {len(objects)} objects present, sizes and sha256 ({hashed} hashed) as in the manifest"
     return f"quick: {len(objects)} objects present with the manifest's sizes"
+
+
+def zero_timestamps(store: ObjectStore, plan: RestorePlan) -> UnwritableTimestampError | None:
+    """The selected records with timestamp 0, as the error that refuses them (the first one named,
+    all counted), or None when there is none. Reads only the objects whose manifest timestamps
+    admit a 0; nothing without a manifest, or when the objects keep no timestamps."""
+    if not (plan.manifest_format and plan.envelope and plan.codec.envelope.metadata):
+        return None
+    first: tuple[str | None, int | None, int, str] | None = None
+    count = 0
+    for unit in plan.units:
+        for obj in suspects(unit.objects):
+            for batch in decode_object(store, plan, unit, obj):
+                shutdown.raise_if_stopping()
+                offsets = batch.column("offset").to_numpy(zero_copy_only=False)
+                mask = window_mask(plan.window, offsets, batch.column("timestamp"))
+                rows = zero_rows(batch.column("timestamp"))
+                if mask is not None:
+                    rows = rows[mask[rows]]
+                if len(rows) and first is None:
+                    row = int(rows[0])
+                    first = (
+                        batch.column("topic")[row].as_py() or unit.source_topic,
+                        batch.column("partition")[row].as_py(),
+                        int(offsets[row]),
+                        obj.key,
+                    )
+                count += len(rows)
+    if first is None:
+        return None
+    topic, partition, offset, key = first
+    return UnwritableTimestampError(topic, partition, offset, 0, key, count)

@@ -36,9 +36,11 @@ from formats.errors import CorruptObjectError
 from formats.wire import rewrite_schema_ids
 from kcql.selection import Window
 from layout.restore.digests import SegmentDigests, hash_rows
+from layout.restore.errors import UnwritableTimestampError
 from layout.restore.order import SourceBatch
 from layout.restore.plan import RestorePlan, RestoreUnit
 from layout.restore.routing import target_partitions_of
+from layout.restore.timestamps import substituted, zero_rows
 from tasks.restore.errors import TargetPartitionsError
 from tasks.restore.writer import GroupCommit, TransactionalWriter, unit_names
 from tasks.runtime import shutdown
@@ -65,13 +67,21 @@ class UnitResult(BaseModel):
     routing: str
     selected: int = Field(description="Records selected from the backup (window and filter applied).")
     produced: int = Field(description="Records produced by this run (the rest were restored before).")
-    resumed_after: int = Field(description="Records already restored when this run started.")
+    resumed_after: int = Field(
+        description="Records already committed when the unit last started: by an earlier run, or by this run "
+        "before its work unit started again with a fresh producer (a broker outage, a wedged producer); "
+        "`produced` counts the latter too."
+    )
     decoded: int
     bytes: int
     objects: int
     seconds: float
     partitions: dict[int, PartitionOutcome]
     timestamps_kept: bool
+    timestamps_substituted: int = Field(
+        default=0,
+        description="Selected records with timestamp 0, written with the substitute 1 ('restore.timestamp.zero').",
+    )
     translate_points: dict[int, int] = Field(
         default_factory=dict,
         description="Source offset -> index of the first selected record at or after it.",
@@ -217,6 +227,7 @@ class UnitRun:
         self.count = self.committed_count = done  # selected records produced / committed so far
         self._committing = (done, written_bytes)
         self.timestamps_kept = True
+        self.substituted = 0  # selected records written with the substitute timestamp
         self.last_source: int | None = None
         self.objects_seen: set[str] = set()
         self.last_report = time.monotonic()  # a small unit reports once, when it is done
@@ -249,6 +260,11 @@ class UnitRun:
             chosen = pa.array(mask)
             batch, offsets = batch.filter(chosen), offsets[mask]
             source_inputs = None if source_inputs is None else source_inputs.filter(chosen)
+        zeros = zero_rows(batch.column("timestamp"))
+        if len(zeros):  # the producer cannot write timestamp 0 (layout.restore.timestamps)
+            self._refuse_zeros(batch, offsets, zeros, source.objects)
+            batch, source_inputs = substituted(batch, zeros), None
+            self.substituted += len(zeros)
         first = self.selected  # selected records before this batch
         self._place_translate_points(offsets, first)
         targets = self._route(batch, first)
@@ -258,6 +274,25 @@ class UnitRun:
         if skip < batch.num_rows:
             self._produce(batch.slice(skip), offsets[skip:], targets[skip:], first + skip, on_progress)
         self.last_source = int(offsets[-1])
+
+    def _refuse_zeros(
+        self, batch: pa.RecordBatch, offsets: np.ndarray, zeros: np.ndarray, objects: tuple[str, ...]
+    ) -> None:
+        """Refuse the batch before any of it is produced, unless 'restore.timestamp.zero' is
+        'substitute'. (With a manifest the pre-flight refused already; this is for data without
+        one, and a rerun whose choice changed.)"""
+        if self.plan.timestamp_zero == "substitute":
+            return
+        row = int(zeros[0])
+        raise UnwritableTimestampError(
+            batch.column("topic")[row].as_py() or self.unit.source_topic,
+            batch.column("partition")[row].as_py(),
+            int(offsets[row]),
+            0,
+            ", ".join(objects),
+            len(zeros),
+            written=True,
+        )
 
     def _place_translate_points(self, offsets: np.ndarray, first: int) -> None:
         """The first selected record at or after each source offset a consumer group is at."""
@@ -381,7 +416,7 @@ class UnitRun:
             raise CorruptObjectError(plan.bucket, where, "; ".join(problems))
         if on_progress:
             on_progress(self.selected, self.written_bytes)
-        resumed_from = self.resumed_from
+        resumed_from = self.resumed_from  # what earlier runs committed
         return UnitResult(
             unit_id=unit.unit_id,
             source_topic=unit.source_topic,
@@ -390,7 +425,7 @@ class UnitRun:
             routing=unit.routing,
             selected=self.selected,
             produced=max(0, self.selected - resumed_from),
-            resumed_after=min(resumed_from, self.selected),
+            resumed_after=min(self.done, self.selected),  # where this attempt started
             decoded=self.decoded,
             bytes=self.written_bytes,
             objects=len(self.objects_seen),
@@ -405,6 +440,7 @@ class UnitRun:
                 if self.counts[p]
             },
             timestamps_kept=self.timestamps_kept,
+            timestamps_substituted=self.substituted,
             translate_points=self.points,
             last_source_offset=self.last_source,
         )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import RestoreError
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
+from layout.restore.timestamps import PROPERTY, SUBSTITUTE_MS
 from tasks.restore.check import PartitionCheck
 from tasks.restore.groups import GroupTranslation
 from tasks.restore.produce import UnitResult
@@ -169,6 +170,21 @@ def unit_reports(plan: RestorePlan, outcomes: Sequence[UnitOutcome]) -> list[Uni
     return reports
 
 
+def substitution_notes(results: Sequence[UnitResult]) -> list[str]:
+    """A note per target topic that received records with the substitute timestamp."""
+    by_topic: dict[str, int] = {}
+    for result in results:
+        if result.timestamps_substituted:
+            by_topic[result.target_topic] = (
+                by_topic.get(result.target_topic, 0) + result.timestamps_substituted
+            )
+    return [
+        f"{topic}: {count} records with timestamp 0 (1970-01-01T00:00:00Z) were written with timestamp "
+        f"{SUBSTITUTE_MS} ('{PROPERTY}'='substitute'); the check expected the substitute"
+        for topic, count in sorted(by_topic.items())
+    ]
+
+
 def _expected_records(plan: RestorePlan, unit: RestoreUnit) -> int | None:
     counts = [o.record_count for o in unit.objects]
     if plan.window.active or any(c is None for c in counts):
@@ -222,7 +238,8 @@ def target_progress(
     summary = ", ".join(f"{n} {s}" for s, n in tally.items() if n)
     resume = (
         f"{summary} (of {len(rows)}). To resume, remove the cause and run the same restore again (the same "
-        "KCQL and options; 'restore.preflight' and 'restore.target.nonempty' may differ): restore "
+        "KCQL and options; 'restore.preflight', 'restore.target.nonempty' and 'restore.timestamp.zero' may "
+        "differ): restore "
         f"{plan.restore_id} continues each partition after its last committed record, exactly once — "
         "nothing committed is produced again"
     )

@@ -11,8 +11,12 @@ import pytest
 
 from flows.restore import RestoreFailed, RestoreParameters, restore_flow
 from formats.errors import CorruptObjectError
+from kcql.selection import restore_selection
 from layout.restore.errors import BackupIncompleteError, MissingObjectError
+from tasks.restore.discover import plan_restore
 from tasks.restore.errors import PreflightError, TargetPartitionsError
+from tasks.restore.work import restore_work_unit
+from tasks.services.errors import TransientStorageError
 from tests.support.kafka import consume_all, high_watermarks, numbered_messages, produce
 from tests.support.restore_backups import build_backup, group_at
 from tests.support.topics import NOW_MS, OLD_MS, topic_digests, tricky_messages
@@ -367,3 +371,38 @@ def test_log_append_time_source_keeps_its_timestamps(
         assert by_key == {m.key(): m.timestamp()[1] for m in source_records}
     finally:
         admin.delete_topics([target])
+
+
+class _FailsOnce:
+    """The real S3 store, but the first read of `key` fails as a dropped connection does (a
+    retryable error): the work unit starts again with a fresh producer, as after a wedged one."""
+
+    def __init__(self, store: Any, key: str) -> None:
+        self.store, self.key, self.failed = store, key, False
+
+    def get(self, bucket: str, key: str) -> bytes:
+        if key == self.key and not self.failed:
+            self.failed = True
+            raise TransientStorageError("get", bucket, key, "test", "connection dropped")
+        return self.store.get(bucket, key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_unit_started_again_with_a_fresh_producer_reports_where_it_resumed(
+    kafka_config, s3, store, create_topic, bucket
+):
+    source = create_topic("fresh", partitions=1)
+    produce(
+        kafka_config,
+        source,
+        ({"key": f"k{i}".encode(), "value": b"v", "timestamp": NOW_MS} for i in range(30)),
+    )
+    manifest = build_backup(s3, kafka_config, source, 1, bucket, "f", per_object=10)
+    target = create_topic("dst", partitions=1)
+    plan = plan_restore(store, restore_selection(f"INSERT INTO `{target}` SELECT * FROM {bucket}:f LIMIT 10"))
+    third = manifest.partitions[0].objects[2].key  # read once 20 records are committed
+    [result] = restore_work_unit(plan, plan.units, 0, kafka_config, _FailsOnce(store, third), {target: 1})
+    assert (result.resumed_after, result.produced, result.selected) == (20, 30, 30)
+    assert [m.key() for m in consume_all(kafka_config, target, 1)] == [f"k{i}".encode() for i in range(30)]

@@ -18,7 +18,7 @@ from flows.backup import BackupParameters, backup_flow
 from kcql import parse_backup
 from layout.manifest import PartitionEntry
 from tasks.backup import verify
-from tasks.backup.export import ExportRequest, ExportUnit, export_partition, export_unit, export_units
+from tasks.backup.export import ExportUnit, export_unit, export_units
 from tasks.backup.plan import gap_cause, plan_backup
 from tasks.backup.verify import verify_backup
 from tasks.services.kafka import reader
@@ -76,6 +76,21 @@ def _objects(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
     return found
 
 
+def _export_alone(
+    spec: Any, window: Any, backup_id: str, cause: Any, kafka_config: dict, store: Any
+) -> PartitionEntry:
+    """One partition exported as a unit of its own."""
+    alone = ExportUnit(
+        spec=spec,
+        backup_id=backup_id,
+        name=f"{window.topic}[{window.partition}]",
+        windows=(window,),
+        gap_causes={window.topic: cause},
+    )
+    [entry] = export_unit(alone, kafka_config, store)
+    return entry
+
+
 def _comparable(entries: list[PartitionEntry], prefix: str) -> dict[tuple[str, int], dict]:
     """The entries as they must agree: all but the export's seconds, keys relative to the prefix."""
     result = {}
@@ -106,14 +121,7 @@ def test_objects_and_entries_do_not_depend_on_the_grouping(
     assert [w.end - w.start for w in windows][TRANSACTIONAL] == 10  # a b | x y | c | z, 4 markers
     cause = gap_cause(plan.topics[0])
 
-    one = [
-        export_partition(
-            ExportRequest(spec=spec("one"), window=w, backup_id=plan.backup_id, gap_cause=cause),
-            kafka_config,
-            store,
-        )
-        for w in windows
-    ]
+    one = [_export_alone(spec("one"), w, plan.backup_id, cause, kafka_config, store) for w in windows]
 
     def unit(prefix: str) -> ExportUnit:
         return ExportUnit(
@@ -187,13 +195,7 @@ def test_the_flow_packs_partitions_into_units(
     )
     assert len(export_units(plan, 3)) == 3
     single = [
-        export_partition(
-            ExportRequest(
-                spec=plan.spec, window=w, backup_id=plan.backup_id, gap_cause=gap_cause(plan.topics[0])
-            ),
-            kafka_config,
-            store,
-        )
+        _export_alone(plan.spec, w, plan.backup_id, gap_cause(plan.topics[0]), kafka_config, store)
         for w in plan.windows
     ]
     assert _comparable(list(manifest.partitions), "flow") == _comparable(single, "single")

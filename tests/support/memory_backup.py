@@ -1,5 +1,5 @@
 """Backups made in memory, for unit tests of what reads a bucket (verification, prune, restore
-planning): the backup's own export (tasks.backup.export.export_partition — grouping, the roller,
+planning): the backup's own export (tasks.backup.export.export_unit — grouping, the roller,
 the codecs, the upload once and the resume) and manifest (tasks.backup.manifest) write into a
 MemoryStore; only the Kafka reads are replaced, by the messages given here. The partitions are
 exported in work units as the flow packs them (tasks.backup.export.export_units)."""

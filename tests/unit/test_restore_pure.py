@@ -104,11 +104,17 @@ def test_restore_properties_reach_the_selection_but_not_the_restore_id():
     chosen = selection_of(
         RestoreParameters(
             kcql="INSERT INTO t SELECT * FROM bkt:p "
-            "PROPERTIES('restore.preflight'='full', 'restore.target.nonempty'='append')"
+            "PROPERTIES('restore.preflight'='full', 'restore.target.nonempty'='append', "
+            "'restore.timestamp.zero'='substitute')"
         )
     )
-    assert (chosen.preflight, chosen.target_nonempty) == ("full", "append")
-    # a rerun with another pre-flight (or append) is the same restore: it resumes
+    assert plain.timestamp_zero == "refuse"
+    assert (chosen.preflight, chosen.target_nonempty, chosen.timestamp_zero) == (
+        "full",
+        "append",
+        "substitute",
+    )
+    # a rerun with another pre-flight (or append, or substitute) is the same restore: it resumes
     assert restore_id(plain, ["b1"]) == restore_id(chosen, ["b1"])
     with pytest.raises(KcqlError) as error:
         parse_restore("INSERT INTO t SELECT * FROM bkt PROPERTIES('restore.preflight'='deep')")

@@ -27,6 +27,7 @@ from tasks.restore.work import WorkUnitFailed, fails_unit_alone, pack_units, res
 from tasks.restore.writer import GroupCommit, UnitProgress, unit_names
 from tasks.runtime.shutdown import RunInterrupted
 from tasks.services.errors import BrokerUnavailableError, KafkaAuthorizationError, KafkaOperationError
+from tasks.services.kafka.calls import CallStalledError
 
 RECORDS = 7  # per unit
 
@@ -75,8 +76,10 @@ class Cluster:
         self.transactions: list[list[tuple[str, int]]] = []
         self.ids: list[str] = []
         self.fail_commits = 0  # the next commits fail (retryably), as during a broker outage
+        self.wedge_at: set[int] = set()  # the commits (counted from 1, failed ones too) that stall
         self.fatal = False
         self.corrupt: set[str] = set()  # object keys whose second batch fails to decode
+        self.commits = 0
 
     def committed(self, _config: Any, reads: Any, _admin: Any = None) -> list[tuple[int, dict[str, Any]]]:
         return [self.groups.get(group, (0, {})) for group, _ in reads]
@@ -108,6 +111,9 @@ class FakeWriter:
         pass
 
     def commit(self, offsets: list[GroupCommit]) -> None:
+        self.cluster.commits += 1
+        if self.cluster.commits in self.cluster.wedge_at:  # the call stalled: the producer is replaced
+            raise CallStalledError("commit transaction", 70)
         if self.cluster.fatal:
             raise TransactionFatalError("dst", self.progress.unit_id, 0, "fenced")
         if self.cluster.fail_commits:
@@ -236,6 +242,18 @@ def test_a_broker_outage_is_ridden_out_from_the_committed_counts(cluster):
     assert cluster.log[0] == [f"p0-v{i}".encode() for i in range(RECORDS)]
     assert cluster.log[1] == [f"p1-v{i}".encode() for i in range(RECORDS)]
     assert len(cluster.ids) == 3  # a fresh producer for each attempt
+
+
+def test_after_a_wedged_producer_is_replaced_each_unit_reports_where_it_resumed(cluster):
+    units = [_unit(p) for p in range(3)]
+    cluster.wedge_at = {3}  # after src.0's 5 and 7 (with src.1's 3): src.1 resumes after 3
+    results = _restore(units)
+    assert len(cluster.ids) == 2  # a fresh producer
+    # src.0 was done before the wedge; src.1 resumed after its 3 committed records, src.2 began
+    # with the fresh producer; this run produced every record of each, exactly once
+    assert [(r.resumed_after, r.produced) for r in results] == [(0, RECORDS), (3, RECORDS), (0, RECORDS)]
+    for partition in range(3):
+        assert cluster.log[partition] == [f"p{partition}-v{i}".encode() for i in range(RECORDS)]
 
 
 def test_a_rerun_resumes_each_unit_after_its_committed_count(cluster):
