@@ -19,6 +19,7 @@ from typing import Any, Literal
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
+from tests.support.java_producer import produce_timestamps
 from tests.support.kafka import consume_all, produce
 
 Outcome = Literal["exact", "changed", "refused"]
@@ -78,6 +79,12 @@ def _random(count: int, partitions: int, seed: int) -> Make:
         }
 
     return _messages([one(i) for i in range(count)])
+
+
+def _zero_timestamps(config: dict[str, Any], topic: str) -> None:
+    """Records stamped 0 (1970-01-01T00:00:00Z) between others, by the Java client: librdkafka
+    cannot write 0 (it reads it as "now")."""
+    produce_timestamps(config["bootstrap.servers"], topic, [(0, NOW_MS), (0, 0), (0, 1), (0, 0)])
 
 
 def _transactions(config: dict[str, Any], topic: str) -> None:
@@ -178,10 +185,12 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "timestamps",
-        "timestamps 1 ms, 2000-01-01, now, 9999-12-31 and a 40-day span, out of order",
+        "timestamps -5, -1, 1 ms, 2000-01-01, now, 9999-12-31 and a 40-day span, out of order",
         _messages(
             [
                 {"key": b"1ms", "value": b"v", "timestamp": 1},
+                {"key": b"-1", "value": b"v", "timestamp": -1},
+                {"key": b"-5", "value": b"v", "timestamp": -5},
                 {"key": b"2000", "value": b"v", "timestamp": 946_684_800_000},
                 {"key": b"now", "value": b"v", "timestamp": NOW_MS},
                 {"key": b"9999", "value": b"v", "timestamp": FAR_FUTURE_MS},
@@ -189,6 +198,23 @@ CASES: tuple[Case, ...] = (
             ]
         ),
         config={"message.timestamp.after.max.ms": str(2**63 - 1)},
+    ),
+    Case(
+        "timestamp zero",
+        "timestamp 0 (1970-01-01T00:00:00Z) among others, written by the Java client",
+        _zero_timestamps,
+        expected="refused",
+        note="the client library cannot write 0 (librdkafka reads it as now): the pre-flight names the "
+        "partition, offset and object and stops before the target is created; the next row is the choice",
+    ),
+    Case(
+        "timestamp zero substituted",
+        "the same, restored with 'restore.timestamp.zero'='substitute'",
+        _zero_timestamps,
+        expected="changed",
+        note="timestamp 0 is written as 1 ms; the read-back check expects the substitute and the report "
+        "counts the records written with it",
+        restore_properties="'restore.timestamp.zero'='substitute'",
     ),
     Case(
         "log append time",
