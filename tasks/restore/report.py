@@ -47,7 +47,10 @@ class TargetProgress(BaseModel):
 
     unit: str
     target: str
-    status: Literal["complete", "partial", "not started", "unknown"]
+    status: Literal["complete", "not finished", "partial", "not started", "unknown"] = Field(
+        description="complete: the unit finished; not finished: it failed after committing every "
+        "record it expected (a check or a later step failed; it is never called complete)."
+    )
     committed: int | None = Field(description="Records committed in the target (None: could not be read).")
     expected: int | None = Field(
         description="Records the unit restores (None: unknown before decoding, e.g. with a time window)."
@@ -58,6 +61,11 @@ class TargetProgress(BaseModel):
             return f"{self.target}: unknown (the committed progress could not be read)"
         if self.status == "not started":
             return f"{self.target}: not started (0 records committed)"
+        if self.status == "not finished":
+            return (
+                f"{self.target}: not finished ({self.committed} of {self.expected} records committed, "
+                "then the unit failed)"
+            )
         of = f" of {self.expected}" if self.expected is not None else ""
         return f"{self.target}: {self.status} ({self.committed}{of} records committed)"
 
@@ -195,8 +203,9 @@ def _expected_records(plan: RestorePlan, unit: RestoreUnit) -> int | None:
 def target_progress(
     plan: RestorePlan, outcomes: Sequence[UnitOutcome], committed: dict[str, CommittedProgress] | None
 ) -> tuple[list[TargetProgress], str]:
-    """Per unit of a failed restore: complete / partial / not started (unknown where `committed`,
-    the failed units' committed progress, could not be read), and how to resume."""
+    """Per unit of a failed restore: complete (the unit finished), not finished (it failed after
+    committing all it expected: never called complete), partial, not started (unknown where
+    `committed`, the failed units' committed progress, could not be read), and how to resume."""
     rows = []
     for unit, outcome in zip(plan.units, outcomes, strict=True):
         target = _target(unit)
@@ -220,10 +229,10 @@ def target_progress(
                 )
             )
             continue
-        status: Literal["complete", "partial", "not started"] = (
+        status: Literal["not finished", "partial", "not started"] = (
             "not started"
             if progress.records == 0
-            else "complete"
+            else "not finished"
             if expected is not None and progress.records >= expected
             else "partial"
         )
@@ -233,7 +242,8 @@ def target_progress(
             )
         )
     tally = {
-        s: sum(1 for r in rows if r.status == s) for s in ("complete", "partial", "not started", "unknown")
+        s: sum(1 for r in rows if r.status == s)
+        for s in ("complete", "not finished", "partial", "not started", "unknown")
     }
     summary = ", ".join(f"{n} {s}" for s, n in tally.items() if n)
     resume = (

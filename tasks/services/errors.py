@@ -30,6 +30,7 @@ __all__ = [
     "LockError",
     "LockLostError",
     "LockTimeoutError",
+    "ImpossibleManifestError",
     "ManifestError",
     "ObjectConflictError",
     "ObjectNotFoundError",
@@ -143,6 +144,24 @@ class ManifestError(BackupError):
         self.key = key
         self.reason = reason
         super().__init__(f"manifest s3://{bucket}/{key}: {reason}")
+
+
+class ImpossibleManifestError(ManifestError):
+    """A manifest holds values no backup writes (layout.manifest_checks): a negative count, a window
+    that ends before it starts, objects that do not add up, a key outside the backup. `problems`
+    names each field, where it is and why; nothing the manifest names is read."""
+
+    def __init__(self, bucket: str, key: str, prefix: str, problems: list[str]) -> None:
+        self.prefix = prefix
+        self.problems = problems
+        listed = "\n  ".join(problems[:50])
+        more = f"\n  … and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(
+            bucket,
+            key,
+            f"impossible values, refused before anything is read or written "
+            f"(backup prefix s3://{bucket}/{prefix.strip('/')}):\n  {listed}{more}",
+        )
 
 
 class VerificationError(BackupError):

@@ -142,6 +142,20 @@ def test_with_a_window_the_expected_count_is_unknown():
     assert row.describe() == "dst/0: partial (4 records committed)"
 
 
+def test_a_failed_unit_is_never_complete_even_with_every_record_committed():
+    """Issue 24: a unit that committed all it expected and then failed (its own check, a later step)
+    did not finish: the report says so, and the resume summary counts it apart from complete ones."""
+    plan = _plan([_unit("src.0", 0, [10, 10]), _unit("src.1", 1, [5])])
+    outcomes = [RuntimeError("records digest differs"), _result("src.1", "dst", {1: 5})]
+    rows, resume = target_progress(plan, outcomes, {"src.0": CommittedProgress(20, {0: 0})})
+    assert [(r.status, r.committed, r.expected) for r in rows] == [
+        ("not finished", 20, 20),
+        ("complete", 5, 5),
+    ]
+    assert rows[0].describe() == "dst/0: not finished (20 of 20 records committed, then the unit failed)"
+    assert resume.startswith("1 complete, 1 not finished (of 2)")
+
+
 def test_a_partition_matches_when_count_and_digest_do():
     outcome = PartitionOutcome(start_offset=4, records=3, digest="sha256:aa")
     check = compare("t", 1, outcome, 3, "sha256:aa", True, {0: 4}, 7)
