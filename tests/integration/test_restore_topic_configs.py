@@ -78,7 +78,8 @@ def test_min_insync_replicas_above_the_replication_factor_is_reported_not_recrea
 def test_an_existing_target_keeps_its_configs_and_the_report_names_the_differences(
     kafka_config, admin, create_topic, bucket, unique_name
 ):
-    source = create_topic("cfg", partitions=1, config={"retention.ms": "-1", "max.message.bytes": "2097152"})
+    backed_up = {"retention.ms": "864000000000", "max.message.bytes": "2097152"}
+    source = create_topic("cfg", partitions=1, config=backed_up)
     produce(kafka_config, source, numbered_messages(5, 1, value=b"v"))
     backup_flow(
         BackupParameters(
@@ -88,8 +89,12 @@ def test_an_existing_target_keeps_its_configs_and_the_report_names_the_differenc
     target = create_topic("dst", partitions=1, config={"max.message.bytes": "2097152"})
     report = restore_flow(RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:cfg"))
     [kept] = report.targets[0].configs_not_recreated
-    assert (kept.name, kept.value) == ("retention.ms", "-1")
-    assert "the target topic existed" in kept.reason
+    assert (kept.name, kept.value) == ("retention.ms", "864000000000")
+    assert kept.reason.startswith("the target topic existed; its value (")  # the broker's default
+    assert any(
+        n.startswith(f"{target}: topic config retention.ms=864000000000 not recreated: ")
+        for n in report.notes
+    )
 
 
 def test_the_broker_names_the_configs_it_refuses(admin, unique_name):
