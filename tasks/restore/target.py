@@ -94,7 +94,11 @@ def prepare_targets(
                 partitions = max(target.partition_count, 1)
             replication = min(target.replication_factor or brokers, brokers)
             configs, skipped = configs_to_create(
-                target.configs, replication, target.oldest_timestamp, int(time.time() * 1000)
+                target.configs,
+                replication,
+                target.oldest_timestamp,
+                int(time.time() * 1000),
+                keys_kept=plan.envelope and plan.codec.envelope.key,
             )
             try:
                 refused = refused_configs(admin, target.name, partitions, replication, configs)

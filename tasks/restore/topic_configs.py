@@ -34,11 +34,15 @@ class SkippedConfig(BaseModel):
 
 
 def configs_to_create(
-    configs: Mapping[str, str], replication: int, oldest_timestamp: int | None, now_ms: int
+    configs: Mapping[str, str],
+    replication: int,
+    oldest_timestamp: int | None,
+    now_ms: int,
+    keys_kept: bool = True,
 ) -> tuple[dict[str, str], list[SkippedConfig]]:
     """The configs to create a target topic with (replication factor `replication`, the oldest
-    restored record from `oldest_timestamp`, at `now_ms`), and those left out or changed, each with
-    its reason. Everything else is passed on as backed up; the broker may still refuse some
+    restored record from `oldest_timestamp`, at `now_ms`, the records' keys restored or not), and
+    those left out or changed, each with its reason. Everything else is passed on as backed up; the broker may still refuse some
     (`refused_configs`)."""
     create: dict[str, str] = {}
     skipped: list[SkippedConfig] = []
@@ -74,6 +78,20 @@ def configs_to_create(
                 )
             )
             create[name] = "CreateTime"
+        elif name == "cleanup.policy" and "compact" in value and not keys_kept:
+            rest = ",".join(p for p in value.split(",") if p.strip() != "compact")
+            skipped.append(
+                SkippedConfig(
+                    name=name,
+                    value=value,
+                    instead=rest or None,
+                    reason="the backup does not keep the records' keys (value-only, or "
+                    "store.envelope.key=false), and a compacted topic refuses keyless records "
+                    "(INVALID_RECORD)",
+                )
+            )
+            if rest:
+                create[name] = rest
         elif (
             name == "message.timestamp.before.max.ms"
             and value.isdigit()

@@ -106,3 +106,25 @@ def test_the_broker_names_the_configs_it_refuses(admin, unique_name):
     assert "Tiered Storage" in refused[1].reason
     assert topic not in admin.list_topics(timeout=10).topics
     assert refused_configs(admin, topic, 1, 1, {"retention.ms": "1000"}) == []
+
+
+def test_a_keyless_backup_of_a_compacted_topic_is_restored_into_a_deleting_one(
+    kafka_config, admin, create_topic, bucket, unique_name
+):
+    """A value-only backup keeps no keys; a compacted target would refuse every record."""
+    source = create_topic("cmp", partitions=1, config={"cleanup.policy": "compact,delete"})
+    produce(kafka_config, source, numbered_messages(10, 1, value=b"v"))
+    backup_flow(BackupParameters(kcql=f"INSERT INTO {bucket}:cmp SELECT * FROM `{source}` STOREAS AVRO"))
+    target = unique_name("dst")
+    try:
+        report = restore_flow(RestoreParameters(kcql=f"INSERT INTO `{target}` SELECT * FROM {bucket}:cmp"))
+        assert report.ok and report.records == 10
+        assert _topic_configs(admin, target)["cleanup.policy"].value == "delete"
+        [skipped] = report.targets[0].configs_not_recreated
+        assert (skipped.name, skipped.value, skipped.instead) == (
+            "cleanup.policy",
+            "compact,delete",
+            "delete",
+        )
+    finally:
+        admin.delete_topics([target])

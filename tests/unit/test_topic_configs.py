@@ -48,6 +48,14 @@ def test_log_append_time_becomes_create_time_and_says_so():
     assert "created with message.timestamp.type=CreateTime" in skipped[0].describe("dst")
 
 
+def test_compaction_is_not_recreated_when_the_keys_were_not_backed_up():
+    create, skipped = configs_to_create({"cleanup.policy": "compact,delete"}, 1, None, NOW, keys_kept=False)
+    assert create == {"cleanup.policy": "delete"} and skipped[0].instead == "delete"
+    create, skipped = configs_to_create({"cleanup.policy": "compact"}, 1, None, NOW, keys_kept=False)
+    assert create == {} and skipped[0].instead is None and "INVALID_RECORD" in skipped[0].reason
+    assert configs_to_create({"cleanup.policy": "compact"}, 1, None, NOW)[0] == {"cleanup.policy": "compact"}
+
+
 def test_a_timestamp_bound_the_restored_records_break_is_not_recreated():
     configs = {"message.timestamp.before.max.ms": str(DAY)}
     create, skipped = configs_to_create(configs, 1, oldest_timestamp=NOW - 2 * DAY, now_ms=NOW)
@@ -64,16 +72,20 @@ def test_a_timestamp_bound_the_restored_records_break_is_not_recreated():
                 "min.insync.replicas",
                 "message.timestamp.type",
                 "message.timestamp.before.max.ms",
+                "cleanup.policy",
                 *SOURCE_BROKER_CONFIGS,
             ]
         ),
-        st.sampled_from(["1", "2", "5", "*", "0:1", "LogAppendTime", "CreateTime"]),
+        st.sampled_from(
+            ["1", "2", "5", "*", "0:1", "LogAppendTime", "CreateTime", "compact", "compact,delete"]
+        ),
     ),
     st.integers(1, 4),
     st.one_of(st.none(), st.integers(0, NOW)),
+    st.booleans(),
 )
-def test_every_backed_up_config_is_recreated_or_accounted_for(configs, replication, oldest):
-    create, skipped = configs_to_create(configs, replication, oldest, NOW)
+def test_every_backed_up_config_is_recreated_or_accounted_for(configs, replication, oldest, keys_kept):
+    create, skipped = configs_to_create(configs, replication, oldest, NOW, keys_kept)
     skipped_names = [s.name for s in skipped]
     assert len(skipped_names) == len(set(skipped_names))
     for name, value in configs.items():
