@@ -8,7 +8,7 @@ from kcql.specs import BackupSpec, RestoreSpec
 
 _LEGACY = (
     ("WITH_FLUSH_SIZE", "flush_size", 500_000_000),
-    ("WITH_FLUSH_INTERVAL", "flush_interval", 3600),
+    ("WITH_FLUSH_INTERVAL", "flush_interval", None),
     ("WITH_FLUSH_COUNT", "flush_count", 50_000),
 )
 

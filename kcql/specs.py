@@ -137,7 +137,12 @@ class BackupSpec(FrozenModel):
     envelope: EnvelopeOptions = EnvelopeOptions()
     flush_size: int = 500_000_000
     flush_count: int = 50_000
-    flush_interval: int = 3600
+    flush_interval: int | None = Field(
+        default=None,
+        description="Seconds of record timestamps per object; None (the default): objects are cut by "
+        "count and size only. Stream Reactor's default is 3600 s of wall clock; ours is off, so sparse "
+        "timestamps do not make tiny objects.",
+    )
     partition_include_keys: bool = False
     padding: PaddingOptions = PaddingOptions()
     key_suffix: str | None = None

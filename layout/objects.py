@@ -2,16 +2,19 @@
 
 `ObjectRoller` is pure: column batches (formats.columns.COLUMNS) in, finished objects (bytes + what
 the manifest says of them) out. An object rolls when it reaches `flush.count` records, when its
-encoded size reaches `flush.size`, or when its records' timestamps span `flush.interval` seconds.
-The interval is measured on the records' own timestamps, not the wall clock, and the size is
+encoded size reaches `flush.size`, or — only when the statement sets `flush.interval` — when its
+records' timestamps span `flush.interval` seconds. Without the interval (the default) an object's
+size does not depend on how sparse the timestamps are: 2,000 records spread over 40 days make one
+object, not one per hour of record time. The interval is measured on the records' own timestamps,
+not the wall clock (Stream Reactor's is the wall clock), and the size is
 checked at chunk boundaries that depend on the records alone (every BATCH_RECORDS records or
 BATCH_BYTES bytes), never on how the consumer happened to batch them: a retried export cuts
 exactly the same objects and writes the same keys.
 
 The rules, record by record (what the columns are cut to):
-- before a record joins an open object, the object finishes if the record's timestamp is at least
-  `flush.interval` after the object's first record's (an object whose first record has no
-  timestamp never rolls by interval);
+- with `flush.interval` set: before a record joins an open object, the object finishes if the
+  record's timestamp is at least `flush.interval` after the object's first record's (an object
+  whose first record has no timestamp never rolls by interval);
 - after a record joins, the object finishes when it holds `flush.count` records; otherwise, when
   the records not yet handed to the writer reach BATCH_RECORDS or BATCH_BYTES, they are written,
   and the object finishes if the writer's size has reached `flush.size`.
@@ -44,7 +47,7 @@ RECORD_OVERHEAD = 64
 class FlushRules:
     count: int = 50_000
     size: int = 500_000_000
-    interval_seconds: int = 3600
+    interval_seconds: int | None = None  # None: no interval rule (the backup default)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ class ObjectRoller:
 
     def _interval_cut(self, current: _OpenObject, columns: _Columns, start: int, end: int) -> int:
         """The first index in start..end whose record would start a new object by interval."""
-        if current.first_timestamp is None or start >= end:
+        if self.rules.interval_seconds is None or current.first_timestamp is None or start >= end:
             return end
         limit = current.first_timestamp + self.rules.interval_seconds * 1000
         due = columns.has_timestamp[start:end] & (columns.timestamps[start:end] >= limit)

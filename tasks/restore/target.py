@@ -23,18 +23,12 @@ from core.errors import InputError
 from layout.restore.plan import RestorePlan
 from layout.schemas import StoredSchema
 from tasks.restore.errors import TargetNotEmptyError, TargetPartitionsError
+from tasks.restore.topic_configs import SkippedConfig, configs_to_create, kept_configs, refused_configs
 from tasks.restore.writer import committed_progress, restore_group_offsets
 from tasks.runtime import shutdown
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import admin_client, cluster_metadata, kafka_failure, partition_offsets
 from tasks.services.kafka.calls import LOOKUP_TIMEOUT_S
-
-# Configs that describe the source cluster's topic, not data placement: never copied.
-_NOT_COPIED = {
-    "min.insync.replicas",
-    "leader.replication.throttled.replicas",
-    "follower.replication.throttled.replicas",
-}
 
 
 def schemas_to_register(plan: RestorePlan) -> tuple[StoredSchema, ...]:
@@ -57,6 +51,9 @@ class TargetInfo(BaseModel):
     partitions: int
     created: bool
     warnings: list[str] = Field(default_factory=list)
+    configs_not_recreated: list[SkippedConfig] = Field(
+        default_factory=list, description="Backed-up topic configs the target does not have as backed up."
+    )
 
 
 def prepare_targets(
@@ -80,29 +77,36 @@ def prepare_targets(
             if plan.target_nonempty == "refuse":
                 refuse_foreign_records(plan, kafka_config, target.name, len(existing.partitions))
     infos = []
+    existing_names = [
+        t.name for t in plan.targets if (e := metadata.topics.get(t.name)) is not None and not e.error
+    ]
+    existing_configs = _described_configs(admin, existing_names)
     for target in plan.targets:
         existing = metadata.topics.get(target.name)
         created = False
-        warnings = []
+        skipped: list[SkippedConfig] = []
         if existing is not None and not existing.error:
             partitions = len(existing.partitions)
+            skipped = kept_configs(target.configs, existing_configs.get(target.name))
         else:
             partitions = max(target.partition_count, target.partitions_needed)
             if plan.partitioner != "preserve" and existing is None:
                 partitions = max(target.partition_count, 1)
+            replication = min(target.replication_factor or brokers, brokers)
+            configs, skipped = configs_to_create(
+                target.configs,
+                replication,
+                target.oldest_timestamp,
+                int(time.time() * 1000),
+                keys_kept=plan.envelope and plan.codec.envelope.key,
+            )
+            try:
+                refused = refused_configs(admin, target.name, partitions, replication, configs)
+            except KafkaException as exc:
+                raise kafka_failure(f"validate topic {target.name}", kafka_config, exc) from exc
+            skipped = sorted([*skipped, *refused], key=lambda s: s.name)
+            configs = {k: v for k, v in configs.items() if k not in {r.name for r in refused}}
             if not dry_run:
-                replication = min(target.replication_factor or brokers, brokers)
-                configs = {k: v for k, v in target.configs.items() if k not in _NOT_COPIED}
-                if configs.get("message.timestamp.type") == "LogAppendTime":
-                    # With LogAppendTime the broker would stamp every restored record with the
-                    # restore's own time; CreateTime keeps the backed-up timestamps.
-                    configs["message.timestamp.type"] = "CreateTime"
-                    warnings.append(
-                        f"{target.name}: the source topic uses message.timestamp.type=LogAppendTime; the "
-                        "target is created with CreateTime so the restored records keep their original "
-                        "timestamps (switch it to LogAppendTime after the restore if new records should "
-                        "get append time)"
-                    )
                 futures = admin.create_topics(
                     [NewTopic(target.name, partitions, replication, config=configs)], operation_timeout=30
                 )
@@ -113,21 +117,29 @@ def prepare_targets(
                         raise kafka_failure(f"create topic {target.name}", kafka_config, exc) from exc
                 _wait_for_topic(admin, kafka_config, target.name, partitions)
                 created = True
-        infos.append(TargetInfo(name=target.name, partitions=partitions, created=created, warnings=warnings))
-    # Every target's retention in one request (a dry run's targets to be created: as planned).
+        infos.append(
+            TargetInfo(
+                name=target.name,
+                partitions=partitions,
+                created=created,
+                warnings=[s.describe(target.name) for s in skipped],
+                configs_not_recreated=skipped,
+            )
+        )
+    # Every target's retention (a dry run's targets to be created: as planned).
     planned_only = {t.name for t in plan.targets if dry_run and metadata.topics.get(t.name) is None}
-    retentions = _retentions_ms(admin, [t.name for t in plan.targets if t.name not in planned_only])
+    new_names = [t.name for t in plan.targets if t.name not in existing_names and t.name not in planned_only]
+    described = {**existing_configs, **_described_configs(admin, new_names)}
     for target, info in zip(plan.targets, infos, strict=True):
         retention = (
             _planned_retention_ms(target.configs)
             if target.name in planned_only
-            else retentions.get(target.name)
+            else _retention_ms(described.get(target.name))
         )
-        warnings = info.warnings
         if retention is not None and retention >= 0 and target.oldest_timestamp is not None:
             deadline = target.oldest_timestamp + retention
             if deadline < time.time() * 1000:
-                warnings.append(
+                info.warnings.append(
                     f"{target.name}: retention.ms={retention} will delete restored records older than "
                     f"{retention} ms soon after the restore (the oldest restored record is from "
                     f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(target.oldest_timestamp / 1000))}); "
@@ -203,26 +215,32 @@ def _planned_retention_ms(planned: dict[str, str]) -> int:
     return int(value) if value is not None else 7 * 24 * 3600 * 1000
 
 
-def _retentions_ms(admin: Any, topics: Sequence[str]) -> dict[str, int | None]:
-    """Each topic's time retention (None: none, not deleting, or not readable), described at once."""
+def _described_configs(admin: Any, topics: Sequence[str]) -> dict[str, dict[str, str] | None]:
+    """Each topic's configs (None: not readable), described in one request."""
     resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in topics]
     if not resources:
         return {}
     futures = admin.describe_configs(resources, request_timeout=LOOKUP_TIMEOUT_S)
-    found: dict[str, int | None] = {}
+    found: dict[str, dict[str, str] | None] = {}
     for resource, topic in zip(resources, topics, strict=True):
         try:
             configs = futures[resource].result(timeout=LOOKUP_TIMEOUT_S)
         except KafkaException:
             found[topic] = None
             continue
-        entry = configs.get("retention.ms")
-        cleanup = configs.get("cleanup.policy")
-        if cleanup is not None and "delete" not in str(cleanup.value):
-            found[topic] = None
-        else:
-            found[topic] = int(entry.value) if entry is not None and entry.value is not None else None
+        found[topic] = {name: str(e.value) for name, e in configs.items() if e.value is not None}
     return found
+
+
+def _retention_ms(configs: dict[str, str] | None) -> int | None:
+    """A topic's time retention (None: none, not deleting, or not readable)."""
+    if configs is None:
+        return None
+    cleanup = configs.get("cleanup.policy")
+    if cleanup is not None and "delete" not in cleanup:
+        return None
+    value = configs.get("retention.ms")
+    return int(value) if value is not None else None
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -60,10 +60,12 @@ __all__ = [
     "acquire_lease",
     "ensure_held",
     "exclusive",
+    "lapse_message",
     "poll_seconds",
     "read_lock",
     "release_lease",
     "renew_lease",
+    "retaken_record",
     "waiting_message",
 ]
 
@@ -102,10 +104,15 @@ class Lease:
     lost: LockLostError | None = None
     released: bool = False
     mutex: threading.Lock = field(default_factory=threading.Lock)
+    logger: Logger = field(default_factory=lambda: logging.getLogger(__name__))
 
     @property
     def key(self) -> str:
-        return lease_key(self.record.prefix, self.record.kind, self.record.epoch)
+        return self.key_of(self.record)
+
+    @staticmethod
+    def key_of(record: LeaseRecord) -> str:
+        return lease_key(record.prefix, record.kind, record.epoch)
 
     @property
     def where(self) -> str:
@@ -129,19 +136,11 @@ def _flow_run() -> tuple[str | None, str | None]:
     return str(context.flow_run.id), context.flow_run.name
 
 
-def _create_lease(
-    store: ObjectStore,
-    kind: str,
-    bucket: str,
-    prefix: str,
-    epoch: int,
-    lease_seconds: float,
-    acquired_at: datetime | None = None,
-) -> Lease | None:
-    """Create lease `epoch`; None when another run created it first or a higher one exists."""
+def _new_record(kind: str, bucket: str, prefix: str, epoch: int, lease_seconds: float) -> LeaseRecord:
+    """The record of a lease this process (and its flow run, if any) takes now."""
     now = datetime.now(UTC)
     run_id, run_name = _flow_run()
-    record = LeaseRecord(
+    return LeaseRecord(
         kind=kind,
         bucket=bucket,
         prefix=prefix,
@@ -151,15 +150,44 @@ def _create_lease(
         host=socket.gethostname(),
         pid=os.getpid(),
         lease_seconds=lease_seconds,
-        acquired_at=acquired_at or now,
+        acquired_at=now,
         renewed_at=now,
         expires_at=now + timedelta(seconds=lease_seconds),
     )
+
+
+def retaken_record(lapsed: LeaseRecord, now: datetime) -> LeaseRecord:
+    """The next epoch's record for a holder whose lease `lapsed` ran out unrenewed: the same run
+    (flow run id and name, host, pid, since when), renewed `now`. Built from the lapsed record, not
+    from the context: the renewal thread has no flow run context."""
+    return lapsed.model_copy(
+        update={
+            "epoch": lapsed.epoch + 1,
+            "renewed_at": now,
+            "expires_at": now + timedelta(seconds=lapsed.lease_seconds),
+            "released": False,
+        }
+    )
+
+
+def lapse_message(lapsed: LeaseRecord, key: str, unrenewed_seconds: float, new_epoch: int) -> str:
+    """The warning of a lease that ran out before its holder could renew it, then re-taken."""
+    where = f"s3://{lapsed.bucket}/{lapsed.prefix}"
+    return (
+        f"the {lapsed.kind} lock of {where} lapsed: its lease {key} (epoch {lapsed.epoch}) went "
+        f"unrenewed for {unrenewed_seconds:.1f} s, {max(0.0, unrenewed_seconds - lapsed.lease_seconds):.1f} s "
+        f"past its {lapsed.lease_seconds:g} s lease (S3 unreachable or this process stalled); no other run "
+        f"took it meanwhile, so this run took it again as epoch {new_epoch}"
+    )
+
+
+def _create_lease(store: ObjectStore, record: LeaseRecord) -> Lease | None:
+    """Create lease `record` (its epoch); None when another run created it first or a higher one exists."""
     started = time.monotonic()
     if not put_record(store, record, create=True):
         # Lost the race — unless the first attempt of a retried request was ours after all.
         try:
-            if read_record(store, bucket, lease_key(prefix, kind, epoch)) != record:
+            if read_record(store, record.bucket, Lease.key_of(record)) != record:
                 return None
         except FileNotFoundError:
             return None
@@ -167,7 +195,7 @@ def _create_lease(
     # an older lease had (since deleted): only the highest number counts.
     if newer_lease(store, record):
         return None
-    return Lease(store=store, record=record, valid_until=started + lease_seconds)
+    return Lease(store=store, record=record, valid_until=started + record.lease_seconds)
 
 
 def waiting_message(kind: str, where: str, state: LockState, default_lease_seconds: float) -> str:
@@ -202,9 +230,10 @@ def acquire_lease(
         if state is None:
             continue
         if state.free(lease_seconds):
-            lease = _create_lease(store, kind, bucket, prefix, state.epoch + 1, lease_seconds)
+            lease = _create_lease(store, _new_record(kind, bucket, prefix, state.epoch + 1, lease_seconds))
             if lease is None:
                 continue  # another run took this epoch: look again
+            lease.logger = logger
             previous = state.current
             if state.epochs and (previous is None or not previous.released):
                 holder = previous.holder() if previous else f"an unreadable lease (epoch {state.epoch})"
@@ -265,15 +294,8 @@ def renew_lease(lease: Lease) -> None:
                 lease, f"a newer lease (epoch {newer[0]}) was taken while this one had run out", newer
             )
         if time.monotonic() >= lease.valid_until:
-            lapsed = _create_lease(
-                lease.store,
-                record.kind,
-                record.bucket,
-                record.prefix,
-                record.epoch + 1,
-                record.lease_seconds,
-                acquired_at=record.acquired_at,
-            )
+            unrenewed = time.monotonic() - (lease.valid_until - record.lease_seconds)
+            lapsed = _create_lease(lease.store, retaken_record(record, datetime.now(UTC)))
             if lapsed is None:
                 raise _lost(
                     lease,
@@ -281,6 +303,7 @@ def renew_lease(lease: Lease) -> None:
                     newer_lease(lease.store, record),
                 )
             lease.record, lease.valid_until = lapsed.record, lapsed.valid_until
+            lease.logger.warning(lapse_message(record, lease.key_of(record), unrenewed, lapsed.record.epoch))
             return
         now = datetime.now(UTC)
         renewed = record.model_copy(

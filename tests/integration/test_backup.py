@@ -154,6 +154,37 @@ def test_flush_size_and_interval_roll_objects(kafka_config: dict, create_topic: 
     assert [o.record_count for o in by_time.manifest.partitions[0].objects] == [60, 60, 60]
 
 
+def test_sparse_timestamps_make_few_objects_by_default(
+    kafka_config: dict, create_topic: Any, bucket: str, s3: Any
+) -> None:
+    """2,000 records with timestamps spread over 40 days (one every 28.8 minutes): with the default
+    flush rules (no interval) they are one object, not 667 (one per hour of record time); setting
+    'flush.interval' still cuts by record time."""
+    topic = create_topic("sparse", config={"retention.ms": "-1"})  # 41-day-old records stay
+    step = 40 * 86_400_000 // 2000
+    start = NOW_MS - 41 * 86_400_000
+    produce(
+        kafka_config, topic, ({"value": f"v{i}".encode(), "timestamp": start + i * step} for i in range(2000))
+    )
+    [default] = backup_flow(
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:sparse SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+        )
+    )
+    objects = default.manifest.partitions[0].objects
+    data_keys = [k for k in _keys(s3, bucket, "sparse/") if "/_manifests/" not in k]
+    assert len(data_keys) == len(objects) <= 10
+    assert [(o.record_count, o.min_timestamp, o.max_timestamp) for o in objects] == [
+        (2000, start, start + 1999 * step)
+    ]
+    [hourly] = backup_flow(
+        BackupParameters(
+            kcql=f"INSERT INTO {bucket}:hourly SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true, 'flush.interval'=3600)"
+        )
+    )
+    assert len(hourly.manifest.partitions[0].objects) == 667
+
+
 def test_incremental_backups_chain(kafka_config: dict, create_topic: Any, bucket: str, store: Any) -> None:
     topic = create_topic("incr", partitions=2)
     kcql = f"INSERT INTO {bucket}:inc SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"

@@ -131,6 +131,43 @@ def test_a_lapsed_lease_nobody_took_is_won_again_with_the_next_epoch(store: Any,
     assert release_lease(lapsed)
 
 
+def test_a_lapse_is_a_warning_and_the_retaken_lease_keeps_the_runs_identity(
+    prefect_harness: None, store: Any, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An S3 stall outliving the lease, played by a holder that does not renew its 1 s lease for
+    1.5 s (the S3 server keeps running); the renewal, from the keeper's thread as in a run, takes
+    the next epoch under the run's name and says so."""
+    from prefect import flow
+    from prefect.context import FlowRunContext
+
+    caplog.set_level(logging.WARNING, logger="tests.locks")
+
+    @flow(name="lapse-probe")
+    def holder() -> tuple[Lease, str, str]:
+        context = FlowRunContext.get()
+        assert context is not None and context.flow_run is not None
+        lease = _acquire(store, bucket, lease_seconds=1)
+        time.sleep(1.5)  # past the lease: the next renewal finds it lapsed
+        keeper = threading.Thread(target=renew_lease, args=(lease,))  # no flow-run context there
+        keeper.start()
+        keeper.join(30)
+        return lease, str(context.flow_run.id), context.flow_run.name
+
+    lease, run_id, run_name = holder()
+    assert lease.record.epoch == 2
+    stored = read_lock(store, bucket, "p", "backup")
+    assert stored is not None and stored.current == lease.record
+    assert (stored.current.flow_run_id, stored.current.flow_run_name) == (run_id, run_name)
+    assert stored.current.holder().startswith(f"run {run_name} ({run_id}) on ")
+    [warning] = [r.getMessage() for r in caplog.records if "lapsed" in r.getMessage()]
+    assert warning.startswith(
+        f"the backup lock of s3://{bucket}/p lapsed: its lease {lease_key('p', 'backup', 1)} (epoch 1) "
+        "went unrenewed for "
+    )
+    assert warning.endswith("so this run took it again as epoch 2")
+    assert release_lease(lease)
+
+
 def test_a_wait_has_a_bound_and_then_names_the_holder(store: Any, bucket: str) -> None:
     holder = _acquire(store, bucket, lease_seconds=30)
     with pytest.raises(LockTimeoutError) as timeout:

@@ -31,6 +31,7 @@ backup_props = st.fixed_dictionaries(
         "partition.include.keys": st.booleans(),
         "flush.count": st.integers(1, 10**9),
         "flush.size": st.integers(1, 10**12),
+        "flush.interval": st.integers(1, 10**6),
         "key.converter": st.sampled_from(["bytes", "string", "json"]),
         "padding.type": st.sampled_from(["LeftPad", "RightPad", "NoOp"]),
         "padding.length.partition": st.integers(1, 9),
@@ -56,9 +57,17 @@ def _props_text(props: dict) -> str:
     fmt=st.sampled_from(list(Format)),
     props=backup_props,
     legacy=st.one_of(st.none(), st.integers(1, 10**6)),
+    legacy_interval=st.one_of(st.none(), st.integers(1, 10**6)),
 )
 def test_backup_render_parse_round_trip(
-    bucket: str, prefix: str, topic: str, by: list, fmt: Format, props: dict, legacy: int | None
+    bucket: str,
+    prefix: str,
+    topic: str,
+    by: list,
+    fmt: Format,
+    props: dict,
+    legacy: int | None,
+    legacy_interval: int | None,
 ) -> None:
     target = f"{bucket}:{prefix}" if prefix else bucket
     text = (
@@ -68,6 +77,8 @@ def test_backup_render_parse_round_trip(
     )
     if legacy and "flush.count" not in props:
         text += f" WITH_FLUSH_COUNT = {legacy}"
+    if legacy_interval and "flush.interval" not in props:
+        text += f" WITH_FLUSH_INTERVAL = {legacy_interval}"
     [spec] = parse_backup(text + _props_text(props))
     assert parse_backup(render(spec)) == [spec]
 

@@ -112,3 +112,16 @@ def test_hourly_connector_config() -> None:
             name="wallclock", header_name="wallclock", value_type="format", format="yyyy-MM-dd-HH"
         ),
     )
+
+
+def test_flush_interval_is_off_unless_a_statement_sets_it() -> None:
+    """Ours differs from Stream Reactor's 3600 s default (docs/user-guide.md, flush rules)."""
+    statement = "INSERT INTO bkt:p SELECT * FROM t STOREAS AVRO"
+    [default] = parse_backup(statement)
+    [set_by_property] = parse_backup(statement + " PROPERTIES('flush.interval'=600)")
+    [set_by_clause] = parse_backup(statement + " WITH_FLUSH_INTERVAL=30")
+    assert (default.flush_interval, set_by_property.flush_interval, set_by_clause.flush_interval) == (
+        None,
+        600,
+        30,
+    )

@@ -16,8 +16,10 @@ from tasks.services.locks import (
     Lease,
     LockState,
     acquire_lease,
+    lapse_message,
     read_lock,
     release_lease,
+    retaken_record,
     waiting_message,
 )
 from tasks.services.object_store import MemoryStore
@@ -137,3 +139,29 @@ def test_a_lease_runs_out_on_the_stores_clock_and_the_taker_fences_the_old_holde
     state = read_lock(store, "b", "nightly", "backup")
     assert state is not None and state.current is not None and state.current.released
     assert [e for e, _ in state.epochs] == [1, 2]
+
+
+def test_a_retaken_lease_keeps_the_runs_identity_under_the_next_epoch() -> None:
+    lapsed = _record()
+    now = T0 + timedelta(seconds=95)
+    retaken = retaken_record(lapsed, now)
+    assert retaken.epoch == lapsed.epoch + 1
+    same = ("flow_run_id", "flow_run_name", "host", "pid", "acquired_at", "lease_seconds", "kind", "bucket")
+    assert {f: getattr(retaken, f) for f in same} == {f: getattr(lapsed, f) for f in same}
+    assert (retaken.flow_run_id, retaken.flow_run_name) == ("0d1e2f", "nightly-fox")
+    assert (retaken.renewed_at, retaken.expires_at, retaken.released) == (
+        now,
+        now + timedelta(seconds=60),
+        False,
+    )
+    assert retaken.holder() == lapsed.holder()
+
+
+def test_the_lapse_warning_names_the_lease_how_long_and_the_new_epoch() -> None:
+    lapsed = _record()
+    key = lease_key("nightly", "backup", 7)
+    message = lapse_message(lapsed, key, unrenewed_seconds=95.04, new_epoch=8)
+    assert message.startswith("the backup lock of s3://b/nightly lapsed: ")
+    assert f"its lease {key} (epoch 7)" in message
+    assert "unrenewed for 95.0 s, 35.0 s past its 60 s lease" in message
+    assert message.endswith("took it again as epoch 8")

@@ -79,6 +79,7 @@ def _reference_cuts(records: list[Record], rules: FlushRules) -> list[tuple[int,
             current is not None
             and current[0].timestamp is not None
             and record.timestamp is not None
+            and rules.interval_seconds is not None
             and record.timestamp - current[0].timestamp >= rules.interval_seconds * 1000
         ):
             current = None
@@ -92,7 +93,7 @@ rules_strategy = st.builds(
     FlushRules,
     count=st.integers(1, 60),
     size=st.just(10**12),
-    interval_seconds=st.integers(1, 10),
+    interval_seconds=st.none() | st.integers(1, 10),
 )
 
 
@@ -158,6 +159,33 @@ def test_the_size_rule_rolls_large_objects() -> None:
     )
     assert len(finished) > 1
     assert [r.offset for o in finished for r in _decoded(o)] == [r.offset for r in records]
+
+
+def _sparse(count: int, days: int) -> list[Record]:
+    """`count` records spread evenly over `days` days of timestamps."""
+    step = days * 86_400_000 // count
+    start = 1_700_000_000_000
+    return [
+        Record(b"k", b"v" * 100, (), TOPIC, PARTITION, o, start + o * step, TimestampType.CREATE_TIME)
+        for o in range(count)
+    ]
+
+
+def test_sparse_timestamps_make_one_object_by_default() -> None:
+    """2,000 records over 40 days: the default rules (no interval) cut by count and size only."""
+    records = _sparse(2000, 40)
+    finished = _roll(records, FlushRules(), [700, 1400])
+    assert [(o.first_offset, o.last_offset, o.record_count) for o in finished] == [(0, 1999, 2000)]
+    assert FlushRules().interval_seconds is None
+
+
+def test_a_set_interval_still_cuts_by_record_time() -> None:
+    """'flush.interval'=3600 on the same records: one object per hour of record time (a record
+    every 28.8 minutes: two or three per object), as the statement asked."""
+    records = _sparse(2000, 40)
+    finished = _roll(records, FlushRules(interval_seconds=3600), [700, 1400])
+    assert len(finished) == len(_reference_cuts(records, FlushRules(interval_seconds=3600))) == 667
+    assert all(o.max_timestamp - o.min_timestamp < 3_600_000 for o in finished)
 
 
 def _decoded(obj: FinishedObject) -> list[Record]:
