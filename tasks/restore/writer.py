@@ -59,6 +59,17 @@ from tasks.services.kafka.calls import (
     dispose,
 )
 
+REFUSED_RECORDS = frozenset(
+    {
+        KafkaError.INVALID_RECORD,  # e.g. a record without a key into a compacted topic
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_TIMESTAMP,  # outside the target's message.timestamp.*.max.ms
+        KafkaError.POLICY_VIOLATION,
+    }
+)
+"""Delivery errors that say the broker refuses the record itself: the same record is refused again
+whatever the producer, so the restore fails at once instead of starting the transaction again."""
 IN_PLACE_RETRIES = 3  # retriable errors of one call before the work unit starts again with a new producer
 ANCHOR_PARTITION = 0  # the target partition each unit's bookkeeping offset is committed on
 POLL_EVERY = 8192  # records between polls of the producer's events
@@ -322,12 +333,27 @@ class TransactionalWriter:
         self.wedged = False
         self.in_transaction = False
         self.errors: list[Any] = []
+        self.refused: tuple[Any, str] | None = None  # (the error, where) of a record the broker refuses
 
-    def on_delivery(self, err: Any, _msg: Any) -> None:
+    def on_delivery(self, err: Any, msg: Any) -> None:
         """Called for failed deliveries only (delivery.report.only.error): no Python call per
         delivered record. A failure also fails the transaction's commit."""
         if err is not None:
             self.errors.append(err)
+            if self.refused is None and err.code() in REFUSED_RECORDS:
+                self.refused = (err, f"{msg.topic()}[{msg.partition()}]")
+
+    def raise_if_refused(self, operation: str) -> None:
+        """A record the broker refuses (REFUSED_RECORDS) fails the work unit, not retried: its
+        open transaction is aborted, so nothing of it is committed."""
+        if self.refused is not None:
+            error, where = self.refused
+            raise KafkaOperationError(
+                f"produce to {where}",
+                f"the broker refuses a record ({error.name()}: {error.str()}); producing it again cannot "
+                f"help, so the restore stops (found at {operation}; the open transaction is not committed)",
+                retryable=False,
+            )
 
     def call(self, operation: str, fn: Callable[[], Any]) -> Any:
         for attempt in range(1, IN_PLACE_RETRIES + 1):
@@ -349,6 +375,8 @@ class TransactionalWriter:
                         f"{operation}: {error}",
                     ) from exc
                 if error.txn_requires_abort():
+                    self.producer.poll(0)  # serve the failed deliveries' reports
+                    self.raise_if_refused(operation)
                     raise AbortRequiredError(operation, str(error)) from exc
                 if not error.retriable():
                     raise kafka_failure(operation, self.config, exc) from exc

@@ -15,6 +15,7 @@ from kcql.selection import restore_selection
 from layout.restore.errors import BackupIncompleteError, MissingObjectError
 from tasks.restore.discover import plan_restore
 from tasks.restore.errors import PreflightError, TargetPartitionsError
+from tasks.services.errors import KafkaOperationError
 from tasks.restore.work import restore_work_unit
 from tasks.services.errors import TransientStorageError
 from tests.support.kafka import consume_all, high_watermarks, numbered_messages, produce
@@ -406,3 +407,20 @@ def test_a_unit_started_again_with_a_fresh_producer_reports_where_it_resumed(
     [result] = restore_work_unit(plan, plan.units, 0, kafka_config, _FailsOnce(store, third), {target: 1})
     assert (result.resumed_after, result.produced, result.selected) == (20, 30, 30)
     assert [m.key() for m in consume_all(kafka_config, target, 1)] == [f"k{i}".encode() for i in range(30)]
+
+
+def test_a_record_the_broker_refuses_stops_the_restore_without_retrying(
+    kafka_config, s3, create_topic, filled_topic, bucket
+):
+    source = filled_topic("keyless", 1, [{"partition": 0, "key": None, "value": b"v"}] * 6)
+    build_backup(s3, kafka_config, source, 1, bucket, "kl", per_object=3)
+    target = create_topic("compacted", partitions=1, config={"cleanup.policy": "compact"})
+    with pytest.raises(RestoreFailed) as caught:  # a compacted topic refuses records without a key
+        _restore(f"INSERT INTO `{target}` SELECT * FROM {bucket}:kl")
+    cause = caught.value.cause
+    assert isinstance(cause, KafkaOperationError) and not cause.retryable
+    assert cause.operation == f"produce to {target}[0]" and "INVALID_RECORD" in cause.reason
+    assert "cannot help" in cause.reason
+    [unit] = caught.value.report.units
+    assert unit.status == "failed" and "INVALID_RECORD" in (unit.error or "")
+    assert consume_all(kafka_config, target, 1) == []
