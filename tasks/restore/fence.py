@@ -11,8 +11,8 @@ the broker's transaction timeout. So the restore keeps the largest slot count an
 used in its own consumer group (restore_group: the metadata of its offset on partition 0 of its
 first target, layout.restore.progress.anchor), recorded before any work unit of a run starts,
 and every run begins with `init_transactions` of a throwaway producer under each slot id
-recorded (in parallel threads, bounded), which aborts what a killed run left open. Slots beyond the recorded count were never
-used: a work unit's own producer fences its slot when it starts.
+recorded (in parallel threads, bounded), which aborts what a killed run left open. Slots beyond
+the recorded count were never used: a work unit's own producer fences its slot when it starts.
 
 The same metadata records the restore's progress layout (layout.restore.progress), decided by
 its first run: `shared` (the units that alone write their partition keep their progress in one

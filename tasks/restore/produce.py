@@ -6,15 +6,16 @@ target partition receives, then one tight `produce` loop through the work unit's
 writer (tasks.restore.writer). The units of a work unit (tasks.restore.work) are produced one
 after another into one stream of transactions (`WorkTransaction`): each commits once it holds
 `plan.batch` records, whichever units they belong to, together with the count each of those
-units has restored so far (where layout.restore.progress keeps it). A run resumes after what an earlier run of
-the same restore committed: the records before that count are decoded and digested again (the
-digests cover everything) but not produced. Every loop checks `tasks.runtime.shutdown`: a stop
-request aborts the open transaction and ends the work unit within seconds.
+units has restored so far (where layout.restore.progress keeps it). A run resumes after what an
+earlier run of the same restore committed: the records before that count are decoded and
+digested again (the digests cover everything) but not produced. Every loop checks
+`tasks.runtime.shutdown`: a stop request aborts the open transaction and ends the work unit
+within seconds.
 
-A unit's first commit carries, in its progress's metadata, where in the target it began (`starts`,
-measured before its first record): no record of a unit is ever committed without it, so a rerun
-(and the check that refuses a non-empty target) can tell the unit's own records from records
-that were there before.
+A unit's first commit carries, in its progress's metadata, where in the target it began
+(`starts`, measured before its first record): no record of a unit is ever committed without
+it, so a rerun (and the check that refuses a non-empty target) can tell the unit's own records
+from records that were there before.
 """
 
 from __future__ import annotations
