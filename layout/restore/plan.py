@@ -20,6 +20,7 @@ from layout.manifest import GroupOffsets, OffsetGap
 from layout.schemas import StoredSchema
 
 Routing = Literal["preserve", "murmur2", "metadata", "round-robin"]
+ProgressLayout = Literal["shared", "units"]  # where units keep their progress: layout.restore.progress
 
 
 class RestoreObject(FrozenModel):
@@ -119,6 +120,11 @@ class RestorePlan(FrozenModel):
     schema_id_map: dict[int, int] = Field(
         default_factory=dict,
         description="Source schema id → the target registry's, once registered (rewrite only).",
+    )
+    progress: ProgressLayout | None = Field(
+        default=None,
+        description="Where the units keep their progress (layout.restore.progress), as the restore "
+        "recorded it when it first ran (tasks.restore.fence); None until then.",
     )
 
     @property

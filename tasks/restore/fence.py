@@ -1,5 +1,6 @@
 """What a run of a restore does before any of its work units starts: fence what earlier runs
-left open, and record where the restore began and how many slots its runs use.
+left open, and record where the restore began, how many slots its runs use and where its units
+keep their progress.
 
 A run's work units produce under their slots' transactional ids (tasks.restore.writer.slot_id,
 slots 0..N-1). A rerun may group the units differently (another --concurrency, another task
@@ -8,13 +9,20 @@ producer of the rerun would fence it: the open transaction of a killed run would
 partitions' last stable offset, and its units' committed offsets (UNSTABLE_OFFSET_COMMIT), until
 the broker's transaction timeout. So the restore keeps the largest slot count any of its runs
 used in its own consumer group (restore_group: the metadata of its offset on partition 0 of its
-first target), recorded before any work unit of a run starts, and every run begins with
-`init_transactions` of a throwaway producer under each slot id recorded (in parallel threads,
-bounded), which aborts what a killed run left open. Slots beyond the recorded count were never
-used: a work unit's own producer fences its slot when it starts.
+first target, layout.restore.progress.anchor), recorded before any work unit of a run starts,
+and every run begins with `init_transactions` of a throwaway producer under each slot id
+recorded (in parallel threads, bounded), which aborts what a killed run left open. Slots beyond
+the recorded count were never used: a work unit's own producer fences its slot when it starts.
+
+The same metadata records the restore's progress layout (layout.restore.progress), decided by
+its first run: `shared` (the units that alone write their partition keep their progress in one
+progress group) for a restore this version begins; `units` (every unit in its own group) for one
+an earlier version began: it recorded slots without a layout, or, before work units, left
+progress in the units' own groups. Every later run reads and keeps it, so a restore resumes from
+what it committed, wherever that is.
 
 The same group's offsets say where in each target partition the restore began: the high
-watermarks before its first run produced, recorded once. A unit's own group says where the unit
+watermarks before its first run produced, recorded once. A unit's progress says where the unit
 began only from its first commit on (tasks.restore.produce), so after a run killed in its first
 transactions, these tell the pre-flight (tasks.restore.target.refuse_foreign_records) that the
 aborted records there are the restore's own, not someone else's.
@@ -40,12 +48,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from layout.restore.plan import RestorePlan
+from layout.restore.plan import ProgressLayout, RestorePlan
+from layout.restore.progress import anchor, progress_layout, restore_group, unit_key
 from tasks.restore.writer import (
-    ANCHOR_PARTITION,
     producer_config,
     read_progress,
-    restore_group,
     restore_group_offsets,
     slot_id,
     unit_names,
@@ -70,6 +77,9 @@ class Fenced(BaseModel):
 
     slots: int = Field(description="The slot count recorded for the restore (the largest any run used).")
     transactional_ids: list[str] = Field(default_factory=list, description="The ids fenced.")
+    progress: ProgressLayout = Field(
+        description="Where the units keep their progress (layout.restore.progress), as recorded."
+    )
 
 
 def fence_earlier_runs(
@@ -85,22 +95,26 @@ def fence_earlier_runs(
     `created`: the targets this run created: no earlier run wrote to them, and they begin at 0
     (a partition of a topic created a moment ago may not answer ListOffsets yet)."""
     admin = admin_client(kafka_config)
-    anchor = (min(target.name for target in plan.targets), ANCHOR_PARTITION)
-    partitions = [anchor, *_written(plan, sizes)]
+    first = anchor(plan)
+    partitions = [first, *_written(plan, sizes)]
     recorded = restore_group_offsets(admin, kafka_config, plan, partitions)
-    used = _slots_of(recorded.get(anchor))
+    metadata = recorded[first][1] if first in recorded else None
+    used = _slots_of(recorded.get(first))
     ids = [slot_id(plan, slot) for slot in range(used or 0)]
+    older: list[str] = []
     if used is None and not created >= {target.name for target in plan.targets}:
-        ids += _units_begun_before_work_units(admin, kafka_config, plan)
+        older = _units_begun_before_work_units(admin, kafka_config, plan)
+    layout = progress_layout(metadata, older_progress=bool(older))
+    ids += older
     fence(kafka_config, ids)
     missing = [where for where in dict.fromkeys(partitions) if where not in recorded]
-    if missing or slots > (used or 0):
+    if missing or slots > (used or 0) or (metadata or {}).get("progress") != layout:
         starts = {where: offset for where, (offset, _) in recorded.items()}
         asked = [where for where in missing if where[0] not in created]
         starts.update({where: 0 for where in missing if where[0] in created})
         starts.update(partition_offsets(admin, kafka_config, asked, "latest"))
-        _record(admin, kafka_config, plan, anchor, starts, missing, max(slots, used or 0))
-    return Fenced(slots=max(slots, used or 0), transactional_ids=ids)
+        _record(admin, kafka_config, plan, first, starts, missing, max(slots, used or 0), layout)
+    return Fenced(slots=max(slots, used or 0), transactional_ids=ids, progress=layout)
 
 
 def _written(plan: RestorePlan, sizes: dict[str, int]) -> list[tuple[str, int]]:
@@ -124,7 +138,7 @@ def _slots_of(recorded: tuple[int, dict[str, Any]] | None) -> int | None:
 def _units_begun_before_work_units(admin: Any, config: dict[str, Any], plan: RestorePlan) -> list[str]:
     """The per-unit transactional ids of units whose offsets an open transaction holds, or that
     began: what a restore by an older kbackup may have left open."""
-    reads = [(unit_names(plan, unit)[1], unit.target_topic) for unit in plan.units]
+    reads = [unit_key(plan, unit) for unit in plan.units]
     found = read_progress(admin, config, reads, require_stable=True)
     return [
         unit_names(plan, unit)[0]
@@ -137,16 +151,18 @@ def _record(
     admin: Any,
     config: dict[str, Any],
     plan: RestorePlan,
-    anchor: tuple[str, int],
+    first: tuple[str, int],
     starts: dict[tuple[str, int], int],
     missing: list[tuple[str, int]],
     slots: int,
+    layout: ProgressLayout,
 ) -> None:
-    """Commit the restore group's offsets: the missing starts, and the anchor's with the slots."""
+    """Commit the restore group's offsets: the missing starts, and the anchor's with the slots
+    and the progress layout."""
     group = restore_group(plan)
-    slot_metadata = json.dumps({"slots": slots}, separators=(",", ":"))
-    offsets = [TopicPartition(t, p, starts[(t, p)]) for t, p in missing if (t, p) != anchor]
-    offsets.append(TopicPartition(*anchor, starts[anchor], metadata=slot_metadata))
+    slot_metadata = json.dumps({"slots": slots, "progress": layout}, separators=(",", ":"))
+    offsets = [TopicPartition(t, p, starts[(t, p)]) for t, p in missing if (t, p) != first]
+    offsets.append(TopicPartition(*first, starts[first], metadata=slot_metadata))
     request = ConsumerGroupTopicPartitions(group, offsets)
     try:
         future = admin.alter_consumer_group_offsets([request], request_timeout=LOOKUP_TIMEOUT_S)[group]

@@ -6,15 +6,16 @@ target partition receives, then one tight `produce` loop through the work unit's
 writer (tasks.restore.writer). The units of a work unit (tasks.restore.work) are produced one
 after another into one stream of transactions (`WorkTransaction`): each commits once it holds
 `plan.batch` records, whichever units they belong to, together with the count each of those
-units has restored so far (its own consumer group). A run resumes after what an earlier run of
-the same restore committed: the records before that count are decoded and digested again (the
-digests cover everything) but not produced. Every loop checks `tasks.runtime.shutdown`: a stop
-request aborts the open transaction and ends the work unit within seconds.
+units has restored so far (where layout.restore.progress keeps it). A run resumes after what an
+earlier run of the same restore committed: the records before that count are decoded and
+digested again (the digests cover everything) but not produced. Every loop checks
+`tasks.runtime.shutdown`: a stop request aborts the open transaction and ends the work unit
+within seconds.
 
-A unit's first commit carries, in its group's metadata, where in the target it began (`starts`,
-measured before its first record): no record of a unit is ever committed without it, so a rerun
-(and the check that refuses a non-empty target) can tell the unit's own records from records
-that were there before.
+A unit's first commit carries, in its progress's metadata, where in the target it began
+(`starts`, measured before its first record): no record of a unit is ever committed without
+it, so a rerun (and the check that refuses a non-empty target) can tell the unit's own records
+from records that were there before.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from layout.restore.digests import SegmentDigests, hash_rows
 from layout.restore.errors import UnwritableTimestampError
 from layout.restore.order import SourceBatch
 from layout.restore.plan import RestorePlan, RestoreUnit
+from layout.restore.progress import ProgressKey
 from layout.restore.routing import target_partitions_of
 from layout.restore.timestamps import substituted, zero_rows
 from tasks.restore.errors import TargetPartitionsError
-from tasks.restore.writer import GroupCommit, TransactionalWriter, unit_names
+from tasks.restore.writer import GroupCommit, TransactionalWriter
 from tasks.runtime import shutdown
 
 ProgressCallback = Callable[[int, int], None]
@@ -195,14 +197,17 @@ class UnitRun:
         starts: dict[int, int],
         written_bytes: int = 0,
         resumed_from: int = 0,
+        *,
+        key: ProgressKey,
     ) -> None:
         """`sizes`: the work unit's target partition counts (topic -> count, updated when a unit
         grows its topic); `done`, `metadata`: the unit's committed progress; `starts`: the high
         watermarks of its target partitions before this attempt produced (used when `metadata`
-        has none); `written_bytes`: what earlier attempts of this run committed of it."""
+        has none); `written_bytes`: what earlier attempts of this run committed of it; `key`:
+        where its progress is committed (layout.restore.progress)."""
         self.plan, self.unit, self.txn, self.writer = plan, unit, txn, txn.writer
         self.topic = unit.target_topic
-        self.group = unit_names(plan, unit)[1]
+        self.key = key
         self.sizes = sizes
         self.target_partitions = sizes[self.topic]
         self.grow_target = grow_target
@@ -238,7 +243,7 @@ class UnitRun:
         unit began (a unit's first commit always carries its records with it)."""
         metadata = json.dumps({"src": self.last_source, "starts": self.starts}, separators=(",", ":"))
         self._committing = (self.count, self.written_bytes)
-        return GroupCommit(self.group, self.topic, self.count, metadata)
+        return GroupCommit(self.key, self.count, metadata)
 
     def committed(self) -> None:
         self.committed_count, self.committed_bytes = self._committing

@@ -165,9 +165,10 @@ def refuse_foreign_records(
     """Raise TargetNotEmptyError when a partition this restore writes holds records it did not
     write. Its own (a rerun resuming after a kill) lie at or after where the restore began, which
     its group records before any record is produced (tasks.restore.fence), and where each unit
-    began, which the unit's group commits with its first records (tasks.restore.produce; restores
-    by older versions committed it before); anything below both is someone else's. Counted by
-    offsets (transaction markers and aborted records included)."""
+    began, which the unit's progress commits with its first records (tasks.restore.produce, where
+    layout.restore.progress keeps it; restores by older versions committed it before); anything
+    below both is someone else's. Counted by offsets (transaction markers and aborted records
+    included)."""
     units = [u for u in plan.units if u.target_topic == topic]
     written = {
         u.target_partition for u in units if u.routing == "preserve" and u.target_partition is not None

@@ -5,9 +5,10 @@ partitions.
 
 A work unit restores its units one after another with one transactional producer, under the id
 of its slot (its index among the run's work units, tasks.restore.writer.slot_id); a transaction
-spans units (tasks.restore.produce.WorkTransaction) and commits each one's progress to the
-unit's own group, so exactly-once resumption stays per unit whatever the grouping of the run
-that resumes. Before any work unit starts, tasks.restore.fence aborts what earlier runs left open.
+spans units (tasks.restore.produce.WorkTransaction) and commits each one's progress where
+layout.restore.progress keeps it (per unit: its own offset), so exactly-once resumption stays per
+unit whatever the grouping of the run that resumes. Before any work unit starts,
+tasks.restore.fence aborts what earlier runs left open and says where the units' progress is kept.
 
 - A broker outage is ridden out: the work unit starts again (each unit after its committed
   count) with a fresh producer, until it goes `recovery_s` without progress.
@@ -35,6 +36,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core.errors import KafkaError
 from layout.restore.plan import RestorePlan, RestoreUnit
+from layout.restore.progress import progress_keys
 from layout.work_units import Part, WorkUnit, pack
 from tasks.restore.decode import unit_records
 from tasks.restore.errors import RestoreError, RestoreStalledError, TransactionFatalError
@@ -48,7 +50,6 @@ from tasks.restore.writer import (
     committed,
     high_watermarks,
     slot_id,
-    unit_names,
 )
 from tasks.runtime import shutdown
 from tasks.runtime.progress import announce
@@ -262,9 +263,9 @@ def _attempt(
         # its open transaction, which otherwise holds the groups' committed offsets (read below).
         writer.init()
         admin = admin_client(kafka_config)
-        found = committed(
-            kafka_config, [(unit_names(plan, m.unit)[1], m.unit.target_topic) for m in todo], admin
-        )
+        keys = progress_keys(plan)
+        key_of = [keys[(m.unit.target_topic, m.unit.unit_id)] for m in todo]
+        found = committed(kafka_config, key_of, admin)
         # Where the units that never began begin: their partitions' high watermarks, asked at once.
         # (a topic this restore created begins at 0: nothing else wrote to it, and a partition
         # created a moment ago may not answer ListOffsets yet)
@@ -292,7 +293,7 @@ def _attempt(
         objects = [(o.key, o.size) for m in todo for o in m.unit.objects]
         with Prefetch(store, plan.bucket, objects) as ahead:
             reading = ahead.store()
-            for member, (done, metadata) in zip(todo, found, strict=True):
+            for member, (done, metadata), key in zip(todo, found, key_of, strict=True):
                 unit, began = member.unit, time.monotonic()
                 run = UnitRun(
                     plan,
@@ -305,6 +306,7 @@ def _attempt(
                     starts.get(unit.target_topic, {}),
                     member.committed_bytes,
                     member.resumed_from or 0,
+                    key=key,
                 )
                 member_of[id(run)] = member
                 callback = on_progress(unit) if on_progress else None
@@ -375,9 +377,10 @@ def restore_units(
     works = pack_units(plan, concurrency)
     sizes = {t.name: t.partitions for t in targets}
     try:
-        fence_task(plan, len(works), sizes, frozenset(t.name for t in targets if t.created))
+        fenced = fence_task(plan, len(works), sizes, frozenset(t.name for t in targets if t.created))
     except KbackupError as exc:
         return [exc for _ in plan.units]
+    plan = plan.model_copy(update={"progress": fenced.progress})
     grow = {t.name: t.created for t in targets}
     announce(  # every partition waiting, in the display, until its unit reports it
         (u.target_topic, u.source_partition or 0, sum(o.record_count or 0 for o in u.objects))

@@ -3,12 +3,15 @@
 One transactional producer per work-unit attempt (idempotent, acks=all), under the id of the
 work unit's slot (`slot_id`, kbackup-restore-{restore_id}-w{slot}). A work unit restores several
 units (source partitions) one after another; every `batch` records, one transaction holds the
-records *and*, through one `send_offsets_to_transaction` per unit whose count moved in it, each of
-those units' number of selected records restored so far as the committed offset of the unit's own
-consumer group (`unit_names`; metadata: the last source offset and where in the target the unit
-began). A restore that is killed loses its open transaction (fencing aborts it,
-tasks.restore.fence); started again, each unit reads its committed count back (`committed`) and
-continues after it: no duplicates, no holes, however the units are grouped this time.
+records *and* each unit's number of selected records restored so far, for every unit whose count
+moved in it, as a committed offset (metadata: the last source offset and where in the target the
+unit began) where layout.restore.progress keeps it: the units that alone write their target
+partition in the restore's progress group, on that partition, all of them through one
+`send_offsets_to_transaction` (two broker round trips, AddOffsetsToTxn and TxnOffsetCommit); the
+others each in its own group (one call per unit). A restore that is killed loses its open
+transaction (fencing aborts it, tasks.restore.fence); started again, each unit reads its committed
+count back (`committed`, one request per group, all at once) and continues after it: no
+duplicates, no holes, however the units are grouped this time.
 
 Every blocking call goes through `tasks.services.kafka.calls.bounded_call`: a call that has not returned
 some seconds after its own timeout marks the producer wedged; it is abandoned and the work unit
@@ -44,6 +47,14 @@ from confluent_kafka import (
 from confluent_kafka.admin import NewPartitions
 
 from layout.restore.plan import RestorePlan, RestoreUnit
+from layout.restore.progress import (
+    ProgressKey,
+    anchor,
+    progress_keys,
+    progress_layout,
+    restore_group,
+    unit_group,
+)
 from tasks.restore.errors import RestoreStalledError, TransactionFatalError
 from tasks.runtime import shutdown
 from tasks.services.errors import KafkaOperationError
@@ -71,7 +82,6 @@ REFUSED_RECORDS = frozenset(
 """Delivery errors that say the broker refuses the record itself: the same record is refused again
 whatever the producer, so the restore fails at once instead of starting the transaction again."""
 IN_PLACE_RETRIES = 3  # retriable errors of one call before the work unit starts again with a new producer
-ANCHOR_PARTITION = 0  # the target partition each unit's bookkeeping offset is committed on
 POLL_EVERY = 8192  # records between polls of the producer's events
 
 log = logging.getLogger(__name__)
@@ -79,9 +89,10 @@ log = logging.getLogger(__name__)
 
 def unit_names(plan: RestorePlan, unit: RestoreUnit) -> tuple[str, str]:
     """(transactional.id, consumer group) of a unit: stable across reruns of the same restore.
-    The group holds the unit's progress; the transactional id is the one restores made before
-    work units (one producer per unit), fenced when such a restore is resumed."""
-    name = f"kbackup-restore-{plan.restore_id}-{unit.target_topic}-{unit.unit_id}"
+    The group holds the unit's progress where it is not kept in the progress group
+    (layout.restore.progress); the transactional id is the one restores made before work units
+    (one producer per unit), fenced when such a restore is resumed."""
+    name = unit_group(plan, unit)
     return name, name
 
 
@@ -89,13 +100,6 @@ def slot_id(plan: RestorePlan, slot: int) -> str:
     """The transactional.id of a work unit's slot (0..N-1): the same slot of every run of a restore
     shares it, so that a rerun's producer fences the earlier run's."""
     return f"kbackup-restore-{plan.restore_id}-w{slot}"
-
-
-def restore_group(plan: RestorePlan) -> str:
-    """The restore's own consumer group: its offsets say where the restore began in each target
-    partition, their metadata on the first target's partition 0 how many slots its runs used
-    (tasks.restore.fence)."""
-    return f"kbackup-restore-{plan.restore_id}"
 
 
 def producer_config(config: dict[str, Any], transactional_id: str) -> dict[str, Any]:
@@ -129,57 +133,62 @@ Progress = tuple[int, dict[str, Any]]  # (records restored, metadata; {}: the un
 
 
 def read_progress(
-    admin: Any, config: dict[str, Any], reads: Sequence[tuple[str, str]], require_stable: bool
+    admin: Any, config: dict[str, Any], keys: Sequence[ProgressKey], require_stable: bool
 ) -> list[Progress | None]:
-    """The committed progress of each (group, topic) in `reads`, through the admin API (which,
-    unlike a consumer's committed(), reports a missing group ACL at once as an authorization
-    error), all groups asked at once; None where an open transaction holds the group's offsets
-    (UNSTABLE_OFFSET_COMMIT, only with `require_stable`)."""
-    futures = [
-        admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, ANCHOR_PARTITION)])],
+    """The committed progress at each of `keys`, through the admin API (which, unlike a
+    consumer's committed(), reports a missing group ACL at once as an authorization error): one
+    request per group with all its partitions, every group asked at once; None where an open
+    transaction holds the offset (UNSTABLE_OFFSET_COMMIT, only with `require_stable`)."""
+    wanted: dict[str, dict[tuple[str, int], None]] = {}
+    for group, topic, partition in keys:
+        wanted.setdefault(group, {})[(topic, partition)] = None
+    futures = {
+        group: admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])],
             require_stable=require_stable,
             request_timeout=LOOKUP_TIMEOUT_S,
         )[group]
-        for group, topic in reads
-    ]
-    found: list[Progress | None] = []
-    for (group, _), future in zip(reads, futures, strict=True):
+        for group, partitions in wanted.items()
+    }
+    found: dict[str, dict[tuple[str, int], Progress | None]] = {}
+    for group, future in futures.items():
         try:
-            [tp] = admin_result(admin, future, LOOKUP_TIMEOUT_S).topic_partitions
+            answer = admin_result(admin, future, LOOKUP_TIMEOUT_S).topic_partitions
         except KafkaException as exc:
             if _unstable(exc.args[0] if exc.args else None):
-                found.append(None)
+                found[group] = dict.fromkeys(wanted[group])
                 continue
             raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
-        found.append(None if _unstable(tp.error) else _decode(tp))
-    return found
+        found[group] = {
+            (tp.topic, tp.partition): None if _unstable(tp.error) else _decode(tp) for tp in answer
+        }
+    return [found[group].get((topic, partition), (0, {})) for group, topic, partition in keys]
 
 
 def _unstable(error: Any) -> bool:
     return isinstance(error, KafkaError) and error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT
 
 
-def committed(config: dict[str, Any], reads: Sequence[tuple[str, str]], admin: Any = None) -> list[Progress]:
-    """(records restored so far, metadata) of each (group, topic), read concurrently. Call it after
+def committed(config: dict[str, Any], keys: Sequence[ProgressKey], admin: Any = None) -> list[Progress]:
+    """(records restored so far, metadata) at each of `keys`, read concurrently. Call it after
     fencing (tasks.restore.fence) and `init_transactions`, which abort a killed run's open
-    transactions: until then their offsets hold the stable read back. Groups whose offsets are
-    still settling are asked again for a while."""
+    transactions: until then their offsets hold the stable read back. Offsets still settling are
+    asked again for a while."""
     admin = admin or admin_client(config)
-    found: list[Progress | None] = [None] * len(reads)
-    waiting = list(range(len(reads)))
+    found: list[Progress | None] = [None] * len(keys)
+    waiting = list(range(len(keys)))
     deadline = time.monotonic() + LOOKUP_TIMEOUT_S
     while True:
-        answers = read_progress(admin, config, [reads[i] for i in waiting], require_stable=True)
+        answers = read_progress(admin, config, [keys[i] for i in waiting], require_stable=True)
         for index, answer in zip(waiting, answers, strict=True):
             found[index] = answer
         waiting = [i for i in waiting if found[i] is None]
         if not waiting:
             return [progress for progress in found if progress is not None]
         if time.monotonic() >= deadline:
-            group = reads[waiting[0]][0]
+            group, topic, partition = keys[waiting[0]]
             raise KafkaOperationError(
-                f"read committed offsets of {group}",
+                f"read committed offsets of {group} on {topic}[{partition}]",
                 "an open transaction still holds them (UNSTABLE_OFFSET_COMMIT)",
                 retryable=True,
             )
@@ -205,14 +214,25 @@ class CommittedProgress:
     starts: dict[int, int]
 
 
+def with_progress_layout(admin: Any, config: dict[str, Any], plan: RestorePlan) -> RestorePlan:
+    """The plan with its progress layout: as it says, or as the restore's own group recorded it
+    (its units' own groups when nothing is recorded: the progress group holds nothing before)."""
+    if plan.progress is not None:
+        return plan
+    where = anchor(plan)
+    recorded = restore_group_offsets(admin, config, plan, [where]).get(where)
+    return plan.model_copy(update={"progress": progress_layout(recorded[1] if recorded else None)})
+
+
 def committed_progress(
     kafka_config: dict[str, Any], plan: RestorePlan, units: Sequence[RestoreUnit]
 ) -> dict[str, CommittedProgress]:
     """Each unit's last *committed* progress, through the admin API without waiting for open
-    transactions (require_stable=False), every unit's group asked at once: what a rerun would
-    at least resume from."""
+    transactions (require_stable=False), every group asked at once: what a rerun would at least
+    resume from."""
     admin = admin_client(kafka_config)
-    reads = [(unit_names(plan, unit)[1], unit.target_topic) for unit in units]
+    keys = progress_keys(with_progress_layout(admin, kafka_config, plan))
+    reads = [keys[(unit.target_topic, unit.unit_id)] for unit in units]
     result: dict[str, CommittedProgress] = {}
     for unit, found in zip(units, read_progress(admin, kafka_config, reads, False), strict=True):
         records, metadata = found or (0, {})
@@ -252,12 +272,22 @@ def high_watermarks(
 @dataclass(frozen=True)
 class GroupCommit:
     """One unit's progress, committed with a transaction: `count` records restored, as the
-    offset of the unit's group on (`topic`, ANCHOR_PARTITION), with `metadata`."""
+    offset at `key` (layout.restore.progress), with `metadata`."""
 
-    group: str
-    topic: str
+    key: ProgressKey
     count: int
     metadata: str
+
+
+def by_group(offsets: Sequence[GroupCommit]) -> dict[str, list[TopicPartition]]:
+    """The offsets to send, each group's together (groups in the order they first come)."""
+    grouped: dict[str, list[TopicPartition]] = {}
+    for offset in offsets:
+        group, topic, partition = offset.key
+        grouped.setdefault(group, []).append(
+            TopicPartition(topic, partition, offset.count, metadata=offset.metadata)
+        )
+    return grouped
 
 
 _PROBE_GROUP = "kbackup-restore-probe"
@@ -397,15 +427,15 @@ class TransactionalWriter:
         self.in_transaction = True
 
     def commit(self, offsets: Sequence[GroupCommit]) -> None:
-        """Commit the open transaction with each unit's progress in `offsets` (one
-        send_offsets_to_transaction per unit's group: librdkafka takes several in a transaction)."""
+        """Commit the open transaction with each unit's progress in `offsets`: one
+        send_offsets_to_transaction per group, with all its partitions (librdkafka takes several
+        groups in a transaction)."""
         if not self.in_transaction:
             self.begin()
-        for offset in offsets:
-            where = [TopicPartition(offset.topic, ANCHOR_PARTITION, offset.count, metadata=offset.metadata)]
-            metadata = group_metadata(self.config, offset.group)
+        for group, where in by_group(offsets).items():
+            metadata = group_metadata(self.config, group)
             self.call(
-                f"send offsets of {offset.group}",
+                f"send offsets of {group}",
                 lambda: self.producer.send_offsets_to_transaction(where, metadata, TXN_TIMEOUT_S),  # noqa: B023 - called at once
             )
         self.call(

@@ -15,10 +15,9 @@ from kcql.selection import restore_selection
 from layout.restore.errors import BackupIncompleteError, MissingObjectError
 from tasks.restore.discover import plan_restore
 from tasks.restore.errors import PreflightError, TargetPartitionsError
-from tasks.services.errors import KafkaOperationError
 from tasks.restore.work import restore_work_unit
-from tasks.services.errors import TransientStorageError
-from tests.support.kafka import consume_all, high_watermarks, numbered_messages, produce
+from tasks.services.errors import KafkaOperationError, TransientStorageError
+from tests.support.kafka import by_partition, consume_all, high_watermarks, numbered_messages, produce
 from tests.support.restore_backups import build_backup, group_at
 from tests.support.topics import NOW_MS, OLD_MS, topic_digests, tricky_messages
 
@@ -424,3 +423,111 @@ def test_a_record_the_broker_refuses_stops_the_restore_without_retrying(
     [unit] = caught.value.report.units
     assert unit.status == "failed" and "INVALID_RECORD" in (unit.error or "")
     assert consume_all(kafka_config, target, 1) == []
+
+
+def _group_offsets(admin: Any, group: str, partitions: list[tuple[str, int]]) -> dict[int, tuple[int, str]]:
+    """`group`'s committed (offset, metadata) on each of `partitions` that has one, by partition."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])
+    found = admin.list_consumer_group_offsets([request], request_timeout=30)[group].result(timeout=30)
+    return {tp.partition: (tp.offset, tp.metadata) for tp in found.topic_partitions if tp.offset >= 0}
+
+
+def test_units_alone_in_their_partitions_keep_their_progress_in_the_progress_group(
+    kafka_config, s3, store, admin, filled_topic, bucket, unique_name
+):
+    """A restore begun now records the layout `shared` and commits each unit's count in the
+    restore's progress group on the unit's own target partition; the units' own groups stay empty."""
+    from flows.parameters import selection_of
+    from layout.restore.progress import progress_group, restore_group, unit_group
+    from tasks.restore.discover import plan_restore
+
+    source = filled_topic("prog", 3, numbered_messages(30, partitions=3))
+    build_backup(s3, kafka_config, source, 3, bucket, "pg", per_object=4)
+    target = unique_name("dst")
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:pg"
+    try:
+        report = _restore(kcql)
+        assert report.ok and report.records == 30
+        plan = plan_restore(store, selection_of(RestoreParameters(kcql=kcql)))
+        everywhere = [(target, p) for p in range(3)]
+        progress = _group_offsets(admin, progress_group(plan), everywhere)
+        assert {p: offset for p, (offset, _) in progress.items()} == {0: 10, 1: 10, 2: 10}
+        assert json.loads(progress[2][1])["starts"] == {"2": 0}
+        assert all(not _group_offsets(admin, unit_group(plan, unit), everywhere) for unit in plan.units)
+        anchor = _group_offsets(admin, restore_group(plan), [(target, 0)])[0]
+        assert json.loads(anchor[1])["progress"] == "shared"
+    finally:
+        admin.delete_topics([target])
+
+
+def test_a_restore_begun_before_the_progress_group_resumes_from_the_units_own_groups(
+    kafka_config, s3, store, admin, create_topic, bucket, unique_name
+):
+    """An earlier version's partial run, written by hand: its restore group recorded slots without a
+    layout, unit 0 committed 4 of its 10 records (and they are in the target), unit 1 never began.
+    The rerun reads and keeps writing the units' own groups: unit 0 resumes after its 4, nothing
+    is doubled, and the progress group is never used."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+    from flows.parameters import selection_of
+    from layout.restore.progress import progress_group, restore_group, unit_group
+    from tasks.restore.discover import plan_restore
+
+    source = create_topic("old", partitions=2)
+    produce(
+        kafka_config,
+        source,
+        (
+            {"partition": i % 2, "key": f"k{i}".encode(), "value": f"v{i}".encode(), "timestamp": NOW_MS + i}
+            for i in range(20)
+        ),
+    )
+    build_backup(s3, kafka_config, source, 2, bucket, "ol", per_object=3)
+    target = unique_name("dst")
+    create = __import__("tests.support.kafka", fromlist=["create_topic"]).create_topic
+    create(admin, target, 2, {})
+    kcql = f"INSERT INTO `{target}` SELECT * FROM {bucket}:ol"
+    try:
+        plan = plan_restore(store, selection_of(RestoreParameters(kcql=kcql)))
+        first = [m for m in consume_all(kafka_config, source, 2) if m.partition() == 0][:4]
+        produce(
+            kafka_config,
+            target,
+            (
+                {"partition": 0, "key": m.key(), "value": m.value(), "timestamp": m.timestamp()[1]}
+                for m in first
+            ),
+        )
+        [unit0] = [u for u in plan.units if u.source_partition == 0]
+        older = [
+            ConsumerGroupTopicPartitions(
+                restore_group(plan),
+                [TopicPartition(target, 0, 0, metadata='{"slots":1}'), TopicPartition(target, 1, 0)],
+            ),
+            ConsumerGroupTopicPartitions(
+                unit_group(plan, unit0),
+                [TopicPartition(target, 0, 4, metadata=f'{{"src":{first[-1].offset()},"starts":{{"0":0}}}}')],
+            ),
+        ]
+        for request in older:  # the admin API alters one group per request
+            admin.alter_consumer_group_offsets([request], request_timeout=30)[request.group_id].result(
+                timeout=30
+            )
+        report = _restore(kcql)
+        assert report.ok and report.records == 20
+        assert sorted((u.source, u.resumed_after, u.produced) for u in report.units) == [
+            (f"{source}/0", 4, 6),
+            (f"{source}/1", 0, 10),
+        ]
+        assert by_partition(consume_all(kafka_config, target, 2)) == by_partition(
+            consume_all(kafka_config, source, 2)
+        )
+        everywhere = [(target, p) for p in range(2)]
+        assert not _group_offsets(admin, progress_group(plan), everywhere)
+        assert [_group_offsets(admin, unit_group(plan, u), everywhere)[0][0] for u in plan.units] == [10, 10]
+        anchor = _group_offsets(admin, restore_group(plan), [(target, 0)])[0]
+        assert json.loads(anchor[1])["progress"] == "units"  # recorded, kept by every later run
+    finally:
+        admin.delete_topics([target])

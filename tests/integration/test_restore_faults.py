@@ -277,7 +277,8 @@ def test_a_rerun_in_fewer_work_units_fences_the_slots_it_no_longer_uses(
 ):
     """A run in 4 work units, then a transaction left open under slot 3 (a killed run); the
     rerun works in 1 work unit (slot 0) and must fence slot 3 before anything else: else its
-    open transaction would hold a unit's group and its partition until the broker's timeout."""
+    open transaction would hold unit 0's progress (the progress group's offset on partition 0,
+    layout.restore.progress) and the partition until the broker's timeout."""
     source = create_topic("src", partitions=4)
     produce(
         kafka_config,
@@ -290,10 +291,8 @@ def test_a_rerun_in_fewer_work_units_fences_the_slots_it_no_longer_uses(
     try:
         first = _restore(kcql, concurrency=4)
         assert first.ok
-        names = f"kbackup-restore-{first.restore_id}"  # tasks.restore.writer: slot ids, unit groups
-        dangling = _dangling_transaction(
-            kafka_config, f"{names}-w3", f"{names}-{target}-{source}.0", target, True
-        )
+        names = f"kbackup-restore-{first.restore_id}"  # slot ids (tasks.restore.writer), progress group
+        dangling = _dangling_transaction(kafka_config, f"{names}-w3", f"{names}-progress", target, True)
         started = time.monotonic()
         rerun = _restore(kcql, concurrency=1)
         assert rerun.ok and time.monotonic() - started < 60

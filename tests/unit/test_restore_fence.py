@@ -1,6 +1,7 @@
 """Fencing earlier runs of a restore (tasks/restore/fence.py) with the Kafka calls replaced: where the
 restore begins in a target it created is 0, never asked of partitions created a moment ago (a
-3,000-partition topic answered ListOffsets with NOT_LEADER_FOR_PARTITION for over a minute)."""
+3,000-partition topic answered ListOffsets with NOT_LEADER_FOR_PARTITION for over a minute); the
+progress layout a run decides and records, and keeps once recorded."""
 
 from __future__ import annotations
 
@@ -15,10 +16,20 @@ from tests.unit.test_restore_work_units import _plan, _unit
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    seen: dict[str, Any] = {"asked": [], "recorded": None, "fenced": None}
+    seen: dict[str, Any] = {
+        "asked": [],
+        "recorded": None,
+        "fenced": None,
+        "anchor": None,  # what the restore group recorded on its anchor: (offset, metadata)
+        "older": ["old-unit-id"],  # the per-unit ids an older kbackup began under
+    }
     monkeypatch.setattr(fence, "admin_client", lambda config: object())
-    monkeypatch.setattr(fence, "restore_group_offsets", lambda admin, config, plan, partitions: {})
-    monkeypatch.setattr(fence, "_units_begun_before_work_units", lambda admin, config, plan: ["old-unit-id"])
+    monkeypatch.setattr(
+        fence,
+        "restore_group_offsets",
+        lambda admin, config, plan, partitions: {("new", 0): seen["anchor"]} if seen["anchor"] else {},
+    )
+    monkeypatch.setattr(fence, "_units_begun_before_work_units", lambda admin, config, plan: seen["older"])
 
     def fenced(config: Any, ids: list[str]) -> None:
         seen["fenced"] = ids
@@ -30,9 +41,9 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return {where: 7 for where in partitions}
 
     def record(
-        admin: Any, config: Any, plan: Any, anchor: Any, starts: Any, missing: Any, slots: int
+        admin: Any, config: Any, plan: Any, first: Any, starts: Any, missing: Any, slots: int, layout: str
     ) -> None:
-        seen["recorded"] = starts
+        seen["recorded"], seen["layout"] = starts, layout
 
     monkeypatch.setattr(fence, "fence", fenced)
     monkeypatch.setattr(fence, "partition_offsets", offsets)
@@ -61,3 +72,36 @@ def test_when_the_run_created_every_target_nothing_is_asked_or_looked_for(calls:
     fence.fence_earlier_runs({}, _two_targets(), 2, {"new": 3, "old": 3}, frozenset({"new", "old"}))
     assert calls["asked"] == []
     assert calls["fenced"] == []
+
+
+def test_a_restore_begun_now_keeps_its_progress_in_the_progress_group(calls: dict[str, Any]) -> None:
+    fenced = fence.fence_earlier_runs({}, _two_targets(), 2, {"new": 3, "old": 3}, frozenset({"new", "old"}))
+    assert fenced.progress == calls["layout"] == "shared"
+
+
+def test_into_existing_targets_without_older_progress_the_progress_group_is_used(
+    calls: dict[str, Any],
+) -> None:
+    calls["older"] = []
+    fenced = fence.fence_earlier_runs({}, _two_targets(), 2, {"new": 3, "old": 3}, frozenset())
+    assert fenced.progress == calls["layout"] == "shared"
+
+
+def test_a_restore_an_older_kbackup_began_keeps_the_units_own_groups(calls: dict[str, Any]) -> None:
+    fenced = fence.fence_earlier_runs({}, _two_targets(), 2, {"new": 3, "old": 3}, frozenset({"new"}))
+    assert fenced.progress == calls["layout"] == "units"  # "old-unit-id" began before work units
+
+
+def test_slots_recorded_without_a_layout_mean_the_units_own_groups_and_that_is_recorded(
+    calls: dict[str, Any],
+) -> None:
+    calls["anchor"] = (0, {"slots": 4})  # a run of the version before the progress group
+    fenced = fence.fence_earlier_runs({}, _two_targets(), 2, {"new": 3, "old": 3}, frozenset())
+    assert fenced.progress == calls["layout"] == "units" and fenced.slots == 4
+    assert "old-unit-id" not in fenced.transactional_ids  # slots recorded: no older kbackup to fence
+
+
+def test_a_recorded_layout_is_kept_whatever_this_run_finds(calls: dict[str, Any]) -> None:
+    calls["anchor"] = (0, {"slots": 4, "progress": "shared"})
+    fenced = fence.fence_earlier_runs({}, _two_targets(), 2, {"new": 3, "old": 3}, frozenset({"new", "old"}))
+    assert fenced.progress == "shared" and calls["layout"] == "shared"  # the missing starts recorded

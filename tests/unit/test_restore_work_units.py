@@ -1,11 +1,13 @@
 """A restore's work units without services: the packing and naming of units, a work unit's
 attempts over a fake transactional writer (transactions spanning units, each unit's progress
-committed to its own group with its records, a unit whose data fails failing alone, a broker
-outage ridden out, a resume after committed progress), the work unit's failure surviving a
-process boundary, and the consumer-group metadata made from a template."""
+committed where layout.restore.progress keeps it with its records, a unit whose data fails
+failing alone, a broker outage ridden out, a resume after committed progress), the offsets of a
+transaction sent once per group, the work unit's failure surviving a process boundary, and the
+consumer-group metadata made from a template."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Iterator
 from typing import Any
@@ -19,12 +21,13 @@ from formats.errors import CorruptObjectError
 from kcql.selection import Window
 from kcql.specs import CodecOptions
 from layout.restore.order import SourceBatch
-from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
+from layout.restore.plan import ProgressLayout, RestoreObject, RestorePlan, RestoreUnit
+from layout.restore.progress import ProgressKey, progress_group, progress_keys
 from tasks.restore import work, writer
 from tasks.restore.errors import TransactionFatalError
 from tasks.restore.produce import UnitResult
 from tasks.restore.work import WorkUnitFailed, fails_unit_alone, pack_units, restore_work_unit
-from tasks.restore.writer import GroupCommit, UnitProgress, unit_names
+from tasks.restore.writer import GroupCommit, UnitProgress, by_group, unit_names
 from tasks.runtime.shutdown import RunInterrupted
 from tasks.services.errors import BrokerUnavailableError, KafkaAuthorizationError, KafkaOperationError
 from tasks.services.kafka.calls import CallStalledError
@@ -47,7 +50,7 @@ def _unit(partition: int, records: int = RECORDS) -> RestoreUnit:
     )
 
 
-def _plan(units: list[RestoreUnit], batch: int = 5) -> RestorePlan:
+def _plan(units: list[RestoreUnit], batch: int = 5, progress: ProgressLayout = "shared") -> RestorePlan:
     return RestorePlan(
         restore_id="r1",
         bucket="b",
@@ -63,17 +66,23 @@ def _plan(units: list[RestoreUnit], batch: int = 5) -> RestorePlan:
         partitioner="preserve",
         targets=(),
         units=tuple(units),
+        progress=progress,
     )
 
 
+def _key(plan: RestorePlan, unit: RestoreUnit) -> ProgressKey:
+    return progress_keys(plan)[(unit.target_topic, unit.unit_id)]
+
+
 class Cluster:
-    """What the fake writers commit: each group's (count, metadata), each partition's records,
-    and which groups each transaction committed."""
+    """What the fake writers commit: the (count, metadata) at each progress key, each partition's
+    records, and which keys each transaction committed."""
 
     def __init__(self) -> None:
-        self.groups: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.groups: dict[ProgressKey, tuple[int, dict[str, Any]]] = {}
         self.log: dict[int, list[bytes]] = {}
-        self.transactions: list[list[tuple[str, int]]] = []
+        self.transactions: list[list[tuple[ProgressKey, int]]] = []
+        self.sends: list[int] = []  # send_offsets_to_transaction calls of each transaction
         self.ids: list[str] = []
         self.fail_commits = 0  # the next commits fail (retryably), as during a broker outage
         self.wedge_at: set[int] = set()  # the commits (counted from 1, failed ones too) that stall
@@ -82,7 +91,7 @@ class Cluster:
         self.commits = 0
 
     def committed(self, _config: Any, reads: Any, _admin: Any = None) -> list[tuple[int, dict[str, Any]]]:
-        return [self.groups.get(group, (0, {})) for group, _ in reads]
+        return [self.groups.get(key, (0, {})) for key in reads]
 
 
 class FakeProducer:
@@ -122,10 +131,9 @@ class FakeWriter:
         for partition, value in self.pending:
             self.cluster.log.setdefault(partition, []).append(value)
         for offset in offsets:
-            import json
-
-            self.cluster.groups[offset.group] = (offset.count, json.loads(offset.metadata))
-        self.cluster.transactions.append([(o.group.rsplit("-", 1)[-1], o.count) for o in offsets])
+            self.cluster.groups[offset.key] = (offset.count, json.loads(offset.metadata))
+        self.cluster.transactions.append([(o.key, o.count) for o in offsets])
+        self.cluster.sends.append(len(by_group(offsets)))
         self.pending, self.in_transaction = [], False
         self.progress.moved()
 
@@ -192,23 +200,27 @@ def test_units_are_packed_into_work_units_named_by_their_partitions():
 
 def test_a_transaction_spans_units_and_commits_each_ones_progress_with_its_records(cluster):
     units = [_unit(p) for p in range(3)]
-    results = _restore(units)
+    plan = _plan(units)
+    results = _restore(units, plan)
     assert [r.unit_id for r in results] == ["src.0", "src.1", "src.2"]
     assert all(
         r.selected == r.produced == RECORDS and r.partitions[r.source_partition or 0].records == RECORDS
         for r in results
     )
-    # 21 records in transactions of 5: each commits the count of every unit that moved in it
+    # 21 records in transactions of 5: each commits the count of every unit that moved in it, in
+    # the progress group on the unit's own partition, in one send_offsets_to_transaction
+    progress = [ProgressKey(progress_group(plan), "dst", p) for p in range(3)]
     assert cluster.transactions == [
-        [("src.0", 5)],
-        [("src.0", 7), ("src.1", 3)],
-        [("src.1", 7), ("src.2", 1)],
-        [("src.2", 6)],
-        [("src.2", 7)],
+        [(progress[0], 5)],
+        [(progress[0], 7), (progress[1], 3)],
+        [(progress[1], 7), (progress[2], 1)],
+        [(progress[2], 6)],
+        [(progress[2], 7)],
     ]
-    assert cluster.ids == [writer.slot_id(_plan(units), 3)]
+    assert cluster.sends == [1, 1, 1, 1, 1]
+    assert cluster.ids == [writer.slot_id(plan, 3)]
     for unit in units:
-        count, metadata = cluster.groups[unit_names(_plan(units), unit)[1]]
+        count, metadata = cluster.groups[_key(plan, unit)]
         # the unit's first commit (with its first records) already said where it began
         assert count == RECORDS and metadata["starts"] == {str(unit.target_partition): 0}
         assert cluster.log[unit.target_partition or 0] == [
@@ -230,7 +242,7 @@ def test_a_unit_whose_data_fails_fails_alone_and_the_others_are_restored_once(cl
     assert cluster.log[2] == [f"p2-v{i}".encode() for i in range(RECORDS)]
     # what src.1 committed (with src.0's tail) stays, exactly once; the rest was aborted
     assert cluster.log[1] == [b"p1-v0", b"p1-v1", b"p1-v2"]
-    assert cluster.groups[unit_names(_plan(units), units[1])[1]][0] == 3
+    assert cluster.groups[_key(_plan(units), units[1])][0] == 3
     assert "1 of 3 partitions failed" in str(caught.value)
 
 
@@ -259,12 +271,58 @@ def test_after_a_wedged_producer_is_replaced_each_unit_reports_where_it_resumed(
 def test_a_rerun_resumes_each_unit_after_its_committed_count(cluster):
     units = [_unit(p) for p in range(2)]
     plan = _plan(units)
-    cluster.groups[unit_names(plan, units[0])[1]] = (RECORDS, {"starts": {"0": 0}})
-    cluster.groups[unit_names(plan, units[1])[1]] = (2, {"starts": {"1": 40}})
+    cluster.groups[_key(plan, units[0])] = (RECORDS, {"starts": {"0": 0}})
+    cluster.groups[_key(plan, units[1])] = (2, {"starts": {"1": 40}})
     results = _restore(units, plan)
     assert [(r.resumed_after, r.produced) for r in results] == [(RECORDS, 0), (2, RECORDS - 2)]
     assert results[1].partitions[1].start_offset == 40  # where it began, from its first commit
     assert 0 not in cluster.log and len(cluster.log[1]) == RECORDS - 2
+
+
+def test_a_restore_begun_with_each_units_own_group_resumes_and_keeps_committing_there(cluster):
+    """A restore an earlier version began (layout `units`): each unit's progress is read from, and
+    committed to, its own group on partition 0, one send per unit."""
+    units = [_unit(p) for p in range(2)]
+    plan = _plan(units, progress="units")
+    own = [ProgressKey(unit_names(plan, unit)[1], "dst", 0) for unit in units]
+    cluster.groups[own[1]] = (2, {"starts": {"1": 40}})
+    results = _restore(units, plan)
+    assert [(r.resumed_after, r.produced) for r in results] == [(0, RECORDS), (2, RECORDS - 2)]
+    assert set(cluster.groups) == set(own) and all(c == RECORDS for c, _ in cluster.groups.values())
+    assert cluster.transactions[1] == [(own[0], 7), (own[1], 5)] and cluster.sends[1] == 2
+    assert len(cluster.log[1]) == RECORDS - 2
+
+
+def test_units_sharing_a_target_partition_keep_their_own_groups_beside_the_progress_group(cluster):
+    """src.0 alone writes dst[0]: the progress group; src.1 and other.1 both write dst[1]: each its
+    own group. A transaction holding all three sends twice: once per group."""
+    units = [_unit(0), _unit(1), _unit(1).model_copy(update={"unit_id": "other.1", "source_topic": "other"})]
+    plan = _plan(units, batch=100)
+    results = _restore(units, plan)
+    assert [r.selected for r in results] == [RECORDS] * 3
+    keys = [_key(plan, unit) for unit in units]
+    assert keys == [
+        ProgressKey(progress_group(plan), "dst", 0),
+        ProgressKey(unit_names(plan, units[1])[1], "dst", 0),
+        ProgressKey(unit_names(plan, units[2])[1], "dst", 0),
+    ]
+    assert cluster.transactions == [[(key, RECORDS) for key in keys]] and cluster.sends == [3]
+    assert len(cluster.log[1]) == 2 * RECORDS
+
+
+def test_a_transactions_offsets_are_sent_once_per_group_with_all_its_partitions():
+    commits = [
+        GroupCommit(ProgressKey("progress", "dst", 3), 5, "{}"),
+        GroupCommit(ProgressKey("own-a", "dst", 0), 2, "{}"),
+        GroupCommit(ProgressKey("progress", "dst", 4), 7, '{"src":6}'),
+    ]
+    sent = by_group(commits)
+    assert list(sent) == ["progress", "own-a"]
+    assert [(tp.topic, tp.partition, tp.offset, tp.metadata) for tp in sent["progress"]] == [
+        ("dst", 3, 5, "{}"),
+        ("dst", 4, 7, '{"src":6}'),
+    ]
+    assert [(tp.partition, tp.offset) for tp in sent["own-a"]] == [(0, 2)]
 
 
 def test_a_fatal_producer_error_fails_every_unit_not_done(cluster):
