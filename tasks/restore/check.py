@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 from formats.columns import from_messages, records_digest_inputs, update_digest
 from layout.restore.plan import RestorePlan, RestoreUnit
 from layout.work_units import Part, pack
+from tasks.restore.committed import CommittedProgress, committed_progress
 from tasks.restore.errors import RestoreCheckError
 from tasks.restore.produce import PartitionOutcome, UnitResult
-from tasks.restore.writer import CommittedProgress, committed_progress
 from tasks.runtime import shutdown
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.runtime.task_runners import run_tasks

@@ -50,13 +50,8 @@ from pydantic import BaseModel, Field
 
 from layout.restore.plan import ProgressLayout, RestorePlan
 from layout.restore.progress import anchor, progress_layout, restore_group, unit_key
-from tasks.restore.writer import (
-    producer_config,
-    read_progress,
-    restore_group_offsets,
-    slot_id,
-    unit_names,
-)
+from tasks.restore.committed import read_progress, restore_group_offsets
+from tasks.restore.writer import producer_config, slot_id, unit_names
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import admin_client, admin_result, kafka_failure, partition_offsets
 from tasks.services.kafka.calls import (

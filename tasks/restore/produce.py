@@ -43,8 +43,9 @@ from layout.restore.plan import RestorePlan, RestoreUnit
 from layout.restore.progress import ProgressKey
 from layout.restore.routing import target_partitions_of
 from layout.restore.timestamps import substituted, zero_rows
+from tasks.restore.committed import GroupCommit
 from tasks.restore.errors import TargetPartitionsError
-from tasks.restore.writer import GroupCommit, TransactionalWriter
+from tasks.restore.writer import TransactionalWriter
 from tasks.runtime import shutdown
 
 ProgressCallback = Callable[[int, int], None]

@@ -14,10 +14,10 @@ from core.errors import RestoreError
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from layout.restore.timestamps import PROPERTY, SUBSTITUTE_MS
 from tasks.restore.check import PartitionCheck
+from tasks.restore.committed import CommittedProgress
 from tasks.restore.groups import GroupTranslation
 from tasks.restore.produce import UnitResult
 from tasks.restore.target import TargetInfo
-from tasks.restore.writer import CommittedProgress
 from tasks.runtime.overview import MANY_ROWS, TOP_ROWS, Condensed, condensed
 
 UnitOutcome = UnitResult | BaseException

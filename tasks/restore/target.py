@@ -22,9 +22,9 @@ from core.connections import RegistrySettings
 from core.errors import InputError
 from layout.restore.plan import RestorePlan
 from layout.schemas import StoredSchema
+from tasks.restore.committed import committed_progress, restore_group_offsets
 from tasks.restore.errors import TargetNotEmptyError, TargetPartitionsError
 from tasks.restore.topic_configs import SkippedConfig, configs_to_create, kept_configs, refused_configs
-from tasks.restore.writer import committed_progress, restore_group_offsets
 from tasks.runtime import shutdown
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.kafka.admin import admin_client, cluster_metadata, kafka_failure, partition_offsets

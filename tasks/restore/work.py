@@ -38,19 +38,14 @@ from core.errors import KafkaError
 from layout.restore.plan import RestorePlan, RestoreUnit
 from layout.restore.progress import progress_keys
 from layout.work_units import Part, WorkUnit, pack
+from tasks.restore.committed import committed, high_watermarks
 from tasks.restore.decode import unit_records
 from tasks.restore.errors import RestoreError, RestoreStalledError, TransactionFatalError
 from tasks.restore.fence import fence_task
 from tasks.restore.produce import RECOVERY_S, ProgressCallback, UnitResult, UnitRun, WorkTransaction
 from tasks.restore.report import UnitOutcome, records_of
 from tasks.restore.target import TargetInfo
-from tasks.restore.writer import (
-    TransactionalWriter,
-    UnitProgress,
-    committed,
-    high_watermarks,
-    slot_id,
-)
+from tasks.restore.writer import TransactionalWriter, UnitProgress, slot_id
 from tasks.runtime import shutdown
 from tasks.runtime.progress import announce
 from tasks.runtime.retry import RETRY_OPTIONS

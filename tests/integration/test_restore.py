@@ -402,6 +402,7 @@ def test_a_unit_started_again_with_a_fresh_producer_reports_where_it_resumed(
     manifest = build_backup(s3, kafka_config, source, 1, bucket, "f", per_object=10)
     target = create_topic("dst", partitions=1)
     plan = plan_restore(store, restore_selection(f"INSERT INTO `{target}` SELECT * FROM {bucket}:f LIMIT 10"))
+    plan = plan.model_copy(update={"progress": "shared"})  # as the fence records it for a new restore
     third = manifest.partitions[0].objects[2].key  # read once 20 records are committed
     [result] = restore_work_unit(plan, plan.units, 0, kafka_config, _FailsOnce(store, third), {target: 1})
     assert (result.resumed_after, result.produced, result.selected) == (20, 30, 30)

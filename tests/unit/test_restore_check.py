@@ -11,10 +11,10 @@ from kcql.selection import Window
 from kcql.specs import CodecOptions
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from tasks.restore.check import compare, split_by_writers
+from tasks.restore.committed import CommittedProgress
 from tasks.restore.produce import PartitionOutcome, UnitResult
 from tasks.restore.report import restore_report, summary, target_progress, unit_reports, unit_rows
 from tasks.restore.target import TargetInfo
-from tasks.restore.writer import CommittedProgress
 
 
 def _result(unit_id: str, topic: str, partitions: dict[int, int], start: int = 0) -> UnitResult:

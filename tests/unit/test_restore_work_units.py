@@ -23,11 +23,12 @@ from kcql.specs import CodecOptions
 from layout.restore.order import SourceBatch
 from layout.restore.plan import ProgressLayout, RestoreObject, RestorePlan, RestoreUnit
 from layout.restore.progress import ProgressKey, progress_group, progress_keys
-from tasks.restore import work, writer
+from tasks.restore import committed, work, writer
+from tasks.restore.committed import GroupCommit, by_group
 from tasks.restore.errors import TransactionFatalError
 from tasks.restore.produce import UnitResult
 from tasks.restore.work import WorkUnitFailed, fails_unit_alone, pack_units, restore_work_unit
-from tasks.restore.writer import GroupCommit, UnitProgress, by_group, unit_names
+from tasks.restore.writer import UnitProgress, unit_names
 from tasks.runtime.shutdown import RunInterrupted
 from tasks.services.errors import BrokerUnavailableError, KafkaAuthorizationError, KafkaOperationError
 from tasks.services.kafka.calls import CallStalledError
@@ -369,8 +370,8 @@ def test_a_work_unit_failure_crosses_a_process_boundary_with_its_units_errors():
 
 
 def test_group_metadata_is_the_template_with_the_group_spliced_in(monkeypatch: pytest.MonkeyPatch):
-    probe = writer._PROBE_GROUP.encode()
-    monkeypatch.setattr(writer, "_template", [b"CGMDv2:\xff\xff\xff\xff" + probe + b"\x00\x00\x01"])
-    assert writer.group_metadata({}, "kbackup-restore-r1-dst-src.0") == (
+    probe = committed._PROBE_GROUP.encode()
+    monkeypatch.setattr(committed, "_template", [b"CGMDv2:\xff\xff\xff\xff" + probe + b"\x00\x00\x01"])
+    assert committed.group_metadata({}, "kbackup-restore-r1-dst-src.0") == (
         b"CGMDv2:\xff\xff\xff\xffkbackup-restore-r1-dst-src.0\x00\x00\x01"
     )
