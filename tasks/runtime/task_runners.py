@@ -15,7 +15,9 @@ The workers (`concurrency`) default to the cores the run may use (core.machine.d
 
 Wherever the tasks run, they report progress and see a stop request through the run's directory
 (tasks.runtime.run_dir, tasks.runtime.progress, tasks.runtime.shutdown). On a stop, worker processes get STOP_GRACE_S to
-abort their transactions and are then killed, not waited for.
+abort their transactions and are then killed, not waited for. A killed run's workers end with it
+(tasks.runtime.worker_start, tasks.runtime.parent_death; a local Dask cluster's, by distributed's
+own pipe from the process that started them).
 """
 
 from __future__ import annotations
