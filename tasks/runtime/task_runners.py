@@ -15,13 +15,14 @@ The workers (`concurrency`) default to the cores the run may use (core.machine.d
 
 Wherever the tasks run, they report progress and see a stop request through the run's directory
 (tasks.runtime.run_dir, tasks.runtime.progress, tasks.runtime.shutdown). On a stop, worker processes get STOP_GRACE_S to
-abort their transactions and are then killed, not waited for.
+abort their transactions and are then killed, not waited for. A killed run's workers end with it
+(tasks.runtime.worker_start, tasks.runtime.parent_death; a local Dask cluster's, by distributed's
+own pipe from the process that started them).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -34,8 +35,7 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from core.machine import available_cores
-from tasks.runtime import progress, run_dir, shutdown
-from tasks.runtime.log_format import expected_errors_without_traceback
+from tasks.runtime import progress, run_dir, shutdown, worker_start
 from tasks.runtime.overview import ROWS, Overview, overview
 
 TASK_RUNNERS = ("auto", "threads", "processes", "dask", "dask=ADDRESS")
@@ -69,35 +69,30 @@ def resolve(choice: str, concurrency: int, records: int, tasks: int) -> tuple[Ki
     return ("threads" if choice == "threads" else "processes"), None
 
 
-def _worker_start() -> None:
-    """In each worker process: stop only through the run's stop file (a Ctrl-C reaches the whole
-    terminal's process group, and kbackup decides), die with the process that started it, and log
-    expected errors as kbackup's own process does."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    _expected_errors_in_one_line()
-
-
-def _expected_errors_in_one_line() -> None:
-    """In a worker process, which prints its own Prefect logs: a task failing with an expected
-    error (a KbackupError) is logged on the terminal without its traceback (tasks.runtime.log_format), as
-    in the process that started the run."""
-    from prefect.logging.configuration import ensure_logging_setup
-
-    ensure_logging_setup()  # the terminal handlers to format: Prefect's, set up on its import
-    expected_errors_without_traceback()
-
-
 class StoppableProcessPool(ProcessPoolTaskRunner):
     """Prefect's process pool, whose exit after a stop request kills the workers still running
     after STOP_GRACE_S instead of waiting for them to finish their work."""
 
     def __init__(self, max_workers: int) -> None:
-        super().__init__(max_workers=max_workers, initializer=_worker_start)
+        super().__init__(max_workers=max_workers, initializer=worker_start.expected_errors_in_one_line)
 
     def duplicate(self) -> StoppableProcessPool:
         return type(self)(max_workers=self._max_workers)
+
+    def __enter__(self) -> StoppableProcessPool:
+        super().__enter__()
+        if self._executor is not None:
+            # Its workers, spawned at the first tasks, start with worker_start.first, which makes
+            # them end with this process before they import Prefect's initializer (named, not
+            # pickled). Private to concurrent.futures (3.11-3.13): read when a worker is spawned.
+            executor: Any = self._executor
+            executor._initargs = (
+                os.getpid(),
+                worker_start.qualified_name(executor._initializer),
+                *executor._initargs,
+            )
+            executor._initializer = worker_start.first
+        return self
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         if shutdown.stop_requested() and self._executor is not None:
@@ -189,7 +184,7 @@ def _dask_workers_see(runner: TaskRunner[Any]) -> Iterator[None]:
     if client is None:
         yield
         return
-    client.run(_expected_errors_in_one_line)
+    client.run(worker_start.expected_errors_in_one_line)
     if directory is None:
         yield
         return

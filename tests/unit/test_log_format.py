@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from tasks.runtime import task_runners
+from tasks.runtime import worker_start
 from tasks.runtime.log_format import ExpectedErrorsWithoutTraceback, expected_errors_without_traceback
 from tasks.services.errors import BucketNotFoundError
 
@@ -84,7 +85,10 @@ def test_worker_processes_log_expected_errors_without_traceback(capfd: pytest.Ca
     formatter: a spawned worker prints its own Prefect logs, and the expected error's has no
     traceback while the bug's keeps it."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=task_runners._worker_start) as pool:
+    initargs = (os.getpid(), worker_start.qualified_name(worker_start.expected_errors_in_one_line))
+    with ProcessPoolExecutor(
+        1, mp_context=context, initializer=worker_start.first, initargs=initargs
+    ) as pool:
         pool.submit(_log_an_expected_error_and_a_bug).result(timeout=120)
     err = capfd.readouterr().err
     assert "Task run failed with exception: BucketNotFoundError(" in err, err
