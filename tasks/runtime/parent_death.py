@@ -13,7 +13,9 @@ however it dies: nothing of a killed run stays behind, orphaned.
 - takes SIGTERM: a worker inherits kbackup's signal mask, which blocks SIGINT and SIGTERM (kbackup
   takes them in a thread of its own, kbackup.cli.stop_on_signals), so it ignored `kill`. Now a
   SIGTERM ends a worker whose run is gone; while the run lives, the run decides (its stop file,
-  tasks.runtime.shutdown), as it does for a Ctrl-C.
+  tasks.runtime.shutdown), as it does for a Ctrl-C. Where the run did not block SIGTERM (a
+  deployment's flow-run process, which Prefect's worker signals on a cancel) it keeps its default:
+  it ends the worker at once.
 
 multiprocessing's resource tracker, which ignores SIGINT and SIGTERM by design, exits when the
 last process holding its pipe (the run's process and its workers) is gone.
@@ -64,6 +66,14 @@ def end_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if parent_is_gone(parent_pid):
         _exit_orphaned(parent_pid)
+
+    if signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+        # Not blocked by the run (a deployment's flow-run process, not kbackup's command line):
+        # SIGTERM keeps its default and ends the worker, as a cancel from the UI expects.
+        threading.Thread(
+            target=_watch, args=(parent_pid, poll_s), name="kbackup-parent-watch", daemon=True
+        ).start()
+        return
 
     def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
         if parent_is_gone(parent_pid):

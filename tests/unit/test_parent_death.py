@@ -35,7 +35,8 @@ for line in sys.stdin:
 # The run: starts the worker on its own stdin and stdout, prints the worker's pid, waits.
 RUN = """
 import os, signal, subprocess, sys, time
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+if sys.argv[2] == "blocks":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
 print(worker.pid, flush=True)
 time.sleep(600)
@@ -62,11 +63,13 @@ def _signal_masks(pid: int) -> dict[str, int]:
     }
 
 
-@pytest.fixture
-def run() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """(the run, its worker's pid), once the worker is ready; both SIGKILLed at the end."""
+@pytest.fixture(params=["blocks"])
+def run(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """(the run, its worker's pid), once the worker is ready; both SIGKILLed at the end. The run
+    blocks SIGINT and SIGTERM as kbackup's command line does, unless parametrized "keeps" (as a
+    deployment's flow-run process)."""
     process = subprocess.Popen(
-        [sys.executable, "-c", RUN, WORKER],
+        [sys.executable, "-c", RUN, WORKER, request.param],
         env=_environment(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -120,6 +123,32 @@ def test_a_worker_takes_sigterm_and_ignores_it_while_its_run_lives(
 
 
 def test_a_worker_ends_when_its_run_is_killed(run: tuple[subprocess.Popen[str], int]) -> None:
+    process, worker = run
+    process.kill()
+    process.wait(30)
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker), f"the worker outlived its killed run by {GONE_WITHIN_S} s"
+
+
+@pytest.mark.parametrize("run", ["keeps"], indirect=True)
+def test_a_worker_of_a_run_that_keeps_sigterm_ends_on_it(run: tuple[subprocess.Popen[str], int]) -> None:
+    """A deployment's flow-run process does not block SIGTERM; a cancel signals its process group,
+    and its workers end at once, as they did before they watched their run."""
+    _process, worker = run
+    assert not _signal_masks(worker)["SigCgt"] & (1 << (signal.SIGTERM - 1))
+    os.kill(worker, signal.SIGTERM)
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker), "the worker outlived a SIGTERM its run did not block"
+
+
+@pytest.mark.parametrize("run", ["keeps"], indirect=True)
+def test_a_worker_of_a_run_that_keeps_sigterm_still_ends_with_it(
+    run: tuple[subprocess.Popen[str], int],
+) -> None:
     process, worker = run
     process.kill()
     process.wait(30)
