@@ -67,21 +67,19 @@ def end_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
     if parent_is_gone(parent_pid):
         _exit_orphaned(parent_pid)
 
+    # Started before SIGTERM is unblocked below, so that the thread keeps it blocked and the signal
+    # interrupts the main thread.
+    threading.Thread(
+        target=_watch, args=(parent_pid, poll_s), name="kbackup-parent-watch", daemon=True
+    ).start()
     if signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, []):
         # Not blocked by the run (a deployment's flow-run process, not kbackup's command line):
         # SIGTERM keeps its default and ends the worker, as a cancel from the UI expects.
-        threading.Thread(
-            target=_watch, args=(parent_pid, poll_s), name="kbackup-parent-watch", daemon=True
-        ).start()
         return
 
     def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
         if parent_is_gone(parent_pid):
             _exit_orphaned(parent_pid)
 
-    # Started first, so that it keeps SIGTERM blocked and the signal interrupts the main thread.
-    threading.Thread(
-        target=_watch, args=(parent_pid, poll_s), name="kbackup-parent-watch", daemon=True
-    ).start()
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})

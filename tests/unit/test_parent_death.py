@@ -63,6 +63,14 @@ def _signal_masks(pid: int) -> dict[str, int]:
     }
 
 
+def _gone(worker: int) -> bool:
+    """Whether `worker` is gone within GONE_WITHIN_S."""
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(worker)
+
+
 @pytest.fixture(params=["blocks"])
 def run(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """(the run, its worker's pid), once the worker is ready; both SIGKILLed at the end. The run
@@ -122,14 +130,12 @@ def test_a_worker_takes_sigterm_and_ignores_it_while_its_run_lives(
     assert process.stdout.readline() == "pong\n"  # still there: the run decides when it stops
 
 
+@pytest.mark.parametrize("run", ["blocks", "keeps"], indirect=True)
 def test_a_worker_ends_when_its_run_is_killed(run: tuple[subprocess.Popen[str], int]) -> None:
     process, worker = run
     process.kill()
     process.wait(30)
-    deadline = time.monotonic() + GONE_WITHIN_S
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(worker), f"the worker outlived its killed run by {GONE_WITHIN_S} s"
+    assert _gone(worker), f"the worker outlived its killed run by {GONE_WITHIN_S} s"
 
 
 @pytest.mark.parametrize("run", ["keeps"], indirect=True)
@@ -139,20 +145,4 @@ def test_a_worker_of_a_run_that_keeps_sigterm_ends_on_it(run: tuple[subprocess.P
     _process, worker = run
     assert not _signal_masks(worker)["SigCgt"] & (1 << (signal.SIGTERM - 1))
     os.kill(worker, signal.SIGTERM)
-    deadline = time.monotonic() + GONE_WITHIN_S
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(worker), "the worker outlived a SIGTERM its run did not block"
-
-
-@pytest.mark.parametrize("run", ["keeps"], indirect=True)
-def test_a_worker_of_a_run_that_keeps_sigterm_still_ends_with_it(
-    run: tuple[subprocess.Popen[str], int],
-) -> None:
-    process, worker = run
-    process.kill()
-    process.wait(30)
-    deadline = time.monotonic() + GONE_WITHIN_S
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(worker), f"the worker outlived its killed run by {GONE_WITHIN_S} s"
+    assert _gone(worker), "the worker outlived a SIGTERM its run did not block"
