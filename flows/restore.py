@@ -35,6 +35,7 @@ from tasks.restore.target import prepare_targets_task, schemas_to_register
 from tasks.restore.work import restore_units
 from tasks.runtime.run_dir import run_dir
 from tasks.runtime.shutdown import stop_tasks_when_terminated
+from tasks.runtime.task_runners import shared_runners
 from tasks.services.schema_registry import register_schemas_task
 
 __all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
@@ -82,26 +83,27 @@ def _restore(params: RestoreParameters) -> RestoreReport:
             "schemas registered in the target registry (source id → target id): %s", changes
         )
         plan = plan.model_copy(update={"schema_id_map": mapping})
-    outcomes = restore_units(plan, targets, choice=params.task_runner, concurrency=params.concurrency)
-    units = unit_reports(plan, outcomes)
-    results = [o for o in outcomes if isinstance(o, UnitResult)]
-    notes = substitution_notes(results)
-    failed = [(u, o) for u, o in zip(plan.units, outcomes, strict=True) if isinstance(o, BaseException)]
-    if failed:
-        read = committed_progress_task(plan, [unit for unit, _ in failed], return_state=True)
-        progress, resume = target_progress(plan, outcomes, read.result() if read.is_completed() else None)
-        raise RestoreFailed(report(units, progress=progress, resume=resume, notes=notes), failed[0][1])
-    checks = _check(results, params) if params.check else []
-    bad = [c for c in checks if not c.ok]
-    if bad:
-        cause = RestoreCheckError(bad[0].topic, bad[0].partition, bad[0].problem or "mismatch")
-        raise RestoreFailed(report(units, checks=checks, notes=notes), cause)
-    if plan.consumer_groups and params.check:
-        groups = translate_groups_task(plan, results, checks, params.dry_run)
-        return report(units, checks=checks, groups=groups, notes=notes)
-    if plan.consumer_groups:
-        notes.append("consumer-group offsets were not translated: translation needs the check step")
-    return report(units, checks=checks, notes=notes)
+    with shared_runners():  # the check's tasks start in the work units' worker processes
+        outcomes = restore_units(plan, targets, choice=params.task_runner, concurrency=params.concurrency)
+        units = unit_reports(plan, outcomes)
+        results = [o for o in outcomes if isinstance(o, UnitResult)]
+        notes = substitution_notes(results)
+        failed = [(u, o) for u, o in zip(plan.units, outcomes, strict=True) if isinstance(o, BaseException)]
+        if failed:
+            read = committed_progress_task(plan, [unit for unit, _ in failed], return_state=True)
+            progress, resume = target_progress(plan, outcomes, read.result() if read.is_completed() else None)
+            raise RestoreFailed(report(units, progress=progress, resume=resume, notes=notes), failed[0][1])
+        checks = _check(results, params) if params.check else []
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            cause = RestoreCheckError(bad[0].topic, bad[0].partition, bad[0].problem or "mismatch")
+            raise RestoreFailed(report(units, checks=checks, notes=notes), cause)
+        if plan.consumer_groups and params.check:
+            groups = translate_groups_task(plan, results, checks, params.dry_run)
+            return report(units, checks=checks, groups=groups, notes=notes)
+        if plan.consumer_groups:
+            notes.append("consumer-group offsets were not translated: translation needs the check step")
+        return report(units, checks=checks, notes=notes)
 
 
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:

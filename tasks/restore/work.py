@@ -271,9 +271,9 @@ def _attempt(
             for p in _partitions(m.unit, sizes)
         }
         starts: dict[str, dict[int, int]] = {
-            m.unit.target_topic: dict.fromkeys(range(sizes[m.unit.target_topic]), 0)
-            for m in todo
-            if grow.get(m.unit.target_topic, False)
+            topic: dict.fromkeys(range(sizes[topic]), 0)
+            for topic in {m.unit.target_topic for m in todo}
+            if grow.get(topic, False)
         }
         for (topic, partition), high in high_watermarks(kafka_config, list(fresh), admin).items():
             starts.setdefault(topic, {})[partition] = high

@@ -9,6 +9,7 @@ see at their next check, at most STOP_POLL_S later."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -50,18 +51,18 @@ def request_stop(reason: str) -> None:
 
 def _stop_file_reason() -> str | None:
     """The reason in the run directory's stop file; looked at no more than every STOP_POLL_S."""
+    key, when, reason = _seen[0]
+    now = time.monotonic()
+    if key == os.environ.get(run_dir.ENV) and (reason is not None or now - when < STOP_POLL_S):
+        return reason  # (hot loops call this: not even a stat of the directory in between)
     directory = run_dir.current()
     if directory is None:
         return None
-    key, when, reason = _seen[0]
-    now = time.monotonic()
-    if key == str(directory) and (reason is not None or now - when < STOP_POLL_S):
-        return reason
     try:
         reason = (directory / STOP_FILE).read_text() or "stop requested"
     except OSError:
         reason = None
-    _seen[0] = (str(directory), now, reason)
+    _seen[0] = (os.environ.get(run_dir.ENV, ""), now, reason)
     return reason
 
 

@@ -13,6 +13,10 @@
 
 The workers (`concurrency`) default to the cores the run may use (core.machine.default_workers).
 
+Within `shared_runners()` (a restore's work units and then its check), the runners `run_tasks`
+starts stay open for the next `run_tasks` of the same kind: the check's tasks start in the worker
+processes the work units used, instead of spawning a second pool (~5 s on two cores).
+
 Wherever the tasks run, they report progress and see a stop request through the run's directory
 (tasks.runtime.run_dir, tasks.runtime.progress, tasks.runtime.shutdown). On a stop, worker processes get STOP_GRACE_S to
 abort their transactions and are then killed, not waited for. A killed run's workers end with it
@@ -23,6 +27,7 @@ own pipe from the process that started them).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import signal
 import sys
@@ -47,6 +52,31 @@ PROGRESS_ARTIFACT_EVERY_S = 2.0
 
 Kind = Literal["threads", "processes", "dask"]
 T = TypeVar("T")
+RunnerKey = tuple[Kind, str | None, int]
+
+
+class _Session:
+    """The runners open in a `shared_runners()` block, by (kind, address, concurrency), and what
+    closes them when it ends."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self.stack = stack
+        self.runners: dict[RunnerKey, TaskRunner[Any]] = {}
+
+
+_session: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("kbackup_runners", default=None)
+
+
+@contextlib.contextmanager
+def shared_runners() -> Iterator[None]:
+    """Within the block, every `run_tasks` reuses the task runner an earlier one of the same kind
+    and concurrency opened; all of them close (worker processes end) when the block ends."""
+    with contextlib.ExitStack() as stack:
+        token = _session.set(_Session(stack))
+        try:
+            yield
+        finally:
+            _session.reset(token)
 
 
 def check_task_runner(choice: str) -> str:
@@ -261,15 +291,10 @@ def run_tasks(
         concurrency if not address else "the cluster's workers",
     )
     artifact = _ProgressArtifact(records, description)
-    if kind != "threads":
-        _start_resource_tracker()
-    runner = build(kind, address, concurrency)
+    session = _session.get()
     try:
-        with (
-            _workers_use_this_api() if kind != "threads" else contextlib.nullcontext(),
-            runner,
-            _dask_workers_see(runner) if kind == "dask" else contextlib.nullcontext(),
-        ):
+        with contextlib.ExitStack() as own:
+            runner = _open_runner((kind, address, concurrency), session.stack if session else own, session)
             futures = [runner.submit(task, p) for p in parameters]
             try:
                 _wait(futures, artifact)
@@ -287,6 +312,23 @@ def run_tasks(
         raise
     artifact.update(final=True)
     return outcomes
+
+
+def _open_runner(key: RunnerKey, stack: contextlib.ExitStack, session: _Session | None) -> TaskRunner[Any]:
+    """The session's runner for `key`, or a new one entered on `stack` (with what its workers
+    need: this process's Prefect API, the run's directory on Dask workers)."""
+    if session is not None and key in session.runners:
+        return session.runners[key]
+    kind, address, concurrency = key
+    if kind != "threads":
+        _start_resource_tracker()
+        stack.enter_context(_workers_use_this_api())
+    runner = stack.enter_context(build(kind, address, concurrency))
+    if kind == "dask":
+        stack.enter_context(_dask_workers_see(runner))
+    if session is not None:
+        session.runners[key] = runner
+    return runner
 
 
 def results_or_first_failure(outcomes: Sequence[T | BaseException]) -> list[T]:

@@ -4,15 +4,20 @@ cluster too large for one machine would be. The restored records equal the sourc
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prefect import flow
 
 from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
+from tasks.runtime.task_runners import run_tasks, shared_runners
 from tests.support.kafka import consume_all
 from tests.support.topics import topic_digests, tricky_messages
+from tests.support.worker_tasks import worker_pid
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -66,3 +71,27 @@ def test_backup_and_restore(
 def test_an_unknown_task_runner_is_refused_with_the_valid_names() -> None:
     with pytest.raises(ValueError, match="threads, processes, dask, dask=ADDRESS"):
         RestoreParameters(kcql="INSERT INTO t SELECT * FROM b:p", task_runner="gpu")
+
+
+@flow(name="two-phases")
+def _two_phases(shared: bool) -> tuple[set[int], set[int]]:
+    def phase() -> set[int]:
+        outcomes = run_tasks(
+            worker_pid,
+            [{"index": i} for i in range(4)],
+            choice="processes",
+            concurrency=2,
+            records=4,
+            description="pids",
+        )
+        return set(outcomes)
+
+    with shared_runners() if shared else contextlib.nullcontext():
+        return phase(), phase()
+
+
+def test_within_shared_runners_the_second_phase_runs_in_the_first_phases_worker_processes() -> None:
+    first, second = _two_phases(shared=True)
+    assert second <= first and os.getpid() not in first
+    first, second = _two_phases(shared=False)
+    assert not first & second  # without it, every phase spawns its own pool
