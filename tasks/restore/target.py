@@ -66,24 +66,24 @@ def prepare_targets(
     admin = admin_client(kafka_config)
     metadata = cluster_metadata(admin, kafka_config)
     brokers = max(1, len(metadata.brokers))
+    preserving = {u.target_topic for u in plan.units if u.routing in ("preserve", "metadata")}
+    counts: dict[str, int] = {}  # the existing targets' partition counts
     for target in plan.targets:
         existing = metadata.topics.get(target.name)
         if existing is not None and not existing.error:
-            needs_preserve = any(
-                u.routing in ("preserve", "metadata") for u in plan.units if u.target_topic == target.name
-            )
-            if needs_preserve and len(existing.partitions) < target.partitions_needed:
+            if target.name in preserving and len(existing.partitions) < target.partitions_needed:
                 raise TargetPartitionsError(target.name, target.partitions_needed, len(existing.partitions))
-            if plan.target_nonempty == "refuse":
-                refuse_foreign_records(plan, kafka_config, target.name, len(existing.partitions))
+            counts[target.name] = len(existing.partitions)
+    if plan.target_nonempty == "refuse":
+        refuse_foreign_records(plan, kafka_config, counts)
     infos = []
     existing_names = [
         t.name for t in plan.targets if (e := metadata.topics.get(t.name)) is not None and not e.error
     ]
     existing_configs = _described_configs(admin, existing_names)
+    to_create: list[Any] = []  # NewTopic of each target to create
     for target in plan.targets:
         existing = metadata.topics.get(target.name)
-        created = False
         skipped: list[SkippedConfig] = []
         if existing is not None and not existing.error:
             partitions = len(existing.partitions)
@@ -106,26 +106,20 @@ def prepare_targets(
                 raise kafka_failure(f"validate topic {target.name}", kafka_config, exc) from exc
             skipped = sorted([*skipped, *refused], key=lambda s: s.name)
             configs = {k: v for k, v in configs.items() if k not in {r.name for r in refused}}
-            if not dry_run:
-                futures = admin.create_topics(
-                    [NewTopic(target.name, partitions, replication, config=configs)], operation_timeout=30
-                )
-                try:
-                    futures[target.name].result(timeout=LOOKUP_TIMEOUT_S)
-                except KafkaException as exc:
-                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                        raise kafka_failure(f"create topic {target.name}", kafka_config, exc) from exc
-                _wait_for_topic(admin, kafka_config, target.name, partitions)
-                created = True
+            to_create.append(NewTopic(target.name, partitions, replication, config=configs))
         infos.append(
             TargetInfo(
                 name=target.name,
                 partitions=partitions,
-                created=created,
+                created=False,
                 warnings=[s.describe(target.name) for s in skipped],
                 configs_not_recreated=skipped,
             )
         )
+    if to_create and not dry_run:
+        _create_topics(admin, kafka_config, to_create)
+        made = {t.topic for t in to_create}
+        infos = [i.model_copy(update={"created": True}) if i.name in made else i for i in infos]
     # Every target's retention (a dry run's targets to be created: as planned).
     planned_only = {t.name for t in plan.targets if dry_run and metadata.topics.get(t.name) is None}
     new_names = [t.name for t in plan.targets if t.name not in existing_names and t.name not in planned_only]
@@ -148,41 +142,48 @@ def prepare_targets(
     return infos
 
 
-def watermarks(
-    kafka_config: dict[str, Any], topic: str, partitions: Sequence[int]
-) -> dict[int, tuple[int, int]]:
-    """(low, high) watermark of each partition, in one batched ListOffsets per bound."""
-    admin = admin_client(kafka_config)
-    wanted = [(topic, p) for p in partitions]
-    low = partition_offsets(admin, kafka_config, wanted, "earliest")
-    high = partition_offsets(admin, kafka_config, wanted, "latest")
-    return {p: (low[(topic, p)], high[(topic, p)]) for p in partitions}
-
-
-def refuse_foreign_records(
-    plan: RestorePlan, kafka_config: dict[str, Any], topic: str, partition_count: int
-) -> None:
-    """Raise TargetNotEmptyError when a partition this restore writes holds records it did not
-    write. Its own (a rerun resuming after a kill) lie at or after where the restore began, which
+def refuse_foreign_records(plan: RestorePlan, kafka_config: dict[str, Any], counts: dict[str, int]) -> None:
+    """Raise TargetNotEmptyError when a partition this restore writes, of the existing targets
+    `counts` (topic: partition count), holds records it did not write; every target's
+    watermarks in one batched ListOffsets per bound, the rest only for targets that hold records. Its own (a rerun resuming after a kill) lie at or after where the restore began, which
     its group records before any record is produced (tasks.restore.fence), and where each unit
     began, which the unit's progress commits with its first records (tasks.restore.produce, where
     layout.restore.progress keeps it; restores by older versions committed it before); anything
     below both is someone else's. Counted by offsets (transaction markers and aborted records
     included)."""
-    units = [u for u in plan.units if u.target_topic == topic]
-    written = {
-        u.target_partition for u in units if u.routing == "preserve" and u.target_partition is not None
-    }
-    if any(u.routing != "preserve" for u in units):
-        written |= set(range(partition_count))
-    occupied = {
-        p: (low, high)
-        for p, (low, high) in watermarks(kafka_config, topic, sorted(written)).items()
-        if high > low
-    }
-    if not occupied:
+    written: dict[str, set[int]] = {topic: set() for topic in counts}
+    for unit in plan.units:
+        if unit.target_topic not in counts:
+            continue
+        if unit.routing == "preserve" and unit.target_partition is not None:
+            written[unit.target_topic].add(unit.target_partition)
+        elif unit.routing != "preserve":
+            written[unit.target_topic] |= set(range(counts[unit.target_topic]))
+    wanted = [(topic, p) for topic, partitions in written.items() for p in sorted(partitions)]
+    if not wanted:
         return
     admin = admin_client(kafka_config)
+    low = partition_offsets(admin, kafka_config, wanted, "earliest")
+    high = partition_offsets(admin, kafka_config, wanted, "latest")
+    for topic in counts:
+        occupied = {
+            p: (low[(topic, p)], high[(topic, p)])
+            for p in sorted(written[topic])
+            if high[(topic, p)] > low[(topic, p)]
+        }
+        if occupied:
+            _refuse_foreign_in(plan, kafka_config, admin, topic, occupied)
+
+
+def _refuse_foreign_in(
+    plan: RestorePlan,
+    kafka_config: dict[str, Any],
+    admin: Any,
+    topic: str,
+    occupied: dict[int, tuple[int, int]],
+) -> None:
+    """refuse_foreign_records for one target whose partitions `occupied` hold records (low, high)."""
+    units = [u for u in plan.units if u.target_topic == topic]
     recorded = restore_group_offsets(admin, kafka_config, plan, [(topic, p) for p in sorted(occupied)])
     began: dict[int, int] = {p: offset for (_, p), (offset, _) in recorded.items()}
     for progress in committed_progress(kafka_config, plan, units).values():
@@ -197,18 +198,33 @@ def refuse_foreign_records(
         raise TargetNotEmptyError(topic, sum(end - low for low, end in foreign.values()), foreign)
 
 
-def _wait_for_topic(admin: Any, config: dict[str, Any], topic: str, partitions: int) -> None:
+def _create_topics(admin: Any, config: dict[str, Any], topics: Sequence[Any]) -> None:
+    """Create the NewTopics in one CreateTopics request (one that exists by now is left as it is),
+    then wait until every partition of all of them has a leader."""
+    futures = admin.create_topics(list(topics), operation_timeout=30)
+    for topic in topics:
+        try:
+            futures[topic.topic].result(timeout=LOOKUP_TIMEOUT_S)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise kafka_failure(f"create topic {topic.topic}", config, exc) from exc
+    waiting = {t.topic: t.num_partitions for t in topics}
     for _ in range(100):
         shutdown.raise_if_stopping()
-        found = cluster_metadata(admin, config).topics.get(topic)
-        if (
-            found is not None
-            and not found.error
-            and len(found.partitions) >= partitions
-            and all(p.leader >= 0 for p in found.partitions.values())
-        ):
+        found = cluster_metadata(admin, config).topics
+        waiting = {name: count for name, count in waiting.items() if not _led(found.get(name), count)}
+        if not waiting:
             return
         shutdown.sleep(0.2)
+
+
+def _led(found: Any, partitions: int) -> bool:
+    return (
+        found is not None
+        and not found.error
+        and len(found.partitions) >= partitions
+        and all(p.leader >= 0 for p in found.partitions.values())
+    )
 
 
 def _planned_retention_ms(planned: dict[str, str]) -> int:
