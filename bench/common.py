@@ -149,11 +149,15 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+def run_measured(
+    args: list[str], env: dict[str, str] | None = None, *, with_stderr: bool = False
+) -> tuple[float, int, str]:
     """Run a child process; returns (wall seconds, peak RSS bytes of its whole process tree,
-    sampled every 0.2 s, stdout)."""
+    sampled every 0.2 s, stdout — and its stderr, where the run's log goes, `with_stderr`)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if with_stderr else None, text=True, env=env
+    )
     peak = 0
     done = threading.Event()
 

@@ -275,7 +275,7 @@ def kbackup() -> list[str]:
 
 
 def task_runs(output: str) -> int:
-    """Task runs the run's log counts: each `N tasks on <runner>` line, plus the flow's own."""
+    """The work units' and checks' task runs, from the run's log: each `N tasks on <runner>` line."""
     return sum(int(n) for n in re.findall(r"\b(\d+) tasks on ", output))
 
 
@@ -283,7 +283,7 @@ def kbackup_backup(row: Row, bucket: str, selector: str) -> None:
     kcql = (
         f"INSERT INTO {bucket}:kb SELECT * FROM `{selector}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
     )
-    wall, rss, out = run_measured([*kbackup(), "backup", "--kcql", kcql], env=_child_env())
+    wall, rss, out = run_measured([*kbackup(), "backup", "--kcql", kcql], env=_child_env(), with_stderr=True)
     row.figures["kbackup backup"], row.rss["kbackup backup"] = wall, rss
     row.task_runs["kbackup backup"] = task_runs(out)
 
@@ -300,7 +300,7 @@ def kbackup_restore(row: Row, bucket: str) -> None:
         kcql = f"INSERT INTO * SELECT * FROM {bucket}:kb"
         targets = data.topics
     ready(targets, data.partitions_per_topic)
-    wall, rss, out = run_measured([*kbackup(), "restore", "--kcql", kcql], env=_child_env())
+    wall, rss, out = run_measured([*kbackup(), "restore", "--kcql", kcql], env=_child_env(), with_stderr=True)
     restored = restored_count(targets, data.partitions_per_topic)
     if restored != data.records:
         raise RuntimeError(f"kbackup restore of {data.name}: {restored} of {data.records} records")
