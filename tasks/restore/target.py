@@ -77,16 +77,15 @@ def prepare_targets(
     if plan.target_nonempty == "refuse":
         refuse_foreign_records(plan, kafka_config, counts)
     infos = []
-    existing_names = [
-        t.name for t in plan.targets if (e := metadata.topics.get(t.name)) is not None and not e.error
-    ]
+    existing_names = list(counts)
     existing_configs = _described_configs(admin, existing_names)
-    to_create: list[Any] = []  # NewTopic of each target to create
+    to_create: list[NewTopic] = []
     for target in plan.targets:
         existing = metadata.topics.get(target.name)
         skipped: list[SkippedConfig] = []
-        if existing is not None and not existing.error:
-            partitions = len(existing.partitions)
+        created = False
+        if target.name in counts:
+            partitions = counts[target.name]
             skipped = kept_configs(target.configs, existing_configs.get(target.name))
         else:
             partitions = max(target.partition_count, target.partitions_needed)
@@ -107,19 +106,18 @@ def prepare_targets(
             skipped = sorted([*skipped, *refused], key=lambda s: s.name)
             configs = {k: v for k, v in configs.items() if k not in {r.name for r in refused}}
             to_create.append(NewTopic(target.name, partitions, replication, config=configs))
+            created = not dry_run  # below, all in one request; a failure raises before any report
         infos.append(
             TargetInfo(
                 name=target.name,
                 partitions=partitions,
-                created=False,
+                created=created,
                 warnings=[s.describe(target.name) for s in skipped],
                 configs_not_recreated=skipped,
             )
         )
     if to_create and not dry_run:
         _create_topics(admin, kafka_config, to_create)
-        made = {t.topic for t in to_create}
-        infos = [i.model_copy(update={"created": True}) if i.name in made else i for i in infos]
     # Every target's retention (a dry run's targets to be created: as planned).
     planned_only = {t.name for t in plan.targets if dry_run and metadata.topics.get(t.name) is None}
     new_names = [t.name for t in plan.targets if t.name not in existing_names and t.name not in planned_only]
@@ -144,21 +142,22 @@ def prepare_targets(
 
 def refuse_foreign_records(plan: RestorePlan, kafka_config: dict[str, Any], counts: dict[str, int]) -> None:
     """Raise TargetNotEmptyError when a partition this restore writes, of the existing targets
-    `counts` (topic: partition count), holds records it did not write; every target's
-    watermarks in one batched ListOffsets per bound, the rest only for targets that hold records. Its own (a rerun resuming after a kill) lie at or after where the restore began, which
+    `counts` (topic: partition count), holds records it did not write. Every target's watermarks
+    are read in one batched ListOffsets per bound; the rest only for targets that hold records.
+    Its own records (a rerun resuming after a kill) lie at or after where the restore began, which
     its group records before any record is produced (tasks.restore.fence), and where each unit
     began, which the unit's progress commits with its first records (tasks.restore.produce, where
     layout.restore.progress keeps it; restores by older versions committed it before); anything
     below both is someone else's. Counted by offsets (transaction markers and aborted records
     included)."""
-    written: dict[str, set[int]] = {topic: set() for topic in counts}
+    # a target that any unit routes other than 'preserve' may be written in every partition
+    everywhere = {u.target_topic for u in plan.units if u.routing != "preserve"}
+    written: dict[str, set[int]] = {
+        topic: set(range(count)) if topic in everywhere else set() for topic, count in counts.items()
+    }
     for unit in plan.units:
-        if unit.target_topic not in counts:
-            continue
-        if unit.routing == "preserve" and unit.target_partition is not None:
+        if unit.target_topic in counts and unit.routing == "preserve" and unit.target_partition is not None:
             written[unit.target_topic].add(unit.target_partition)
-        elif unit.routing != "preserve":
-            written[unit.target_topic] |= set(range(counts[unit.target_topic]))
     wanted = [(topic, p) for topic, partitions in written.items() for p in sorted(partitions)]
     if not wanted:
         return
@@ -198,7 +197,7 @@ def _refuse_foreign_in(
         raise TargetNotEmptyError(topic, sum(end - low for low, end in foreign.values()), foreign)
 
 
-def _create_topics(admin: Any, config: dict[str, Any], topics: Sequence[Any]) -> None:
+def _create_topics(admin: Any, config: dict[str, Any], topics: Sequence[NewTopic]) -> None:
     """Create the NewTopics in one CreateTopics request (one that exists by now is left as it is),
     then wait until every partition of all of them has a leader."""
     futures = admin.create_topics(list(topics), operation_timeout=30)
@@ -212,13 +211,14 @@ def _create_topics(admin: Any, config: dict[str, Any], topics: Sequence[Any]) ->
     for _ in range(100):
         shutdown.raise_if_stopping()
         found = cluster_metadata(admin, config).topics
-        waiting = {name: count for name, count in waiting.items() if not _led(found.get(name), count)}
+        waiting = {name: count for name, count in waiting.items() if not _has_leaders(found.get(name), count)}
         if not waiting:
             return
         shutdown.sleep(0.2)
 
 
-def _led(found: Any, partitions: int) -> bool:
+def _has_leaders(found: Any, partitions: int) -> bool:
+    """Whether a topic's metadata shows at least `partitions` partitions, each with a leader."""
     return (
         found is not None
         and not found.error

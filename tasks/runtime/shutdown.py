@@ -53,7 +53,8 @@ def _stop_file_reason() -> str | None:
     """The reason in the run directory's stop file; looked at no more than every STOP_POLL_S."""
     key, when, reason = _seen[0]
     now = time.monotonic()
-    if key == os.environ.get(run_dir.ENV) and (reason is not None or now - when < STOP_POLL_S):
+    value = os.environ.get(run_dir.ENV, "")
+    if key == value and (reason is not None or now - when < STOP_POLL_S):
         return reason  # (hot loops call this: not even a stat of the directory in between)
     directory = run_dir.current()
     if directory is None:
@@ -62,7 +63,7 @@ def _stop_file_reason() -> str | None:
         reason = (directory / STOP_FILE).read_text() or "stop requested"
     except OSError:
         reason = None
-    _seen[0] = (os.environ.get(run_dir.ENV, ""), now, reason)
+    _seen[0] = (value, now, reason)
     return reason
 
 

@@ -294,7 +294,7 @@ def run_tasks(
     session = _session.get()
     try:
         with contextlib.ExitStack() as own:
-            runner = _open_runner((kind, address, concurrency), session.stack if session else own, session)
+            runner = _open_runner((kind, address, concurrency), session, own)
             futures = [runner.submit(task, p) for p in parameters]
             try:
                 _wait(futures, artifact)
@@ -314,11 +314,13 @@ def run_tasks(
     return outcomes
 
 
-def _open_runner(key: RunnerKey, stack: contextlib.ExitStack, session: _Session | None) -> TaskRunner[Any]:
-    """The session's runner for `key`, or a new one entered on `stack` (with what its workers
-    need: this process's Prefect API, the run's directory on Dask workers)."""
+def _open_runner(key: RunnerKey, session: _Session | None, own: contextlib.ExitStack) -> TaskRunner[Any]:
+    """The session's runner for `key`, or a new one (with what its workers need: this process's
+    Prefect API, the run's directory on Dask workers) entered on the session's stack, or on `own`,
+    the calling run_tasks', outside a session."""
     if session is not None and key in session.runners:
         return session.runners[key]
+    stack = session.stack if session is not None else own
     kind, address, concurrency = key
     if kind != "threads":
         _start_resource_tracker()
