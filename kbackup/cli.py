@@ -35,9 +35,9 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 # Explicit list of subcommand modules, in the order `--help` shows them.
-_COMMAND_MODULES = ("backup", "restore", "verify", "prune", "ls", "kcql", "alerts")
+_COMMAND_MODULES = ("backup", "restore", "drill", "verify", "prune", "ls", "status", "kcql", "alerts")
 # The commands that run a Prefect flow (and so need a Prefect API).
-_FLOW_COMMANDS = ("backup", "restore", "verify", "prune")
+_FLOW_COMMANDS = ("backup", "restore", "drill", "verify", "prune")
 # After the first SIGINT/SIGTERM the run has this long to abort its transactions and stop its
 # tasks; then (or at a second signal) the process exits at once.
 STOP_GRACE_S = 20.0

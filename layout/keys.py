@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from layout.drills import DRILLS_FOLDER
 from layout.manifest import MANIFESTS_FOLDER, join_key
 
 PaddingType = Literal["LeftPad", "RightPad", "NoOp"]
@@ -180,5 +181,7 @@ def parse_object_key(key: str, prefix: str = "") -> ParsedKey:
     return ParsedKey(key, None, None, None, extension)
 
 
-def is_manifest_key(key: str) -> bool:
-    return f"/{MANIFESTS_FOLDER}/" in f"/{key}"
+def is_bookkeeping_key(key: str) -> bool:
+    """A key of kbackup's own records under a prefix — the manifests (and their lock) or the restore
+    drills' evidence — never an object of a backup: discovery, verification and prune skip them."""
+    return f"/{MANIFESTS_FOLDER}/" in f"/{key}" or f"/{DRILLS_FOLDER}/" in f"/{key}"

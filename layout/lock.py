@@ -4,7 +4,7 @@
 numbers). The highest epoch is the current lease; a new one is created with `If-None-Match: *`, so
 one contender wins each epoch, and the epoch is the fencing token. The folder sits inside
 `_manifests/` because everything that reads a prefix already skips that folder — restore discovery
-(`layout.keys.is_manifest_key`) — or reads only its top level — the manifest chain and `kbackup ls`
+(`layout.keys.is_bookkeeping_key`) — or reads only its top level — the manifest chain and `kbackup ls`
 (`tasks.services.manifest_store.list_backup_ids`) — so a lease is never taken for data or for a backup.
 """
 

@@ -49,7 +49,7 @@ from formats import Codec, CodecContext, RecordsDigest, get_codec
 from formats.columns import records_digest_inputs, update_digest
 from formats.envelope import Record
 from formats.errors import CorruptObjectError, undecodable
-from layout.keys import is_manifest_key
+from layout.keys import is_bookkeeping_key
 from layout.manifest import Manifest, ObjectEntry, PartitionEntry, join_key
 from layout.restore.errors import MissingObjectError
 from layout.schemas import cached_avro_lookup
@@ -99,7 +99,7 @@ class Listing:
 def list_prefix(store: ObjectStore, bucket: str, prefix: str) -> Listing:
     """List the prefix as restore does (tasks.restore.discover.plan_restore)."""
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
-    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key)}
+    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_bookkeeping_key(o.key)}
     return Listing(bucket, folder, listed)
 
 

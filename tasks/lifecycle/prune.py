@@ -30,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from layout.chains import RetentionPlan, chain_of, referenced_keys, retention_plan
-from layout.keys import is_manifest_key, parse_object_key
+from layout.keys import is_bookkeeping_key, parse_object_key
 from layout.manifest import Manifest, join_key, manifest_key
 from layout.spec_bridge import key_naming, spec_of
 from tasks.runtime.retry import RETRY_OPTIONS
@@ -90,7 +90,7 @@ def prune(
     plan = retention_plan(manifests, now, keep_last, keep_within)
     report.kept, report.needed, report.dropped = list(plan.kept), list(plan.needed), list(plan.dropped)
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
-    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key)}
+    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_bookkeeping_key(o.key)}
     orphans = _orphans(listed, manifests, prefix)
     if dry_run:
         report.deleted_manifests = list(plan.dropped)

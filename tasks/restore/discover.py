@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from kcql.selection import Selection
 from layout.chains import ChainError, chain_of
-from layout.keys import is_manifest_key
+from layout.keys import is_bookkeeping_key
 from layout.manifest import join_key
 from layout.restore.errors import NothingToRestoreError
 from layout.restore.from_manifests import plan_from_manifests
@@ -46,7 +46,7 @@ def plan_restore(store: ObjectStore, selection: Selection) -> RestorePlan:
     bucket, prefix = selection.bucket, selection.prefix
     store.check_bucket(bucket)
     folder = join_key(prefix) + "/" if join_key(prefix) else ""
-    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_manifest_key(o.key)}
+    listed = {o.key: o for o in store.list_objects(bucket, folder) if not is_bookkeeping_key(o.key)}
     chain = read_chain(store, bucket, prefix)
     if chain:
         point = selection.point or chain[-1].backup_id

@@ -30,6 +30,7 @@ __all__ = [
     "LockError",
     "LockLostError",
     "LockTimeoutError",
+    "DrillRecordError",
     "ImpossibleManifestError",
     "ManifestError",
     "ObjectConflictError",
@@ -144,6 +145,16 @@ class ManifestError(BackupError):
         self.key = key
         self.reason = reason
         super().__init__(f"manifest s3://{bucket}/{key}: {reason}")
+
+
+class DrillRecordError(BackupError):
+    """A restore drill's evidence under a prefix that cannot be read as one."""
+
+    def __init__(self, bucket: str, key: str, reason: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.reason = reason
+        super().__init__(f"drill evidence s3://{bucket}/{key}: {reason}")
 
 
 class ImpossibleManifestError(ManifestError):

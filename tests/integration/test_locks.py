@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from flows.backup import BackupParameters, backup_flow
-from layout.keys import is_manifest_key
+from layout.keys import is_bookkeeping_key
 from layout.lock import LeaseRecord, lease_key, lock_folder
 from tasks.runtime import shutdown
 from tasks.services.errors import LockLostError, LockTimeoutError
@@ -80,7 +80,7 @@ def test_a_second_backup_waits_for_the_first_and_says_for_whom(
     # the lease objects are neither backups (kbackup ls, the chain) nor data (restore discovery)
     assert _lease_objects(s3, bucket) == [lease_key("p", "backup", 1), lease_key("p", "backup", 2)]
     assert list_backup_ids(store, bucket, "p") == []
-    assert all(is_manifest_key(key) for key in _lease_objects(s3, bucket))
+    assert all(is_bookkeeping_key(key) for key in _lease_objects(s3, bucket))
     state = read_lock(store, bucket, "p", "backup")
     assert state is not None and state.current is not None and state.current.released
 

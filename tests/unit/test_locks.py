@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from layout.keys import is_manifest_key, parse_object_key
+from layout.keys import is_bookkeeping_key, parse_object_key
 from layout.lock import LeaseRecord, epoch_of, lease_key, lock_folder
 from tasks.services.errors import LockLostError, LockTimeoutError
 from tasks.services.locks import (
@@ -66,7 +66,7 @@ def test_lease_keys_sort_by_epoch_and_read_back(prefix: str) -> None:
 def test_lease_objects_are_neither_data_nor_backups() -> None:
     key = lease_key("nightly", "backup", 1)
     # restore discovery skips the manifests folder; the chain reads only its top level
-    assert is_manifest_key(key)
+    assert is_bookkeeping_key(key)
     assert parse_object_key(key, "nightly").topic is None
     assert "/" in key[len("nightly/_manifests/") :]
 
