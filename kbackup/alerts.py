@@ -1,5 +1,5 @@
 """Alerting: a webhook notification block and an automation that calls it whenever a run of
-the backup or restore flow fails, crashes or times out."""
+the backup, restore or drill flow fails, crashes or times out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 
 BLOCK_NAME = "kbackup-alerts"
 AUTOMATION_NAME = "kbackup-failed-runs"
-FLOW_NAMES = ["backup", "restore"]
+FLOW_NAMES = ["backup", "restore", "drill"]
 FAILURE_EVENTS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
 
 SUBJECT = "kbackup: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}"
@@ -42,7 +42,7 @@ def setup_alerts(webhook_url: str) -> tuple[str, str]:
             client.delete_automation(existing.id)
     automation = Automation(
         name=AUTOMATION_NAME,
-        description="Notify the kbackup webhook when a backup or restore run fails, crashes or times out.",
+        description="Notify the kbackup webhook when a backup, restore or drill run fails, crashes or times out.",
         trigger=EventTrigger(
             expect=FAILURE_EVENTS,
             match={"prefect.resource.id": "prefect.flow-run.*"},

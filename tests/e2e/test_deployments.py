@@ -4,14 +4,10 @@ operator restores a backup from the UI's "Custom run" form in headless Chromium.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -23,35 +19,11 @@ from tests.e2e.conftest import FINAL_STATES, ServedPrefect, wait_for, wait_for_f
 from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.restore_backups import build_backup
 from tests.support.topics import topic_digests, tricky_messages
+from tests.support.webhooks import webhook_receiver
 
 pytestmark = pytest.mark.timeout(1200)
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make browser`); nothing downloads a browser
-
-
-@contextmanager
-def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local HTTP server in a thread; yields its URL and the JSON bodies POSTed to it so far."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/kbackup-alerts", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def deployment_runs(client: Any, deployment_id: UUID) -> list[Any]:
