@@ -163,6 +163,11 @@ class RestoreParameters(BaseModel):
         description="The restore point: a backup id (kbackup ls lists them); the newest when empty.",
     )
     group_prefix: str = Field(default="", description="Prefix for the translated consumer-group names.")
+    topic_prefix: str = Field(
+        default="",
+        description="Prefix for every target topic's name (restore.topic.prefix), e.g. INSERT INTO * into "
+        "restored-<topic>.",
+    )
     translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")
     dry_run: bool = Field(default=False, description="Plan and report only: create nothing, produce nothing.")
     check: bool = Field(default=True, description="Consume what was restored and compare digests.")
@@ -192,6 +197,7 @@ def selection_of(params: RestoreParameters, names: Mapping[str, str] | None = No
         filter=params.filter,
         point=params.point,
         group_prefix=params.group_prefix,
+        topic_prefix=params.topic_prefix,
         translate_groups=params.translate_groups,
         names=names,
     )

@@ -62,6 +62,18 @@ def _text(value: Value) -> str:
     return value
 
 
+TOPIC_PREFIX_EXPECTED = "a topic-name prefix: letters, digits, '.', '_' and '-'"
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def topic_prefix(value: Value) -> str:
+    """What every target topic's name starts with (`restore.topic.prefix`, the restore drill's
+    `drill-<id>-`): characters a topic name may hold."""
+    if not isinstance(value, str) or not _TOPIC_CHARS.fullmatch(value):
+        raise PropertyProblem(TOPIC_PREFIX_EXPECTED)
+    return value
+
+
 def _char(value: Value) -> str:
     if not isinstance(value, str) or len(value) != 1:
         raise PropertyProblem("a single character")
@@ -168,6 +180,7 @@ _PROPERTIES = [
         "restore.partitioner", "partitioner", _choice("preserve", "murmur2"), backup=False, restore=True
     ),
     Property("restore.group.prefix", "", _text, backup=False, restore=True),
+    Property("restore.topic.prefix", "", topic_prefix, backup=False, restore=True),
     Property("restore.preflight", "preflight", _choice("quick", "full", "none"), backup=False, restore=True),
     Property("schema.registry.url", "schema_registry_url", _text, restore=True),
     Property("backup.full.every", "full_every_s", duration_seconds),

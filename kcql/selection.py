@@ -17,6 +17,7 @@ from core.models import FrozenModel
 from kcql.errors import KcqlValueError
 from kcql.parser import parse_restore
 from kcql.properties import PropertyProblem, partition_list, restore_bound, restore_filter
+from kcql.properties import topic_prefix as topic_prefix_grammar
 from kcql.specs import Converter, RestoreBound, RestoreSpec
 
 T = TypeVar("T")
@@ -83,7 +84,8 @@ class Window(FrozenModel):
 class Selection(FrozenModel):
     """The restore's choices: its statement's spec with the run's overrides applied.
 
-    Its fields (but batch, preflight, target_nonempty and timestamp_zero) are hashed into the restore's id
+    Its fields (but batch, preflight, target_nonempty and timestamp_zero, and topic_prefix when empty) are
+    hashed into the restore's id
     (layout.restore.plan.restore_id), which names its transactional ids: renaming or adding a
     field changes the id of every restore, and a rerun would no longer resume."""
 
@@ -102,6 +104,7 @@ class Selection(FrozenModel):
     partitioner: str = "preserve"
     batch: int = DEFAULT_BATCH
     group_prefix: str = ""
+    topic_prefix: str = ""
     translate_groups: bool = True
     preflight: Preflight = "quick"
     target_nonempty: TargetNonEmpty = "refuse"
@@ -142,6 +145,7 @@ def restore_selection(
     filter: str | None = None,  # noqa: A002 - the property's name
     point: str | None = None,
     group_prefix: str | None = None,
+    topic_prefix: str | None = None,
     translate_groups: bool = True,
     names: Mapping[str, str] | None = None,
 ) -> Selection:
@@ -171,14 +175,19 @@ def restore_selection(
         update["filter"] = parse_override(named("filter"), filter, restore_filter)
     if point:
         update["point"] = point
+    if topic_prefix:
+        topic_prefix = parse_override(named("topic_prefix"), topic_prefix, topic_prefix_grammar)
     return _selection(
         spec.model_copy(update=update) if update else spec,
         group_prefix=group_prefix or str(spec.properties.get("restore.group.prefix", "") or ""),
+        topic_prefix=topic_prefix or str(spec.properties.get("restore.topic.prefix", "") or ""),
         translate_groups=translate_groups,
     )
 
 
-def _selection(spec: RestoreSpec, *, group_prefix: str, translate_groups: bool) -> Selection:
+def _selection(
+    spec: RestoreSpec, *, group_prefix: str, topic_prefix: str, translate_groups: bool
+) -> Selection:
     envelope = spec.envelope
     return Selection(
         target_topic=spec.target_topic,
@@ -202,5 +211,6 @@ def _selection(spec: RestoreSpec, *, group_prefix: str, translate_groups: bool) 
         partitioner=spec.partitioner or "preserve",
         batch=spec.batch_limit or DEFAULT_BATCH,
         group_prefix=group_prefix,
+        topic_prefix=topic_prefix,
         translate_groups=translate_groups,
     )

@@ -157,9 +157,14 @@ _NOT_IN_RESTORE_ID = {
 
 
 def _not_in_restore_id(selection: Selection) -> set[str]:
-    """The fields left out of the restore id: the choices above, and `schema_ids` at its default,
-    so that the ids of restores from before it existed stay what they were."""
-    return _NOT_IN_RESTORE_ID | ({"schema_ids"} if selection.schema_ids == "rewrite" else set())
+    """The fields left out of the restore id: the choices above, and `schema_ids` and
+    `topic_prefix` at their defaults, so that the ids of restores from before they existed stay
+    what they were."""
+    return (
+        _NOT_IN_RESTORE_ID
+        | ({"schema_ids"} if selection.schema_ids == "rewrite" else set())
+        | ({"topic_prefix"} if not selection.topic_prefix else set())
+    )
 
 
 def restore_id(selection: Selection, backup_ids: Sequence[str]) -> str:

@@ -18,7 +18,10 @@ LISTING_UNIT = "listing"
 
 
 def target_name(selection: Selection, source_topic: str) -> str:
-    return source_topic if selection.target_topic in EVERY_TOPIC else selection.target_topic
+    """The target of a source topic's records: the statement's, or (INSERT INTO *) the source's own
+    name; either after the selection's topic prefix (`restore.topic.prefix`: a drill's scratch topics)."""
+    name = source_topic if selection.target_topic in EVERY_TOPIC else selection.target_topic
+    return selection.topic_prefix + name
 
 
 def one_topic_or_every_topic(selection: Selection, topics: Sequence[str], where: str, remedy: str) -> None:
@@ -31,7 +34,7 @@ def named_target(selection: Selection, needs: str) -> str:
     """The target of a unit that has no source topic: INSERT INTO * cannot name it."""
     if selection.target_topic in EVERY_TOPIC:
         raise UnsupportedRestoreError(f"INSERT INTO * needs {needs}")
-    return selection.target_topic
+    return selection.topic_prefix + selection.target_topic
 
 
 def selected_objects(

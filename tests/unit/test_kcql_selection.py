@@ -150,3 +150,18 @@ def test_a_group_prefix_override_replaces_the_statements():
     assert restore_selection(statement).group_prefix == "g-"
     assert restore_selection(statement, group_prefix="").group_prefix == "g-"  # empty: not set
     assert restore_selection(statement, group_prefix="h-").group_prefix == "h-"
+
+
+def test_a_topic_prefix_from_the_statement_or_an_override():
+    statement = f"{STATEMENT} PROPERTIES('restore.topic.prefix'='drill-1-')"
+    assert restore_selection(STATEMENT).topic_prefix == ""
+    assert restore_selection(statement).topic_prefix == "drill-1-"
+    assert restore_selection(statement, topic_prefix="").topic_prefix == "drill-1-"  # empty: not set
+    assert restore_selection(statement, topic_prefix="copy.").topic_prefix == "copy."
+
+
+def test_a_topic_prefix_holds_only_what_a_topic_name_may():
+    with pytest.raises(KcqlError, match="topic-name prefix"):
+        restore_selection(f"{STATEMENT} PROPERTIES('restore.topic.prefix'='a b')")
+    with pytest.raises(OverrideError, match="--topic-prefix: expected a topic-name prefix"):
+        restore_selection(STATEMENT, topic_prefix="a/b", names={"topic_prefix": "--topic-prefix"})

@@ -191,6 +191,26 @@ def test_the_restore_id_of_a_statement_never_changes(statement, overrides, backu
     assert restore_id(restore_selection(statement, **overrides), backups) == expected
 
 
+def test_a_topic_prefix_is_in_the_restore_id_only_when_set():
+    """Restores from before `restore.topic.prefix` existed keep their ids (and resume); a prefix
+    (a drill's scratch topics) makes another restore."""
+    plain = "INSERT INTO copy SELECT * FROM bkt:nightly/p"
+    assert restore_id(restore_selection(plain, topic_prefix=""), ["b1", "b2"]) == "007d359f8fef94a0"
+    prefixed = restore_id(restore_selection(plain, topic_prefix="drill-x-"), ["b1", "b2"])
+    in_statement = f"{plain} PROPERTIES('restore.topic.prefix'='drill-x-')"
+    assert prefixed != "007d359f8fef94a0"
+    assert restore_id(restore_selection(in_statement), ["b1", "b2"]) == prefixed
+
+
+def test_a_topic_prefix_names_every_target_and_its_units():
+    chain = a_chain()
+    for chosen, expected in ((selection(target_topic="*"), "orders"), (selection(), "copy")):
+        prefixed = chosen.model_copy(update={"topic_prefix": "drill-1-"})
+        plan = plan_from_manifests(prefixed, chain, listing_of(chain))
+        assert [t.name for t in plan.targets] == [f"drill-1-{expected}"]
+        assert {u.target_topic for u in plan.units} == {f"drill-1-{expected}"}
+
+
 # --- from manifests ----------------------------------------------------------------------------
 
 
