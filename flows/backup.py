@@ -19,6 +19,7 @@ from flows.parameters import KCQL_VARIABLE, BackupParameters, specs_and_transfor
 from formats import get_codec
 from kcql import BackupSpec
 from tasks.backup.export import earlier_keys_task, export_unit_task, export_units
+from tasks.backup.freshness import measure_freshness_task
 from tasks.backup.manifest import build_manifest, registry_schema_ids, write_manifest_task
 from tasks.backup.plan import plan_backup_task
 from tasks.backup.report import BackupResult, not_wire_format, publish, retention_gaps
@@ -76,6 +77,9 @@ def _backup_one(
     schemas = fetch_schemas_task(spec.schema_registry_url, ids) if ids else ()
     manifest = build_manifest(plan, partitions, get_codec(spec.format.value).spec.extension, schemas)
     report = verify_backup_task(spec.bucket, unwalked(manifest), params.verify)
+    # the lag left behind, measured just before the commit (a failure records it as unknown)
+    freshness = measure_freshness_task(unwalked(plan), unwalked(partitions))
+    manifest = manifest.model_copy(update={"freshness": freshness})
     lease.check()  # fencing: still this run's lock, or LockLostError and no manifest
     key = write_manifest_task(unwalked(manifest), spec.bucket, spec.prefix)
     logger.info("backup %s committed: %s records in %s", manifest.backup_id, manifest.record_count, key)

@@ -150,6 +150,30 @@ def protection_of(options: ProtectionOptions, backup_id: str) -> Protection | No
     )
 
 
+class TopicFreshness(FrozenModel):
+    """How fresh one backed-up topic was when its backup committed (`kbackup status`,
+    layout/status.py): the snapshot, the newest record it holds, and what it left behind."""
+
+    topic: str
+    snapshot_at: datetime = Field(description="When the backup snapshotted the topic's offsets.")
+    newest_record_ms: int | None = Field(
+        description="The newest timestamp (ms since the epoch) among the topic's records in this backup; "
+        "None: this backup holds no record of the topic (status looks at older backups)."
+    )
+    measured_at: datetime = Field(
+        description="When the lag was measured: just before the manifest was written."
+    )
+    lag_records: int | None = Field(
+        description="Records between each partition's end offset and its log end at `measured_at`, summed "
+        "(at least 0); None: the log end could not be read (the backup committed all the same)."
+    )
+    lag_bytes: int | None = Field(
+        description="Estimated bytes of that lag: lag_records times the topic's encoded bytes per record in "
+        "this backup (Kafka gives no byte count per offset range); None: no record to estimate from, or "
+        "the lag is unknown."
+    )
+
+
 class Manifest(FrozenModel):
     format_version: int = FORMAT_VERSION
     backup_id: str
@@ -188,6 +212,12 @@ class Manifest(FrozenModel):
         default=None,
         description="Server-side encryption and Object Lock retention of its objects and of the "
         "manifest itself; None: neither (and in manifests written before they existed).",
+    )
+    freshness: tuple[TopicFreshness, ...] = Field(
+        default=(),
+        description="Per backed-up topic, how fresh the backup was when it committed: snapshot time, "
+        "newest record, lag left behind (records, and bytes estimated); empty in manifests written "
+        "before it existed.",
     )
 
     def partition(self, topic: str, partition: int) -> PartitionEntry | None:

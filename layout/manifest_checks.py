@@ -8,6 +8,8 @@ its offsets, the objects' record counts adding up to the partition's, objects of
 layout following each other without overlapping, digests of the form the backup writes
 (`sha256:<64 hex>` records digests, 64-hex sha256 of the bytes), and every key inside the backup:
 under its prefix, no `.`/`..`/empty segment, not an address (`s3://…`), not a manifest.
+The freshness entries name backed-up topics, once each, with a lag not negative, measured after
+the snapshot, and the newest record timestamp its topic's objects hold.
 `chain_problems` checks what only the chain shows: an incremental backup continues an older one
 of its own chain and starts each partition where that one ended, or after.
 
@@ -116,6 +118,53 @@ def manifest_problems(manifest: Manifest, prefix: str, backup_id: str | None = N
             seen_keys.setdefault(entry.key, object_field)
         if not partitioned:
             problems.extend(_overlaps(partition, field, where))
+    problems.extend(_freshness_problems(manifest))
+    return problems
+
+
+def _freshness_problems(manifest: Manifest) -> list[ManifestProblem]:
+    """Each freshness entry names a backed-up topic, once; its lag is not negative; it was measured
+    no earlier than its snapshot; its newest record is the newest its topic's objects hold."""
+    problems: list[ManifestProblem] = []
+    topics = {t.name for t in manifest.topics}
+    seen: set[str] = set()
+    newest_by_topic: dict[str, int] = {}
+    for partition in manifest.partitions if manifest.freshness else ():
+        for entry_object in partition.objects:
+            stamp = entry_object.max_timestamp
+            if stamp is not None and stamp > newest_by_topic.get(partition.topic, stamp - 1):
+                newest_by_topic[partition.topic] = stamp
+    for index, entry in enumerate(manifest.freshness):
+        field = f"freshness[{index}]"
+        if entry.topic not in topics:
+            problems.append(
+                ManifestProblem(field=f"{field}.topic", where=entry.topic, reason="not a topic of the backup")
+            )
+        elif entry.topic in seen:
+            problems.append(ManifestProblem(field=f"{field}.topic", where=entry.topic, reason="listed twice"))
+        seen.add(entry.topic)
+        for name in ("lag_records", "lag_bytes"):
+            value = getattr(entry, name)
+            if value is not None and value < 0:
+                problems.append(_at_least(f"{field}.{name}", entry.topic, value, 0))
+        if entry.measured_at < entry.snapshot_at:
+            problems.append(
+                ManifestProblem(
+                    field=f"{field}.measured_at",
+                    where=entry.topic,
+                    reason=f"{entry.measured_at.isoformat()} is before its snapshot_at "
+                    f"{entry.snapshot_at.isoformat()}: the lag is measured after the snapshot",
+                )
+            )
+        newest = newest_by_topic.get(entry.topic)
+        if entry.newest_record_ms != newest:
+            problems.append(
+                ManifestProblem(
+                    field=f"{field}.newest_record_ms",
+                    where=entry.topic,
+                    reason=f"{entry.newest_record_ms}, but the newest timestamp its objects hold is {newest}",
+                )
+            )
     return problems
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.sizes import human_bytes as human_bytes  # where the tables of this layer take it from
 from tasks.runtime.progress import PartitionProgress
 
 Key = tuple[str, int]
@@ -22,14 +23,6 @@ Key = tuple[str, int]
 ROWS = 5  # partitions named besides the totals
 MANY_ROWS = 20  # a report's table with more rows than this is condensed
 TOP_ROWS = 10  # rows a condensed table keeps
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
 
 
 def eta(seconds: float | None) -> str:
