@@ -38,7 +38,7 @@ from tasks.runtime.shutdown import stop_tasks_when_terminated
 from tasks.runtime.task_runners import shared_runners
 from tasks.services.schema_registry import register_schemas_task
 
-__all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "selection_of"]
+__all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "run_restore", "selection_of"]
 
 
 @flow(name="restore", log_prints=True)
@@ -48,7 +48,7 @@ def restore_flow(params: RestoreParameters) -> RestoreReport:
     try:
         blocks = credential_blocks(params.s3_credentials_block, params.kafka_password_block)
         with run_dir(), stop_tasks_when_terminated(), blocks:
-            report = _restore(params)
+            report = run_restore(params)
     except RestoreFailed as failed:
         publish(failed.report)
         raise
@@ -60,8 +60,9 @@ def restore_flow(params: RestoreParameters) -> RestoreReport:
     return report
 
 
-def _restore(params: RestoreParameters) -> RestoreReport:
-    """The report, or RestoreFailed (with the report and the first failure as `cause`) when a
+def run_restore(params: RestoreParameters) -> RestoreReport:
+    """The restore's body, in the caller's run directory and credential blocks (the restore
+    flow's, the drill's: flows/drill.py). The report, or RestoreFailed (with the report and the first failure as `cause`) when a
     partition or a check failed. Errors found before anything is produced (bad input, a missing
     manifest or object, too few target partitions) are raised as themselves."""
     started_at, started = datetime.now(UTC), time.monotonic()

@@ -47,6 +47,7 @@ class PartitionCheck(BaseModel):
     ok: bool
     target_offsets: dict[int, int] = Field(default_factory=dict, description="Record index -> target offset.")
     end_offset: int = Field(default=0, description="The target offset after the last restored record.")
+    digest: str | None = Field(default=None, description="Records digest of what was read back (None: counted).")
     problem: str | None = None
 
 
@@ -249,6 +250,7 @@ def compare(
         ok=problem is None,
         target_offsets=target_offsets or {},
         end_offset=end_offset,
+        digest=digest,
         problem=problem,
     )
 
