@@ -157,7 +157,7 @@ def _freshness_problems(manifest: Manifest) -> list[ManifestProblem]:
                 )
             )
         newest = newest_by_topic.get(entry.topic)
-        if entry.newest_record_ms != newest:
+        if entry.topic in topics and entry.newest_record_ms != newest:
             problems.append(
                 ManifestProblem(
                     field=f"{field}.newest_record_ms",

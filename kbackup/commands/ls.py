@@ -1,15 +1,18 @@
 """`kbackup ls s3://bucket/prefix`: the backups under a prefix, their windows, topics and sizes,
-and the registry schemas they hold."""
+the registry schemas they hold, and the restore drills of its restore points with their results
+and recovery-time trend."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kbackup.cli import EXIT_OK
 from kbackup.console import human_bytes, parse_s3_url, table
 
 if TYPE_CHECKING:
+    from layout.drills import DrillEvidence
     from layout.manifest import Manifest
     from layout.schemas import StoredSchema
 
@@ -23,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layout.schemas import merged
+    from layout.status import drill_rows
+    from tasks.services.drill_store import read_drills
     from tasks.services.manifest_store import read_chain
     from tasks.services.object_store import open_store
 
@@ -31,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     store = open_store()
     store.check_bucket(bucket)
     manifests = read_chain(store, bucket, prefix)
-    print(table(restore_points(manifests)))
+    drills = read_drills(store, bucket, prefix)
+    print(table(restore_points(manifests, drills)))
+    if drills:
+        print()
+        print(table(drill_rows(drills)))
     schemas = merged(*(m.schemas for m in manifests))
     if schemas:
         print()
@@ -54,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def restore_points(manifests: list[Manifest]) -> list[dict[str, Any]]:
+def restore_points(manifests: list[Manifest], drills: Sequence[DrillEvidence] = ()) -> list[dict[str, Any]]:
     """One row per restore point: when, its chain (the full backup it continues, and how many
-    backups restoring it reads), what it adds per topic, its size and the chain's, and how the
-    objects are protected."""
+    backups restoring it reads), what it adds per topic, its size and the chain's, how the
+    objects are protected, and its last drill's result (with drills under the prefix)."""
     from layout.chains import ChainError, chain_of
+    from layout.status import last_drills
+
+    drilled = last_drills(drills)
 
     rows = []
     for m in manifests:
@@ -89,6 +101,9 @@ def restore_points(manifests: list[Manifest]) -> list[dict[str, Any]]:
                 "protection": m.protection.describe() if m.protection else "-",
             }
         )
+        if drills:
+            last = drilled.get(m.backup_id)
+            rows[-1]["last drill"] = f"{last.result} {last.finished_at:%Y-%m-%d %H:%M}" if last else "-"
     return rows
 
 

@@ -19,6 +19,7 @@ from flows.backup import backup_flow
 from flows.parameters import BackupParameters, RestoreParameters, VerifyParameters
 from flows.prune import PruneParameters, prune_flow
 from flows.restore import restore_flow
+from flows.status import StatusParameters, status_flow
 from flows.verify import verify_flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,7 @@ FLOWS = [
     (verify_flow, VerifyParameters),
     (restore_flow, RestoreParameters),
     (prune_flow, PruneParameters),
+    (status_flow, StatusParameters),
 ]
 
 
@@ -50,7 +52,7 @@ def test_the_deployments_parameters_fit_their_flows() -> None:
     each deployment gives its flow's one model, `params` (a flat `kcql` is refused)."""
     flows = {f"flows/{flow.fn.__module__.split('.')[-1]}.py:{flow.fn.__name__}": flow for flow, _ in FLOWS}
     deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-    assert {d["name"] for d in deployments} == {"backup", "restore", "prune"}
+    assert {d["name"] for d in deployments} == {"backup", "restore", "prune", "status"}
     for deployment in deployments:
         flow = flows[deployment["entrypoint"]]
         parameters = deployment.get("parameters") or {}
