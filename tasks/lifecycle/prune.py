@@ -13,6 +13,9 @@ lock (tasks/services/locks.py), so no backup runs meanwhile and no object of a r
    In a versioned bucket every version of each is deleted; a version under retention is
    reported, not deleted.
 
+3. Then the restore drills' evidence (`_drills/<id>.json`, layout/drills.py) of every restore point
+   that no longer is: the evidence of each kept point stays.
+
 A killed prune leaves every kept point restorable: their manifests and objects are never on the
 list; what it did not get to is deleted by the next prune.
 """
@@ -30,10 +33,13 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from layout.chains import RetentionPlan, chain_of, referenced_keys, retention_plan
+from layout.drills import drill_key
 from layout.keys import is_bookkeeping_key, parse_object_key
 from layout.manifest import Manifest, join_key, manifest_key
 from layout.spec_bridge import key_naming, spec_of
 from tasks.runtime.retry import RETRY_OPTIONS
+from tasks.services.drill_store import list_drill_ids, read_drill
+from tasks.services.errors import DrillRecordError
 from tasks.services.manifest_store import read_chain
 from tasks.services.object_store import ObjectVersion
 
@@ -61,6 +67,9 @@ class PruneReport(BaseModel):
     orphans: int = Field(default=0, description="Objects no manifest committed (failed runs), deleted.")
     not_deleted: list[str] = Field(
         default_factory=list, description="What the store refused to delete (Object Lock), and why."
+    )
+    deleted_drills: list[str] = Field(
+        default_factory=list, description="Restore drills whose evidence went with their restore point."
     )
 
 
@@ -95,13 +104,37 @@ def prune(
     if dry_run:
         report.deleted_manifests = list(plan.dropped)
         gone = _doomed(manifests, set(plan.dropped), orphans)
+        report.deleted_drills = _drills_of_gone_points(store, bucket, prefix, manifests, set(plan.dropped))
     else:
         deleted = _delete_manifests(store, bucket, prefix, manifests, plan, report)
         gone = _delete_objects(store, bucket, sorted(_doomed(manifests, deleted, orphans)), report)
+        drills = _drills_of_gone_points(store, bucket, prefix, manifests, deleted)
+        refused = _delete_versions(store, bucket, [drill_key(prefix, d) for d in drills])
+        report.not_deleted.extend(refused)
+        refused_keys = {line.split(" ", 1)[0] for line in refused}
+        report.deleted_drills = [d for d in drills if drill_key(prefix, d) not in refused_keys]
     report.deleted_objects = len(gone)
     report.deleted_bytes = sum(listed[k].size for k in gone if k in listed)
     report.orphans = len(gone & orphans)
     return report
+
+
+def _drills_of_gone_points(
+    store: ObjectStore, bucket: str, prefix: str, manifests: Sequence[Manifest], gone: set[str]
+) -> list[str]:
+    """The drills whose restore point is gone once the backups `gone` are (or was gone already);
+    a document that cannot be read is left alone (and logged)."""
+    remaining = {m.backup_id for m in manifests} - gone
+    drills = []
+    for drill_id in list_drill_ids(store, bucket, prefix):
+        try:
+            evidence = read_drill(store, bucket, prefix, drill_id)
+        except DrillRecordError as exc:
+            log.warning("drill evidence kept, it cannot be read: %s", exc)
+            continue
+        if evidence.backup_id not in remaining:
+            drills.append(drill_id)
+    return drills
 
 
 def _doomed(manifests: Sequence[Manifest], gone: set[str], orphans: set[str]) -> set[str]:
@@ -243,6 +276,9 @@ def summary(report: PruneReport) -> str:
     if report.deleted_manifests:
         title = "## Restore points to remove" if report.dry_run else "## Restore points removed"
         lines += ["", title, *(f"- {b}" for b in report.deleted_manifests)]
+    if report.deleted_drills:
+        title = "## Drill evidence to remove" if report.dry_run else "## Drill evidence removed"
+        lines += ["", f"{title} (with its restore point)", *(f"- {d}" for d in report.deleted_drills)]
     if report.not_deleted:
         lines += ["", "## Not deleted yet", *(f"- {line}" for line in report.not_deleted)]
     return "\n".join(lines)

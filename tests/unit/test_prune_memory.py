@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from layout.chains import referenced_keys
+from layout.drills import DrillEvidence, drill_key, scratch_prefix
 from layout.manifest import Manifest, manifest_key
 from tasks.lifecycle.prune import prune, summary
+from tasks.services.drill_store import list_drill_ids, write_drill
 from tasks.services.manifest_store import list_backup_ids
 from tasks.services.object_store import MemoryStore
 from tests.support.memory_backup import Partitions, backup, messages
@@ -112,3 +114,49 @@ def test_what_the_store_retains_stays_a_restore_point_until_its_retention_passes
     # every version of each: nothing of chain A is left, not even behind a delete marker
     for key in referenced_keys([a0, a1]):
         assert store.versions(BUCKET, key) == []
+
+
+def _drill(store: MemoryStore, point: Manifest, drill_id: str) -> str:
+    """A drill's evidence of `point` under the prefix; returns its key."""
+    evidence = DrillEvidence(
+        drill_id=drill_id,
+        bucket=BUCKET,
+        prefix="p",
+        backup_id=point.backup_id,
+        manifest_key=manifest_key("p", point.backup_id),
+        manifest_sha256="0" * 64,
+        started_at=NOW,
+        finished_at=NOW,
+        seconds=1.0,
+        records=0,
+        records_per_second=0.0,
+        cluster="localhost:9092",
+        scratch_prefix=scratch_prefix(drill_id),
+        sample="all",
+        result="passed",
+    )
+    return write_drill(store, BUCKET, "p", evidence)
+
+
+def test_prune_keeps_the_drill_evidence_of_kept_points_and_deletes_the_dropped_points() -> None:
+    store = _store()
+    a0, a1, b0, b1 = _two_chains(store)
+    keys = {
+        drill_id: _drill(store, point, drill_id)
+        for drill_id, point in (("d-a0", a0), ("d-a1", a1), ("d-b0", b0), ("d-b1", b1), ("d-b1-again", b1))
+    }
+    store.put(BUCKET, drill_key("p", "d-unreadable"), b"not evidence")  # left alone, never guessed at
+
+    dry = prune(store, BUCKET, "p", keep_last=1, dry_run=True)
+    assert dry.deleted_drills == ["d-a0", "d-a1"]
+    assert set(keys.values()) <= _keys(store)
+    assert "## Drill evidence to remove (with its restore point)\n- d-a0\n- d-a1" in summary(dry)
+
+    report = prune(store, BUCKET, "p", keep_last=1)
+    assert report.deleted_drills == ["d-a0", "d-a1"] and report.not_deleted == []
+    assert list_drill_ids(store, BUCKET, "p") == ["d-b0", "d-b1", "d-b1-again", "d-unreadable"]
+    assert "## Drill evidence removed (with its restore point)" in summary(report)
+
+    # evidence whose point went earlier (another tool, a prune from before drills) goes too
+    _drill(store, a0, "d-late")
+    assert prune(store, BUCKET, "p", keep_last=1).deleted_drills == ["d-late"]
