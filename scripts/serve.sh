@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make serve`: a local Prefect server (SQLite under .stack/prefect), the process work pool,
-# the deployments from prefect.yaml (backup, restore, prune), and a worker. Stopped by `make down` (pid files).
+# the deployments from prefect.yaml (backup, restore, prune, drill, …), and a worker. Stopped by `make down` (pid files).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 STACK_DIR="${KBACKUP_STACK_DIR:-$repo/.stack}"
@@ -18,6 +18,10 @@ export KBACKUP_PRUNE_CRON="${KBACKUP_PRUNE_CRON:-30 3 * * *}"
 export KBACKUP_PRUNE_BUCKET="${KBACKUP_PRUNE_BUCKET:-demo-backups}"
 export KBACKUP_PRUNE_PREFIX="${KBACKUP_PRUNE_PREFIX:-sales}"
 export KBACKUP_PRUNE_KEEP_WITHIN="${KBACKUP_PRUNE_KEEP_WITHIN:-30d}"
+# The weekly restore drill of the demo's backups (prefect.yaml's drill deployment).
+export KBACKUP_DRILL_CRON="${KBACKUP_DRILL_CRON:-0 4 * * 0}"
+export KBACKUP_DRILL_BUCKET="${KBACKUP_DRILL_BUCKET:-demo-backups}"
+export KBACKUP_DRILL_PREFIX="${KBACKUP_DRILL_PREFIX:-sales}"
 mkdir -p "$PREFECT_HOME" "$STACK_DIR/logs" "$STACK_DIR/pids"
 set -a; . "$STACK_ENV"; set +a
 running() { [[ -f "$STACK_DIR/pids/$1.pid" ]] && kill -0 "$(cat "$STACK_DIR/pids/$1.pid")" 2>/dev/null; }
@@ -51,4 +55,4 @@ cat > "$STACK_DIR/prefect.env" <<ENV
 export PREFECT_API_URL=$PREFECT_API_URL
 export PREFECT_HOME=$PREFECT_HOME
 ENV
-echo "serve: Prefect UI at $PREFECT_UI_URL (deployments: backup/backup, restore/restore, prune/prune); source $STACK_DIR/prefect.env to use it"
+echo "serve: Prefect UI at $PREFECT_UI_URL (deployments: backup/backup, restore/restore, prune/prune, drill/drill); source $STACK_DIR/prefect.env to use it"

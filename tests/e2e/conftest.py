@@ -81,6 +81,7 @@ def served_prefect(
         # fire meanwhile (hourly by default — a run of the demo KCQL at the top of the hour).
         KBACKUP_BACKUP_CRON="0 0 1 1 *",
         KBACKUP_PRUNE_CRON="0 0 1 1 *",  # the daily prune's too: the tests run it when they want
+        KBACKUP_DRILL_CRON="0 0 1 1 *",  # and the weekly drill's
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
         PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS="2",
         PREFECT_WORKER_QUERY_SECONDS="2",

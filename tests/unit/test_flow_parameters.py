@@ -16,6 +16,7 @@ from prefect.utilities.schema_tools import validate
 from pydantic import BaseModel, ValidationError
 
 from flows.backup import backup_flow
+from flows.drill import DrillParameters, drill_flow
 from flows.parameters import BackupParameters, RestoreParameters, VerifyParameters
 from flows.prune import PruneParameters, prune_flow
 from flows.restore import restore_flow
@@ -29,6 +30,7 @@ FLOWS = [
     (restore_flow, RestoreParameters),
     (prune_flow, PruneParameters),
     (status_flow, StatusParameters),
+    (drill_flow, DrillParameters),
 ]
 
 
@@ -52,7 +54,7 @@ def test_the_deployments_parameters_fit_their_flows() -> None:
     each deployment gives its flow's one model, `params` (a flat `kcql` is refused)."""
     flows = {f"flows/{flow.fn.__module__.split('.')[-1]}.py:{flow.fn.__name__}": flow for flow, _ in FLOWS}
     deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-    assert {d["name"] for d in deployments} == {"backup", "restore", "prune", "status"}
+    assert {d["name"] for d in deployments} == {"backup", "restore", "prune", "status", "drill"}
     for deployment in deployments:
         flow = flows[deployment["entrypoint"]]
         parameters = deployment.get("parameters") or {}
