@@ -5,7 +5,9 @@
 2. run the `backup` deployment with the seed's KCQL and list what landed in the bucket;
 3. run the `restore` deployment into new topics;
 4. compare the records digests of source and restored topics;
-5. leave the Prefect UI running with both runs visible.
+5. print the status of the demo's backups per topic (`kbackup status`: restore point, its age,
+   newest record, lag, last drill);
+6. leave the Prefect UI running with both runs visible.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from kbackup.console import human_bytes, table
 from tasks.restore.check import read_restored
 from tasks.services.errors import BucketNotFoundError
 from tasks.services.kafka.clients import client_config
-from tasks.services.object_store import open_store
+from tasks.services.object_store import ObjectStore, open_store
 
 BUCKET = "demo-backups"
 REGIONS = ["EMEA", "APAC", "AMER"]
@@ -97,6 +99,24 @@ def _run_deployment(name: str, parameters: dict[str, Any]) -> Any:
     return run
 
 
+def print_status(store: ObjectStore, prefixes: tuple[str, ...]) -> None:
+    """`kbackup status` of the demo's prefixes, in one table."""
+    from layout.status import status_rows
+    from tasks.backup.status import read_status
+
+    rows = [
+        {"prefix": f"s3://{BUCKET}/{prefix}", **row}
+        for prefix in prefixes
+        for row in status_rows(read_status(store, BUCKET, prefix))
+    ]
+    print(
+        "\nStatus of the demo's backups (kbackup status s3://"
+        + BUCKET
+        + "/<prefix>; lag bytes are estimated):"
+    )
+    print(table(rows))
+
+
 def run_demo() -> int:
     config = client_config()
     admin = AdminClient(config)
@@ -153,6 +173,7 @@ def run_demo() -> int:
             }
         )
     print(table(rows))
+    print_status(store, ("payments", "sales"))
     ui = os.environ.get("PREFECT_UI_URL", "http://127.0.0.1:14200")
     print(f"\nPrefect UI: {ui}  (flow runs of 'backup' and 'restore' are listed under Runs)")
     return 0 if ok else 1

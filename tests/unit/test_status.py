@@ -228,3 +228,22 @@ def test_ls_shows_the_drills_and_each_points_last_drill(
     header, _, *rows = drills.splitlines()
     assert header.split()[:2] == ["drill", "restore"] and "trend" in header
     assert len(rows) == 2 and "-10 %" in rows[1]
+
+
+def test_the_demo_ends_with_the_status_of_its_prefixes(capsys: pytest.CaptureFixture[str]) -> None:
+    from kbackup.demo import BUCKET as DEMO_BUCKET
+    from kbackup.demo import print_status
+
+    store = MemoryStore()
+    store.create_bucket(DEMO_BUCKET)
+    for topic in ("payments", "sales"):
+        kcql = f"INSERT INTO {DEMO_BUCKET}:{topic} SELECT * FROM {topic} STOREAS AVRO PROPERTIES('store.envelope'=true)"
+        backup(store, kcql, Partitions(topic, {0: messages(range(3))}))
+    print_status(store, ("payments", "sales"))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("Status of the demo's backups")
+    assert lines[1].split()[:2] == ["prefix", "topic"]
+    assert [line.split()[:2] for line in lines[3:]] == [
+        [f"s3://{DEMO_BUCKET}/payments", "payments"],
+        [f"s3://{DEMO_BUCKET}/sales", "sales"],
+    ]
