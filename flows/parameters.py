@@ -93,6 +93,12 @@ class BackupParameters(BaseModel):
     )
     s3_credentials_block: str | None = s3_credentials_block_field()
     kafka_password_block: str | None = kafka_password_block_field()
+    rpo: str | None = Field(
+        default=None,
+        description="The deployment's recovery point objective, for its alert only: `kbackup alerts setup` "
+        "alerts when no run completed within it (45s, 90m, 2h, 1d). Empty: twice the schedule's interval. "
+        "A run does not read it.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> BackupParameters:

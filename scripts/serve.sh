@@ -44,6 +44,13 @@ curl -sf "$PREFECT_API_URL/health" > /dev/null || { echo "serve: the Prefect ser
 "$BIN/prefect" variable set kbackup_backup_kcql "${KBACKUP_BACKUP_KCQL:-INSERT INTO demo-backups:sales SELECT * FROM sales STOREAS AVRO PROPERTIES('store.envelope'=true)}" --overwrite > /dev/null
 (cd "$repo" && "$BIN/prefect" --no-prompt deploy --all > "$STACK_DIR/logs/prefect-deploy.log" 2>&1) \
   || { echo "serve: prefect deploy failed; see $STACK_DIR/logs/prefect-deploy.log" >&2; exit 1; }
+# Alerts, when a webhook is given: failed runs, and each backup deployment's RPO (its rpo parameter
+# in prefect.yaml, else twice its schedule's interval). Without KBACKUP_ALERT_WEBHOOK, none.
+if [[ -n "${KBACKUP_ALERT_WEBHOOK:-}" ]]; then
+  (cd "$STACK_DIR" && "$BIN/kbackup" alerts setup --webhook "$KBACKUP_ALERT_WEBHOOK" > "$STACK_DIR/logs/kbackup-alerts.log" 2>&1) \
+    || { echo "serve: kbackup alerts setup failed; see $STACK_DIR/logs/kbackup-alerts.log" >&2; exit 1; }
+  echo "serve: alerts set up for $KBACKUP_ALERT_WEBHOOK (see $STACK_DIR/logs/kbackup-alerts.log)"
+fi
 
 if ! running prefect-worker; then
   setsid nohup "$BIN/prefect" worker start --pool kbackup-process --type process \

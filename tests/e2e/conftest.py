@@ -82,6 +82,9 @@ def served_prefect(
         KBACKUP_BACKUP_CRON="0 0 1 1 *",
         KBACKUP_PRUNE_CRON="0 0 1 1 *",  # the daily prune's too: the tests run it when they want
         KBACKUP_DRILL_CRON="0 0 1 1 *",  # and the weekly drill's
+        # serve.sh sets up the alerts as `make serve` does with a webhook (the discard port: nothing
+        # listens; the alert tests set up their own receiver); tests/e2e/test_rpo_alert.py checks it.
+        KBACKUP_ALERT_WEBHOOK="http://127.0.0.1:9/kbackup-alerts",
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
         PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS="2",
         PREFECT_WORKER_QUERY_SECONDS="2",
