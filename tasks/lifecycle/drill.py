@@ -240,21 +240,19 @@ def evidence_of(
 
 
 def topic_rows(evidence: DrillEvidence) -> list[dict[str, str]]:
-    """Per topic: records, seconds, records/s, ok — the artifact's and the command line's table."""
+    """Per topic: records, seconds, records/s, ok and its scratch topic — the command line's table
+    (the artifact's leaves the scratch topic to the prefix it states)."""
     return [
         {
             "topic": t.topic,
-            "scratch topic": t.scratch_topic,
             "records": str(t.records),
             "seconds": f"{t.seconds:.2f}",
             "records/s": f"{t.records_per_second:.0f}",
             "ok": "ok" if t.ok else "FAILED",
+            "scratch topic": t.scratch_topic,
         }
         for t in evidence.topics
     ]
-
-
-TOPIC_HEADER = ["topic", "scratch topic", "records", "seconds", "records/s", "ok"]
 
 
 def markdown(evidence: DrillEvidence) -> str:
@@ -275,22 +273,30 @@ def markdown(evidence: DrillEvidence) -> str:
     ]
     if evidence.problem:
         lines += ["", f"**Problem:** {evidence.problem}"]
-    lines += ["", "## Topics", "", "| " + " | ".join(TOPIC_HEADER) + " |", "|" + "---|" * len(TOPIC_HEADER)]
-    lines += ["| " + " | ".join(row.values()) + " |" for row in topic_rows(evidence)]
+    rows = [{k: v for k, v in row.items() if k != "scratch topic"} for row in topic_rows(evidence)]
+    lines += ["", "## Topics", "", _markdown_row(list(rows[0]) if rows else ["topic"]), "|---" * 5 + "|"]
+    lines += [_markdown_row(list(row.values())) for row in rows]
     lines += [
         "",
         "## Partitions",
         "",
-        "| topic | partition | records (manifest) | records (read back) | digest (manifest) | digest (read back) | ok |",
-        "|---|---|---|---|---|---|---|",
+        _markdown_row(
+            ["topic", "partition", "records: manifest / read back", "digest: manifest / read back", "ok"]
+        ),
+        "|---" * 5 + "|",
     ]
     for topic in evidence.topics:
         for p in topic.partitions:
+            restored = "—" if p.restored_records is None else str(p.restored_records)
+            if p.restored_digest is not None and p.restored_digest == p.expected_digest:
+                digests = f"`{_short(p.expected_digest)}` / the same"
+            else:
+                digests = f"`{_short(p.expected_digest)}` / `{_short(p.restored_digest)}`"
+            ok = "ok" if p.ok else f"FAILED: {p.problem or ''}"
             lines.append(
-                f"| {topic.topic} | {p.partition} | {p.expected_records} | "
-                f"{'—' if p.restored_records is None else p.restored_records} | "
-                f"`{_short(p.expected_digest)}` | `{_short(p.restored_digest)}` | "
-                f"{'ok' if p.ok else 'FAILED: ' + (p.problem or '')} |"
+                _markdown_row(
+                    [topic.topic, str(p.partition), f"{p.expected_records} / {restored}", digests, ok]
+                )
             )
     cleanup = evidence.cleanup
     lines += [
@@ -302,6 +308,10 @@ def markdown(evidence: DrillEvidence) -> str:
         *(f"- not removed: {problem}" for problem in cleanup.problems),
     ]
     return "\n".join(lines)
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 def _short(digest: str | None) -> str:
