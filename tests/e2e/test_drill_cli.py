@@ -6,19 +6,22 @@ object, in its exit code, its stderr and its evidence, and leaves nothing on the
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from typing import Any
 
 import pytest
 
 from layout.drills import DrillEvidence, drills_prefix
 from tasks.services.manifest_store import read_chain
-from tests.e2e.conftest import Kbackup
+from tests.e2e.conftest import Kbackup, wait_for
 from tests.support.cli import assert_clean_success
 from tests.support.kafka import produce
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 PARTITIONS = 3
+RECORDS_TO_STOP = 300_000  # a restore of several seconds here: time to stop it in the middle
 
 
 def backed_up(
@@ -149,3 +152,54 @@ def test_a_drill_of_a_damaged_backup_fails_naming_the_object(
         )["result"]
         == "failed"
     )
+
+
+def test_a_drill_stopped_by_sigint_removes_its_scratch_topics_and_says_so(
+    kafka_config: dict, filled_topic: Any, bucket: str, s3: Any, admin: Any, stack_env: dict, tmp_path: Any
+) -> None:
+    """Ctrl-C in the middle of the restore: the run stops, the scratch topic (with what was already
+    restored in it) is deleted all the same, and the evidence says the drill was stopped."""
+    from tests.support.cli import kbackup_command, user_environment
+    from tests.support.kafka import high_watermarks, numbered_messages
+    from tests.support.restore_backups import build_backup
+
+    source = filled_topic("stop", 2, numbered_messages(RECORDS_TO_STOP, 2, key="k{i:06d}", value=200))
+    build_backup(s3, kafka_config, source, 2, bucket, "nightly", per_object=2_000)
+    process = subprocess.Popen(
+        kbackup_command("drill", f"s3://{bucket}/nightly", "--concurrency", "2"),
+        env=user_environment(tmp_path, stack_env),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def restoring() -> str | None:
+        """The scratch topic, once it holds some records (fails if the drill ended first)."""
+        assert process.poll() is None, "the drill ended before it was stopped"
+        scratch = [
+            t for t in admin.list_topics(timeout=30).topics if t.startswith("drill-") and t.endswith(source)
+        ]
+        if scratch and sum(high for _, high in high_watermarks(kafka_config, scratch[0], 2)) > 2_000:
+            return scratch[0]
+        return None
+
+    try:
+        scratch_topic = wait_for(
+            restoring, timeout=240, what="the drill's scratch topic to fill", interval=0.2
+        )
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, stdout + stderr
+    evidence = the_evidence(s3, bucket)
+    assert scratch_topic == f"{evidence.scratch_prefix}{source}"
+    assert evidence.result == "failed" and "SIGINT" in (evidence.problem or ""), evidence.problem
+    assert scratch_topic in evidence.cleanup.deleted_topics and evidence.cleanup.problems == ()
+    assert left_on_the_broker(admin, evidence.scratch_prefix) == []
+    assert f"kbackup drill: restore drill {evidence.drill_id} " in stderr, stderr[-3000:]
+    assert "failed: stopped: SIGINT received" in stderr and "kbackup drill: stopped by SIGINT" in stderr
