@@ -44,7 +44,10 @@ class DrillTopic(FrozenModel):
     scratch_topic: str
     records: int
     bytes: int
-    seconds: float = Field(description="Wall time from the drill's first record produced to the check's end.")
+    seconds: float = Field(
+        description="Wall time of the topic's restore: its slowest partition's (a topic's partitions "
+        "restore in parallel); the drill's `seconds` cover the whole restore and its check."
+    )
     records_per_second: float
     partitions: tuple[DrillPartition, ...]
 
