@@ -38,7 +38,14 @@ from tasks.runtime.shutdown import stop_tasks_when_terminated
 from tasks.runtime.task_runners import shared_runners
 from tasks.services.schema_registry import register_schemas_task
 
-__all__ = ["RestoreFailed", "RestoreParameters", "RestoreReport", "restore_flow", "run_restore", "selection_of"]
+__all__ = [
+    "RestoreFailed",
+    "RestoreParameters",
+    "RestoreReport",
+    "restore_flow",
+    "run_restore",
+    "selection_of",
+]
 
 
 @flow(name="restore", log_prints=True)

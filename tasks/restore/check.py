@@ -47,7 +47,9 @@ class PartitionCheck(BaseModel):
     ok: bool
     target_offsets: dict[int, int] = Field(default_factory=dict, description="Record index -> target offset.")
     end_offset: int = Field(default=0, description="The target offset after the last restored record.")
-    digest: str | None = Field(default=None, description="Records digest of what was read back (None: counted).")
+    digest: str | None = Field(
+        default=None, description="Records digest of what was read back (None: counted)."
+    )
     problem: str | None = None
 
 
