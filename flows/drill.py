@@ -16,76 +16,20 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from prefect import flow, get_run_logger
 
 from core.connections import credential_blocks
 from core.errors import KbackupError
-from flows.parameters import (
-    TaskRunnerChoice,
-    concurrency_field,
-    s3_credentials_block_field,
-    selection_of,
-    task_runner_field,
-)
-from flows.restore import RestoreFailed, RestoreParameters, RestoreReport, run_restore
+from flows.parameters import DrillParameters, drill_restore_parameters, selection_of
+from flows.restore import RestoreFailed, RestoreReport, run_restore
 from layout.drills import DrillEvidence, new_drill_id, scratch_prefix
 from layout.restore.plan import restore_id
-from tasks.lifecycle.drill import ARTIFACT_KEY, DrillFailed, DrillPoint, evidence_of, markdown, read_point
+from tasks.lifecycle.drill import ARTIFACT_KEY, DrillFailed, evidence_of, markdown, read_point_task
 from tasks.lifecycle.drill_cleanup import clean_up_scratch, cluster_id_of
-from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.runtime.run_dir import run_dir
 from tasks.runtime.shutdown import stop_tasks_when_terminated
 
 __all__ = ["DrillFailed", "DrillParameters", "drill_flow"]
-
-
-class DrillParameters(BaseModel):
-    """What one restore drill proves; rendered as a form in the Prefect UI."""
-
-    bucket: str = Field(description="The bucket of the backups.")
-    prefix: str = Field(default="", description="Their prefix (as in the backup's KCQL: bucket:prefix).")
-    point: str | None = Field(
-        default=None,
-        description="The restore point to drill: a backup id (kbackup ls); the newest when empty.",
-    )
-    partitions: list[int] | None = Field(
-        default=None,
-        description="A sample: restore only these partitions of every topic (all when empty).",
-    )
-    concurrency: int = concurrency_field("units of partitions are restored")
-    task_runner: TaskRunnerChoice = task_runner_field("drill's restores")
-    s3_credentials_block: str | None = s3_credentials_block_field()
-    kafka_password_block: str | None = Field(
-        default=None,
-        description="Name of a Prefect Secret block: the Kafka SASL password, or a JSON object of librdkafka "
-        "settings — with its own bootstrap.servers, it names another cluster, and the drill's scratch "
-        "topics are created there (the block's name, never a secret). Empty: the KBACKUP_KAFKA_* settings.",
-    )
-
-
-def restore_parameters(params: DrillParameters, drill_id: str, point: str) -> RestoreParameters:
-    """The drill's restore: every topic of `point` into its scratch topic, the full pre-flight."""
-    location = f"{params.bucket}:{params.prefix}" if params.prefix else params.bucket
-    scratch = scratch_prefix(drill_id)
-    return RestoreParameters(
-        kcql=f"INSERT INTO * SELECT * FROM {location} "
-        "PROPERTIES('restore.preflight'='full', 'restore.schema.ids'='keep')",
-        point=point,
-        partitions=params.partitions or None,
-        topic_prefix=scratch,
-        group_prefix=scratch,
-        concurrency=params.concurrency,
-        task_runner=params.task_runner,
-    )
-
-
-@task(name="read-restore-point", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def read_point_task(params: DrillParameters) -> DrillPoint:
-    from tasks.services.object_store import open_store
-
-    return read_point(open_store(), params.bucket, params.prefix, params.point, params.partitions)
 
 
 @flow(name="drill", log_prints=True)
@@ -134,9 +78,11 @@ def _drill(params: DrillParameters, drill_id: str) -> tuple[DrillEvidence, BaseE
     from tasks.services.kafka.clients import client_config
 
     logger = get_run_logger()
-    point = read_point_task(params)  # no restore point: nothing to prove, the run fails as it is
+    point = read_point_task(
+        params.bucket, params.prefix, params.point, params.partitions
+    )  # no restore point: nothing to prove, the run fails as it is
     scratch = scratch_prefix(drill_id)
-    restore = restore_parameters(params, drill_id, point.backup_id)
+    restore = drill_restore_parameters(params, drill_id, point.backup_id)
     config = client_config()
     cluster = str(config.get("bootstrap.servers", ""))
     logger.info(

@@ -1,5 +1,5 @@
-"""What a backup, a verification or a restore run is asked to do: the flows' parameters (one
-pydantic model per flow, which the Prefect UI renders as a form) and their parsing into what the
+"""What a backup, a verification, a restore or a restore drill is asked to do: the flows'
+parameters (one pydantic model per flow, which the Prefect UI renders as a form) and their parsing into what the
 tasks take — the backup's specs (its KCQL from the Prefect Variable when the run names none), the
 restore's Selection (kcql/selection.py parses the statement and applies the overrides). The prune
 flow's are beside it, in flows/prune.py."""
@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator, model_va
 from core.machine import MAX_WORKERS, default_workers
 from kcql import BackupSpec, parse_backup, parse_connector_config
 from kcql.selection import Selection, restore_selection
+from layout.drills import scratch_prefix
 from tasks.runtime.task_runners import TASK_RUNNERS, check_task_runner
 
 # The Prefect Variable the scheduled deployment's KCQL comes from, read when each run starts (so an
@@ -206,4 +207,44 @@ def selection_of(params: RestoreParameters, names: Mapping[str, str] | None = No
         topic_prefix=params.topic_prefix,
         translate_groups=params.translate_groups,
         names=names,
+    )
+
+
+class DrillParameters(BaseModel):
+    """What one restore drill proves; rendered as a form in the Prefect UI."""
+
+    bucket: str = Field(description="The bucket of the backups.")
+    prefix: str = Field(default="", description="Their prefix (as in the backup's KCQL: bucket:prefix).")
+    point: str | None = Field(
+        default=None,
+        description="The restore point to drill: a backup id (kbackup ls); the newest when empty.",
+    )
+    partitions: list[int] | None = Field(
+        default=None,
+        description="A sample: restore only these partitions of every topic (all when empty).",
+    )
+    concurrency: int = concurrency_field("units of partitions are restored")
+    task_runner: TaskRunnerChoice = task_runner_field("drill's restores")
+    s3_credentials_block: str | None = s3_credentials_block_field()
+    kafka_password_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block: the Kafka SASL password, or a JSON object of librdkafka "
+        "settings — with its own bootstrap.servers, it names another cluster, and the drill's scratch "
+        "topics are created there (the block's name, never a secret). Empty: the KBACKUP_KAFKA_* settings.",
+    )
+
+
+def drill_restore_parameters(params: DrillParameters, drill_id: str, point: str) -> RestoreParameters:
+    """The drill's restore: every topic of `point` into its scratch topic, the full pre-flight."""
+    location = f"{params.bucket}:{params.prefix}" if params.prefix else params.bucket
+    scratch = scratch_prefix(drill_id)
+    return RestoreParameters(
+        kcql=f"INSERT INTO * SELECT * FROM {location} "
+        "PROPERTIES('restore.preflight'='full', 'restore.schema.ids'='keep')",
+        point=point,
+        partitions=params.partitions or None,
+        topic_prefix=scratch,
+        group_prefix=scratch,
+        concurrency=params.concurrency,
+        task_runner=params.task_runner,
     )

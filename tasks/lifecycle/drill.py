@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from core.errors import KbackupError, RestoreError
@@ -26,6 +28,7 @@ from layout.restore.errors import NothingToRestoreError
 from tasks.restore.check import PartitionCheck
 from tasks.restore.errors import PreflightError
 from tasks.restore.report import RestoreFailed, RestoreReport
+from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.manifest_store import read_chain
 
 if TYPE_CHECKING:
@@ -316,3 +319,10 @@ def _markdown_row(cells: Sequence[str]) -> str:
 
 def _short(digest: str | None) -> str:
     return "—" if not digest else digest.removeprefix("sha256:")[:16]
+
+
+@task(name="read-restore-point", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def read_point_task(bucket: str, prefix: str, point: str | None, partitions: list[int] | None) -> DrillPoint:
+    from tasks.services.object_store import open_store
+
+    return read_point(open_store(), bucket, prefix, point, partitions)

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows.drill import DrillParameters, restore_parameters
-from flows.parameters import selection_of
+from flows.drill import DrillParameters
+from flows.parameters import drill_restore_parameters, selection_of
 from formats.errors import CorruptObjectError
 from layout.drills import DrillCleanup, DrillEvidence, scratch_prefix
 from layout.manifest import Manifest, manifest_key
@@ -233,7 +233,7 @@ def test_a_restore_that_failed_is_named_by_its_cause() -> None:
 
 def test_the_drills_restore_restores_every_topic_into_scratch_topics_after_the_full_preflight() -> None:
     params = DrillParameters(bucket="bkt", prefix="a/b", partitions=[0, 2], concurrency=2)
-    restore = restore_parameters(params, DRILL, "20261207T180000000Z-aaaaaa")
+    restore = drill_restore_parameters(params, DRILL, "20261207T180000000Z-aaaaaa")
     selection = selection_of(restore)
     assert (selection.bucket, selection.prefix, selection.target_topic) == ("bkt", "a/b", "*")
     assert (selection.topic_prefix, selection.group_prefix) == (SCRATCH, SCRATCH)
@@ -243,4 +243,4 @@ def test_the_drills_restore_restores_every_topic_into_scratch_topics_after_the_f
         "20261207T180000000Z-aaaaaa",
     )
     assert selection.partitions == (0, 2) and restore.check and not restore.dry_run
-    assert selection_of(restore_parameters(DrillParameters(bucket="bkt"), DRILL, "x")).prefix == ""
+    assert selection_of(drill_restore_parameters(DrillParameters(bucket="bkt"), DRILL, "x")).prefix == ""

@@ -16,8 +16,8 @@ from prefect.utilities.schema_tools import validate
 from pydantic import BaseModel, ValidationError
 
 from flows.backup import backup_flow
-from flows.drill import DrillParameters, drill_flow
-from flows.parameters import BackupParameters, RestoreParameters, VerifyParameters
+from flows.drill import drill_flow
+from flows.parameters import BackupParameters, DrillParameters, RestoreParameters, VerifyParameters
 from flows.prune import PruneParameters, prune_flow
 from flows.restore import restore_flow
 from flows.status import StatusParameters, status_flow
