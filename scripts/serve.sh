@@ -62,4 +62,4 @@ cat > "$STACK_DIR/prefect.env" <<ENV
 export PREFECT_API_URL=$PREFECT_API_URL
 export PREFECT_HOME=$PREFECT_HOME
 ENV
-echo "serve: Prefect UI at $PREFECT_UI_URL (deployments: backup/backup, restore/restore, prune/prune, drill/drill); source $STACK_DIR/prefect.env to use it"
+echo "serve: Prefect UI at $PREFECT_UI_URL (deployments: backup/backup, restore/restore, prune/prune, drill/drill, status/status); source $STACK_DIR/prefect.env to use it"
