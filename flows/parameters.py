@@ -97,7 +97,7 @@ class BackupParameters(BaseModel):
     rpo: str | None = Field(
         default=None,
         description="The deployment's recovery point objective, for its alert only: `kbackup alerts setup` "
-        "alerts when no run completed within it (45s, 90m, 2h, 1d). Empty: twice the schedule's interval. "
+        "alerts when no run committed a restore point within it (45s, 90m, 2h, 1d). Empty: twice the schedule's interval. "
         "A run does not read it.",
     )
 

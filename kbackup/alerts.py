@@ -1,18 +1,30 @@
 """Alerting on the Prefect server: a webhook notification block, an automation that calls it
 whenever a run of the backup, restore or drill flow fails, crashes or times out, and one per backup
-deployment that calls it when the deployment has completed no run within its recovery point
-objective (RPO; kbackup/rpo.py chooses it and words the alert).
+deployment that calls it when the deployment has committed no restore point within its recovery
+point objective (RPO; kbackup/rpo.py chooses it and words the alert).
 
 The RPO automation's trigger is proactive (prefect/server/events/triggers.py): it fires when fewer
-than `threshold` (1) `expect`ed events — the deployment's flow runs' `prefect.flow-run.Completed`
-— occurred in a window of `within` (the RPO). The same event is also its `after`, so each
-completed run closes the open window and opens a new one from its own time (the "same event in
-`after` and `expect`" case of Prefect's evaluator, as its crash detection uses heartbeats): the
-alert fires one RPO after the last completed run, and the window keeps that run's event as the
-firing's, which the message names. Without a completed run (none since the automation was
-created, or since it last fired) the server opens a window from the time it evaluates, so a
-breach that lasts is said again about every two RPOs, without a last run. The server evaluates
-proactive triggers every PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY (5 s by default).
+than `threshold` (1) `expect`ed events occurred in a window of `within` (the RPO). The event is
+the `Completed` state of a run's `write-manifest` task, of a run of the deployment: the commit of
+a restore point (every backup run commits one, with or without new records). The same event is also
+its `after`, so each commit closes the open window and opens a new one from its own time (the
+"same event in `after` and `expect`" case of Prefect's evaluator, as its crash detection uses
+heartbeats): the alert fires one RPO after the last commit, and the window keeps that commit's
+event as the firing's, which the message names with its run. Without a commit (none since the
+automation was created, or since it last fired) the server opens a window from the time it
+evaluates, so a breach that lasts is said again about every two RPOs, without a last run. The
+server evaluates proactive triggers every PREFECT_SERVER_EVENTS_PROACTIVE_GRANULARITY (5 s by
+default).
+
+Why not the flow run's own `prefect.flow-run.Completed`: the server's triggers hold an event until
+the event it `follows` has arrived, or for PRECEDING_EVENT_LOOKBACK (15 minutes) when it never
+does. The scheduler creates a scheduled run without an event, and when the run leaves its
+`Scheduled` state within 5 minutes of it being created (a short interval; any schedule just
+after a deploy or a resume), its `Pending` event follows that never-sent event — so its whole
+chain of state events, `Completed` included, reaches the triggers 15 minutes late, and a window
+that moved on meanwhile ignores it (seen on Prefect 3.9: every run of a 10-second schedule). The
+task's events are the run's own (its process sends them all), and the restore point is what an
+RPO measures.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.errors import InputError
 from kbackup.rpo import RpoChoice, alert_body, alert_subject, choose_rpo, deployment_interval
+from tasks.backup.manifest import write_manifest_task
 
 BLOCK_NAME = "kbackup-alerts"
 AUTOMATION_NAME = "kbackup-failed-runs"
@@ -36,7 +49,8 @@ RPO_AUTOMATION_PREFIX = "kbackup-rpo-"  # + the deployment's full name, e.g. kba
 BACKUP_FLOW = "backup"
 FLOW_NAMES = ["backup", "restore", "drill"]
 FAILURE_EVENTS = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"}
-COMPLETED_EVENT = "prefect.flow-run.Completed"
+COMMIT_EVENT = "prefect.task-run.Completed"
+COMMIT_TASK = write_manifest_task.name  # "write-manifest": the task that commits a restore point
 
 SUBJECT = "kbackup: {{ flow.name }} run {{ flow_run.name }} {{ flow_run.state.name }}"
 BODY = (
@@ -112,13 +126,13 @@ def setup_alerts(webhook_url: str) -> tuple[str, str]:
 
 
 def rpo_trigger(deployment_id: UUID, rpo: timedelta) -> EventTrigger:
-    """Fires when no run of the deployment completed within `rpo` of the last one (see the module's
-    docstring for how Prefect evaluates it)."""
+    """Fires when no run of the deployment committed a restore point within `rpo` of the last
+    commit (see the module's docstring for how Prefect evaluates it)."""
     return EventTrigger(
         posture=Posture.Proactive,
-        after={COMPLETED_EVENT},
-        expect={COMPLETED_EVENT},
-        match={"prefect.resource.id": "prefect.flow-run.*"},
+        after={COMMIT_EVENT},
+        expect={COMMIT_EVENT},
+        match={"prefect.resource.id": "prefect.task-run.*", "prefect.resource.name": f"{COMMIT_TASK}-*"},
         match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
         within=rpo,
         threshold=1,
@@ -132,7 +146,7 @@ def rpo_automation(
     runs_url = f"{ui_url.rstrip('/')}/deployments/deployment/{deployment_id}?tab=Runs"
     return Automation(
         name=f"{RPO_AUTOMATION_PREFIX}{deployment}",
-        description=f"Notify the kbackup webhook when {deployment} has completed no run within its RPO.",
+        description=f"Notify the kbackup webhook when {deployment} has committed no restore point within its RPO.",
         trigger=rpo_trigger(deployment_id, rpo),
         actions=[
             SendNotification(

@@ -7,14 +7,14 @@ and body templates of the notification. kbackup/alerts.py creates the automation
 
 What the body's template can see: Prefect renders it with the firing's context
 (prefect/server/events/actions.py `_template_context`): `automation`, `firing` (with `triggered`,
-when the breach was found), `event` — the trigger's last matched event, here the `Completed`
-event of the deployment's last completed run, or None — and, only when there is an event, the
-objects its resources name (`flow_run`, `flow`, `deployment`). kbackup/alerts.py's trigger lets
-each completed run open a new window, so the first alert of a breach carries the last completed
-run; a reminder of a breach that lasts, or a breach with no completed run since the automation was
-created, has no event. So the deployment's name, its RPO and a link to its runs are written into
-the template when the automation is created, and the last completed run is said when the event
-gives it.
+when the breach was found), `event` — the trigger's last matched event, here the `Completed` event
+of the `write-manifest` task of the deployment's last run that committed a restore point, or None
+— and, only when there is an event, the objects its resources name (`flow_run`, `flow`,
+`deployment`). kbackup/alerts.py's trigger lets each commit open a new window, so the first alert
+of a breach carries the last run that committed; a reminder of a breach that lasts, or a breach
+with no commit since the automation was created, has no event. So the deployment's name, its RPO
+and a link to its runs are written into the template when the automation is created, and the
+last run is said when the event gives it.
 """
 
 from __future__ import annotations
@@ -140,17 +140,17 @@ def alert_subject(deployment: str, rpo: timedelta) -> str:
 
 def alert_body(deployment: str, rpo: timedelta, runs_url: str) -> str:
     """The notification's body: a Jinja template Prefect renders when the alert fires. It names the
-    deployment and the RPO, the last completed run when the firing's event is that run's
-    `Completed` event (see the module's docstring), and links the deployment's runs."""
+    deployment and the RPO, the last run that committed a restore point when the firing's event is
+    that commit (see the module's docstring), and links the deployment's runs."""
     text = format_duration(rpo)
     return (
-        f"No run of the backup deployment {deployment} has completed within its RPO of {text} "
-        f"({int(rpo.total_seconds())} s), as of {{{{ firing.triggered }}}}.\n"
+        f"No run of the backup deployment {deployment} has committed a restore point within its RPO "
+        f"of {text} ({int(rpo.total_seconds())} s), as of {{{{ firing.triggered }}}}.\n"
         "{% if event %}"
-        "Last completed run: {{ event.resource.name }} (completed {{ event.occurred }}) "
+        "Last restore point: committed {{ event.occurred }} by run {{ flow_run.name }} "
         "{{ flow_run|ui_url }}\n"
         "{% else %}"
-        "No completed run since the alert was set up or last fired (while none completes, a "
+        "No restore point committed since the alert was set up or last fired (while none is, a "
         f"reminder comes about every {format_duration(2 * rpo)}).\n"
         "{% endif %}"
         f"The deployment's runs: {runs_url}"

@@ -1,6 +1,6 @@
 """`kbackup alerts setup --webhook URL [--rpo 2h] [--deployment backup/backup ...]`: alert a webhook
-when a backup, restore or drill run fails, and when a backup deployment completes no run within
-its RPO (kbackup/alerts.py)."""
+when a backup, restore or drill run fails, and when a backup deployment commits no restore point
+within its RPO (kbackup/alerts.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "setup",
         help="create the webhook block and the automations (PREFECT_API_URL must be set)",
         description="Create or replace the webhook block, the automation that alerts on failed, crashed "
-        "or timed-out runs, and one automation per backup deployment that alerts when it has completed "
-        "no run within its RPO: --rpo, else the deployment's rpo parameter, else twice its schedule's "
+        "or timed-out runs, and one automation per backup deployment that alerts when it has committed "
+        "no restore point within its RPO: --rpo, else the deployment's rpo parameter, else twice its schedule's "
         "interval. A deployment with no active schedule and no RPO gets no RPO alert (said on stderr).",
     )
     setup.add_argument("--webhook", required=True, help="URL that receives a JSON POST {subject, body}")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 
 from core.errors import InputError
-from kbackup.alerts import COMPLETED_EVENT, rpo_automation, rpo_trigger
+from kbackup.alerts import COMMIT_EVENT, rpo_automation, rpo_trigger
 from kbackup.rpo import (
     RpoError,
     alert_body,
@@ -129,15 +129,21 @@ def test_a_bad_parameter_names_the_deployment() -> None:
     assert caught.value.where == "the rpo parameter of backup/nightly (params.rpo)"
 
 
-def test_the_trigger_is_proactive_on_the_deployments_completed_runs() -> None:
+def test_the_trigger_is_proactive_on_the_deployments_restore_point_commits() -> None:
     deployment_id = uuid4()
     trigger = rpo_trigger(deployment_id, timedelta(minutes=90))
     assert trigger.posture.value == "Proactive"
-    assert trigger.expect == {COMPLETED_EVENT} == trigger.after
+    assert trigger.expect == {"prefect.task-run.Completed"} == {COMMIT_EVENT} == trigger.after
+    assert (
+        trigger.match.model_dump()
+        == {
+            "prefect.resource.id": "prefect.task-run.*",
+            "prefect.resource.name": "write-manifest-*",  # tasks/backup/manifest.py's task, whatever its run's suffix
+        }
+    )
     assert trigger.match_related.model_dump() == {
         "prefect.resource.id": f"prefect.deployment.{deployment_id}"
     }
-    assert trigger.match.model_dump() == {"prefect.resource.id": "prefect.flow-run.*"}
     assert trigger.within == timedelta(minutes=90)
     assert trigger.threshold == 1
     assert trigger.for_each == set()
@@ -163,18 +169,20 @@ def _render(template: str, **context: object) -> str:
     return environment.from_string(template).render(**context)
 
 
-def test_the_body_names_the_last_completed_run_when_the_firing_has_it() -> None:
-    event = SimpleNamespace(resource=SimpleNamespace(name="sly-fox"), occurred="2026-12-07 18:00:00+00:00")
+def test_the_body_names_the_last_run_that_committed_when_the_firing_has_it() -> None:
+    event = SimpleNamespace(
+        resource=SimpleNamespace(name="write-manifest-1f2"), occurred="2026-12-07 18:00:00+00:00"
+    )
     body = _render(
         alert_body("backup/backup", timedelta(hours=2), "http://ui/deployments/deployment/d?tab=Runs"),
         firing=SimpleNamespace(triggered="2026-12-07 20:00:01+00:00"),
         event=event,
-        flow_run=SimpleNamespace(id="r1"),
+        flow_run=SimpleNamespace(id="r1", name="sly-fox"),
     )
     assert body == (
-        "No run of the backup deployment backup/backup has completed within its RPO of 2h (7200 s), "
-        "as of 2026-12-07 20:00:01+00:00.\n"
-        "Last completed run: sly-fox (completed 2026-12-07 18:00:00+00:00) http://ui/runs/flow-run/r1\n"
+        "No run of the backup deployment backup/backup has committed a restore point within its RPO of 2h "
+        "(7200 s), as of 2026-12-07 20:00:01+00:00.\n"
+        "Last restore point: committed 2026-12-07 18:00:00+00:00 by run sly-fox http://ui/runs/flow-run/r1\n"
         "The deployment's runs: http://ui/deployments/deployment/d?tab=Runs"
     )
 
@@ -185,9 +193,9 @@ def test_the_body_of_a_reminder_without_an_event_says_so() -> None:
         firing=SimpleNamespace(triggered="T"),
         event=None,
     )
-    assert "No completed run since the alert was set up or last fired" in body
+    assert "No restore point committed since the alert was set up or last fired" in body
     assert "a reminder comes about every 4h" in body
-    assert "Last completed run" not in body
+    assert "Last restore point" not in body
     assert body.endswith("The deployment's runs: http://ui/runs")
     assert alert_subject("backup/backup", timedelta(hours=2)) in (
         "kbackup: backup deployment backup/backup missed its RPO of 2h",
