@@ -166,7 +166,7 @@ def _backup_deployments(client: Any, names: Sequence[str], api_url: str) -> list
 
     if not names:
         found = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[BACKUP_FLOW])))
-        return sorted((f"{BACKUP_FLOW}/{d.name}", d) for d in found)
+        return sorted(((f"{BACKUP_FLOW}/{d.name}", d) for d in found), key=lambda pair: pair[0])
     deployments = []
     for name in names:
         full = name if "/" in name else f"{BACKUP_FLOW}/{name}"
