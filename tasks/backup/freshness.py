@@ -6,13 +6,11 @@ recorded as unknown and a warning logged."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from layout.freshness import topic_freshness
 from layout.manifest import PartitionEntry, TopicFreshness
@@ -49,16 +47,9 @@ def measure_freshness(
     return topic_freshness(names, partitions, plan.started_at, datetime.now(UTC), ends)
 
 
-def _logger() -> Any:
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 @task(name="measure-freshness", cache_policy=NO_CACHE)
 def measure_freshness_task(plan: BackupPlan, partitions: list[PartitionEntry]) -> tuple[TopicFreshness, ...]:
     """No retries: a failure is recorded as an unknown lag, never retried into a later commit."""
     from tasks.services.kafka.clients import client_config
 
-    return measure_freshness(plan, partitions, client_config(), _logger())
+    return measure_freshness(plan, partitions, client_config(), get_run_logger())
