@@ -157,6 +157,16 @@ def wait_for_final_state(client: Any, flow_run_id: UUID, served: ServedPrefect, 
     return wait_for(final, timeout, f"flow run {flow_run_id} to finish", interval=2, details=served.logs)
 
 
+def wait_for_alert(received: list[dict[str, Any]], run_name: str, url: str, served: ServedPrefect) -> Any:
+    """The webhook body (tests/support/webhooks.py) that names the flow run `run_name`, once it came."""
+    return wait_for(
+        lambda: next((body for body in received if run_name in body.get("body", "")), None),
+        timeout=180,
+        what=f"the alert for {run_name} at {url}",
+        details=lambda: f"received: {received}\n{served.logs()}",
+    )
+
+
 @pytest.fixture
 def fresh_registry(tmp_path: Path) -> Iterator[str]:
     """The Confluent-compatible URL of a second, empty Apicurio Registry of this test's own (the

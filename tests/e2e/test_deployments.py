@@ -15,7 +15,7 @@ from uuid import UUID
 import pytest
 
 from tasks.services.manifest_store import read_chain
-from tests.e2e.conftest import FINAL_STATES, ServedPrefect, wait_for, wait_for_final_state
+from tests.e2e.conftest import FINAL_STATES, ServedPrefect, wait_for, wait_for_alert, wait_for_final_state
 from tests.support.kafka import consume_all, high_watermarks, produce
 from tests.support.restore_backups import build_backup
 from tests.support.topics import topic_digests, tricky_messages
@@ -54,12 +54,7 @@ def test_failed_backup_calls_the_alert_webhook(
             assert finished.state.is_failed(), f"{finished.state!r}\n{served_api.logs()}"
             assert missing in (finished.state.message or "")
 
-            alert = wait_for(
-                lambda: next((body for body in received if finished.name in body.get("body", "")), None),
-                timeout=180,
-                what=f"the alert for {finished.name} at {url}",
-                details=lambda: f"received: {received}\n{served_api.logs()}",
-            )
+            alert = wait_for_alert(received, finished.name, url, served_api)
         finally:
             Automation.read(name=AUTOMATION_NAME).delete()
     assert alert["subject"] == f"kbackup: backup run {finished.name} Failed"

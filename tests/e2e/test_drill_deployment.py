@@ -14,7 +14,7 @@ import pytest
 from layout.drills import DrillEvidence, drills_prefix
 from tasks.lifecycle.drill import ARTIFACT_KEY
 from tasks.services.manifest_store import read_chain
-from tests.e2e.conftest import ServedPrefect, wait_for, wait_for_final_state
+from tests.e2e.conftest import ServedPrefect, wait_for_alert, wait_for_final_state
 from tests.support.cli import assert_clean_success, run_kbackup
 from tests.support.kafka import produce
 from tests.support.webhooks import webhook_receiver
@@ -96,12 +96,7 @@ def test_a_failed_drill_run_calls_the_alert_webhook_naming_the_object(
             finished = _run_drill(client, served_api, bucket)
             assert finished.state.is_failed(), f"{finished.state!r}\n{served_api.logs()}"
             assert damaged in (finished.state.message or ""), finished.state.message
-            alert = wait_for(
-                lambda: next((body for body in received if finished.name in body.get("body", "")), None),
-                timeout=180,
-                what=f"the alert for {finished.name} at {url}",
-                details=lambda: f"received: {received}\n{served_api.logs()}",
-            )
+            alert = wait_for_alert(received, finished.name, url, served_api)
         finally:
             Automation.read(name=AUTOMATION_NAME).delete()
     assert alert["subject"] == f"kbackup: drill run {finished.name} Failed"
