@@ -15,6 +15,7 @@ from pydantic import Field
 
 from core.models import FrozenModel
 from kcql.specs import LockMode, ProtectionOptions, SseMode
+from layout.access import AccessCapture
 from layout.schemas import StoredSchema
 
 FORMAT_VERSION = 1
@@ -218,6 +219,12 @@ class Manifest(FrozenModel):
         description="Per backed-up topic, how fresh the backup was when it committed: snapshot time, "
         "newest record, lag left behind (records, and bytes estimated); empty in manifests written "
         "before it existed.",
+    )
+    access: AccessCapture | None = Field(
+        default=None,
+        description="The access rules of what it holds, read at snapshot time (layout/access.py): ACL "
+        "bindings, principals, SCRAM users (no secrets), brokers' dynamic configs; None in manifests "
+        "written before it existed.",
     )
 
     def partition(self, topic: str, partition: int) -> PartitionEntry | None:
