@@ -18,6 +18,7 @@ from core.connections import credential_blocks
 from flows.parameters import KCQL_VARIABLE, BackupParameters, specs_and_transforms
 from formats import get_codec
 from kcql import BackupSpec
+from tasks.backup.access import capture_access_task
 from tasks.backup.export import earlier_keys_task, export_unit_task, export_units
 from tasks.backup.freshness import measure_freshness_task
 from tasks.backup.manifest import build_manifest, registry_schema_ids, write_manifest_task
@@ -59,6 +60,7 @@ def _backup_one(
         logger.info("backup %s is full: it starts a new chain (%s)", plan.backup_id, plan.full_reason)
     for warning in retention_gaps(plan):
         logger.warning(warning)
+    access = capture_access_task(unwalked(plan))  # who may do what with the topics, at snapshot time
     units = export_units(plan, params.concurrency, earlier_keys_task(unwalked(plan)))
     announce((w.topic, w.partition, w.end - w.start) for w in plan.windows)  # waiting, in the display
     outcomes = run_tasks(  # one task run per work unit: its partitions through one consumer
@@ -79,7 +81,7 @@ def _backup_one(
     report = verify_backup_task(spec.bucket, unwalked(manifest), params.verify)
     # the lag left behind, measured just before the commit (a failure records it as unknown)
     freshness = measure_freshness_task(unwalked(plan), unwalked(partitions))
-    manifest = manifest.model_copy(update={"freshness": freshness})
+    manifest = manifest.model_copy(update={"freshness": freshness, "access": access})
     lease.check()  # fencing: still this run's lock, or LockLostError and no manifest
     key = write_manifest_task(unwalked(manifest), spec.bucket, spec.prefix)
     logger.info("backup %s committed: %s records in %s", manifest.backup_id, manifest.record_count, key)

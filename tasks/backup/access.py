@@ -1,0 +1,282 @@
+"""The access rules a backup records of what it holds (the manifest's `access`), read with Kafka's
+admin API at snapshot time: one DescribeAcls matching every binding, kept by
+layout.access.relevant_rules (the backed-up topics, the consumer groups whose offsets it holds, the
+restore's transactional ids); one DescribeUserScramCredentials for the `User:` principals those
+bindings name; one DescribeConfigs per broker (a request may name only one broker), keeping the
+dynamic configs. The cluster-wide dynamic defaults come with every broker's description (source
+DYNAMIC_DEFAULT_BROKER_CONFIG, also among an overridden config's synonyms): the client refuses the
+default's own resource (`ConfigResource(BROKER, "")`: "Invalid ConfigResource").
+
+A part the backup's principal may not read (no DESCRIBE or DESCRIBE_CONFIGS on the cluster:
+CLUSTER_AUTHORIZATION_FAILED), or that the brokers cannot answer (no authorizer:
+SECURITY_DISABLED; too old: UNSUPPORTED_VERSION), becomes a `not_captured` line saying what and why,
+logged as a warning: the backup is complete without it. Anything else (unreachable brokers above
+all) raises as every admin call does, retryable or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    ConfigResource,
+    ConfigSource,
+    ResourcePatternType,
+    ResourceType,
+)
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from layout.access import (
+    AccessCapture,
+    AclRule,
+    BrokerConfig,
+    ScramCredential,
+    ScramUser,
+    principals_of,
+    relevant_rules,
+    scram_user_names,
+)
+from tasks.runtime.retry import RETRY_OPTIONS
+from tasks.services.errors import KafkaAuthorizationError
+from tasks.services.kafka.admin import (
+    admin_client,
+    admin_result,
+    cluster_metadata,
+    kafka_failure,
+)
+from tasks.services.kafka.calls import ADMIN_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
+
+    from tasks.backup.plan import BackupPlan
+
+# What makes a part "not captured" instead of a failed backup, and how its line says why.
+_NOT_ALLOWED = {"CLUSTER_AUTHORIZATION_FAILED"}
+_NOT_AVAILABLE = {
+    "SECURITY_DISABLED": "the brokers have no authorizer",
+    "UNSUPPORTED_VERSION": "the brokers do not support the request",
+}
+_DYNAMIC_SOURCES = {
+    ConfigSource.DYNAMIC_BROKER_CONFIG.value: "DYNAMIC_BROKER_CONFIG",
+    ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value: "DYNAMIC_DEFAULT_BROKER_CONFIG",
+}
+# None: any name, principal and host (confluent-kafka's stubs say str)
+_MATCH_EVERYTHING = AclBindingFilter(
+    ResourceType.ANY,
+    None,  # type: ignore[arg-type]
+    ResourcePatternType.ANY,
+    None,  # type: ignore[arg-type]
+    None,  # type: ignore[arg-type]
+    AclOperation.ANY,
+    AclPermissionType.ANY,
+)
+
+
+class _NotCaptured(Exception):
+    """A part the backup records without: `line` says what and why (never leaves this module)."""
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+        super().__init__(line)
+
+
+def who(kafka_config: dict[str, Any]) -> str:
+    """The backup's principal as an ACL names it (`User:alice`), or in words without SASL."""
+    username = kafka_config.get("sasl.username")
+    return f"User:{username}" if username else "the backup's principal"
+
+
+def _failure(part: str, operation: str, kafka_config: dict[str, Any], exc: Exception) -> Exception:
+    """What a failed describe of `part` raises: _NotCaptured when the principal may not read it or
+    the brokers cannot answer, else our own error (kafka_failure)."""
+    if isinstance(exc, KafkaAuthorizationError):  # raised from the error callback while polling
+        name = exc.code
+    else:
+        error = exc.args[0] if exc.args else None
+        name = error.name() if isinstance(error, KafkaError) else ""
+    if name in _NOT_ALLOWED:
+        return _NotCaptured(f"{part}: {who(kafka_config)} may not {operation} the cluster ({name})")
+    if name in _NOT_AVAILABLE:
+        return _NotCaptured(f"{part}: {_NOT_AVAILABLE[name]} ({name})")
+    if isinstance(exc, KafkaException):
+        return kafka_failure(f"describe {part}", kafka_config, exc)
+    return exc
+
+
+def _code(exc: KafkaException) -> int | None:
+    error = exc.args[0] if exc.args else None
+    return error.code() if isinstance(error, KafkaError) else None
+
+
+def acl_rule(binding: Any) -> AclRule:
+    """A confluent-kafka AclBinding as the manifest records it."""
+    return AclRule(
+        resource_type=binding.restype.name,
+        resource_name=binding.name,
+        pattern_type=binding.resource_pattern_type.name,
+        principal=binding.principal,
+        host=binding.host,
+        operation=binding.operation.name,
+        permission=binding.permission_type.name,
+    )
+
+
+def describe_acls(admin: AdminClient, kafka_config: dict[str, Any]) -> list[AclRule]:
+    """Every ACL binding of the cluster, in one request; those of the resource types a backup
+    records (a TOPIC, GROUP or TRANSACTIONAL_ID binding) — a CLUSTER binding is never among them."""
+    try:
+        bindings = admin_result(
+            admin, admin.describe_acls(_MATCH_EVERYTHING, request_timeout=ADMIN_TIMEOUT_S)
+        )
+    except (KafkaException, KafkaAuthorizationError) as exc:
+        raise _failure("ACL bindings", "DESCRIBE", kafka_config, exc) from exc
+    return [
+        acl_rule(b)
+        for b in bindings
+        if b.restype.name in ("TOPIC", "GROUP", "TRANSACTIONAL_ID")
+        and b.resource_pattern_type.name in ("LITERAL", "PREFIXED")
+    ]
+
+
+def describe_scram_users(
+    admin: AdminClient, kafka_config: dict[str, Any], users: Sequence[str]
+) -> list[ScramUser]:
+    """The SCRAM credentials (mechanisms, iterations) of `users`, in one request; a user without
+    any is absent (RESOURCE_NOT_FOUND)."""
+    if not users:
+        return []
+    futures = cast(
+        "dict[str, Future[Any]]",
+        admin.describe_user_scram_credentials(list(users), request_timeout=ADMIN_TIMEOUT_S),
+    )
+    found = []
+    for user, future in sorted(futures.items()):
+        try:
+            description = admin_result(admin, future)
+        except KafkaException as exc:
+            if _code(exc) == KafkaError.RESOURCE_NOT_FOUND:
+                continue  # no SCRAM credential: not a SCRAM user
+            raise _failure("SCRAM users", "DESCRIBE", kafka_config, exc) from exc
+        except KafkaAuthorizationError as exc:
+            raise _failure("SCRAM users", "DESCRIBE", kafka_config, exc) from exc
+        credentials = tuple(
+            sorted(
+                (
+                    ScramCredential(
+                        mechanism=info.mechanism.name.replace("_", "-"), iterations=info.iterations
+                    )
+                    for info in description.scram_credential_infos
+                ),
+                key=lambda c: c.mechanism,
+            )
+        )
+        found.append(ScramUser(user=user, credentials=credentials))
+    return found
+
+
+def describe_broker_configs(admin: AdminClient, kafka_config: dict[str, Any]) -> list[BrokerConfig]:
+    """The dynamic configs of every broker (its own, by its id) and the cluster-wide defaults
+    (`default`), each once; a sensitive config's value None. One request per broker, all at once."""
+    brokers = sorted(cluster_metadata(admin, kafka_config).brokers)
+    resources = [ConfigResource(ResourceType.BROKER, str(broker)) for broker in brokers]
+    futures = [admin.describe_configs([r], request_timeout=ADMIN_TIMEOUT_S)[r] for r in resources]
+    found: dict[tuple[str, str], BrokerConfig] = {}
+    for broker, future in zip(brokers, futures, strict=True):
+        try:
+            entries = admin_result(admin, future)
+        except (KafkaException, KafkaAuthorizationError) as exc:
+            raise _failure("broker configs", "DESCRIBE_CONFIGS", kafka_config, exc) from exc
+        for entry in entries.values():
+            for each in (entry, *(entry.synonyms or {}).values()):
+                source = _DYNAMIC_SOURCES.get(each.source)
+                if source is None:
+                    continue
+                owner = str(broker) if source == "DYNAMIC_BROKER_CONFIG" else "default"
+                value = None if each.is_sensitive or each.value is None else str(each.value)
+                found.setdefault(
+                    (owner, each.name), BrokerConfig(broker=owner, name=each.name, value=value, source=source)
+                )
+    return [found[key] for key in sorted(found, key=lambda k: (k[0] != "default", k))]
+
+
+def cluster_operations(admin: AdminClient, kafka_config: dict[str, Any]) -> frozenset[str]:
+    """What the backup's principal may do on the cluster (DESCRIBE, DESCRIBE_CONFIGS, …), as the
+    broker reports it (none without DESCRIBE on the cluster)."""
+    future = admin.describe_cluster(include_authorized_operations=True, request_timeout=ADMIN_TIMEOUT_S)
+    try:
+        described = admin_result(admin, future)
+    except KafkaException as exc:
+        raise kafka_failure("describe cluster", kafka_config, exc) from exc
+    return frozenset(op.name for op in described.authorized_operations or ())
+
+
+def _allowed(operations: frozenset[str], operation: str) -> bool:
+    return operation in operations or "ALL" in operations
+
+
+def capture_access(
+    admin: AdminClient, kafka_config: dict[str, Any], topics: Sequence[str], groups: Sequence[str]
+) -> AccessCapture:
+    """What the backup of `topics` (with the offsets of `groups`) records of who may do what with
+    them. Each part the principal may not read is left out and said so in `not_captured`.
+
+    The cluster's authorized operations are asked first, and a part is only asked for when they
+    allow it: without DESCRIBE on the cluster, librdkafka 2.x answers DescribeAcls with no binding
+    instead of the error, and aborts the process (`munmap_chunk(): invalid pointer`) on
+    DescribeUserScramCredentials' CLUSTER_AUTHORIZATION_FAILED (seen with confluent-kafka 2.16.2)."""
+    captured_at = datetime.now(UTC)
+    operations = cluster_operations(admin, kafka_config)
+    not_captured: list[str] = []
+    rules: tuple[AclRule, ...] = ()
+    scram: list[ScramUser] = []
+    configs: list[BrokerConfig] = []
+    try:
+        if not _allowed(operations, "DESCRIBE"):
+            refused = f"{who(kafka_config)} may not DESCRIBE the cluster (CLUSTER_AUTHORIZATION_FAILED)"
+            not_captured.append(f"SCRAM users: {refused}")
+            raise _NotCaptured(f"ACL bindings: {refused}")
+        rules = relevant_rules(describe_acls(admin, kafka_config), topics, groups)
+        scram = describe_scram_users(admin, kafka_config, scram_user_names(principals_of(rules)))
+    except _NotCaptured as exc:
+        not_captured.insert(0, exc.line)
+    try:
+        if not _allowed(operations, "DESCRIBE_CONFIGS"):
+            raise _NotCaptured(
+                f"broker configs: {who(kafka_config)} may not DESCRIBE_CONFIGS the cluster "
+                "(CLUSTER_AUTHORIZATION_FAILED)"
+            )
+        configs = describe_broker_configs(admin, kafka_config)
+    except _NotCaptured as exc:
+        not_captured.append(exc.line)
+    return AccessCapture(
+        captured_at=captured_at,
+        acls=rules,
+        principals=principals_of(rules),
+        scram_users=tuple(scram),
+        broker_configs=tuple(configs),
+        not_captured=tuple(not_captured),
+    )
+
+
+@task(name="capture-access", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def capture_access_task(plan: BackupPlan) -> AccessCapture:
+    """At snapshot time, once per backup; what could not be read is logged as a warning."""
+    from tasks.services.kafka.clients import client_config
+
+    config = client_config()
+    capture = capture_access(
+        admin_client(config), config, [t.name for t in plan.topics], [g.group for g in plan.consumer_groups]
+    )
+    logger = get_run_logger()
+    for line in capture.not_captured:
+        logger.warning("backup %s: access rules not captured: %s", plan.backup_id, line)
+    return capture
