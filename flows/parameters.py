@@ -176,6 +176,22 @@ class RestoreParameters(BaseModel):
         "restored-<topic>.",
     )
     translate_groups: bool = Field(default=True, description="Commit the backed-up consumer-group offsets.")
+    acls: Literal["off", "literal", "all"] | None = Field(
+        default=None,
+        description="Recreate the backup's ACL bindings once the records are restored (restore.acls): literal "
+        "(the literal bindings of the restored topics and groups, renamed), all (also prefixed and wildcard "
+        "ones, as recorded), off. Empty: the statement's. Needs ALTER and DESCRIBE on the cluster.",
+    )
+    users: bool = Field(
+        default=False,
+        description="Create the backup's SCRAM users missing on the target (restore.users), with the "
+        "passwords of users_secret_block or KBACKUP_RESTORE_USER_PASSWORDS; never from the backup.",
+    )
+    users_secret_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block holding JSON user → password for the users to create (the "
+        "block's name, never a secret). Empty: the environment variable KBACKUP_RESTORE_USER_PASSWORDS.",
+    )
     dry_run: bool = Field(default=False, description="Plan and report only: create nothing, produce nothing.")
     check: bool = Field(default=True, description="Consume what was restored and compare digests.")
     concurrency: int = concurrency_field("units of partitions are restored")
@@ -206,6 +222,8 @@ def selection_of(params: RestoreParameters, names: Mapping[str, str] | None = No
         group_prefix=params.group_prefix,
         topic_prefix=params.topic_prefix,
         translate_groups=params.translate_groups,
+        acls=params.acls,
+        users=params.users,
         names=names,
     )
 

@@ -1,5 +1,6 @@
-"""The restore flow: selection → discover the objects (plan) → prepare the targets → restore each
-unit, exactly once and resumable → check → translate consumer groups → report.
+"""The restore flow: selection → discover the objects (plan) → the access diff and its permission
+check (restore.acls / restore.users only) → prepare the targets → restore each unit, exactly once
+and resumable → check → translate consumer groups → create the access rules → report.
 
 Composition only. The statement and the parameters' overrides are parsed once (kcql/selection.py,
 through flows/parameters.py); the work is in tasks/restore/ (the check where several units share a
@@ -16,6 +17,7 @@ from prefect import flow, get_run_logger
 
 from core.connections import credential_blocks
 from flows.parameters import RestoreParameters, selection_of
+from tasks.restore.access import access_diff_task, apply_access_task
 from tasks.restore.check import PartitionCheck, check_restored, committed_progress_task
 from tasks.restore.discover import plan_restore_task
 from tasks.restore.errors import RestoreCheckError
@@ -74,10 +76,13 @@ def run_restore(params: RestoreParameters) -> RestoreReport:
     manifest or object, too few target partitions) are raised as themselves."""
     started_at, started = datetime.now(UTC), time.monotonic()
     plan = plan_restore_task(selection_of(params))
+    # before anything is created: a principal that may not create the access rules fails here
+    access = access_diff_task(plan, params.users_secret_block) if plan.acls != "off" or plan.users else None
     targets = prepare_targets_task(plan, params.dry_run)
 
     def report(units: Any, **outcome: Any) -> RestoreReport:
         seconds = time.monotonic() - started
+        outcome.setdefault("access", access)
         return restore_report(
             plan, targets, units, dry_run=params.dry_run, started_at=started_at, seconds=seconds, **outcome
         )
@@ -106,12 +111,14 @@ def run_restore(params: RestoreParameters) -> RestoreReport:
         if bad:
             cause = RestoreCheckError(bad[0].topic, bad[0].partition, bad[0].problem or "mismatch")
             raise RestoreFailed(report(units, checks=checks, notes=notes), cause)
+        groups = []
         if plan.consumer_groups and params.check:
             groups = translate_groups_task(plan, results, checks, params.dry_run)
-            return report(units, checks=checks, groups=groups, notes=notes)
-        if plan.consumer_groups:
+        elif plan.consumer_groups:
             notes.append("consumer-group offsets were not translated: translation needs the check step")
-        return report(units, checks=checks, notes=notes)
+        if access is not None:  # the records are restored and checked, the groups translated
+            access = apply_access_task(access, params.users_secret_block)
+        return report(units, checks=checks, groups=groups, notes=notes, access=access)
 
 
 def _check(results: list[UnitResult], params: RestoreParameters) -> list[PartitionCheck]:

@@ -129,6 +129,19 @@ def restore_filter(value: Value) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+RESTORE_ACLS_EXPECTED = "false, true (the literal bindings) or 'all' (also prefixed and wildcard ones)"
+
+
+def restore_acls(value: Value) -> str:
+    """`restore.acls`: false → off, true → the literal bindings (renamed), `all` → also the
+    prefixed and wildcard ones as the backup recorded them (widening access, asked explicitly)."""
+    text = str(value).lower() if not isinstance(value, bool) else ("true" if value else "false")
+    choices = {"false": "off", "off": "off", "true": "literal", "literal": "literal", "all": "all"}
+    if text not in choices:
+        raise PropertyProblem(RESTORE_ACLS_EXPECTED)
+    return choices[text]
+
+
 CONVERTER = _choice("bytes", "string", "json", "avro")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DURATION_EXPECTED = "a duration: a positive number and a unit, s m h d or w (7d, 12h)"
@@ -204,6 +217,8 @@ _PROPERTIES = [
         backup=False,
         restore=True,
     ),
+    Property("restore.acls", "acls", restore_acls, backup=False, restore=True),
+    Property("restore.users", "users", _bool, backup=False, restore=True),
 ]
 PROPERTIES = {p.name: p for p in _PROPERTIES}
 PADDING_LENGTH_PREFIX = "padding.length."

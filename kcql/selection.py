@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from core.models import FrozenModel
 from kcql.errors import KcqlValueError
 from kcql.parser import parse_restore
-from kcql.properties import PropertyProblem, partition_list, restore_bound, restore_filter
+from kcql.properties import PropertyProblem, partition_list, restore_acls, restore_bound, restore_filter
 from kcql.properties import topic_prefix as topic_prefix_grammar
 from kcql.specs import Converter, RestoreBound, RestoreSpec
 
@@ -24,6 +24,7 @@ T = TypeVar("T")
 Preflight = Literal["quick", "full", "none"]
 TargetNonEmpty = Literal["refuse", "append"]
 TimestampZero = Literal["refuse", "substitute"]
+AccessMode = Literal["off", "literal", "all"]
 DEFAULT_BATCH = 10_000
 
 
@@ -84,8 +85,8 @@ class Window(FrozenModel):
 class Selection(FrozenModel):
     """The restore's choices: its statement's spec with the run's overrides applied.
 
-    Its fields (but batch, preflight, target_nonempty and timestamp_zero, and topic_prefix when empty) are
-    hashed into the restore's id
+    Its fields (but batch, preflight, target_nonempty, timestamp_zero, acls and users, and topic_prefix
+    when empty) are hashed into the restore's id
     (layout.restore.plan.restore_id), which names its transactional ids: renaming or adding a
     field changes the id of every restore, and a rerun would no longer resume."""
 
@@ -112,6 +113,8 @@ class Selection(FrozenModel):
     schema_ids: Literal["rewrite", "keep"] = "rewrite"
     schema_registry_url: str | None = None
     point: str | None = None
+    acls: AccessMode = "off"
+    users: bool = False
 
 
 class OverrideError(KcqlValueError):
@@ -147,6 +150,8 @@ def restore_selection(
     group_prefix: str | None = None,
     topic_prefix: str | None = None,
     translate_groups: bool = True,
+    acls: str | None = None,
+    users: bool = False,
     names: Mapping[str, str] | None = None,
 ) -> Selection:
     """The statement's selection with the overrides that are set (not None, not empty) applied.
@@ -175,6 +180,10 @@ def restore_selection(
         update["filter"] = parse_override(named("filter"), filter, restore_filter)
     if point:
         update["point"] = point
+    if acls:
+        update["acls"] = parse_override(named("acls"), acls, restore_acls)
+    if users:  # an override only turns it on: off is the statement's default
+        update["users"] = True
     if topic_prefix:
         topic_prefix = parse_override(named("topic_prefix"), topic_prefix, topic_prefix_grammar)
     return _selection(
@@ -206,6 +215,8 @@ def _selection(
         schema_ids=spec.schema_ids,
         schema_registry_url=spec.schema_registry_url,
         point=spec.point,
+        acls=spec.acls,
+        users=spec.users,
         partitions=spec.partitions or None,
         filter=spec.filter,
         partitioner=spec.partitioner or "preserve",

@@ -216,4 +216,14 @@ class RestoreSpec(FrozenModel):
     point: str | None = Field(
         default=None, description="The restore point (a backup id); None: the newest (`restore.point`)."
     )
+    acls: Literal["off", "literal", "all"] = Field(
+        default="off",
+        description="`restore.acls`: recreate the backup's ACL bindings for the restored topics and groups "
+        "(literal: the literal ones, renamed; all: also prefixed and wildcard ones as recorded); off: none.",
+    )
+    users: bool = Field(
+        default=False,
+        description="`restore.users`: create the backup's SCRAM users missing on the target, with passwords "
+        "given to the restore (never from the backup).",
+    )
     properties: dict[str, PropertyValue] = Field(default_factory=dict)

@@ -39,6 +39,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--group-prefix", default="", help="prefix for translated consumer-group names")
     parser.add_argument("--no-groups", action="store_true", help="do not translate consumer-group offsets")
     parser.add_argument(
+        "--acls",
+        nargs="?",
+        const="literal",
+        choices=("literal", "all"),
+        help="recreate the backup's ACL bindings after the records (restore.acls): the literal ones of the "
+        "restored topics and groups, renamed; 'all': also prefixed and wildcard ones as recorded",
+    )
+    parser.add_argument(
+        "--users",
+        action="store_true",
+        help="create the backup's SCRAM users missing on the target (restore.users), with passwords from "
+        "--users-secret-block or KBACKUP_RESTORE_USER_PASSWORDS (JSON user → password)",
+    )
+    parser.add_argument(
+        "--users-secret-block",
+        metavar="NAME",
+        help="a Prefect Secret block holding JSON user → password for --users (its name, never a secret)",
+    )
+    parser.add_argument(
         "--no-check", action="store_true", help="skip consuming the restored records to compare digests"
     )
     parser.add_argument("--dry-run", action="store_true", help="plan and report only")
@@ -50,7 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # The overrides' flags, as errors in their values name them.
-FLAGS = {"target": "--target", "restore_from": "--from", "restore_to": "--to", "filter": "--filter"}
+FLAGS = {
+    "target": "--target",
+    "restore_from": "--from",
+    "restore_to": "--to",
+    "filter": "--filter",
+    "acls": "--acls",
+}
 
 
 def _print_report(report: RestoreReport, full_table: bool) -> None:
@@ -92,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
             point=args.point,
             group_prefix=args.group_prefix,
             translate_groups=not args.no_groups,
+            acls=args.acls,
+            users=args.users,
+            users_secret_block=args.users_secret_block,
             dry_run=args.dry_run,
             check=not args.no_check,
             concurrency=args.concurrency,

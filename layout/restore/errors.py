@@ -12,6 +12,7 @@ from __future__ import annotations
 from core.errors import RestoreError
 
 __all__ = [
+    "AccessNotCapturedError",
     "BackupIncompleteError",
     "MissingObjectError",
     "NothingToRestoreError",
@@ -123,3 +124,21 @@ class UnwritableTimestampError(RestoreError):
             f"would give it the restore's time; {when}. Set 'restore.timestamp.zero'='substitute' to write "
             "such records with timestamp 1 (1970-01-01T00:00:00.001Z); the report counts them"
         )
+
+
+class AccessNotCapturedError(RestoreError):
+    """'restore.acls' or 'restore.users' asked of a restore point whose manifest recorded no access
+    rules (backed up before kbackup recorded them), or of data without a manifest; `point` is the
+    restore point's backup id (None: no manifest)."""
+
+    def __init__(self, bucket: str, prefix: str, point: str | None, asked: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.point = point
+        self.asked = asked
+        where = (
+            f"restore point {point} of s3://{bucket}/{prefix} recorded no access rules (ACLs, SCRAM users)"
+            if point
+            else f"s3://{bucket}/{prefix} holds no manifest, so no access rules (ACLs, SCRAM users)"
+        )
+        super().__init__(f"{asked} cannot be restored: {where}; nothing was restored. Run without {asked}")

@@ -104,6 +104,7 @@ def plan_from_manifests(
         units=tuple(units),
         consumer_groups=tuple(last.consumer_groups) if selection.translate_groups else (),
         notes=tuple(notes),
+        access=last.access,
     )
 
 

@@ -14,9 +14,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from core.models import FrozenModel
-from kcql.selection import Selection, TargetNonEmpty, TimestampZero, Window
+from kcql.selection import AccessMode, Selection, TargetNonEmpty, TimestampZero, Window
 from kcql.specs import CodecOptions
+from layout.access import AccessCapture
 from layout.manifest import GroupOffsets, OffsetGap
+from layout.restore.errors import AccessNotCapturedError
 from layout.schemas import StoredSchema
 
 Routing = Literal["preserve", "murmur2", "metadata", "round-robin"]
@@ -126,6 +128,17 @@ class RestorePlan(FrozenModel):
         description="Where the units keep their progress (layout.restore.progress), as the restore "
         "recorded it when it first ran (tasks.restore.fence); None until then.",
     )
+    acls: AccessMode = Field(
+        default="off", description="`restore.acls`: which of the backup's ACL bindings to recreate."
+    )
+    users: bool = Field(
+        default=False, description="`restore.users`: create the backup's missing SCRAM users."
+    )
+    access: AccessCapture | None = Field(
+        default=None,
+        description="What the restore point's manifest recorded of who may do what (layout.access); "
+        "None: nothing recorded, or no manifest.",
+    )
 
     @property
     def wire_sides(self) -> tuple[str, ...]:
@@ -146,7 +159,11 @@ class RestorePlan(FrozenModel):
 # (The restore point is in the id through the backups it restores.)
 # 'restore.timestamp.zero' too: a run that refuses writes no substitute, so a rerun that substitutes
 # continues it.
+# 'restore.acls' and 'restore.users' neither: access is applied after the records, and a rerun
+# that asks for it (or no longer does) resumes the same restore.
 _NOT_IN_RESTORE_ID = {
+    "acls",
+    "users",
     "batch",
     "preflight",
     "target_nonempty",
@@ -180,7 +197,15 @@ def restore_id(selection: Selection, backup_ids: Sequence[str]) -> str:
 
 def plan_of(selection: Selection, identity: Sequence[str], **found: Any) -> RestorePlan:
     """A discovered plan: what it takes from the selection (where, how, and its restore_id, of the
-    selection and `identity`, the backups restored) plus the fields discovery `found`."""
+    selection and `identity`, the backups restored) plus the fields discovery `found`. A selection
+    asking for 'restore.acls' or 'restore.users' from a restore point that recorded no access
+    rules (or from data without a manifest) is refused here, before anything is written."""
+    if (selection.acls != "off" or selection.users) and found.get("access") is None:
+        asked = "'restore.acls'" if selection.acls != "off" else "'restore.users'"
+        backups = found.get("backup_ids") or ()
+        raise AccessNotCapturedError(
+            selection.bucket, selection.prefix, backups[-1] if backups else None, asked
+        )
     return RestorePlan(
         restore_id=restore_id(selection, identity),
         bucket=selection.bucket,
@@ -193,5 +218,7 @@ def plan_of(selection: Selection, identity: Sequence[str], **found: Any) -> Rest
         timestamp_zero=selection.timestamp_zero,
         schema_ids=selection.schema_ids,
         schema_registry_url=selection.schema_registry_url,
+        acls=selection.acls,
+        users=selection.users,
         **found,
     )

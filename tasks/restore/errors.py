@@ -14,6 +14,7 @@ from core.errors import RestoreError
 from formats.errors import CorruptObjectError
 
 __all__ = [
+    "AccessPermissionError",
     "CorruptObjectError",
     "PreflightError",
     "RestoreCheckError",
@@ -22,6 +23,7 @@ __all__ = [
     "TargetNotEmptyError",
     "TargetPartitionsError",
     "TransactionFatalError",
+    "UserPasswordsError",
 ]
 
 
@@ -118,4 +120,35 @@ class TransactionFatalError(RestoreError):
             f"restore of {unit_id} into {topic!r} failed fatally: {reason}; {committed} records of it are "
             "committed (exactly once) and a rerun of the same restore resumes after them (make sure no other "
             "run of it is still going: a second run fences the first)"
+        )
+
+
+class AccessPermissionError(RestoreError):
+    """'restore.acls' / 'restore.users' asked, and the restore's principal lacks an operation on
+    the cluster they need (ALTER to create bindings and users, DESCRIBE to read the target's):
+    found before anything is created or produced. `allowed` is what it may do on the cluster."""
+
+    def __init__(
+        self, asked: str, missing: tuple[str, ...], principal: str, allowed: tuple[str, ...]
+    ) -> None:
+        self.asked = asked
+        self.missing = missing
+        self.principal = principal
+        self.allowed = allowed
+        has = f"has {', '.join(allowed)} only" if allowed else "has no permission on it"
+        super().__init__(
+            f"{asked} needs {' and '.join(missing)} on the cluster: {principal} {has}; nothing was created or "
+            "restored. Grant it (the operators' guide lists the ACLs) or restore without it"
+        )
+
+
+class UserPasswordsError(RestoreError):
+    """The passwords of the users 'restore.users' creates could not be read from `source` (a Secret
+    block or the environment variable): never their values, only what is wrong."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(
+            f"the restore's user passwords from {source}: {reason}; expected a JSON object of user → password"
         )

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from core.errors import RestoreError
+from layout.restore.access import AccessDiff
 from layout.restore.plan import RestoreObject, RestorePlan, RestoreUnit
 from layout.restore.timestamps import PROPERTY, SUBSTITUTE_MS
 from tasks.restore.check import PartitionCheck
@@ -93,6 +94,11 @@ class RestoreReport(BaseModel):
     schemas: list[str] = Field(
         default_factory=list,
         description="The backup's registry schemas: source id, subjects, and the target's id (or kept).",
+    )
+    access: AccessDiff | None = Field(
+        default=None,
+        description="'restore.acls' / 'restore.users': each recorded binding's and user's change on the "
+        "target (created once the records are restored; in a dry run, what would be).",
     )
 
     @property
@@ -331,6 +337,9 @@ def summary(report: RestoreReport, full: bool = False) -> str:
                 full,
             ),
         ]
+    if report.access is not None:
+        lines += ["", "## Access rules", report.access.headline(report.dry_run)]
+        lines += _at_most([f"- {line}" for line in report.access.lines()], "bindings and users", full)
     if report.progress:
         committed = [f"- {p.describe()}" for p in report.progress]
         if not full and len(committed) > MANY_ROWS:  # the units not complete, then how many are
@@ -379,6 +388,7 @@ def restore_report(
     groups: Sequence[GroupTranslation] = (),
     progress: Sequence[TargetProgress] = (),
     resume: str | None = None,
+    access: AccessDiff | None = None,
 ) -> RestoreReport:
     """The report of a restore of `plan` into `targets`; its notes are the plan's, the targets'
     warnings, then `notes`."""
@@ -401,6 +411,7 @@ def restore_report(
         resume=resume,
         notes=[*plan.notes, *(w for t in targets for w in t.warnings), *notes],
         schemas=schema_lines(plan, dry_run),
+        access=access,
     )
 
 
