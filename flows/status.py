@@ -1,6 +1,7 @@
 """The status flow: `kbackup status` for the Prefect UI — per topic, the newest restore point's age
 (the recovery point objective as it stands), the newest backed-up record's age, the lag left
-behind and the last restore drill, published as the `kbackup-status` table artifact.
+behind, the last restore drill and the access rules captured, published as the `kbackup-status`
+table artifact.
 
 Composition only: the read is tasks/backup/status.py's, the rows layout/status.py's."""
 
@@ -10,7 +11,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from core.connections import credential_blocks
-from layout.status import PrefixStatus, status_rows
+from layout.status import PrefixStatus, access_words, status_rows
 from tasks.backup.status import read_status_task
 
 __all__ = ["StatusParameters", "status_flow"]
@@ -49,10 +50,11 @@ def status_flow(params: StatusParameters) -> PrefixStatus:
     )
     for topic in status.topics:
         logger.info(
-            "%s: restore point %s, %s s old; lag %s records",
+            "%s: restore point %s, %s s old; lag %s records; access rules: %s",
             topic.topic,
             topic.restore_point,
             topic.restore_point_age_s,
             "unknown" if topic.lag_records is None else topic.lag_records,
+            access_words(topic.access),
         )
     return status

@@ -170,3 +170,45 @@ def principals_of(rules: Iterable[AclRule]) -> tuple[str, ...]:
 def scram_user_names(principals: Iterable[str]) -> tuple[str, ...]:
     """The user names of the `User:` principals (the only kind SCRAM authenticates)."""
     return tuple(sorted({p.split(":", 1)[1] for p in principals if p.startswith("User:") and p != "User:*"}))
+
+
+# The parts of a capture a `not_captured` line names first (`ACL bindings: <why>`).
+ACL_BINDINGS = "ACL bindings"
+SCRAM_USERS = "SCRAM users"
+BROKER_CONFIGS = "broker configs"
+
+
+def part_captured(capture: AccessCapture, part: str) -> bool:
+    """Was `part` (ACL_BINDINGS, SCRAM_USERS, BROKER_CONFIGS) read, or is it in `not_captured`?"""
+    return not any(line.startswith(f"{part}:") for line in capture.not_captured)
+
+
+def topic_rules(capture: AccessCapture, topic: str) -> tuple[AclRule, ...]:
+    """The TOPIC bindings that apply to `topic` (literal, prefixed or wildcard)."""
+    return tuple(r for r in capture.acls if r.resource_type == "TOPIC" and r.matches(topic))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def describe_capture(capture: AccessCapture | None) -> str:
+    """One line of what a backup captured: `5 ACL bindings, 3 principals, 2 SCRAM users, 1 broker
+    config; not captured: broker configs`; `not captured` without any."""
+    if capture is None:
+        return "not captured"
+    counts = [
+        _count(len(capture.acls), "ACL binding") if part_captured(capture, ACL_BINDINGS) else None,
+        _count(len(capture.principals), "principal") if part_captured(capture, ACL_BINDINGS) else None,
+        _count(len(capture.scram_users), "SCRAM user") if part_captured(capture, SCRAM_USERS) else None,
+        _count(len(capture.broker_configs), "broker config")
+        if part_captured(capture, BROKER_CONFIGS)
+        else None,
+    ]
+    missing = [
+        part for part in (ACL_BINDINGS, SCRAM_USERS, BROKER_CONFIGS) if not part_captured(capture, part)
+    ]
+    shown = ", ".join(c for c in counts if c is not None)
+    if not shown:
+        return "not captured (" + ", ".join(missing) + ")"
+    return shown + (f"; not captured: {', '.join(missing)}" if missing else "")

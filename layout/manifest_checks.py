@@ -10,6 +10,8 @@ layout following each other without overlapping, digests of the form the backup 
 under its prefix, no `.`/`..`/empty segment, not an address (`s3://…`), not a manifest.
 The freshness entries name backed-up topics, once each, with a lag not negative, measured after
 the snapshot, and the newest record timestamp its topic's objects hold.
+The access rules, when recorded, list each binding once, exactly the principals the bindings name,
+and SCRAM users among them.
 `chain_problems` checks what only the chain shows: an incremental backup continues an older one
 of its own chain and starts each partition where that one ended, or after.
 
@@ -22,6 +24,7 @@ import re
 from collections.abc import Sequence
 
 from core.models import FrozenModel
+from layout.access import principals_of, scram_user_names
 from layout.keys import parse_object_key
 from layout.manifest import MANIFESTS_FOLDER, Manifest, ObjectEntry, PartitionEntry, join_key
 
@@ -119,6 +122,58 @@ def manifest_problems(manifest: Manifest, prefix: str, backup_id: str | None = N
         if not partitioned:
             problems.extend(_overlaps(partition, field, where))
     problems.extend(_freshness_problems(manifest))
+    problems.extend(_access_problems(manifest))
+    return problems
+
+
+def _access_problems(manifest: Manifest) -> list[ManifestProblem]:
+    """The access rules, when recorded: each binding once, the principals exactly those the bindings
+    name, each SCRAM user (once) one of those principals' user names."""
+    access = manifest.access
+    if access is None:
+        return []
+    problems: list[ManifestProblem] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for index, rule in enumerate(access.acls):
+        key = rule.sort_key()
+        if key in seen:
+            problems.append(
+                ManifestProblem(
+                    field=f"access.acls[{index}]",
+                    where=rule.describe(),
+                    reason=f"listed twice (also at access.acls[{seen[key]}])",
+                )
+            )
+        seen.setdefault(key, index)
+    named = set(principals_of(access.acls))
+    listed = set(access.principals)
+    if len(access.principals) != len(listed):
+        problems.append(ManifestProblem(field="access.principals", reason="a principal is listed twice"))
+    if listed != named:
+        unnamed = ", ".join(sorted(listed - named)) or "none"
+        missing = ", ".join(sorted(named - listed)) or "none"
+        problems.append(
+            ManifestProblem(
+                field="access.principals",
+                reason=f"not the principals the bindings name: {unnamed} listed but named by no binding; "
+                f"{missing} named but not listed",
+            )
+        )
+    users = set(scram_user_names(access.principals))
+    seen_users: set[str] = set()
+    for index, user in enumerate(access.scram_users):
+        field = f"access.scram_users[{index}].user"
+        if user.user in seen_users:
+            problems.append(ManifestProblem(field=field, where=user.user, reason="listed twice"))
+        elif user.user not in users:
+            problems.append(
+                ManifestProblem(
+                    field=field,
+                    where=user.user,
+                    reason=f"User:{user.user} is not among the access principals",
+                )
+            )
+        seen_users.add(user.user)
     return problems
 
 

@@ -4,8 +4,9 @@ Pure: the reads are in tasks/backup/status.py.
 
 Per topic: the newest restore point holding it (a restorable one: its chain is whole) and its age —
 the recovery point objective as it stands —, the age of the newest backed-up record, the lag that
-backup left behind (records, and bytes estimated), and the last drill of a restore point holding
-the topic.
+backup left behind (records, and bytes estimated), the last drill of a restore point holding
+the topic, and the access rules that restore point captured for it (its bindings, their principals
+and SCRAM users), or "not captured".
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from pydantic import Field
 
 from core.models import FrozenModel
 from core.sizes import human_bytes
+from layout.access import (
+    ACL_BINDINGS,
+    SCRAM_USERS,
+    AccessCapture,
+    part_captured,
+    principals_of,
+    scram_user_names,
+    topic_rules,
+)
 from layout.chains import ChainError, chain_of
 from layout.drills import DrillEvidence, DrillResult
 from layout.freshness import newest_record_ms
@@ -36,6 +46,17 @@ class DrillSummary(FrozenModel):
         description="Recovery time: the topic's own in the drill when it got that far, else the whole drill's."
     )
     problem: str | None = None
+
+
+class AccessSummary(FrozenModel):
+    """What the newest restore point captured of who may do what with the topic."""
+
+    bindings: int | None = Field(
+        description="The TOPIC bindings applying to it (literal, prefixed, wildcard); None: not captured."
+    )
+    principals: int | None = Field(description="The principals those bindings name; None: not captured.")
+    scram_users: int | None = Field(description="The SCRAM users among those principals; None: not captured.")
+    not_captured: tuple[str, ...] = Field(default=(), description="What the backup could not read, and why.")
 
 
 class TopicStatus(FrozenModel):
@@ -61,6 +82,11 @@ class TopicStatus(FrozenModel):
     )
     lag_measured_at: datetime | None
     last_drill: DrillSummary | None
+    access: AccessSummary | None = Field(
+        default=None,
+        description="The access rules the newest restore point captured for the topic; None: it captured "
+        "none (written before the capture existed).",
+    )
 
 
 class PrefixStatus(FrozenModel):
@@ -72,6 +98,39 @@ class PrefixStatus(FrozenModel):
     restore_points: int
     drills: int
     topics: tuple[TopicStatus, ...]
+
+
+def access_summary(capture: AccessCapture | None, topic: str) -> AccessSummary | None:
+    """The counts of a capture for one topic: its bindings, their principals and SCRAM users."""
+    if capture is None:
+        return None
+    rules = topic_rules(capture, topic)
+    principals = principals_of(rules)
+    users = set(scram_user_names(principals))
+    bindings_read = part_captured(capture, ACL_BINDINGS)
+    users_read = bindings_read and part_captured(capture, SCRAM_USERS)
+    return AccessSummary(
+        bindings=len(rules) if bindings_read else None,
+        principals=len(principals) if bindings_read else None,
+        scram_users=sum(1 for u in capture.scram_users if u.user in users) if users_read else None,
+        not_captured=capture.not_captured,
+    )
+
+
+def access_words(summary: AccessSummary | None) -> str:
+    """`3 bindings, 2 principals, 1 SCRAM user`, or `not captured` (the bindings were not)."""
+    if summary is None or summary.bindings is None:
+        return "not captured"
+
+    def count(number: int, noun: str) -> str:
+        return f"{number} {noun}{'' if number == 1 else 's'}"
+
+    users = (
+        "SCRAM users not captured"
+        if summary.scram_users is None
+        else count(summary.scram_users, "SCRAM user")
+    )
+    return f"{count(summary.bindings, 'binding')}, {count(summary.principals or 0, 'principal')}, {users}"
 
 
 def _seconds(now: datetime, then: datetime) -> float:
@@ -167,6 +226,7 @@ def prefix_status(
                 lag_bytes_estimated=entry.lag_bytes if entry else None,
                 lag_measured_at=entry.measured_at if entry else None,
                 last_drill=drill_summary(drill, now, topic) if drill else None,
+                access=access_summary(point.access, topic) if point else None,
             )
         )
     return PrefixStatus(
@@ -220,6 +280,7 @@ def status_rows(status: PrefixStatus) -> list[dict[str, Any]]:
                 "drill result": drill.result if drill else "-",
                 "drill age": human_age(drill.age_s) if drill else "-",
                 "recovery time": f"{drill.recovery_s:.1f} s" if drill else "-",
+                "access rules": access_words(t.access),
             }
         )
     return rows

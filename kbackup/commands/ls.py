@@ -1,17 +1,21 @@
 """`kbackup ls s3://bucket/prefix`: the backups under a prefix, their windows, topics and sizes,
 the registry schemas they hold, and the restore drills of its restore points with their results
-and recovery-time trend."""
+and recovery-time trend; with `--details [--point ID]`, the access rules a restore point (default:
+the newest) captured: its ACL bindings, principals, SCRAM users, the brokers' dynamic configs, what
+was not captured and why."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kbackup.cli import EXIT_OK
+from kbackup.cli import EXIT_BAD_INPUT, EXIT_OK
 from kbackup.console import human_bytes, parse_s3_url, table
 
 if TYPE_CHECKING:
+    from layout.access import AccessCapture
     from layout.drills import DrillEvidence
     from layout.manifest import Manifest
     from layout.schemas import StoredSchema
@@ -21,6 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ls", help="list the backups under a prefix")
     parser.add_argument("location", help="s3://bucket/prefix")
     parser.add_argument("--objects", action="store_true", help="also list every object of every backup")
+    parser.add_argument(
+        "--details",
+        action="store_true",
+        help="also print the access rules a restore point captured (ACL bindings, principals, SCRAM "
+        "users, brokers' dynamic configs)",
+    )
+    parser.add_argument(
+        "--point", metavar="ID", help="with --details: the restore point (backup id); default: the newest"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -36,6 +49,14 @@ def run(args: argparse.Namespace) -> int:
     store = open_store()
     store.check_bucket(bucket)
     manifests = read_chain(store, bucket, prefix)
+    point_id = getattr(args, "point", None)
+    if point_id and not any(m.backup_id == point_id for m in manifests):
+        known = ", ".join(m.backup_id for m in manifests[-5:]) or "none"
+        print(
+            f"kbackup ls: no restore point {point_id!r} under {args.location} (newest: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     drills = read_drills(store, bucket, prefix)
     print(table(restore_points(manifests, drills)))
     if drills:
@@ -60,7 +81,84 @@ def run(args: argparse.Namespace) -> int:
         ]
         print()
         print(table(objects))
+    if (getattr(args, "details", False) or point_id) and manifests:
+        point = next((m for m in manifests if m.backup_id == point_id), manifests[-1])
+        print()
+        print(details(point))
     return EXIT_OK
+
+
+def details(manifest: Manifest) -> str:
+    """The access rules a restore point captured, in plain text: bindings, principals, SCRAM users,
+    the brokers' dynamic configs (listed, not restored), what was not captured and why, and the
+    notes on client quotas and SCRAM secrets."""
+    from layout.access import BROKER_CONFIGS, SCRAM_USERS, describe_capture
+
+    capture = manifest.access
+    title = f"Access rules of restore point {manifest.backup_id}"
+    if capture is None:
+        return f"{title}: none captured (the backup was written before kbackup recorded them)"
+    lines = [f"{title}, captured {capture.captured_at:%Y-%m-%d %H:%M:%S} UTC: {describe_capture(capture)}"]
+    lines += ["", "ACL bindings:", _bindings_text(capture)]
+    lines += ["", f"Principals: {', '.join(capture.principals) or '(none)'}"]
+    users = [
+        {"user": u.user, "mechanism": c.mechanism, "iterations": c.iterations}
+        for u in capture.scram_users
+        for c in u.credentials
+    ]
+    lines += [
+        "",
+        "SCRAM users (names, mechanisms and iterations; never a secret):",
+        _or_not(capture, SCRAM_USERS, users),
+    ]
+    configs = [
+        {
+            "broker": c.broker,
+            "config": c.name,
+            "value": "(sensitive)" if c.value is None else c.value,
+            "source": c.source,
+        }
+        for c in capture.broker_configs
+    ]
+    lines += [
+        "",
+        "Brokers' dynamic configs (listed, not restored):",
+        _or_not(capture, BROKER_CONFIGS, configs),
+    ]
+    if capture.not_captured:
+        lines += ["", "Not captured:", *(f"- {line}" for line in capture.not_captured)]
+    lines += ["", f"Client quotas: {capture.client_quotas}", f"SCRAM secrets: {capture.scram_secrets}"]
+    return "\n".join(lines)
+
+
+def _or_not(capture: AccessCapture, part: str, rows: list[dict[str, Any]]) -> str:
+    """The rows of a part as a table; `(not captured)` or `(none)` without rows."""
+    from layout.access import part_captured
+
+    if not part_captured(capture, part):
+        return "(not captured)"
+    return table(rows) if rows else "(none)"
+
+
+def _bindings_text(capture: AccessCapture) -> str:
+    from layout.access import ACL_BINDINGS
+
+    return _or_not(
+        capture,
+        ACL_BINDINGS,
+        [
+            {
+                "principal": r.principal,
+                "permission": r.permission,
+                "operation": r.operation,
+                "resource type": r.resource_type,
+                "name": r.resource_name,
+                "pattern": r.pattern,
+                "host": r.host,
+            }
+            for r in capture.acls
+        ],
+    )
 
 
 def restore_points(manifests: list[Manifest], drills: Sequence[DrillEvidence] = ()) -> list[dict[str, Any]]:

@@ -1,6 +1,8 @@
 """`kbackup status s3://bucket/prefix [--json]`: per topic, how old the newest restore point is
 (the recovery point objective as it stands), how old the newest backed-up record is, the lag the
-last backup left behind and the last restore drill — read from the bucket, no Prefect API."""
+last backup left behind, the last restore drill and how many ACL bindings, principals and SCRAM
+users of the topic the newest restore point captured ("not captured" without them) — read from the
+bucket, no Prefect API."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from kbackup.console import parse_s3_url, table
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "status", help="per topic: age of the newest restore point and record, lag, last drill"
+        "status", help="per topic: age of the newest restore point and record, lag, last drill, access rules"
     )
     parser.add_argument("location", help="s3://bucket/prefix")
     parser.add_argument(

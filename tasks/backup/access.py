@@ -35,6 +35,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from layout.access import (
+    ACL_BINDINGS,
+    BROKER_CONFIGS,
+    SCRAM_USERS,
     AccessCapture,
     AclRule,
     BrokerConfig,
@@ -138,7 +141,7 @@ def describe_acls(admin: AdminClient, kafka_config: dict[str, Any]) -> list[AclR
             admin, admin.describe_acls(_MATCH_EVERYTHING, request_timeout=ADMIN_TIMEOUT_S)
         )
     except (KafkaException, KafkaAuthorizationError) as exc:
-        raise _failure("ACL bindings", "DESCRIBE", kafka_config, exc) from exc
+        raise _failure(ACL_BINDINGS, "DESCRIBE", kafka_config, exc) from exc
     return [
         acl_rule(b)
         for b in bindings
@@ -165,9 +168,9 @@ def describe_scram_users(
         except KafkaException as exc:
             if _code(exc) == KafkaError.RESOURCE_NOT_FOUND:
                 continue  # no SCRAM credential: not a SCRAM user
-            raise _failure("SCRAM users", "DESCRIBE", kafka_config, exc) from exc
+            raise _failure(SCRAM_USERS, "DESCRIBE", kafka_config, exc) from exc
         except KafkaAuthorizationError as exc:
-            raise _failure("SCRAM users", "DESCRIBE", kafka_config, exc) from exc
+            raise _failure(SCRAM_USERS, "DESCRIBE", kafka_config, exc) from exc
         credentials = tuple(
             sorted(
                 (
@@ -194,7 +197,7 @@ def describe_broker_configs(admin: AdminClient, kafka_config: dict[str, Any]) ->
         try:
             entries = admin_result(admin, future)
         except (KafkaException, KafkaAuthorizationError) as exc:
-            raise _failure("broker configs", "DESCRIBE_CONFIGS", kafka_config, exc) from exc
+            raise _failure(BROKER_CONFIGS, "DESCRIBE_CONFIGS", kafka_config, exc) from exc
         for entry in entries.values():
             for each in (entry, *(entry.synonyms or {}).values()):
                 source = _DYNAMIC_SOURCES.get(each.source)
@@ -242,8 +245,8 @@ def capture_access(
     try:
         if not _allowed(operations, "DESCRIBE"):
             refused = f"{who(kafka_config)} may not DESCRIBE the cluster (CLUSTER_AUTHORIZATION_FAILED)"
-            not_captured.append(f"SCRAM users: {refused}")
-            raise _NotCaptured(f"ACL bindings: {refused}")
+            not_captured.append(f"{SCRAM_USERS}: {refused}")
+            raise _NotCaptured(f"{ACL_BINDINGS}: {refused}")
         rules = relevant_rules(describe_acls(admin, kafka_config), topics, groups)
         scram = describe_scram_users(admin, kafka_config, scram_user_names(principals_of(rules)))
     except _NotCaptured as exc:
@@ -251,7 +254,7 @@ def capture_access(
     try:
         if not _allowed(operations, "DESCRIBE_CONFIGS"):
             raise _NotCaptured(
-                f"broker configs: {who(kafka_config)} may not DESCRIBE_CONFIGS the cluster "
+                f"{BROKER_CONFIGS}: {who(kafka_config)} may not DESCRIBE_CONFIGS the cluster "
                 "(CLUSTER_AUTHORIZATION_FAILED)"
             )
         configs = describe_broker_configs(admin, kafka_config)

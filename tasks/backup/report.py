@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from layout.access import describe_capture
 from layout.manifest import Manifest, PartitionEntry
 from layout.schemas import describe
 from tasks.backup.plan import BackupPlan
@@ -95,6 +96,7 @@ def summary(result: BackupResult) -> str:
             f"{sum(len(p.objects) for p in manifest.partitions)} objects",
             f"- verification ({verification.depth}): {verification.objects_checked} objects checked, "
             f"{verification.objects_decoded} decoded",
+            f"- access rules: {describe_capture(manifest.access)}",
             *(["", "## Offset gaps", *gaps] if gaps else []),
             *(
                 ["", "## Registry schemas", *(f"- {describe(s)}" for s in manifest.schemas)]

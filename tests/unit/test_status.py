@@ -127,6 +127,7 @@ def test_the_status_is_json_with_stable_names_that_reads_back() -> None:
         "lag_bytes_estimated",
         "lag_measured_at",
         "last_drill",
+        "access",
     }
     assert document["topics"][0]["restore_point_at"].startswith("2026-12-07T13:00:00")
     assert PrefixStatus.model_validate_json(status.model_dump_json()) == status
