@@ -17,20 +17,11 @@ all) raises as every admin call does, retryable or not.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import (
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    ConfigResource,
-    ConfigSource,
-    ResourcePatternType,
-    ResourceType,
-)
+from confluent_kafka.admin import ConfigResource, ConfigSource, ResourceType
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -41,7 +32,6 @@ from layout.access import (
     AccessCapture,
     AclRule,
     BrokerConfig,
-    ScramCredential,
     ScramUser,
     principals_of,
     relevant_rules,
@@ -49,12 +39,14 @@ from layout.access import (
 )
 from tasks.runtime.retry import RETRY_OPTIONS
 from tasks.services.errors import KafkaAuthorizationError
-from tasks.services.kafka.admin import (
-    admin_client,
-    admin_result,
-    cluster_metadata,
-    kafka_failure,
+from tasks.services.kafka.acls import (
+    allowed,
+    cluster_operations,
+    describe_bindings,
+    principal_of,
 )
+from tasks.services.kafka.acls import describe_scram_users as scram_users_of
+from tasks.services.kafka.admin import admin_client, admin_result, cluster_metadata, kafka_failure
 from tasks.services.kafka.calls import ADMIN_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -72,16 +64,6 @@ _DYNAMIC_SOURCES = {
     ConfigSource.DYNAMIC_BROKER_CONFIG.value: "DYNAMIC_BROKER_CONFIG",
     ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value: "DYNAMIC_DEFAULT_BROKER_CONFIG",
 }
-# None: any name, principal and host (confluent-kafka's stubs say str)
-_MATCH_EVERYTHING = AclBindingFilter(
-    ResourceType.ANY,
-    None,  # type: ignore[arg-type]
-    ResourcePatternType.ANY,
-    None,  # type: ignore[arg-type]
-    None,  # type: ignore[arg-type]
-    AclOperation.ANY,
-    AclPermissionType.ANY,
-)
 
 
 class _NotCaptured(Exception):
@@ -94,8 +76,7 @@ class _NotCaptured(Exception):
 
 def who(kafka_config: dict[str, Any]) -> str:
     """The backup's principal as an ACL names it (`User:alice`), or in words without SASL."""
-    username = kafka_config.get("sasl.username")
-    return f"User:{username}" if username else "the backup's principal"
+    return principal_of(kafka_config, "the backup's principal")
 
 
 def _failure(part: str, operation: str, kafka_config: dict[str, Any], exc: Exception) -> Exception:
@@ -115,39 +96,13 @@ def _failure(part: str, operation: str, kafka_config: dict[str, Any], exc: Excep
     return exc
 
 
-def _code(exc: KafkaException) -> int | None:
-    error = exc.args[0] if exc.args else None
-    return error.code() if isinstance(error, KafkaError) else None
-
-
-def acl_rule(binding: Any) -> AclRule:
-    """A confluent-kafka AclBinding as the manifest records it."""
-    return AclRule(
-        resource_type=binding.restype.name,
-        resource_name=binding.name,
-        pattern_type=binding.resource_pattern_type.name,
-        principal=binding.principal,
-        host=binding.host,
-        operation=binding.operation.name,
-        permission=binding.permission_type.name,
-    )
-
-
 def describe_acls(admin: AdminClient, kafka_config: dict[str, Any]) -> list[AclRule]:
     """Every ACL binding of the cluster, in one request; those of the resource types a backup
     records (a TOPIC, GROUP or TRANSACTIONAL_ID binding) — a CLUSTER binding is never among them."""
     try:
-        bindings = admin_result(
-            admin, admin.describe_acls(_MATCH_EVERYTHING, request_timeout=ADMIN_TIMEOUT_S)
-        )
+        return describe_bindings(admin)
     except (KafkaException, KafkaAuthorizationError) as exc:
         raise _failure(ACL_BINDINGS, "DESCRIBE", kafka_config, exc) from exc
-    return [
-        acl_rule(b)
-        for b in bindings
-        if b.restype.name in ("TOPIC", "GROUP", "TRANSACTIONAL_ID")
-        and b.resource_pattern_type.name in ("LITERAL", "PREFIXED")
-    ]
 
 
 def describe_scram_users(
@@ -155,35 +110,10 @@ def describe_scram_users(
 ) -> list[ScramUser]:
     """The SCRAM credentials (mechanisms, iterations) of `users`, in one request; a user without
     any is absent (RESOURCE_NOT_FOUND)."""
-    if not users:
-        return []
-    futures = cast(
-        "dict[str, Future[Any]]",
-        admin.describe_user_scram_credentials(list(users), request_timeout=ADMIN_TIMEOUT_S),
-    )
-    found = []
-    for user, future in sorted(futures.items()):
-        try:
-            description = admin_result(admin, future)
-        except KafkaException as exc:
-            if _code(exc) == KafkaError.RESOURCE_NOT_FOUND:
-                continue  # no SCRAM credential: not a SCRAM user
-            raise _failure(SCRAM_USERS, "DESCRIBE", kafka_config, exc) from exc
-        except KafkaAuthorizationError as exc:
-            raise _failure(SCRAM_USERS, "DESCRIBE", kafka_config, exc) from exc
-        credentials = tuple(
-            sorted(
-                (
-                    ScramCredential(
-                        mechanism=info.mechanism.name.replace("_", "-"), iterations=info.iterations
-                    )
-                    for info in description.scram_credential_infos
-                ),
-                key=lambda c: c.mechanism,
-            )
-        )
-        found.append(ScramUser(user=user, credentials=credentials))
-    return found
+    try:
+        return scram_users_of(admin, users)
+    except (KafkaException, KafkaAuthorizationError) as exc:
+        raise _failure(SCRAM_USERS, "DESCRIBE", kafka_config, exc) from exc
 
 
 def describe_broker_configs(admin: AdminClient, kafka_config: dict[str, Any]) -> list[BrokerConfig]:
@@ -211,21 +141,6 @@ def describe_broker_configs(admin: AdminClient, kafka_config: dict[str, Any]) ->
     return [found[key] for key in sorted(found, key=lambda k: (k[0] != "default", k))]
 
 
-def cluster_operations(admin: AdminClient, kafka_config: dict[str, Any]) -> frozenset[str]:
-    """What the backup's principal may do on the cluster (DESCRIBE, DESCRIBE_CONFIGS, …), as the
-    broker reports it (none without DESCRIBE on the cluster)."""
-    future = admin.describe_cluster(include_authorized_operations=True, request_timeout=ADMIN_TIMEOUT_S)
-    try:
-        described = admin_result(admin, future)
-    except KafkaException as exc:
-        raise kafka_failure("describe cluster", kafka_config, exc) from exc
-    return frozenset(op.name for op in described.authorized_operations or ())
-
-
-def _allowed(operations: frozenset[str], operation: str) -> bool:
-    return operation in operations or "ALL" in operations
-
-
 def capture_access(
     admin: AdminClient, kafka_config: dict[str, Any], topics: Sequence[str], groups: Sequence[str]
 ) -> AccessCapture:
@@ -243,7 +158,7 @@ def capture_access(
     scram: list[ScramUser] = []
     configs: list[BrokerConfig] = []
     try:
-        if not _allowed(operations, "DESCRIBE"):
+        if not allowed(operations, "DESCRIBE"):
             refused = f"{who(kafka_config)} may not DESCRIBE the cluster (CLUSTER_AUTHORIZATION_FAILED)"
             not_captured.append(f"{SCRAM_USERS}: {refused}")
             raise _NotCaptured(f"{ACL_BINDINGS}: {refused}")
@@ -252,7 +167,7 @@ def capture_access(
     except _NotCaptured as exc:
         not_captured.insert(0, exc.line)
     try:
-        if not _allowed(operations, "DESCRIBE_CONFIGS"):
+        if not allowed(operations, "DESCRIBE_CONFIGS"):
             raise _NotCaptured(
                 f"{BROKER_CONFIGS}: {who(kafka_config)} may not DESCRIBE_CONFIGS the cluster "
                 "(CLUSTER_AUTHORIZATION_FAILED)"

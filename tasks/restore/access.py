@@ -24,15 +24,9 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import Future
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
-    AclBinding,
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
     AdminClient,
-    ResourcePatternType,
-    ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialUpsertion,
@@ -45,6 +39,14 @@ from layout.restore.access import AccessDiff, UserChange, access_diff
 from layout.restore.plan import RestorePlan
 from tasks.restore.errors import AccessPermissionError, UserPasswordsError
 from tasks.runtime.retry import RETRY_OPTIONS
+from tasks.services.kafka.acls import (
+    acl_binding,
+    allowed,
+    cluster_operations,
+    describe_bindings,
+    describe_scram_users,
+    principal_of,
+)
 from tasks.services.kafka.admin import admin_client, admin_result, kafka_failure
 from tasks.services.kafka.calls import ADMIN_TIMEOUT_S
 from tasks.services.kafka.clients import client_config, load_secret
@@ -52,17 +54,6 @@ from tasks.services.kafka.clients import client_config, load_secret
 PASSWORDS_ENV = "KBACKUP_RESTORE_USER_PASSWORDS"
 NEEDED = ("ALTER", "DESCRIBE")  # on the cluster: create bindings and users; read the target's
 DEFAULT_CREDENTIAL = ("SCRAM-SHA-512", 8192)  # a recorded user without credentials (never seen)
-# None: any name, principal and host (confluent-kafka's stubs say str)
-_EVERY_BINDING = AclBindingFilter(
-    ResourceType.ANY,
-    None,  # type: ignore[arg-type]
-    ResourcePatternType.ANY,
-    None,  # type: ignore[arg-type]
-    None,  # type: ignore[arg-type]
-    AclOperation.ANY,
-    AclPermissionType.ANY,
-)
-_RECORDED_TYPES = ("TOPIC", "GROUP", "TRANSACTIONAL_ID")
 
 
 def asked(plan: RestorePlan) -> str:
@@ -73,76 +64,33 @@ def asked(plan: RestorePlan) -> str:
 
 def restore_principal(kafka_config: dict[str, Any]) -> str:
     """The restore's principal as an ACL names it (`User:alice`), or in words without SASL."""
-    username = kafka_config.get("sasl.username")
-    return f"User:{username}" if username else "the restore's principal"
+    return principal_of(kafka_config, "the restore's principal")
 
 
 def check_permission(admin: AdminClient, kafka_config: dict[str, Any], what: str) -> None:
     """The restore's principal may ALTER and DESCRIBE the cluster, else AccessPermissionError
     naming what is missing, the principal and what it may do."""
-    try:
-        description = admin_result(
-            admin,
-            admin.describe_cluster(include_authorized_operations=True, request_timeout=ADMIN_TIMEOUT_S),
-        )
-    except KafkaException as exc:
-        raise kafka_failure("describe cluster", kafka_config, exc) from exc
-    allowed = tuple(sorted(op.name for op in (description.authorized_operations or ())))
-    missing = () if "ALL" in allowed else tuple(op for op in NEEDED if op not in allowed)
+    operations = cluster_operations(admin, kafka_config)
+    missing = tuple(op for op in NEEDED if not allowed(operations, op))
     if missing:
-        raise AccessPermissionError(what, missing, restore_principal(kafka_config), allowed)
-
-
-def _rule(binding: Any) -> AclRule:
-    return AclRule(
-        resource_type=binding.restype.name,
-        resource_name=binding.name,
-        pattern_type=binding.resource_pattern_type.name,
-        principal=binding.principal,
-        host=binding.host,
-        operation=binding.operation.name,
-        permission=binding.permission_type.name,
-    )
+        raise AccessPermissionError(what, missing, restore_principal(kafka_config), tuple(sorted(operations)))
 
 
 def target_bindings(admin: AdminClient, kafka_config: dict[str, Any]) -> list[AclRule]:
     """The target's bindings of topics, groups and transactional ids (literal or prefixed), in one
     request."""
     try:
-        bindings = admin_result(admin, admin.describe_acls(_EVERY_BINDING, request_timeout=ADMIN_TIMEOUT_S))
+        return describe_bindings(admin)
     except KafkaException as exc:
         raise kafka_failure("describe ACLs", kafka_config, exc) from exc
-    return [
-        _rule(b)
-        for b in bindings
-        if b.restype.name in _RECORDED_TYPES and b.resource_pattern_type.name in ("LITERAL", "PREFIXED")
-    ]
-
-
-def _code(exc: KafkaException) -> int | None:
-    error = exc.args[0] if exc.args else None
-    return error.code() if isinstance(error, KafkaError) else None
 
 
 def target_users(admin: AdminClient, kafka_config: dict[str, Any], users: Sequence[str]) -> set[str]:
     """Which of `users` the target has SCRAM credentials for, in one request."""
-    if not users:
-        return set()
-    futures = cast(
-        "dict[str, Future[Any]]",
-        admin.describe_user_scram_credentials(list(users), request_timeout=ADMIN_TIMEOUT_S),
-    )
-    found = set()
-    for user, future in futures.items():
-        try:
-            description = admin_result(admin, future)
-        except KafkaException as exc:
-            if _code(exc) == KafkaError.RESOURCE_NOT_FOUND:
-                continue
-            raise kafka_failure(f"describe SCRAM user {user}", kafka_config, exc) from exc
-        if description.scram_credential_infos:
-            found.add(user)
-    return found
+    try:
+        return {user.user for user in describe_scram_users(admin, users)}
+    except KafkaException as exc:
+        raise kafka_failure("describe SCRAM users", kafka_config, exc) from exc
 
 
 def read_passwords(secret_block: str | None) -> dict[str, str]:
@@ -196,26 +144,16 @@ def apply_access(
 ) -> AccessDiff:
     """Create the diff's `create` bindings and users (nothing else: nothing is deleted or changed);
     the diff, applied."""
-    bindings = [
-        AclBinding(
-            ResourceType[r.resource_type],
-            r.resource_name,
-            ResourcePatternType[r.pattern_type],
-            r.principal,
-            r.host,
-            AclOperation[r.operation],
-            AclPermissionType[r.permission],
-        )
-        for r in diff.bindings_to_create
-    ]
-    if bindings:
-        for binding, future in admin.create_acls(bindings, request_timeout=ADMIN_TIMEOUT_S).items():
+    rules = diff.bindings_to_create
+    if rules:
+        rule_of = {acl_binding(r): r for r in rules}
+        created = admin.create_acls(list(rule_of), request_timeout=ADMIN_TIMEOUT_S)
+        for binding, future in created.items():
+            rule = rule_of[binding]
             try:
                 admin_result(admin, future)
             except KafkaException as exc:
-                raise kafka_failure(
-                    f"create ACL binding {_rule(binding).describe()}", kafka_config, exc
-                ) from exc
+                raise kafka_failure(f"create ACL binding {rule.describe()}", kafka_config, exc) from exc
     upsertions: list[Any] = []
     for change in diff.users_to_create:
         password = passwords.get(change.user)

@@ -31,7 +31,7 @@ from confluent_kafka.admin import (
 )
 
 from flows.backup import BackupParameters, backup_flow
-from tasks.backup.access import acl_rule
+from tasks.services.kafka.acls import acl_rule
 from tasks.services.manifest_store import read_chain
 from tasks.services.object_store import open_store
 from tests.support.kafka import create_topic, delete_topics, produce
