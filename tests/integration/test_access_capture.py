@@ -11,128 +11,27 @@ names, and removed at the end of each test: the stack is shared.
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
-    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     ResourcePatternType,
     ResourceType,
-    ScramMechanism,
-    UserScramCredentialAlteration,
-    UserScramCredentialDeletion,
 )
 
 from flows.backup import BackupParameters, backup_flow
 from tasks.services.kafka.acls import acl_rule
 from tasks.services.manifest_store import read_chain
 from tasks.services.object_store import open_store
-from tests.support.kafka import create_topic, delete_topics, produce
+from tests.support.access import Made, commit_offset
+from tests.support.kafka import create_topic, produce
 from tests.support.secure import BACKUP_ACLS, SecureStack
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-TIMEOUT_S = 30
-
-
-class Cleanup:
-    """What a test made on the shared stack, removed at its end: ACLs by principal, SCRAM users,
-    topics, consumer groups."""
-
-    def __init__(self, stack: SecureStack) -> None:
-        self.stack = stack
-        self.principals: set[str] = set()
-        self.users: set[str] = set()
-        self.topics: list[str] = []
-        self.groups: list[str] = []
-
-    def acls(self, *bindings: AclBinding) -> None:
-        admin = self.stack.admin()
-        self.principals.update(b.principal for b in bindings)
-        for future in admin.create_acls(list(bindings), request_timeout=TIMEOUT_S).values():
-            future.result(timeout=TIMEOUT_S)
-
-    def user(self, acls: Any = (), **names: str) -> tuple[str, str]:
-        user, password = self.stack.create_user(acls, **names)
-        self.users.add(user)
-        self.principals.add(f"User:{user}")
-        return user, password
-
-    def remove(self) -> None:
-        admin = self.stack.admin()
-        filters = [
-            AclBindingFilter(
-                ResourceType.ANY,
-                None,  # type: ignore[arg-type]
-                ResourcePatternType.ANY,
-                principal,
-                None,  # type: ignore[arg-type]
-                AclOperation.ANY,
-                AclPermissionType.ANY,
-            )
-            for principal in sorted(self.principals)
-        ]
-        if filters:
-            for future in admin.delete_acls(filters, request_timeout=TIMEOUT_S).values():
-                future.result(timeout=TIMEOUT_S)
-        if self.users:
-            deletions: list[UserScramCredentialAlteration] = [
-                UserScramCredentialDeletion(u, ScramMechanism.SCRAM_SHA_512) for u in sorted(self.users)
-            ]
-            for future in admin.alter_user_scram_credentials(deletions, request_timeout=TIMEOUT_S).values():
-                future.result(timeout=TIMEOUT_S)
-        if self.groups:
-            for future in admin.delete_consumer_groups(self.groups, request_timeout=TIMEOUT_S).values():
-                future.exception(timeout=TIMEOUT_S)  # best effort
-        delete_topics(admin, self.topics)
-
-
-@pytest.fixture
-def stack(
-    request: pytest.FixtureRequest, stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> SecureStack:
-    """The shared stack's secured side when it has one (`.stack/env` names its SASL_SSL listener),
-    else the session's own stack, which then serves the whole test (PLAINTEXT and S3 included)."""
-    if stack_env.get("KBACKUP_STACK_SASL_BOOTSTRAP"):
-        secure = SecureStack(dict(stack_env))
-    else:
-        secure = request.getfixturevalue("secure")
-        for name, value in {
-            "KBACKUP_KAFKA_BOOTSTRAP_SERVERS": secure.env["KBACKUP_KAFKA_BOOTSTRAP_SERVERS"],
-            **secure.s3_env("admin"),
-        }.items():
-            monkeypatch.setenv(name, value)
-    secure.ensure_bucket()
-    return secure
-
-
-@pytest.fixture
-def cleanup(stack: SecureStack) -> Iterator[Cleanup]:
-    made = Cleanup(stack)
-    yield made
-    made.remove()
-
-
-@pytest.fixture
-def sasl_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """sasl_env(env, ...): these connection variables (and no other KBACKUP_KAFKA_*) for this test."""
-    for name in list(os.environ):
-        if name.startswith("KBACKUP_KAFKA_"):
-            monkeypatch.delenv(name)
-
-    def apply(*envs: dict[str, str]) -> None:
-        for env in envs:
-            for name, value in env.items():
-                monkeypatch.setenv(name, value)
-
-    return apply
 
 
 def _binding(
@@ -146,20 +45,19 @@ def _kcql(bucket: str, prefix: str, topic: str) -> str:
 
 
 def test_a_backup_records_the_bindings_principals_and_scram_users_of_its_topic(
-    stack: SecureStack, cleanup: Cleanup
+    access_stack: SecureStack, made: Made
 ) -> None:
     base = f"acl-{uuid.uuid4().hex[:8]}"
     topic, unrelated, group = f"{base}-orders", f"other-{uuid.uuid4().hex[:8]}", f"{base}-readers"
-    admin = stack.admin()
+    admin = access_stack.admin()
     create_topic(admin, topic, 1, {})
-    cleanup.topics.append(topic)
-    produce(stack.plaintext, topic, ({"value": f"v{i}".encode(), "partition": 0} for i in range(5)))
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 3)])
-    admin.alter_consumer_group_offsets([request], request_timeout=TIMEOUT_S)[group].result(timeout=TIMEOUT_S)
-    cleanup.groups.append(group)
+    made.topics.append(topic)
+    produce(access_stack.plaintext, topic, ({"value": f"v{i}".encode(), "partition": 0} for i in range(5)))
+    commit_offset(admin, group, topic, 3)
+    made.groups.append(group)
 
-    consumer, _ = cleanup.user()
-    producer, _ = cleanup.user()
+    consumer, _ = made.user()
+    producer, _ = made.user()
     ghost = f"User:ghost-{uuid.uuid4().hex[:8]}"  # bindings, but no SCRAM credential
     literal, prefixed, pattern = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED, ResourceType.TOPIC
     kept = [
@@ -179,12 +77,12 @@ def test_a_backup_records_the_bindings_principals_and_scram_users_of_its_topic(
         _binding(pattern, unrelated, literal, f"User:{consumer}", AclOperation.READ),
         _binding(ResourceType.GROUP, f"{base}-elsewhere", literal, f"User:{producer}", AclOperation.READ),
     ]
-    cleanup.acls(*kept, *left_out)
+    made.acls(*kept, *left_out)
 
     prefix = f"access-{uuid.uuid4().hex[:8]}"
-    [result] = backup_flow(BackupParameters(kcql=_kcql(stack.bucket, prefix, topic), verify="quick"))
+    [result] = backup_flow(BackupParameters(kcql=_kcql(access_stack.bucket, prefix, topic), verify="quick"))
 
-    [stored] = read_chain(open_store(), stack.bucket, prefix)
+    [stored] = read_chain(open_store(), access_stack.bucket, prefix)
     assert stored.access == result.manifest.access
     assert [g.group for g in stored.consumer_groups] == [group]
     access = stored.access
@@ -205,17 +103,19 @@ def test_a_backup_records_the_bindings_principals_and_scram_users_of_its_topic(
 
 
 def test_a_least_privilege_backup_user_backs_up_and_says_what_was_not_captured(
-    stack: SecureStack, cleanup: Cleanup, sasl_env: Callable[..., None]
+    access_stack: SecureStack, made: Made, use_env: Callable[..., None]
 ) -> None:
     topic = f"acl-lp-{uuid.uuid4().hex[:8]}"
-    create_topic(stack.admin(), topic, 2, {})
-    cleanup.topics.append(topic)
-    produce(stack.plaintext, topic, ({"value": f"v{i}".encode(), "partition": i % 2} for i in range(10)))
-    user, password = cleanup.user(BACKUP_ACLS, topic=topic)
-    sasl_env(stack.kafka_env(user, password), stack.s3_env("backup"))
+    create_topic(access_stack.admin(), topic, 2, {})
+    made.topics.append(topic)
+    produce(
+        access_stack.plaintext, topic, ({"value": f"v{i}".encode(), "partition": i % 2} for i in range(10))
+    )
+    user, password = made.user(BACKUP_ACLS, topic=topic)
+    use_env(access_stack.kafka_env(user, password), access_stack.s3_env("backup"))
 
     prefix = f"access-lp-{uuid.uuid4().hex[:8]}"
-    [result] = backup_flow(BackupParameters(kcql=_kcql(stack.bucket, prefix, topic), verify="quick"))
+    [result] = backup_flow(BackupParameters(kcql=_kcql(access_stack.bucket, prefix, topic), verify="quick"))
 
     assert result.manifest.record_count == 10
     access = result.manifest.access

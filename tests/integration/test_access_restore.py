@@ -18,13 +18,11 @@ theirs meanwhile).
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import (
     AclBindingFilter,
     AclOperation,
@@ -40,179 +38,37 @@ from flows.backup import BackupParameters, backup_flow
 from flows.restore import RestoreParameters, restore_flow
 from tasks.restore.access import PASSWORDS_ENV
 from tasks.restore.errors import AccessPermissionError
-from tests.support.kafka import create_topic, delete_topics, numbered_messages, produce
+from tests.support.access import (
+    CLUSTER,
+    TIMEOUT_S,
+    Binding,
+    Made,
+    all_bindings,
+    commit_offset,
+    read_as,
+    sasl_config,
+)
+from tests.support.kafka import create_topic, numbered_messages, produce
 from tests.support.secure import RESTORE_ACLS, Acl, SecureStack
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-TIMEOUT_S = 30
 RECORDS, COMMITTED = 12, 5
-Binding = tuple[str, str, str, str, str, str, str]
 _LITERAL, _PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
-CLUSTER = (ResourceType.BROKER, "kafka-cluster", _LITERAL)
-_EVERY_BINDING = AclBindingFilter(
-    ResourceType.ANY,
-    None,  # type: ignore[arg-type]
-    ResourcePatternType.ANY,
-    None,  # type: ignore[arg-type]
-    None,  # type: ignore[arg-type]
-    AclOperation.ANY,
-    AclPermissionType.ANY,
-)
-
-
-class Made:
-    """What the test made on the shared stack, removed at its end: bindings by principal, SCRAM
-    users, topics, consumer groups."""
-
-    def __init__(self, stack: SecureStack) -> None:
-        self.stack = stack
-        self.users: set[str] = set()
-        self.topics: list[str] = []
-        self.groups: list[str] = []
-
-    def user(self, acls: tuple[Acl, ...] = (), **names: str) -> tuple[str, str]:
-        user, password = self.stack.create_user(acls, **names)
-        self.users.add(user)
-        return user, password
-
-    def remove(self) -> None:
-        admin = self.stack.admin()
-        filters = [
-            AclBindingFilter(
-                ResourceType.ANY,
-                None,  # type: ignore[arg-type]
-                ResourcePatternType.ANY,
-                f"User:{user}",
-                None,  # type: ignore[arg-type]
-                AclOperation.ANY,
-                AclPermissionType.ANY,
-            )
-            for user in sorted(self.users)
-        ]
-        if filters:
-            for future in admin.delete_acls(filters, request_timeout=TIMEOUT_S).values():
-                future.result(timeout=TIMEOUT_S)
-        if self.users:
-            deletions: list[UserScramCredentialAlteration] = [
-                UserScramCredentialDeletion(u, ScramMechanism.SCRAM_SHA_512) for u in sorted(self.users)
-            ]
-            for future in admin.alter_user_scram_credentials(deletions, request_timeout=TIMEOUT_S).values():
-                future.exception(timeout=TIMEOUT_S)  # one already deleted by the test: fine
-        if self.groups:
-            for future in admin.delete_consumer_groups(self.groups, request_timeout=TIMEOUT_S).values():
-                future.exception(timeout=TIMEOUT_S)  # best effort
-        delete_topics(admin, self.topics)
-
-
-@pytest.fixture
-def stack(
-    request: pytest.FixtureRequest, stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> SecureStack:
-    """The shared stack's secured side when it has one (`.stack/env` names its SASL_SSL listener),
-    else the session's own stack, which then serves the whole test (PLAINTEXT and S3 included)."""
-    if stack_env.get("KBACKUP_STACK_SASL_BOOTSTRAP"):
-        secure = SecureStack(dict(stack_env))
-    else:
-        secure = request.getfixturevalue("secure")
-        for name, value in {
-            "KBACKUP_KAFKA_BOOTSTRAP_SERVERS": secure.env["KBACKUP_KAFKA_BOOTSTRAP_SERVERS"],
-            **secure.s3_env("admin"),
-        }.items():
-            monkeypatch.setenv(name, value)
-    secure.ensure_bucket()
-    return secure
-
-
-@pytest.fixture
-def made(stack: SecureStack) -> Iterator[Made]:
-    things = Made(stack)
-    yield things
-    things.remove()
-
-
-@pytest.fixture
-def connect_as(stack: SecureStack, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
-    """connect_as(user, password): the flows' Kafka clients are `user` on the SASL_SSL listener,
-    their S3 client the bucket-scoped restore identity."""
-    plaintext = {n: v for n, v in os.environ.items() if n.startswith("KBACKUP_KAFKA_")}
-
-    def apply(user: str, password: str) -> None:
-        for name in plaintext:
-            monkeypatch.delenv(name)
-        for name, value in {**stack.kafka_env(user, password), **stack.s3_env("restore")}.items():
-            monkeypatch.setenv(name, value)
-
-    return apply
-
-
-def bindings(stack: SecureStack) -> set[Binding]:
-    admin = stack.admin()  # held until the result is in: a collected client cancels its requests
-    found = admin.describe_acls(_EVERY_BINDING, request_timeout=TIMEOUT_S).result(timeout=TIMEOUT_S)
-    return {
-        (
-            b.restype.name,
-            b.name,
-            b.resource_pattern_type.name,
-            b.principal,
-            b.host,
-            b.operation.name,
-            b.permission_type.name,
-        )
-        for b in found
-    }
-
-
-def sasl_config(stack: SecureStack, user: str, password: str) -> dict[str, Any]:
-    env = stack.kafka_env(user, password)
-    return {
-        "bootstrap.servers": env["KBACKUP_KAFKA_BOOTSTRAP_SERVERS"],
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanisms": "SCRAM-SHA-512",
-        "sasl.username": user,
-        "sasl.password": password,
-        "ssl.ca.location": env["KBACKUP_KAFKA_SSL_CA_LOCATION"],
-    }
-
-
-def read_as(config: dict[str, Any], topic: str, group: str) -> list[int]:
-    """The offsets a consumer of `group` reads from `topic`'s partition 0 until it has caught up."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    offsets: list[int] = []
-    try:
-        consumer.subscribe([topic])
-        while True:
-            msg = consumer.poll(TIMEOUT_S)
-            assert msg is not None, f"no record nor end of {topic} within {TIMEOUT_S} s for group {group}"
-            if msg.error():
-                assert msg.error().code() == -191, msg.error()  # _PARTITION_EOF
-                return offsets
-            offsets.append(msg.offset())
-    finally:
-        consumer.close()
 
 
 def test_access_rules_restored_on_request_after_a_dry_run_diff(
-    stack: SecureStack, made: Made, connect_as: Callable[[str, str], None], monkeypatch: pytest.MonkeyPatch
+    access_stack: SecureStack, made: Made, use_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = uuid.uuid4().hex[:8]
     base = f"acr-{token}"
     topic, group, group_prefix = f"{base}-orders", f"{base}-readers", f"dr-{token}-"
     target, plain_target, refused_target = (f"acr-dst-{token}", f"acr-plain-{token}", f"acr-no-{token}")
-    admin = stack.admin()
+    admin = access_stack.admin()
     create_topic(admin, topic, 1, {})
     made.topics += [topic, target, plain_target, refused_target]
-    produce(stack.plaintext, topic, numbered_messages(RECORDS, partitions=1))
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, COMMITTED)])
-    admin.alter_consumer_group_offsets([request], request_timeout=TIMEOUT_S)[group].result(timeout=TIMEOUT_S)
+    produce(access_stack.plaintext, topic, numbered_messages(RECORDS, partitions=1))
+    commit_offset(admin, group, topic, COMMITTED)
     made.groups += [group, f"{group_prefix}{group}"]
 
     producer, producer_password = made.user(
@@ -250,8 +106,9 @@ def test_access_rules_restored_on_request_after_a_dry_run_diff(
         return binding[3] in principals or token in binding[1]
 
     # the backup, as the PLAINTEXT listener's super user: it records the access rules
+    use_env({"KBACKUP_KAFKA_BOOTSTRAP_SERVERS": access_stack.env["KBACKUP_KAFKA_BOOTSTRAP_SERVERS"]})
     prefix = f"access-restore-{token}"
-    kcql = f"INSERT INTO {stack.bucket}:{prefix} SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
+    kcql = f"INSERT INTO {access_stack.bucket}:{prefix} SELECT * FROM `{topic}` STOREAS AVRO PROPERTIES('store.envelope'=true)"
     [backup] = backup_flow(BackupParameters(kcql=kcql, verify="quick"))
     assert backup.manifest.access is not None and backup.manifest.access.not_captured == ()
 
@@ -275,13 +132,13 @@ def test_access_rules_restored_on_request_after_a_dry_run_diff(
     assert len(deleted.result(timeout=TIMEOUT_S)) == 1
 
     def restore(into: str, dry_run: bool = False, **access: Any) -> Any:
-        statement = f"INSERT INTO `{into}` SELECT * FROM {stack.bucket}:{prefix}"
+        statement = f"INSERT INTO `{into}` SELECT * FROM {access_stack.bucket}:{prefix}"
         return restore_flow(
             RestoreParameters(kcql=statement, group_prefix=group_prefix, dry_run=dry_run, **access)
         )
 
     # a restore user without ALTER on the cluster: refused before the target is created
-    connect_as(weak, weak_password)
+    use_env(access_stack.kafka_env(weak, weak_password), access_stack.s3_env("restore"))
     with pytest.raises(AccessPermissionError) as refused:
         restore(refused_target, acls="literal")
     assert refused.value.missing == ("ALTER",) and refused.value.principal == f"User:{weak}"
@@ -289,14 +146,14 @@ def test_access_rules_restored_on_request_after_a_dry_run_diff(
     assert refused_target not in admin.list_topics(timeout=TIMEOUT_S).topics
 
     # without the property, no binding is read or touched (a restore user without any cluster ACL)
-    before = {b for b in bindings(stack) if ours(b)}
-    connect_as(plain_restorer, plain_password)
+    before = {b for b in all_bindings(access_stack) if ours(b)}
+    use_env(access_stack.kafka_env(plain_restorer, plain_password), access_stack.s3_env("restore"))
     plain = restore(plain_target)
     assert plain.records == RECORDS and plain.access is None
-    assert {b for b in bindings(stack) if ours(b)} == before
+    assert {b for b in all_bindings(access_stack) if ours(b)} == before
 
     # the dry run: exactly the diff, nothing created
-    connect_as(restorer, restorer_password)
+    use_env(access_stack.kafka_env(restorer, restorer_password), access_stack.s3_env("restore"))
     monkeypatch.setenv(PASSWORDS_ENV, json.dumps({consumer: f"pw-{uuid.uuid4().hex}"}))
     dry = restore(target, dry_run=True, acls="literal", users=True)
     assert dry.access is not None and not dry.access.applied
@@ -317,7 +174,7 @@ def test_access_rules_restored_on_request_after_a_dry_run_diff(
     assert (f"User:{producer}", "widening") in ours_by_kind  # the prefixed binding: reported, not created
     users = {u.user: u.kind for u in dry.access.users}
     assert (users[consumer], users[producer], users[auditor]) == ("create", "exists", "no-password")
-    assert {b for b in bindings(stack) if ours(b)} == before
+    assert {b for b in all_bindings(access_stack) if ours(b)} == before
     assert target not in admin.list_topics(timeout=TIMEOUT_S).topics
 
     # the restore: records, checked, the group translated, then exactly those bindings and the user
@@ -330,7 +187,7 @@ def test_access_rules_restored_on_request_after_a_dry_run_diff(
         line.replace("create:", "created:", 1) if line.startswith("create:") else line
         for line in dry.access.lines()
     ]
-    after = {b for b in bindings(stack) if ours(b)}
+    after = {b for b in all_bindings(access_stack) if ours(b)}
     assert after - before == expected and before <= after  # nothing else created, nothing deleted
     described = admin.describe_user_scram_credentials([consumer, auditor], request_timeout=TIMEOUT_S)
     [credential] = described[consumer].result(timeout=TIMEOUT_S).scram_credential_infos
@@ -339,6 +196,6 @@ def test_access_rules_restored_on_request_after_a_dry_run_diff(
     assert new_password not in json.dumps(done.model_dump(mode="json"))
 
     # the principals work with the recreated rules alone
-    resumed = read_as(sasl_config(stack, consumer, new_password), target, f"{group_prefix}{group}")
+    resumed = read_as(sasl_config(access_stack, consumer, new_password), target, f"{group_prefix}{group}")
     assert resumed == list(range(COMMITTED, RECORDS))
-    assert produce(sasl_config(stack, producer, producer_password), target, [{"value": b"after"}]) == 1
+    assert produce(sasl_config(access_stack, producer, producer_password), target, [{"value": b"after"}]) == 1

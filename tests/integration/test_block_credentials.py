@@ -144,3 +144,27 @@ def test_a_missing_block_fails_at_once_naming_it(
     assert time.monotonic() - started < 15  # not retried
     assert (failed.value.block_type, failed.value.name) == ("AwsCredentials", missing)
     assert str(failed.value).startswith(f"Prefect AwsCredentials block {missing!r}: not found")
+
+
+def test_the_passwords_of_users_to_create_come_from_a_secret_block(unique_name: Callable[[str], str]) -> None:
+    """`restore.users`' passwords from a Secret block holding JSON user → password (the restore
+    flow's `users_secret_block`), as a JSON object or as its text; a block holding anything else is
+    refused without showing its value, a missing one names itself."""
+    from prefect.blocks.system import Secret
+
+    from tasks.restore.access import read_passwords
+    from tasks.restore.errors import UserPasswordsError
+
+    as_object, as_text, not_json = unique_name("pw-obj"), unique_name("pw-text"), unique_name("pw-bad")
+    marker = f"kbackup-marker-{uuid.uuid4().hex}"
+    Secret(value={"alice": marker, "bob": "b"}).save(as_object)
+    Secret(value=f'{{"alice": "{marker}"}}').save(as_text)
+    Secret(value=f"alice={marker}").save(not_json)
+
+    assert read_passwords(as_object) == {"alice": marker, "bob": "b"}
+    assert read_passwords(as_text) == {"alice": marker}
+    with pytest.raises(UserPasswordsError) as refused:
+        read_passwords(not_json)
+    assert not_json in str(refused.value) and marker not in str(refused.value)
+    with pytest.raises(CredentialsBlockError, match="missing-block"):
+        read_passwords("missing-block")

@@ -40,23 +40,6 @@ PARTITIONS = 2
 AT_ONCE_S = 15
 
 
-@pytest.fixture
-def use_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """use_env(env, ...): these connection variables (and no other KBACKUP_KAFKA_*) for this test."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("KBACKUP_KAFKA_"):
-            monkeypatch.delenv(name)
-
-    def apply(*envs: dict[str, str]) -> None:
-        for env in envs:
-            for name, value in env.items():
-                monkeypatch.setenv(name, value)
-
-    return apply
-
-
 @dataclass(frozen=True)
 class Secured:
     """A topic of tricky records on the secured stack (`expected`: its records digest per
