@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer, TopicPartition
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
@@ -53,7 +53,12 @@ from layout.restore.progress import anchor, progress_layout, restore_group, unit
 from tasks.restore.committed import read_progress, restore_group_offsets
 from tasks.restore.writer import producer_config, slot_id, unit_names
 from tasks.runtime.retry import RETRY_OPTIONS
-from tasks.services.kafka.admin import admin_client, admin_result, kafka_failure, partition_offsets
+from tasks.services.kafka.admin import (
+    admin_client,
+    commit_group_offsets,
+    kafka_failure,
+    partition_offsets,
+)
 from tasks.services.kafka.calls import (
     LOOKUP_TIMEOUT_S,
     TXN_TIMEOUT_S,
@@ -158,12 +163,7 @@ def _record(
     slot_metadata = json.dumps({"slots": slots, "progress": layout}, separators=(",", ":"))
     offsets = [TopicPartition(t, p, starts[(t, p)]) for t, p in missing if (t, p) != first]
     offsets.append(TopicPartition(*first, starts[first], metadata=slot_metadata))
-    request = ConsumerGroupTopicPartitions(group, offsets)
-    try:
-        future = admin.alter_consumer_group_offsets([request], request_timeout=LOOKUP_TIMEOUT_S)[group]
-        admin_result(admin, future, LOOKUP_TIMEOUT_S)
-    except KafkaException as exc:
-        raise kafka_failure(f"commit offsets of {group}", config, exc) from exc
+    commit_group_offsets(admin, config, {group: offsets}, LOOKUP_TIMEOUT_S)
 
 
 def fence(config: dict[str, Any], transactional_ids: Sequence[str]) -> None:

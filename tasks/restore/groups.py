@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
@@ -18,7 +18,7 @@ from layout.restore.plan import RestorePlan
 from tasks.restore.check import PartitionCheck
 from tasks.restore.produce import UnitResult
 from tasks.runtime.retry import RETRY_OPTIONS
-from tasks.services.kafka.admin import admin_client, admin_result, kafka_failure
+from tasks.services.kafka.admin import admin_client, commit_group_offsets
 from tasks.services.kafka.calls import LOOKUP_TIMEOUT_S
 from tasks.services.kafka.clients import client_config
 
@@ -97,17 +97,7 @@ def _commit(
             if meta
             else TopicPartition(t.topic, t.partition, t.target_offset)
         )
-    futures = {
-        group_name: admin.alter_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group_name, partitions)], request_timeout=LOOKUP_TIMEOUT_S
-        )[group_name]
-        for group_name, partitions in by_group.items()
-    }
-    for group_name, future in futures.items():
-        try:
-            admin_result(admin, future, LOOKUP_TIMEOUT_S)
-        except KafkaException as exc:
-            raise kafka_failure(f"commit offsets of group {group_name}", kafka_config, exc) from exc
+    commit_group_offsets(admin, kafka_config, by_group, LOOKUP_TIMEOUT_S)
 
 
 @task(name="translate-consumer-groups", cache_policy=NO_CACHE, **RETRY_OPTIONS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from typing import Any, TypeVar
 
@@ -29,6 +29,9 @@ from tasks.services.kafka.clients import last_connection_error, security_error
 # for what librdkafka reported meanwhile (an authentication or TLS failure is raised from there).
 CONNECT_POLL_S = 1.0
 LIST_OFFSETS_RETRY_S = 10.0  # how long partition_offsets asks again after a retryable error
+COMMIT_RETRY_S = (
+    30.0  # how long commit_group_offsets asks again for a partition a coordinator refuses for now
+)
 _UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
 _RETRYABLE_CODES = {
     KafkaError._TRANSPORT,
@@ -113,6 +116,48 @@ def admin_result(admin: AdminClient, future: Future[_T], timeout: float = ADMIN_
         admin.poll(0)
     admin.poll(0)
     return future.result(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def commit_group_offsets(
+    admin: AdminClient,
+    config: dict[str, Any],
+    offsets: Mapping[str, Sequence[TopicPartition]],
+    timeout: float = ADMIN_TIMEOUT_S,
+) -> None:
+    """Commit each group's offsets, every group's request in flight together. AlterConsumerGroupOffsets
+    succeeds as a request while a partition carries its own error, and nothing is committed for
+    it: a partition a coordinator refuses for now (a fresh broker's still loading:
+    COORDINATOR_LOAD_IN_PROGRESS, or moving) is asked again at once for up to
+    COMMIT_RETRY_S; any other refusal, or one that outlasts it, is raised naming the group and
+    the partition."""
+    deadline = time.monotonic() + COMMIT_RETRY_S
+    pending = {group: list(partitions) for group, partitions in offsets.items() if partitions}
+    while pending:
+        futures = {
+            group: admin.alter_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, partitions)], request_timeout=timeout
+            )[group]
+            for group, partitions in pending.items()
+        }
+        again: dict[str, list[TopicPartition]] = {}
+        for group, future in futures.items():
+            operation = f"commit offsets of group {group}"
+            try:
+                committed = admin_result(admin, future, timeout)
+            except KafkaException as exc:
+                raise kafka_failure(operation, config, exc) from exc
+            refused = [tp for tp in committed.topic_partitions or () if tp.error is not None]
+            if refused:
+                where = f"{operation} ({refused[0].topic}[{refused[0].partition}])"
+                failure = kafka_failure(where, config, KafkaException(refused[0].error))
+                if not (isinstance(failure, KafkaOperationError) and failure.retryable):
+                    raise failure
+                if time.monotonic() >= deadline:
+                    raise failure
+                again[group] = pending[group]
+        pending = again
+        if pending:
+            shutdown.sleep(0.2)
 
 
 def cluster_metadata(admin: AdminClient, config: dict[str, Any]) -> Any:
