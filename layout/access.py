@@ -188,7 +188,8 @@ def topic_rules(capture: AccessCapture, topic: str) -> tuple[AclRule, ...]:
     return tuple(r for r in capture.acls if r.resource_type == "TOPIC" and r.matches(topic))
 
 
-def _count(number: int, noun: str) -> str:
+def counted(number: int, noun: str) -> str:
+    """`1 binding`, `3 bindings`."""
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
@@ -197,18 +198,16 @@ def describe_capture(capture: AccessCapture | None) -> str:
     config; not captured: broker configs`; `not captured` without any."""
     if capture is None:
         return "not captured"
-    counts = [
-        _count(len(capture.acls), "ACL binding") if part_captured(capture, ACL_BINDINGS) else None,
-        _count(len(capture.principals), "principal") if part_captured(capture, ACL_BINDINGS) else None,
-        _count(len(capture.scram_users), "SCRAM user") if part_captured(capture, SCRAM_USERS) else None,
-        _count(len(capture.broker_configs), "broker config")
-        if part_captured(capture, BROKER_CONFIGS)
-        else None,
-    ]
-    missing = [
-        part for part in (ACL_BINDINGS, SCRAM_USERS, BROKER_CONFIGS) if not part_captured(capture, part)
-    ]
-    shown = ", ".join(c for c in counts if c is not None)
+    counts = {
+        ACL_BINDINGS: (
+            counted(len(capture.acls), "ACL binding"),
+            counted(len(capture.principals), "principal"),
+        ),
+        SCRAM_USERS: (counted(len(capture.scram_users), "SCRAM user"),),
+        BROKER_CONFIGS: (counted(len(capture.broker_configs), "broker config"),),
+    }
+    shown = ", ".join(c for part, cs in counts.items() if part_captured(capture, part) for c in cs)
+    missing = [part for part in counts if not part_captured(capture, part)]
     if not shown:
         return "not captured (" + ", ".join(missing) + ")"
     return shown + (f"; not captured: {', '.join(missing)}" if missing else "")

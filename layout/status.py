@@ -23,6 +23,7 @@ from layout.access import (
     ACL_BINDINGS,
     SCRAM_USERS,
     AccessCapture,
+    counted,
     part_captured,
     principals_of,
     scram_user_names,
@@ -121,16 +122,12 @@ def access_words(summary: AccessSummary | None) -> str:
     """`3 bindings, 2 principals, 1 SCRAM user`, or `not captured` (the bindings were not)."""
     if summary is None or summary.bindings is None:
         return "not captured"
-
-    def count(number: int, noun: str) -> str:
-        return f"{number} {noun}{'' if number == 1 else 's'}"
-
     users = (
         "SCRAM users not captured"
         if summary.scram_users is None
-        else count(summary.scram_users, "SCRAM user")
+        else counted(summary.scram_users, "SCRAM user")
     )
-    return f"{count(summary.bindings, 'binding')}, {count(summary.principals or 0, 'principal')}, {users}"
+    return f"{counted(summary.bindings, 'binding')}, {counted(summary.principals or 0, 'principal')}, {users}"
 
 
 def _seconds(now: datetime, then: datetime) -> float:

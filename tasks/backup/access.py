@@ -157,24 +157,25 @@ def capture_access(
     rules: tuple[AclRule, ...] = ()
     scram: list[ScramUser] = []
     configs: list[BrokerConfig] = []
-    try:
-        if not allowed(operations, "DESCRIBE"):
-            refused = f"{who(kafka_config)} may not DESCRIBE the cluster (CLUSTER_AUTHORIZATION_FAILED)"
-            not_captured.append(f"{SCRAM_USERS}: {refused}")
-            raise _NotCaptured(f"{ACL_BINDINGS}: {refused}")
-        rules = relevant_rules(describe_acls(admin, kafka_config), topics, groups)
-        scram = describe_scram_users(admin, kafka_config, scram_user_names(principals_of(rules)))
-    except _NotCaptured as exc:
-        not_captured.insert(0, exc.line)
-    try:
-        if not allowed(operations, "DESCRIBE_CONFIGS"):
-            raise _NotCaptured(
-                f"{BROKER_CONFIGS}: {who(kafka_config)} may not DESCRIBE_CONFIGS the cluster "
-                "(CLUSTER_AUTHORIZATION_FAILED)"
-            )
-        configs = describe_broker_configs(admin, kafka_config)
-    except _NotCaptured as exc:
-        not_captured.append(exc.line)
+    if allowed(operations, "DESCRIBE"):
+        try:
+            rules = relevant_rules(describe_acls(admin, kafka_config), topics, groups)
+            scram = describe_scram_users(admin, kafka_config, scram_user_names(principals_of(rules)))
+        except _NotCaptured as exc:
+            not_captured.append(exc.line)
+    else:
+        refused = f"{who(kafka_config)} may not DESCRIBE the cluster (CLUSTER_AUTHORIZATION_FAILED)"
+        not_captured += [f"{ACL_BINDINGS}: {refused}", f"{SCRAM_USERS}: {refused}"]
+    if allowed(operations, "DESCRIBE_CONFIGS"):
+        try:
+            configs = describe_broker_configs(admin, kafka_config)
+        except _NotCaptured as exc:
+            not_captured.append(exc.line)
+    else:
+        not_captured.append(
+            f"{BROKER_CONFIGS}: {who(kafka_config)} may not DESCRIBE_CONFIGS the cluster "
+            "(CLUSTER_AUTHORIZATION_FAILED)"
+        )
     return AccessCapture(
         captured_at=captured_at,
         acls=rules,

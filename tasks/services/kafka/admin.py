@@ -29,9 +29,8 @@ from tasks.services.kafka.clients import last_connection_error, security_error
 # for what librdkafka reported meanwhile (an authentication or TLS failure is raised from there).
 CONNECT_POLL_S = 1.0
 LIST_OFFSETS_RETRY_S = 10.0  # how long partition_offsets asks again after a retryable error
-COMMIT_RETRY_S = (
-    30.0  # how long commit_group_offsets asks again for a partition a coordinator refuses for now
-)
+# How long commit_group_offsets asks again for a partition a coordinator refuses for now.
+COMMIT_RETRY_S = 30.0
 _UNREACHABLE_CODES = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
 _RETRYABLE_CODES = {
     KafkaError._TRANSPORT,
