@@ -67,13 +67,19 @@ def restore_principal(kafka_config: dict[str, Any]) -> str:
     return principal_of(kafka_config, "the restore's principal")
 
 
-def check_permission(admin: AdminClient, kafka_config: dict[str, Any], what: str) -> None:
-    """The restore's principal may ALTER and DESCRIBE the cluster, else AccessPermissionError
-    naming what is missing, the principal and what it may do."""
-    operations = cluster_operations(admin, kafka_config)
+def permission_refusal(what: str, operations: frozenset[str], principal: str) -> AccessPermissionError | None:
+    """Why `principal`, which may do `operations` on the cluster, may not do `what` (ALTER and
+    DESCRIBE are needed): the error naming what is missing and what it may do; None: it may."""
     missing = tuple(op for op in NEEDED if not allowed(operations, op))
-    if missing:
-        raise AccessPermissionError(what, missing, restore_principal(kafka_config), tuple(sorted(operations)))
+    return AccessPermissionError(what, missing, principal, tuple(sorted(operations))) if missing else None
+
+
+def check_permission(admin: AdminClient, kafka_config: dict[str, Any], what: str) -> None:
+    """The restore's principal may ALTER and DESCRIBE the cluster, else AccessPermissionError."""
+    operations = cluster_operations(admin, kafka_config)
+    refusal = permission_refusal(what, operations, restore_principal(kafka_config))
+    if refusal is not None:
+        raise refusal
 
 
 def target_bindings(admin: AdminClient, kafka_config: dict[str, Any]) -> list[AclRule]:

@@ -7,7 +7,6 @@ the permission pre-flight and the passwords (tasks.restore.access) on stand-ins,
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +23,9 @@ from layout.restore.access import AccessDiff, access_diff, acl_changes, user_cha
 from layout.restore.errors import AccessNotCapturedError
 from layout.restore.from_manifests import plan_from_manifests
 from layout.restore.plan import RestorePlan, restore_id
-from tasks.restore.access import PASSWORDS_ENV, asked, check_permission, read_passwords
+from tasks.restore.access import PASSWORDS_ENV, asked, permission_refusal, read_passwords
 from tasks.restore.discover_listing import plan_from_listing
-from tasks.restore.errors import AccessPermissionError, UserPasswordsError
+from tasks.restore.errors import UserPasswordsError
 from tasks.restore.report import restore_report, summary
 from tests.unit.test_restore_plan import a_chain, listing_of, selection
 
@@ -331,44 +330,23 @@ def test_a_user_is_created_only_when_missing_and_given_a_password(
 # --- the permission pre-flight and the passwords ------------------------------------------------
 
 
-class Cluster:
-    """A stand-in admin client answering DescribeCluster with `operations` authorized."""
-
-    def __init__(self, operations: list[str] | None) -> None:
-        self.operations = operations
-
-    def describe_cluster(self, **options: Any) -> Future[Any]:
-        from confluent_kafka.admin import AclOperation
-
-        assert options["include_authorized_operations"] is True
-        future: Future[Any] = Future()
-        ops = None if self.operations is None else [AclOperation[o] for o in self.operations]
-        future.set_result(type("Description", (), {"authorized_operations": ops})())
-        return future
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-
 @pytest.mark.parametrize(
     ("operations", "message"),
     [
-        (["DESCRIBE"], "'restore.acls' needs ALTER on the cluster: User:bob has DESCRIBE only"),
-        (["ALTER"], "'restore.acls' needs DESCRIBE on the cluster: User:bob has ALTER only"),
-        ([], "'restore.acls' needs ALTER and DESCRIBE on the cluster: User:bob has no permission on it"),
-        (None, "needs ALTER and DESCRIBE on the cluster"),
+        ({"DESCRIBE"}, "'restore.acls' needs ALTER on the cluster: User:bob has DESCRIBE only"),
+        ({"ALTER"}, "'restore.acls' needs DESCRIBE on the cluster: User:bob has ALTER only"),
+        (set(), "'restore.acls' needs ALTER and DESCRIBE on the cluster: User:bob has no permission on it"),
     ],
 )
-def test_a_principal_without_alter_or_describe_is_refused_by_name(operations: Any, message: str) -> None:
-    with pytest.raises(AccessPermissionError) as raised:
-        check_permission(Cluster(operations), {"sasl.username": "bob"}, "'restore.acls'")  # type: ignore[arg-type]
-    assert message in str(raised.value)
-    assert raised.value.principal == "User:bob"
+def test_a_principal_without_alter_or_describe_is_refused_by_name(operations: set[str], message: str) -> None:
+    refusal = permission_refusal("'restore.acls'", frozenset(operations), "User:bob")
+    assert refusal is not None and message in str(refusal)
+    assert refusal.principal == "User:bob"
 
 
-@pytest.mark.parametrize("operations", [["ALTER", "DESCRIBE", "CREATE"], ["ALL"]])
-def test_alter_and_describe_pass(operations: list[str]) -> None:
-    check_permission(Cluster(operations), {"sasl.username": "bob"}, "'restore.users'")  # type: ignore[arg-type]
+@pytest.mark.parametrize("operations", [{"ALTER", "DESCRIBE", "CREATE"}, {"ALL"}])
+def test_alter_and_describe_pass(operations: set[str]) -> None:
+    assert permission_refusal("'restore.users'", frozenset(operations), "User:bob") is None
 
 
 def test_what_is_asked_is_named_as_the_properties() -> None:
