@@ -70,13 +70,27 @@ def read_progress(
                 continue
             raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
         found[group] = {
-            (tp.topic, tp.partition): None if _unstable(tp.error) else _decode(tp) for tp in answer
+            (tp.topic, tp.partition): None if _unstable(tp.error) else _decode(group, tp) for tp in answer
         }
     return [found[group].get((topic, partition), (0, {})) for group, topic, partition in keys]
 
 
 def _unstable(error: Any) -> bool:
     return isinstance(error, KafkaError) and error.code() == KafkaError.UNSTABLE_OFFSET_COMMIT
+
+
+_REFUSALS = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})
+
+
+def _partition_failure(group: str, tp: Any) -> KafkaOperationError:
+    """A committed offset the coordinator answered with an error of its own: never taken as "no
+    progress" (a unit would produce again what it committed); retryable unless it is a refusal."""
+    error = tp.error
+    return KafkaOperationError(
+        f"read committed offsets of {group} on {tp.topic}[{tp.partition}]",
+        f"{error.name()}: {error.str()}" if isinstance(error, KafkaError) else str(error),
+        retryable=not (isinstance(error, KafkaError) and error.code() in _REFUSALS),
+    )
 
 
 def committed(config: dict[str, Any], keys: Sequence[ProgressKey], admin: Any = None) -> list[Progress]:
@@ -105,8 +119,12 @@ def committed(config: dict[str, Any], keys: Sequence[ProgressKey], admin: Any = 
         shutdown.sleep(0.2)
 
 
-def _decode(tp: Any) -> Progress:
-    if tp.error or tp.offset < 0:
+def _decode(group: str, tp: Any) -> Progress:
+    """(offset, metadata) of a partition the coordinator answered; (0, {}) where nothing is
+    committed. A partition error raises (_partition_failure)."""
+    if tp.error:
+        raise _partition_failure(group, tp)
+    if tp.offset < 0:
         return 0, {}
     try:
         metadata = json.loads(tp.metadata or "{}")
@@ -167,7 +185,7 @@ def restore_group_offsets(
         found = admin_result(admin, future, LOOKUP_TIMEOUT_S).topic_partitions
     except KafkaException as exc:
         raise kafka_failure(f"read committed offsets of {group}", config, exc) from exc
-    return {(tp.topic, tp.partition): _decode(tp) for tp in found if not tp.error and tp.offset >= 0}
+    return {(tp.topic, tp.partition): _decode(group, tp) for tp in found if tp.error or tp.offset >= 0}
 
 
 def high_watermarks(

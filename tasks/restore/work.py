@@ -11,7 +11,9 @@ unit whatever the grouping of the run that resumes. Before any work unit starts,
 tasks.restore.fence aborts what earlier runs left open and says where the units' progress is kept.
 
 - A broker outage is ridden out: the work unit starts again (each unit after its committed
-  count) with a fresh producer, until it goes `recovery_s` without progress.
+  count) with a fresh producer, until it goes `recovery_s` without progress. A unit that alone
+  writes its target partition starts after what that partition holds when a broker's lost
+  transaction marker left its committed count a transaction away (tasks.restore.reconcile).
 - A unit whose data fails (a corrupt object, an ordering violation, a target too small) fails
   alone: the open transaction is aborted and the work unit starts again without it, so the units
   whose last records that transaction held are produced again and the units after it go on.
@@ -43,6 +45,7 @@ from tasks.restore.decode import unit_records
 from tasks.restore.errors import RestoreError, RestoreStalledError, TransactionFatalError
 from tasks.restore.fence import fence_task
 from tasks.restore.produce import RECOVERY_S, ProgressCallback, UnitResult, UnitRun, WorkTransaction
+from tasks.restore.reconcile import reconciled_progress
 from tasks.restore.report import UnitOutcome, records_of
 from tasks.restore.target import TargetInfo
 from tasks.restore.writer import TransactionalWriter, UnitProgress, slot_id
@@ -261,6 +264,8 @@ def _attempt(
         keys = progress_keys(plan)
         key_of = [keys[(m.unit.target_topic, m.unit.unit_id)] for m in todo]
         found = committed(kafka_config, key_of, admin)
+        # a unit alone in its partition resumes after what the partition holds (tasks.restore.reconcile)
+        found = reconciled_progress(kafka_config, admin, plan, [m.unit for m in todo], found)
         # Where the units that never began begin: their partitions' high watermarks, asked at once.
         # (a topic this restore created begins at 0: nothing else wrote to it, and a partition
         # created a moment ago may not answer ListOffsets yet)
