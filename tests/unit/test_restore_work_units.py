@@ -176,6 +176,8 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> Cluster:
 
     monkeypatch.setattr(work, "unit_records", unit_records)
     monkeypatch.setattr(work, "committed", state.committed)
+    # its records and progress always commit together: nothing to reconcile (tasks.restore.reconcile)
+    monkeypatch.setattr(work, "reconciled_progress", lambda _c, _a, _p, _u, found: list(found))
     monkeypatch.setattr(work, "high_watermarks", lambda _c, partitions, _a=None: dict.fromkeys(partitions, 0))
     monkeypatch.setattr(work, "admin_client", lambda _config: None)
     monkeypatch.setattr(
