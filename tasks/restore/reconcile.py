@@ -43,13 +43,15 @@ from tasks.services.kafka.calls import LOOKUP_TIMEOUT_S
 log = logging.getLogger(__name__)
 
 
-def began_at(metadata: dict[str, Any], partition: int, recorded: int | None) -> int | None:
-    """Where in its target partition a unit began: its first commit's `starts`, else where the
-    restore began there (`recorded`), else unknown."""
+def began_at(progress: Progress, partition: int, recorded: int | None) -> int | None:
+    """Where in its target partition a unit began: its first commit's `starts`; for a unit
+    without progress, where the restore began there (`recorded`); else unknown (progress an
+    older version committed without `starts`: the restore's record may be younger than it)."""
+    done, metadata = progress
     starts = metadata.get("starts") or {}
     if str(partition) in starts:
         return int(starts[str(partition)])
-    return recorded
+    return recorded if done == 0 and not metadata else None
 
 
 def reconcile(
@@ -132,7 +134,7 @@ def reconciled_progress(
     starts: dict[tuple[str, int], int] = {}
     for index, where in where_of.items():
         began = recorded.get(where)
-        start = began_at(found[index][1], where[1], began[0] if began else None)
+        start = began_at(found[index], where[1], began[0] if began else None)
         if start is not None:
             starts[where] = start
     held = committed_since(kafka_config, admin, starts)

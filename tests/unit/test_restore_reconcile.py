@@ -16,9 +16,11 @@ STARTS = {"starts": {"1": 7}, "src": 499}
 
 
 def test_where_a_unit_began_is_its_first_commit_then_the_restores_record_then_unknown():
-    assert began_at(STARTS, 1, 3) == 7
-    assert began_at({}, 1, 3) == 3
-    assert began_at({"starts": {"0": 5}}, 1, None) is None
+    assert began_at((500, STARTS), 1, 3) == 7
+    assert began_at((0, {}), 1, 3) == 3  # before its first commit: where the restore began there
+    assert began_at((0, {"starts": {"0": 5}}), 1, None) is None
+    # progress without `starts` (an older version's): the restore's record may be younger than it
+    assert began_at((40, {"src": 39}), 1, 3) is None
 
 
 def test_progress_and_partition_that_agree_stand_without_a_word():
